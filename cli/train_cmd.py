@@ -1,0 +1,106 @@
+"""`speechlstm train` and `speechlstm export`: the torch side, imported when they run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import EXIT_INTERRUPTED, fail, stdout_line
+
+
+def train(
+    data: Path = typer.Argument(..., help="Dataset: Speech Commands folder, folder-per-label tree, or CSV manifest."),
+    out: Path = typer.Option(Path("runs/latest"), "--out", "-o", help="Run folder for checkpoints and reports."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file of settings (see README)."),
+    task: str | None = typer.Option(None, "--task", help="sc12 | all | auto (default auto)."),
+    words: str | None = typer.Option(None, "--words", help="Comma-separated words (+ _unknown_, _silence_)."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    lr: float | None = typer.Option(None, "--lr", min=0.0),
+    hidden: int | None = typer.Option(None, "--hidden", min=1, help="LSTM units per direction."),
+    layers: int | None = typer.Option(None, "--layers", min=1),
+    pooling: str | None = typer.Option(None, "--pooling", help="attention | mean"),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
+    seed: int | None = typer.Option(None, "--seed"),
+    threads: int | None = typer.Option(None, "--threads", min=0, help="CPU threads for torch."),
+    noise: Path | None = typer.Option(None, "--noise", help="Folder of background-noise recordings."),
+    settings: list[str] = typer.Option([], "--set", help="Any setting: --set model.dropout=0.3 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-audio cache (default ~/.cache/speechlstm)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode without reading or writing the cache."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Train a recognizer and write best.pt, last.pt, metrics.json and plots to --out.
+
+    Settings come from the defaults, then --config, then --set, then the named
+    flags. The resolved config is saved as config.toml in the run folder.
+    Ctrl-C saves last.pt; --resume continues to the same result.
+
+    Examples:
+
+      speechlstm train data/speech_commands --out runs/sc12
+
+      speechlstm train data/mywords --words "lights on,lights off" --epochs 20
+
+      speechlstm train data/sc --config recipe.toml --set model.hidden_size=192
+    """
+    from speechlstm.bank import default_cache_dir
+    from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_option
+    from speechlstm.datasets import DatasetError
+    from speechlstm.train import TrainingInterrupted, run_training
+
+    try:
+        cfg = load_toml(config) if config else RunConfig()
+        overrides = parse_set_option(settings)
+        overrides.update({
+            "data.task": task, "data.words": words, "train.epochs": epochs,
+            "train.batch_size": batch_size, "train.lr": lr, "model.hidden_size": hidden,
+            "model.num_layers": layers, "model.pooling": pooling, "train.device": device,
+            "train.seed": seed, "train.threads": threads,
+        })  # fmt: skip
+        cfg = apply_overrides(cfg, overrides)
+    except ValueError as exc:
+        fail(str(exc))
+    cache = None if no_cache else (cache_dir or default_cache_dir())
+    try:
+        report = run_training(data, out, cfg, resume=resume, noise_dir=noise,
+                              cache_dir=cache, show_progress=None if progress else False)  # fmt: skip
+    except TrainingInterrupted as exc:
+        fail(str(exc), EXIT_INTERRUPTED)
+    except (ValueError, DatasetError, OSError) as exc:
+        fail(str(exc))
+    stdout_line(f"test accuracy {report['test_accuracy']:.4f} on {report['test_clips']} clips "
+                f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})")  # fmt: skip
+    stdout_line(f"wrote {out}/best.pt, last.pt, metrics.json, curves.png, confusion.png")
+
+
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint from `speechlstm train` (best.pt)."),
+    output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
+    int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (smaller, faster)."),
+) -> None:
+    """Export a checkpoint to a self-describing ONNX model (waveform in, probabilities out).
+
+    The model is checked against PyTorch after writing (max difference 1e-4;
+    with --int8, top-1 agreement with fp32 on 99% of a probe set).
+
+    Examples:
+
+      speechlstm export runs/sc12/best.pt -o sc12.onnx
+
+      speechlstm export runs/sc12/best.pt -o sc12.int8.onnx --int8
+    """
+    from speechlstm.checkpoint import CheckpointError
+    from speechlstm.export import ExportError
+    from speechlstm.export import export as do_export
+
+    try:
+        result = do_export(checkpoint, output, int8=int8)
+    except (CheckpointError, ExportError, ValueError) as exc:
+        fail(str(exc))
+    parts = [f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB)",
+             f"max |onnx - torch| {result.max_abs_diff:.1e}"]  # fmt: skip
+    if result.int8_agreement is not None:
+        parts.append(f"int8 top-1 agreement {result.int8_agreement:.1%}")
+    stdout_line("; ".join(parts))

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One-command set-up: Debian packages (when missing), a virtual environment in
+# .venv, the matched torch/torchaudio pair, and speechlstm with its extras.
+# Safe to run again: every step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+# torchaudio 2.11 is the newest release and imports only next to torch 2.11
+# (ENVIRONMENT.md); the GPU machine ships the same pair.
+TORCH_PAIR="torch==2.11.0 torchaudio==2.11.0"
+# espeak-ng/flite/festival: offline text-to-speech for synthetic data;
+# libportaudio2: sounddevice's microphone backend; pulseaudio: the virtual
+# microphone used by the live-mode tests; sox: conversions.
+APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k libportaudio2 sox
+              pulseaudio pulseaudio-utils)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+if ! "$VENV/bin/python" -c "import torch, torchaudio" 2>/dev/null; then
+  echo "setup: installing $TORCH_PAIR (about 2.7 GB of wheels)" >&2
+  "$VENV/bin/pip" install -q $TORCH_PAIR
+fi
+echo "setup: installing speechlstm[train,mic,dev]" >&2
+"$VENV/bin/pip" install -q -e ".[train,mic,dev]"
+echo "setup: done; run commands with $VENV/bin/speechlstm or 'source $VENV/bin/activate'" >&2

@@ -1,0 +1,144 @@
+"""Audio input: every file becomes 16 kHz mono float32 in [-1, 1].
+
+Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3 where
+libsndfile has it) and resampling uses soxr, so the inference side needs no
+torch and no numba. Anything that cannot be turned into usable audio raises
+`InvalidAudio` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # Hz: the rate of every waveform inside the program
+CLIP_SAMPLES = SAMPLE_RATE  # 1 s: the Speech Commands clip length
+
+# libsndfile reports a data chunk that claims more bytes than the file holds as
+# "data : 32000 (should be 15978)". Streaming writers that do not know the
+# length in advance put 0 or 0xFFFFFFFF there; those are not truncation.
+_DATA_CHUNK_RE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_LENGTHS = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF - 1}
+
+
+class InvalidAudio(ValueError):
+    """A file or array that cannot be used as audio; the message says which and why."""
+
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode `path` to a float32 mono waveform at `sample_rate`. Shape (samples,).
+
+    Integer PCM is scaled to [-1, 1], multi-channel audio is averaged, any other
+    rate is resampled. Raises InvalidAudio for missing, unreadable, truncated,
+    empty or non-finite audio.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidAudio(path, "is a directory, not an audio file")
+    if not p.exists():
+        raise InvalidAudio(path, "no such file")
+    if p.stat().st_size == 0:
+        raise InvalidAudio(path, "empty file (0 bytes)")
+    try:
+        with sf.SoundFile(str(p)) as f:
+            _check_not_truncated(path, f.extra_info)
+            native_rate = f.samplerate
+            data = f.read(dtype="float32", always_2d=True)  # (samples, channels)
+    except InvalidAudio:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise InvalidAudio(path, f"cannot decode: {_short_reason(exc)}") from None
+    except OSError as exc:
+        raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
+    return to_mono_16k(data, native_rate, sample_rate, path=path)
+
+
+def to_mono_16k(
+    data: np.ndarray,
+    native_rate: int,
+    sample_rate: int = SAMPLE_RATE,
+    path: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """Validate, downmix (samples, channels) or (samples,) float audio, and resample."""
+    data = np.asarray(data)
+    if data.dtype.kind in "iu":
+        data = _int_to_float(data)
+    data = data.astype(np.float32, copy=False)
+    if data.ndim == 2:
+        data = data.mean(axis=1, dtype=np.float32)
+    elif data.ndim != 1:
+        raise InvalidAudio(path, f"expected 1-D or (samples, channels) audio, got shape {data.shape}")
+    if data.size == 0:
+        raise InvalidAudio(path, "no audio frames (empty or truncated)")
+    if not np.isfinite(data).all():
+        n_bad = int((~np.isfinite(data)).sum())
+        raise InvalidAudio(path, f"{n_bad} of {data.size} samples are NaN or Inf")
+    if native_rate <= 0:
+        raise InvalidAudio(path, f"invalid sample rate {native_rate}")
+    if native_rate != sample_rate:
+        import soxr
+
+        data = soxr.resample(data, native_rate, sample_rate, quality="HQ").astype(np.float32)
+    # Float files may exceed full scale; clipping keeps the [-1, 1] contract.
+    return np.clip(data, -1.0, 1.0, out=data)
+
+
+def fix_length(waveform: np.ndarray, n_samples: int = CLIP_SAMPLES) -> np.ndarray:
+    """Zero-pad at the end or crop from the start to exactly `n_samples` (last axis).
+
+    The same rule is used when the training bank is built and when a short clip
+    is scored, so both sides see identical inputs.
+    """
+    length = waveform.shape[-1]
+    if length == n_samples:
+        return waveform
+    if length > n_samples:
+        return waveform[..., :n_samples]
+    pad = [(0, 0)] * (waveform.ndim - 1) + [(0, n_samples - length)]
+    return np.pad(waveform, pad)
+
+
+def float_to_int16(waveform: np.ndarray) -> np.ndarray:
+    """[-1, 1] float to int16 PCM (the in-memory bank format: half the memory of float32)."""
+    return np.round(np.clip(waveform, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def int16_to_float(waveform: np.ndarray) -> np.ndarray:
+    return waveform.astype(np.float32) / 32767.0
+
+
+def _int_to_float(data: np.ndarray) -> np.ndarray:
+    info = np.iinfo(data.dtype)
+    if info.min == 0:  # unsigned (8-bit WAV): centre first
+        mid = (info.max + 1) / 2
+        return ((data.astype(np.float32) - mid) / mid).astype(np.float32)
+    return (data.astype(np.float32) / float(-info.min)).astype(np.float32)
+
+
+def _check_not_truncated(path, extra_info: str) -> None:
+    match = _DATA_CHUNK_RE.search(extra_info or "")
+    if not match:
+        return
+    declared, actual = int(match.group(1)), int(match.group(2))
+    if declared not in _UNKNOWN_LENGTHS and declared > actual:
+        raise InvalidAudio(
+            path, f"truncated: header declares {declared} bytes of audio, file holds {actual}"
+        )
+
+
+def _short_reason(exc: Exception) -> str:
+    text = str(exc)
+    # libsndfile prefixes "Error opening '<path>': " which repeats the path.
+    if ": " in text and text.startswith("Error opening"):
+        text = text.split(": ", 1)[1]
+    return text.strip() or type(exc).__name__

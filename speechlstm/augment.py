@@ -1,0 +1,79 @@
+"""Batched augmentation on the training device.
+
+Waveform stage (before the MFCC front-end): time shift, gain, background-noise
+mixing. Spectrogram stage (between log-mel and DCT): SpecAugment time and
+frequency masks. Every draw comes from an explicit `torch.Generator`, so a run
+is reproducible and a resumed run sees the same augmentation as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import AugmentConfig, FeatureConfig
+
+
+class WaveAugment(nn.Module):
+    """(B, S) float waveform -> augmented (B, S). `noise` is (N, S_noise) float, S_noise >= S."""
+
+    def __init__(self, cfg: AugmentConfig, feature_cfg: FeatureConfig, noise: torch.Tensor | None):
+        super().__init__()
+        self.cfg = cfg
+        self.max_shift_samples = round(feature_cfg.sample_rate * cfg.time_shift_ms / 1000)
+        self.register_buffer("noise", noise if noise is not None else torch.zeros(0, 0))
+
+    def forward(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        b, s = wave.shape
+        dev = wave.device
+        if self.max_shift_samples > 0:
+            wave = self._shift(wave, gen)
+        if self.cfg.gain_db > 0:
+            db = (torch.rand(b, 1, generator=gen, device=dev) * 2 - 1) * self.cfg.gain_db
+            wave = wave * torch.pow(10.0, db / 20.0)
+        if self.cfg.noise_prob > 0 and self.noise.numel() > 0:
+            wave = wave + self._noise(b, s, gen)
+        return wave.clamp(-1.0, 1.0)
+
+    def _shift(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        # Shift each clip by its own offset, filling with zeros (not wrapping: a
+        # word cut at the end must not reappear at the start).
+        b, s = wave.shape
+        m = self.max_shift_samples
+        shift = torch.randint(-m, m + 1, (b, 1), generator=gen, device=wave.device)
+        src = torch.arange(s, device=wave.device).unsqueeze(0) - shift  # (B, S)
+        valid = (src >= 0) & (src < s)
+        return torch.where(valid, wave.gather(1, src.clamp(0, s - 1)), torch.zeros_like(wave))
+
+    def _noise(self, b: int, s: int, gen: torch.Generator) -> torch.Tensor:
+        n, length = self.noise.shape
+        dev = self.noise.device
+        which = torch.randint(0, n, (b,), generator=gen, device=dev)
+        start = (torch.rand(b, generator=gen, device=dev) * (length - s + 1)).long()
+        idx = start.unsqueeze(1) + torch.arange(s, device=dev).unsqueeze(0)  # (B, S)
+        segments = self.noise[which.unsqueeze(1), idx]
+        volume = torch.rand(b, 1, generator=gen, device=dev) * self.cfg.noise_volume_max
+        keep = (torch.rand(b, 1, generator=gen, device=dev) < self.cfg.noise_prob).float()
+        return segments * volume * keep
+
+
+def spec_augment(log_mel: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """SpecAugment masks on (B, T, M) log-mel; masked cells take each clip's mean value.
+
+    The clip mean (not zero) keeps masked cells neutral in dB, where 0 dB is loud.
+    """
+    if not cfg.spec_augment:
+        return log_mel
+    b, t, m = log_mel.shape
+    fill = log_mel.mean(dim=(1, 2), keepdim=True).expand_as(log_mel)
+    mask = torch.zeros_like(log_mel, dtype=torch.bool)
+    for axis, count, widest, size in ((1, cfg.time_masks, cfg.time_mask_frames, t),
+                                      (2, cfg.freq_masks, cfg.freq_mask_bins, m)):  # fmt: skip
+        pos = torch.arange(size, device=log_mel.device).unsqueeze(0)  # (1, size)
+        for _ in range(count):
+            width = torch.randint(0, widest + 1, (b, 1), generator=gen, device=log_mel.device)
+            start = (torch.rand(b, 1, generator=gen, device=log_mel.device) * (size - width)).long()
+            hit = (pos >= start) & (pos < start + width)  # (B, size)
+            mask |= hit.unsqueeze(2) if axis == 1 else hit.unsqueeze(1)
+    return torch.where(mask, fill, log_mel)

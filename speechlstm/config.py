@@ -1,0 +1,274 @@
+"""Frozen configuration dataclasses and their TOML form.
+
+Every run saves its resolved `RunConfig` (config.toml and inside each
+checkpoint), and the feature and model configs travel into the ONNX metadata,
+so inference rebuilds exactly the features the model was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """MFCC front-end settings. Defaults: 40 MFCC from 40 mels, 30 ms window, 10 ms hop."""
+
+    sample_rate: int = 16000
+    clip_ms: int = 1000  # model window: what one decision looks at
+    n_mfcc: int = 40
+    n_mels: int = 40
+    window_ms: float = 30.0
+    hop_ms: float = 10.0
+    n_fft: int = 512  # >= window_samples; the window is zero-padded to it
+    f_min_hz: float = 20.0
+    f_max_hz: float = 7600.0
+    mel_scale: str = "htk"  # "htk" or "slaney"
+    log_floor: float = 1e-6  # power floor before log10: keeps digital silence finite
+    # "cmn": subtract each coefficient's mean over the clip (cepstral mean
+    # normalization) to remove the recording channel; "none": raw MFCC.
+    normalize: str = "cmn"
+
+    @property
+    def window_samples(self) -> int:
+        return round(self.sample_rate * self.window_ms / 1000)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.sample_rate * self.hop_ms / 1000)
+
+    @property
+    def clip_samples(self) -> int:
+        return round(self.sample_rate * self.clip_ms / 1000)
+
+    @property
+    def n_frames(self) -> int:
+        # centred STFT: one frame per hop plus the one at sample 0
+        return self.clip_samples // self.hop_samples + 1
+
+    def validate(self) -> None:
+        if self.window_samples > self.n_fft:
+            raise ValueError(
+                f"features.window_ms={self.window_ms} gives {self.window_samples} samples, "
+                f"more than n_fft={self.n_fft}"
+            )
+        if self.f_max_hz > self.sample_rate / 2:
+            raise ValueError(f"features.f_max_hz={self.f_max_hz} is above Nyquist")
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"features.n_mfcc={self.n_mfcc} exceeds n_mels={self.n_mels}")
+        _check_choice("features.mel_scale", self.mel_scale, ("htk", "slaney"))
+        _check_choice("features.normalize", self.normalize, ("cmn", "none"))
+
+
+CELLS = ("lstm", "peephole", "coupled", "gru", "rnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The recurrent classifier: a bidirectional recurrent stack over MFCC frames."""
+
+    cell: str = "lstm"  # lstm | peephole | coupled | gru | rnn
+    hidden_size: int = 128  # per direction
+    num_layers: int = 2
+    dropout: float = 0.2
+    pooling: str = "attention"  # "attention" or "mean" over time
+    # Stack this many consecutive frames into one step: fewer recurrent steps,
+    # faster training and inference, same receptive field.
+    frame_stack: int = 1
+
+    def validate(self) -> None:
+        _check_choice("model.cell", self.cell, CELLS)
+        _check_choice("model.pooling", self.pooling, ("attention", "mean"))
+        if self.hidden_size < 1 or self.num_layers < 1 or self.frame_stack < 1:
+            raise ValueError("model.hidden_size, num_layers and frame_stack must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Per-batch augmentation on the training device. Each part can be switched off."""
+
+    time_shift_ms: float = 100.0  # uniform shift in [-x, +x]; 0 disables
+    noise_prob: float = 0.8  # share of clips that get background noise mixed in
+    noise_volume_max: float = 0.1  # noise gain drawn uniformly from [0, max]
+    gain_db: float = 6.0  # random level change in [-x, +x] dB; 0 disables
+    reverb_prob: float = 0.0  # share of clips convolved with a synthetic room response
+    spec_augment: bool = True
+    time_masks: int = 2
+    time_mask_frames: int = 15  # widest time mask
+    freq_masks: int = 2
+    freq_mask_bins: int = 7  # widest mel-band mask
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe."""
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.02  # cosine decays to lr * this
+    label_smoothing: float = 0.1
+    grad_clip: float = 5.0  # max global gradient norm; 0 disables
+    patience: int = 10  # epochs without validation improvement before stopping; 0 disables
+    balanced: bool = True  # sample every class equally often
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on; recorded so a run can be repeated and exported models described."""
+
+    task: str = "auto"  # auto | sc12 | all
+    words: tuple[str, ...] = ()
+    silence_share: float = 0.1  # silence clips made per word clip in train/val/test when missing
+    # Cap on training `_unknown_` clips relative to target-word clips; 0 keeps
+    # all. Balanced sampling already shows each class equally often, so keeping
+    # every unknown word only adds variety.
+    unknown_share: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def validate(self) -> RunConfig:
+        self.features.validate()
+        self.model.validate()
+        return self
+
+
+SECTIONS = {f.name: f.type for f in fields(RunConfig)}
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of a (nested) config dataclass: TOML-, JSON- and checkpoint-safe."""
+    out = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build `cls` from a plain dict, refusing unknown keys and coercing simple types."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown setting {where}{unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, where=f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(hint, value, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path}: {exc}") from None
+    return from_dict(RunConfig, data).validate()
+
+
+def save_toml(cfg: RunConfig, path: str | Path) -> None:
+    import tomli_w
+
+    Path(path).write_text(tomli_w.dumps(to_dict(cfg)))
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return `cfg` with dotted `section.key` values replaced (CLI flags and --set)."""
+    sections = {name: getattr(cfg, name) for name in SECTIONS}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if section not in sections or not key:
+            raise ValueError(
+                f"setting {dotted!r} must be section.key with section one of {', '.join(SECTIONS)}"
+            )
+        current = sections[section]
+        hints = typing.get_type_hints(type(current))
+        if key not in hints:
+            known = ", ".join(f.name for f in fields(current))
+            raise ValueError(f"unknown setting {dotted!r}; {section} has: {known}")
+        sections[section] = dataclasses.replace(
+            current, **{key: _coerce(hints[key], value, dotted)}
+        )
+    return RunConfig(**sections).validate()
+
+
+def parse_set_option(items: list[str]) -> dict[str, str]:
+    """`["model.hidden_size=256", ...]` to a dict; the values are coerced later."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected section.key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                lowered = value.lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if hint in (int, float):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            number = hint(value)
+            if hint is int and isinstance(value, float) and value != number:
+                raise ValueError(value)
+            return number
+        if hint is str:
+            return str(value)
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(v).strip() for v in items if str(v).strip())
+    except (TypeError, ValueError):
+        raise ValueError(f"setting {name}: {value!r} is not a valid {_type_name(hint)}") from None
+    raise ValueError(f"setting {name}: unsupported type {hint}")
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")

@@ -1,0 +1,210 @@
+"""Checkpoint -> self-describing ONNX model (waveform in, probabilities out).
+
+The dynamo exporter is the one that handles torchaudio's MFCC (complex STFT);
+batch and length are dynamic. After writing, the ONNX model is run with
+onnxruntime against PyTorch on several batch sizes and lengths, and export
+fails if they disagree. `int8=True` cleans the graph with onnxscript's
+optimizer (without that, onnxruntime quantizes only the final Linear) and
+applies dynamic quantization, checked for top-1 agreement with fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .config import RunConfig, from_dict, to_dict
+from .model import Recognizer
+from .modelmeta import (
+    FORMAT_VERSION, INPUT_NAME, KEY_FEATURES, KEY_FORMAT, KEY_LABELS, KEY_MODEL,
+    KEY_QUANTIZATION, KEY_TRAINING, OUTPUT_NAMES,
+)  # fmt: skip
+
+FP32_TOLERANCE = 1e-4  # max |ORT - PyTorch| on probabilities
+INT8_MIN_AGREEMENT = 0.99  # share of probe clips whose top-1 must match fp32
+PARITY_SHAPES = ((1, 16000), (3, 16000), (2, 8000), (1, 24000), (4, 32000))
+
+
+class ExportError(RuntimeError):
+    """Export produced a model that does not match PyTorch, or could not be written."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    max_abs_diff: float  # fp32 parity: worst |ORT - PyTorch| over PARITY_SHAPES
+    int8_agreement: float | None  # share of probe clips with equal top-1, when int8
+    size_bytes: int
+
+
+def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, dict, RunConfig]:
+    state = checkpoint.load(ckpt_path)
+    cfg = from_dict(RunConfig, state["config"]).validate()
+    model = Recognizer(cfg.features, cfg.model, len(state["labels"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state, cfg
+
+
+def export(ckpt_path: str | Path, out_path: str | Path, int8: bool = False) -> ExportResult:
+    model, state, cfg = load_recognizer(ckpt_path)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        KEY_FORMAT: str(FORMAT_VERSION),
+        KEY_LABELS: json.dumps(list(state["labels"])),
+        KEY_FEATURES: json.dumps(to_dict(cfg.features)),
+        KEY_MODEL: json.dumps({**to_dict(cfg.model), "n_params": state.get("n_params")}),
+        KEY_TRAINING: json.dumps({**state.get("summary", {}),
+                                  "train": to_dict(cfg.train), "augment": to_dict(cfg.augment),
+                                  "data": to_dict(cfg.data)}),  # fmt: skip
+    }
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        _export_fp32(model, cfg, fp32_path, metadata)
+        max_diff = check_parity(model, fp32_path)
+        agreement = None
+        final = fp32_path
+        if int8:
+            final = Path(tmp) / "int8.onnx"
+            quantize_int8(fp32_path, final, {**metadata, KEY_QUANTIZATION: "dynamic-int8"})
+            agreement = int8_agreement(fp32_path, final, cfg.features.clip_samples)
+            if agreement < INT8_MIN_AGREEMENT:
+                raise ExportError(
+                    f"int8 model agrees with fp32 on only {agreement:.1%} of probe clips "
+                    f"(need {INT8_MIN_AGREEMENT:.0%}); ship the fp32 model instead"
+                )
+        os.replace(final, out_path)  # same folder: atomic
+    return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size)
+
+
+class _Head(torch.nn.Module):
+    """Classifier + softmax: the second half of the exported graph."""
+
+    def __init__(self, model: Recognizer):
+        super().__init__()
+        self.classifier = model.classifier
+
+    def forward(self, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.classifier(mfcc)
+        return torch.softmax(logits, dim=-1), logits
+
+
+def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: dict):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter is chatty about internals
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, input_names=[names[0]],
+            output_names=list(names[1]), dynamic_shapes=(dims,), verbose=False,
+        )  # fmt: skip
+    program.optimize()
+    return program.model_proto
+
+
+def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) -> None:
+    """Export front-end and classifier separately, then join them.
+
+    Tracing the whole model fails: the frame count is derived from the sample
+    count through the STFT, and torch.export cannot trace the LSTM over that
+    derived length. Each half exports with plain dynamic dims, and
+    onnx.compose joins them on the `mfcc` tensor.
+    """
+    import onnx
+    import onnx.compose
+
+    fc = cfg.features
+    batch = torch.export.Dim("batch")
+    wave = torch.zeros(2, fc.clip_samples)
+    front = _dynamo(model.features, wave, (INPUT_NAME, ("mfcc",)),
+                    {0: batch, 1: torch.export.Dim("samples", min=fc.n_fft)})  # fmt: skip
+    with torch.no_grad():
+        mfcc = model.features(wave)
+    head = _dynamo(_Head(model), mfcc, ("mfcc", OUTPUT_NAMES),
+                   {0: batch, 1: torch.export.Dim("frames", min=2)})  # fmt: skip
+    front = onnx.compose.add_prefix(front, "front/", rename_inputs=False, rename_outputs=False)
+    head = onnx.compose.add_prefix(head, "head/", rename_inputs=False, rename_outputs=False)
+    proto = onnx.compose.merge_models(front, head, io_map=[("mfcc", "mfcc")])
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.producer_name = "speechlstm"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def check_parity(model: Recognizer, path: Path, shapes=PARITY_SHAPES, seed: int = 0) -> float:
+    """Worst |ORT - PyTorch| on probabilities; raises ExportError above FP32_TOLERANCE."""
+    sess = _session(path)
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for batch, samples in shapes:
+        wave = (torch.rand(batch, samples, generator=gen) * 2 - 1) * 0.3
+        expected, _ = model(wave)
+        got = sess.run([OUTPUT_NAMES[0]], {INPUT_NAME: wave.numpy()})[0]
+        diff = float(np.abs(got - expected.numpy()).max())
+        worst = max(worst, diff)
+        if not diff <= FP32_TOLERANCE:
+            raise ExportError(
+                f"ONNX output differs from PyTorch by {diff:.2e} at batch {batch}, "
+                f"{samples} samples (tolerance {FP32_TOLERANCE:.0e})"
+            )
+    return worst
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, metadata: dict) -> None:
+    import onnx
+    import onnxscript
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    cleaned = onnxscript.optimizer.optimize(onnx.load(str(fp32_path)))
+    clean_path = out_path.with_suffix(".clean.onnx")
+    onnx.save(cleaned, str(clean_path))
+    quantize_dynamic(str(clean_path), str(out_path), weight_type=QuantType.QInt8)
+    proto = onnx.load(str(out_path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(out_path))
+
+
+def probe_waveforms(clip_samples: int, n: int = 200, seed: int = 0) -> np.ndarray:
+    """Varied, speech-like probe inputs: harmonic tones with formant-ish sweeps in noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(clip_samples) / 16000.0
+    out = np.zeros((n, clip_samples), dtype=np.float32)
+    for i in range(n):
+        f0 = rng.uniform(80, 300)
+        sweep = f0 * (1 + rng.uniform(-0.3, 0.3) * t)
+        tone = sum(np.sin(2 * np.pi * k * np.cumsum(sweep) / 16000.0) / k for k in range(1, 6))
+        start = rng.integers(0, clip_samples // 2)
+        length = rng.integers(clip_samples // 5, clip_samples // 2)
+        env = np.zeros(clip_samples)
+        env[start : start + length] = np.hanning(length)[: clip_samples - start]
+        noise = rng.standard_normal(clip_samples) * rng.uniform(0.0, 0.05)
+        out[i] = np.clip(tone * env * rng.uniform(0.05, 0.5) + noise, -1, 1)
+    return out
+
+
+def int8_agreement(fp32_path: Path, int8_path: Path, clip_samples: int, probe=None) -> float:
+    probe = probe_waveforms(clip_samples) if probe is None else probe
+    a = _session(fp32_path).run([OUTPUT_NAMES[0]], {INPUT_NAME: probe})[0]
+    b = _session(int8_path).run([OUTPUT_NAMES[0]], {INPUT_NAME: probe})[0]
+    return float((a.argmax(1) == b.argmax(1)).mean())

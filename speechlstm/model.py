@@ -1,0 +1,89 @@
+"""The classifier: a bidirectional recurrent stack over MFCC frames, pooled over time.
+
+    waveform (B, S) -> MFCC (B, T, F) -> input norm -> [frame stack] (B, T/k, F*k)
+      -> BiLSTM (B, T/k, 2H) -> attention or mean pooling (B, 2H) -> Linear (B, C)
+
+`Recognizer` wraps features + classifier + softmax: that is the exported graph.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cells import make_recurrent
+from .config import FeatureConfig, ModelConfig
+from .features import MFCC
+
+
+class AttentionPooling(nn.Module):
+    """Weighted average over time; the weights come from a small scoring MLP.
+
+    Lets the model attend to the frames holding the word and ignore padding and
+    noise, which mean pooling cannot.
+    """
+
+    def __init__(self, dim: int, attn_dim: int = 64):
+        super().__init__()
+        self.proj = nn.Linear(dim, attn_dim)
+        self.score = nn.Linear(attn_dim, 1, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.score(torch.tanh(self.proj(h))), dim=1)  # (B, T, 1)
+        return (weights * h).sum(dim=1)  # (B, D)
+
+
+class MeanPooling(nn.Module):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.mean(dim=1)
+
+
+class SpeechClassifier(nn.Module):
+    """MFCC frames (B, T, n_inputs) -> logits (B, n_classes)."""
+
+    def __init__(self, n_inputs: int, n_classes: int, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        # Per-coefficient scale learned from data: MFCC c0 is ~10x the others.
+        self.input_norm = nn.BatchNorm1d(n_inputs)
+        self.rnn = make_recurrent(
+            cfg.cell, n_inputs * cfg.frame_stack, cfg.hidden_size, cfg.num_layers, cfg.dropout
+        )
+        dim = 2 * cfg.hidden_size
+        self.pool = AttentionPooling(dim) if cfg.pooling == "attention" else MeanPooling()
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)  # (B, T, F)
+        if self.cfg.frame_stack > 1:
+            x = stack_frames(x, self.cfg.frame_stack)  # (B, T/k, F*k)
+        h = self.rnn(x)  # (B, T', 2H)
+        return self.head(self.dropout(self.pool(h)))  # (B, C)
+
+
+def stack_frames(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, T, F) -> (B, ceil(T/k), F*k), zero-padding the last group."""
+    b, t, f = x.shape
+    pad = (-t) % k
+    x = F.pad(x, (0, 0, 0, pad))
+    return x.reshape(b, (t + pad) // k, f * k)
+
+
+class Recognizer(nn.Module):
+    """The exported graph: waveform (B, S) float32 -> (probabilities, logits), each (B, C)."""
+
+    def __init__(self, feature_cfg: FeatureConfig, model_cfg: ModelConfig, n_classes: int):
+        super().__init__()
+        self.features = MFCC(feature_cfg)
+        self.classifier = SpeechClassifier(feature_cfg.n_mfcc, n_classes, model_cfg)
+
+    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.classifier(self.features(waveform))
+        return torch.softmax(logits, dim=-1), logits
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,341 @@
+"""The training loop: balanced batches, on-device augmentation, AMP, checkpoints, resume.
+
+One epoch = as many clips as the training split holds, drawn class-balanced.
+Every random draw of step k in epoch e is seeded from (seed, e, k), so a run
+stopped at any step and resumed with `--resume` ends with the same weights as
+one that never stopped (on CPU, where kernels are deterministic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint, metrics
+from .augment import WaveAugment, spec_augment
+from .config import RunConfig, TrainConfig, from_dict, save_toml, to_dict
+from .model import Recognizer, count_parameters
+from .prepare import Prepared, SplitData
+from .progress import note, progress_bar
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; `last.pt` holds the state to resume from."""
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total_steps`."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def balanced_order(targets: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` indices drawn so that every class present is equally likely."""
+    classes, counts = np.unique(targets, return_counts=True)
+    weights = (1.0 / counts)[np.searchsorted(classes, targets)]
+    return rng.choice(len(targets), size=n, replace=True, p=weights / weights.sum())
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # batches completed in the current epoch
+    global_step: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    loss_sum: float = 0.0  # running sums for the current epoch
+    correct: int = 0
+    seen: int = 0
+    history: list | None = None
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, data: Prepared, out_dir: Path, source: str):
+        self.cfg = cfg
+        self.data = data
+        self.out_dir = Path(out_dir)
+        self.source = source
+        self.labels = list(data.task.labels)
+        tc = cfg.train
+        if tc.threads > 0:
+            torch.set_num_threads(tc.threads)
+        self.device = pick_device(tc.device)
+        torch.manual_seed(tc.seed)
+        self.model = Recognizer(cfg.features, cfg.model, len(self.labels)).to(self.device)
+        self.n_params = count_parameters(self.model)
+        self.augment = WaveAugment(cfg.augment, cfg.features, torch.from_numpy(data.noise))
+        self.augment.to(self.device)
+        self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
+        self.train_targets = data.splits["train"].targets
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
+        self.total_steps = self.steps_per_epoch * tc.epochs
+        warmup = round(tc.warmup_epochs * self.steps_per_epoch)
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            # Norms and biases are not weight-decayed (nanoGPT's split).
+            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": tc.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr,
+        )  # fmt: skip
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, self.total_steps, warmup, tc.min_lr_ratio),
+        )
+        # bf16 autocast on GPU only: CPU bf16 LSTMs are slower and less exact.
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda" else contextlib.nullcontext()
+        )  # fmt: skip
+        self.state = TrainState(history=[])
+
+    # -- checkpoints -------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        s = self.state
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "config": to_dict(self.cfg),
+            "labels": self.labels,
+            "n_params": self.n_params,
+            "source": self.source,
+            "train_state": {k: v for k, v in s.__dict__.items()},
+            "summary": self.summary(),
+        }
+
+    def load_resume(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.state = TrainState(**state["train_state"])
+
+    def summary(self) -> dict:
+        s = self.state
+        return {
+            "source": self.source,
+            "task_labels": self.labels,
+            "clips": self.data.counts(),
+            "noise": self.data.noise_source,
+            "epochs_completed": s.epoch,
+            "best_epoch": s.best_epoch,
+            "best_val_accuracy": round(max(s.best_val_acc, 0.0), 4),
+            "n_params": self.n_params,
+            "device": str(self.device),
+        }
+
+    # -- the loop ----------------------------------------------------------
+    def fit(self, show_progress: bool | None = None) -> TrainState:
+        tc: TrainConfig = self.cfg.train
+        s = self.state
+        note(f"model: {self.cfg.model.cell} x{self.cfg.model.num_layers} "
+             f"hidden {self.cfg.model.hidden_size}, {self.n_params:,} parameters; "
+             f"device {self.device}; {len(self.train_targets)} training clips")  # fmt: skip
+        try:
+            while s.epoch < tc.epochs:
+                self._train_epoch(show_progress)
+                stop = self._end_epoch()
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            checkpoint.save_atomic(self.checkpoint_state(), self.out_dir / "last.pt")
+            raise TrainingInterrupted(
+                f"interrupted at epoch {s.epoch + 1}, step {s.step_in_epoch}; "
+                f"saved {self.out_dir / 'last.pt'}; continue with --resume"
+            ) from None
+        return s
+
+    def _train_epoch(self, show_progress: bool | None) -> None:
+        tc, s = self.cfg.train, self.state
+        rng = np.random.default_rng([tc.seed, s.epoch])
+        order = balanced_order(self.train_targets, len(self.train_targets), rng)
+        self.model.train()
+        started, clips = time.perf_counter(), 0
+        desc = f"epoch {s.epoch + 1}/{tc.epochs}"
+        with progress_bar(desc, self.steps_per_epoch, enabled=show_progress, unit="steps") as adv:
+            adv(s.step_in_epoch)
+            while s.step_in_epoch < self.steps_per_epoch:
+                k = s.step_in_epoch
+                idx = order[k * tc.batch_size : (k + 1) * tc.batch_size]
+                loss, correct = self._step(idx, seed=(tc.seed, s.epoch, k))
+                s.loss_sum += loss * len(idx)
+                s.correct += correct
+                s.seen += len(idx)
+                s.step_in_epoch += 1
+                s.global_step += 1
+                clips += len(idx)
+                rate = clips / max(time.perf_counter() - started, 1e-9)
+                adv(1, info=f"loss {s.loss_sum / s.seen:.3f} acc {s.correct / s.seen:.3f} "
+                            f"{rate:.0f} clips/s")  # fmt: skip
+        self._epoch_rate = clips / max(time.perf_counter() - started, 1e-9)
+
+    def _step(self, idx: np.ndarray, seed: tuple[int, int, int]) -> tuple[float, int]:
+        tc = self.cfg.train
+        step_seed = (seed[0] * 1_000_003 + seed[1]) * 100_003 + seed[2]
+        torch.manual_seed(step_seed)  # dropout draws
+        gen = torch.Generator(device=self.device).manual_seed(step_seed)
+        index = torch.from_numpy(idx).to(self.device)
+        wave = self.train_audio[index].float() / 32767.0  # (B, S)
+        target = torch.from_numpy(self.train_targets[idx]).to(self.device)
+        with torch.no_grad():
+            wave = self.augment(wave, gen)
+            log_mel = spec_augment(self.model.features.log_mel(wave), self.cfg.augment, gen)
+            feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
+        with self.autocast:
+            logits = self.model.classifier(feats)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=tc.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        correct = int((logits.argmax(-1) == target).sum())
+        return float(loss.detach()), correct
+
+    def _end_epoch(self) -> bool:
+        tc, s = self.cfg.train, self.state
+        val = evaluate(self.model, self.data.splits["validation"], self.device)
+        record = {
+            "epoch": s.epoch + 1,
+            "train_loss": s.loss_sum / max(s.seen, 1),
+            "train_accuracy": s.correct / max(s.seen, 1),
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "lr": self.scheduler.get_last_lr()[0],
+            "clips_per_s": round(getattr(self, "_epoch_rate", 0.0), 1),
+        }
+        s.history.append(record)
+        s.epoch += 1
+        s.step_in_epoch, s.loss_sum, s.correct, s.seen = 0, 0.0, 0, 0
+        improved = val["accuracy"] > s.best_val_acc
+        if improved:
+            s.best_val_acc, s.best_epoch, s.bad_epochs = val["accuracy"], s.epoch, 0
+        else:
+            s.bad_epochs += 1
+        state = self.checkpoint_state()
+        if improved:
+            checkpoint.save_atomic(state, self.out_dir / "best.pt")
+        checkpoint.save_atomic(state, self.out_dir / "last.pt")
+        note(f"epoch {s.epoch}: train loss {record['train_loss']:.3f} "
+             f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.3f} "
+             f"acc {val['accuracy']:.3f}{' *' if improved else ''} | "
+             f"{record['clips_per_s']:.0f} clips/s")  # fmt: skip
+        if tc.patience and s.bad_epochs >= tc.patience:
+            note(f"early stop: no validation improvement for {tc.patience} epochs")
+            return True
+        return False
+
+
+@torch.no_grad()
+def evaluate(model: Recognizer, split: SplitData, device: torch.device, batch_size: int = 256):
+    """Loss, accuracy, predictions and probabilities of `model` on a split (no augmentation)."""
+    model.eval()
+    n = len(split.targets)
+    probs = np.zeros((n, model.classifier.head.out_features), dtype=np.float32)
+    for start in range(0, n, batch_size):
+        wave = torch.from_numpy(split.audio[start : start + batch_size]).to(device).float() / 32767.0
+        p, _ = model(wave)
+        probs[start : start + len(wave)] = p.float().cpu().numpy()
+    model.train()
+    if n == 0:
+        return {"loss": float("nan"), "accuracy": 0.0, "predictions": np.zeros(0, int), "probs": probs}
+    picked = probs[np.arange(n), split.targets]
+    loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+    preds = probs.argmax(axis=1)
+    return {"loss": loss, "accuracy": float((preds == split.targets).mean()),
+            "predictions": preds, "probs": probs}  # fmt: skip
+
+
+def final_report(trainer: Trainer) -> dict:
+    """Test the best checkpoint; write metrics.json, curves.png, confusion.png."""
+    from .plots import plot_confusion, plot_curves
+
+    out = trainer.out_dir
+    best_path = out / "best.pt"
+    if best_path.is_file():
+        trainer.model.load_state_dict(checkpoint.load(best_path)["model"])
+    test = trainer.data.splits["test"]
+    result = evaluate(trainer.model, test, trainer.device)
+    labels = trainer.labels
+    cm = metrics.confusion_matrix(test.targets, result["predictions"], len(labels))
+    report = {
+        "labels": labels,
+        "n_params": trainer.n_params,
+        "history": trainer.state.history,
+        "best_epoch": trainer.state.best_epoch,
+        "best_val_accuracy": trainer.state.best_val_acc,
+        "test_accuracy": metrics.accuracy(cm),
+        "test_balanced_accuracy": metrics.balanced_accuracy(cm),
+        "test_clips": len(test.targets),
+        "per_class": metrics.per_class(cm, labels),
+        "confusion_matrix": cm.tolist(),
+        "summary": trainer.summary(),
+        "skipped_files": trainer.data.errors,
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    plot_curves(trainer.state.history, out / "curves.png")
+    plot_confusion(cm, labels, out / "confusion.png", title=f"test accuracy {report['test_accuracy']:.3f}")
+    # The test figure also goes into the checkpoints, so export can describe the model.
+    for name in ("best.pt", "last.pt"):
+        path = out / name
+        if path.is_file():
+            state = checkpoint.load(path)
+            state["summary"] = {**state["summary"], "test_accuracy": round(report["test_accuracy"], 4)}
+            checkpoint.save_atomic(state, path)
+    return report
+
+
+def run_training(
+    source: str | Path,
+    out_dir: str | Path,
+    cfg: RunConfig,
+    resume: bool = False,
+    noise_dir: str | Path | None = None,
+    cache_dir: Path | None = None,
+    show_progress: bool | None = None,
+) -> dict:
+    """Train on `source`, write the run folder, return the final report."""
+    from .prepare import prepare
+
+    out_dir = Path(out_dir)
+    resume_state = None
+    if resume:
+        resume_state = checkpoint.load(out_dir / "last.pt")
+        cfg = from_dict(RunConfig, resume_state["config"]).validate()
+        source = resume_state["source"]
+        note(f"resuming {out_dir / 'last.pt'} at epoch {resume_state['train_state']['epoch'] + 1}")
+    elif (out_dir / "last.pt").exists():
+        raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_toml(cfg, out_dir / "config.toml")
+    data = prepare(source, cfg.data, cfg.features, cfg.train.seed, noise_dir=noise_dir,
+                   cache_dir=cache_dir, show_progress=show_progress)  # fmt: skip
+    note(f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
+         f"clips per split: {data.counts()}; noise: {data.noise_source}")  # fmt: skip
+    if len(data.splits["train"].targets) == 0:
+        raise ValueError(f"{source}: no training clips for this task")
+    trainer = Trainer(cfg, data, out_dir, str(source))
+    if resume_state is not None:
+        trainer.load_resume(resume_state)
+    trainer.fit(show_progress)
+    return final_report(trainer)

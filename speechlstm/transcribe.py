@@ -1,0 +1,84 @@
+"""File transcription: each file -> label, score and top-k (inference side, no torch).
+
+A clip no longer than the model window is padded and classified once. A longer
+recording is cut into windows (hop `LONG_HOP_MS`), classified in batches, and
+the window with the strongest non-background class is reported: that is the
+command it holds, if any.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .audio import InvalidAudio, load_audio
+from .runtime import OnnxRecognizer
+
+LONG_HOP_MS = 100  # window step over recordings longer than the model window
+WINDOW_BATCH = 64  # windows per onnxruntime call
+
+
+@dataclass
+class FileResult:
+    path: str
+    label: str | None = None
+    score: float | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    duration_s: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "label": self.label, "score": round(self.score, 6),
+                "top": [[lab, round(s, 6)] for lab, s in self.top]}  # fmt: skip
+
+
+def top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:
+    order = np.argsort(-probs, kind="stable")[: max(1, k)]
+    return [(labels[i], float(probs[i])) for i in order]
+
+
+def windows(waveform: np.ndarray, window_samples: int, hop_samples: int) -> np.ndarray:
+    """(n_windows, window_samples) view of a waveform longer than one window;
+    the last window is aligned to the end so no tail is skipped."""
+    starts = list(range(0, len(waveform) - window_samples + 1, hop_samples))
+    if starts[-1] != len(waveform) - window_samples:
+        starts.append(len(waveform) - window_samples)
+    return np.stack([waveform[s : s + window_samples] for s in starts])
+
+
+def classify_waveform(recognizer: OnnxRecognizer, waveform: np.ndarray) -> np.ndarray:
+    """Probabilities (classes,) for a waveform of any length (see module doc)."""
+    n = recognizer.clip_samples
+    if len(waveform) <= n:
+        return recognizer.predict_clip(waveform)
+    hop = round(recognizer.info.sample_rate * LONG_HOP_MS / 1000)
+    frames = windows(waveform, n, hop)
+    probs = np.concatenate(
+        [recognizer.predict(frames[i : i + WINDOW_BATCH]) for i in range(0, len(frames), WINDOW_BATCH)]
+    )
+    foreground = np.where(recognizer.background, -1.0, probs).max(axis=1)
+    best = int(np.argmax(foreground)) if (~recognizer.background).any() else 0
+    return probs[best]
+
+
+def transcribe_file(recognizer: OnnxRecognizer, path: str | os.PathLike, k: int = 1) -> FileResult:
+    """Never raises for bad audio: the reason goes into `FileResult.error`."""
+    try:
+        wave = load_audio(path, recognizer.info.sample_rate)
+    except InvalidAudio as exc:
+        return FileResult(str(path), error=exc.reason)
+    probs = classify_waveform(recognizer, wave)
+    top = top_k(probs, recognizer.labels, k)
+    return FileResult(str(path), top[0][0], top[0][1], top, len(wave) / recognizer.info.sample_rate)
+
+
+def transcribe_files(
+    recognizer: OnnxRecognizer, paths: Iterable[str | os.PathLike], k: int = 1
+) -> Iterator[FileResult]:
+    for path in paths:
+        yield transcribe_file(recognizer, path, k)
