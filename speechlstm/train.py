@@ -300,7 +300,7 @@ def final_report(trainer: Trainer) -> dict:
         path = out / name
         if path.is_file():
             state = checkpoint.load(path)
-            state["summary"] = {**state["summary"], "test_accuracy": round(report["test_accuracy"], 4)}
+            state["summary"] = {**trainer.summary(), "test_accuracy": round(report["test_accuracy"], 4)}
             checkpoint.save_atomic(state, path)
     return report
 

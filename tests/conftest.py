@@ -17,7 +17,7 @@ except ImportError:  # the inference-only install
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed (train extra)")
 
 
-def tiny_config(epochs: int = 6):
+def tiny_config(epochs: int = 8):
     """A recipe small enough to train in seconds on two cores."""
     from speechlstm.config import RunConfig
 

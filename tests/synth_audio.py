@@ -16,8 +16,8 @@ SR = 16000
 WORD_CONTOURS = {
     "yes": (300.0, 900.0),  # rising sweep
     "no": (900.0, 300.0),  # falling sweep
-    "up": (500.0, 500.0),  # steady tone
-    "down": (250.0, 250.0),  # low steady tone
+    "up": (1200.0, 1200.0),  # high steady tone
+    "down": (200.0, 200.0),  # low steady tone
 }
 
 
@@ -37,9 +37,9 @@ def tone_word(word: str, speaker_scale: float = 1.0, seconds: float = 0.6, sr: i
 
 
 def make_dataset(root: Path, words=("yes", "no", "up", "down"), speakers: int = 10,
-                 takes: int = 2, lists: bool = True, noise: bool = True, seed: int = 0) -> Path:  # fmt: skip
-    """A Speech Commands-layout folder. With `lists`, speakers s0, s1 are
-    validation and s2, s3 test; the rest train."""
+                 takes: int = 3, lists: bool = True, noise: bool = True, seed: int = 0) -> Path:  # fmt: skip
+    """A Speech Commands-layout folder. With `lists`, speakers 1, 6, 11, ... are
+    validation and 3, 8, 13, ... test (spread over the pitch range); the rest train."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     val, test = [], []
@@ -51,9 +51,9 @@ def make_dataset(root: Path, words=("yes", "no", "up", "down"), speakers: int = 
                 name = f"spk{s:02d}_nohash_{t}.wav"
                 clip = tone_word(word, scale, offset_s=rng.uniform(0.05, 0.3), rng=rng)
                 sf.write(root / word / name, clip, SR, subtype="PCM_16")
-                if s < 2:
+                if s % 5 == 1:
                     val.append(f"{word}/{name}")
-                elif s < 4:
+                elif s % 5 == 3:
                     test.append(f"{word}/{name}")
     if lists:
         (root / "validation_list.txt").write_text("\n".join(val) + "\n")

@@ -1,0 +1,38 @@
+"""Config: TOML round trip, dotted overrides, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_option, save_toml
+
+
+def test_toml_round_trip_and_overrides(tmp_path):
+    cfg = apply_overrides(RunConfig(), {"model.hidden_size": "64", "data.words": "a,b",
+                                        "augment.spec_augment": "false", "train.lr": 0.01})  # fmt: skip
+    assert cfg.model.hidden_size == 64 and cfg.data.words == ("a", "b")
+    assert cfg.augment.spec_augment is False and cfg.train.lr == 0.01
+    path = tmp_path / "c.toml"
+    save_toml(cfg, path)
+    assert load_toml(path) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [({"model.hidden": "3"}, "unknown setting"), ({"model.hidden_size": "big"}, "not a valid int"),
+     ({"model.cell": "tcn"}, "choose one of"), ({"nosection": "1"}, "section.key")],
+)  # fmt: skip
+def test_bad_overrides_name_the_setting(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(RunConfig(), overrides)
+
+
+def test_bad_toml_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[model]\nhidden_size = 'x'\n")
+    with pytest.raises(ValueError, match="hidden_size"):
+        load_toml(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_toml(tmp_path / "none.toml")
+    with pytest.raises(ValueError, match="expected section.key=value"):
+        parse_set_option(["model.hidden_size"])

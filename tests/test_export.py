@@ -1,0 +1,80 @@
+"""ONNX export: parity with PyTorch, metadata, int8, and refusing foreign models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import needs_torch
+from synth_audio import tone_word
+
+pytestmark = needs_torch
+
+
+def test_exported_model_matches_pytorch_at_several_batches_and_lengths(trained_run, onnx_model):
+    import torch
+
+    from speechlstm.export import load_recognizer
+    from speechlstm.runtime import OnnxRecognizer
+
+    model, state, _ = load_recognizer(trained_run / "best.pt")
+    rec = OnnxRecognizer(onnx_model)
+    assert rec.labels == tuple(state["labels"])
+    rng = np.random.default_rng(3)
+    for batch, samples in [(1, 16000), (5, 16000), (2, 12345), (3, 40000)]:
+        wave = (rng.standard_normal((batch, samples)) * 0.1).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(wave))[0].numpy()
+        got = rec.predict(wave)
+        assert got.shape == (batch, len(rec.labels))
+        assert np.abs(got - expected).max() < 1e-4
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_metadata_describes_the_model(onnx_model):
+    from speechlstm.runtime import read_info
+
+    info = read_info(onnx_model)
+    assert info.features["n_mfcc"] == 40 and info.features["hop_ms"] == 10.0
+    assert info.model["cell"] == "lstm" and info.model["n_params"] > 0
+    assert info.training["epochs_completed"] == 8
+    assert 0.0 <= info.training["test_accuracy"] <= 1.0
+    assert info.quantization == "none"
+
+
+def test_int8_export_agrees_with_fp32(trained_run, onnx_model, tmp_path):
+    import onnx
+
+    from speechlstm.export import export
+    from speechlstm.runtime import OnnxRecognizer
+
+    result = export(trained_run / "best.pt", tmp_path / "tiny.int8.onnx", int8=True)
+    assert result.int8_agreement >= 0.99
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert "DynamicQuantizeLSTM" in ops  # the recurrent layer itself is quantized
+    fp32, int8 = OnnxRecognizer(onnx_model), OnnxRecognizer(result.path)
+    assert int8.info.quantization == "dynamic-int8"
+    words = ["yes", "no", "up", "down"]
+    clips = np.stack([tone_word(w, 1.0, offset_s=0.2) for w in words])
+    assert (fp32.predict(clips).argmax(1) == int8.predict(clips).argmax(1)).all()
+
+
+def test_foreign_onnx_model_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from speechlstm.runtime import ModelError, OnnxRecognizer
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["waveform"], ["probabilities"])], "g",
+        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 4])],
+    )  # fmt: skip
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ModelError, match="not a speechlstm model"):
+        OnnxRecognizer(path)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not a model")
+    with pytest.raises(ModelError, match="cannot load"):
+        OnnxRecognizer(garbage)
