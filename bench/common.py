@@ -7,7 +7,9 @@ import platform
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBSET = Path(os.environ.get("SPEECHLSTM_SUBSET", ROOT.parent / "shared/data/speech_commands_subset"))
+SUBSET = Path(
+    os.environ.get("SPEECHLSTM_SUBSET", ROOT.parent / "shared/data/speech_commands_subset")
+)
 OUT_DIR = ROOT / "bench" / "out"
 
 

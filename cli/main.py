@@ -31,8 +31,10 @@ def _resolve_model(model: Path | None) -> Path:
         return model
     default = default_model_path()
     if default is None:
-        fail("no --model given and this install ships no default model; "
-             "train one (`speechlstm train`) and export it (`speechlstm export`)")  # fmt: skip
+        fail(
+            "no --model given and this install ships no default model; "
+            "train one (`speechlstm train`) and export it (`speechlstm export`)"
+        )
     return default
 
 
@@ -49,7 +51,9 @@ def _load_recognizer(model: Path | None, threads: int):
 @app.command()
 def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC, OGG; any rate)."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="ONNX model; default: the shipped one."),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="ONNX model; default: the shipped one."
+    ),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the K most likely labels."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads (0: all cores)."),
@@ -102,11 +106,20 @@ def info(
     recognizer = _load_recognizer(model, threads=1)
     meta = recognizer.info
     if as_json:
-        stdout_line(json.dumps({
-            "path": str(meta.path), "labels": list(meta.labels), "features": meta.features,
-            "model": meta.model, "training": meta.training, "quantization": meta.quantization,
-            "size_bytes": meta.size_bytes,
-        }, indent=2))  # fmt: skip
+        stdout_line(
+            json.dumps(
+                {
+                    "path": str(meta.path),
+                    "labels": list(meta.labels),
+                    "features": meta.features,
+                    "model": meta.model,
+                    "training": meta.training,
+                    "quantization": meta.quantization,
+                    "size_bytes": meta.size_bytes,
+                },
+                indent=2,
+            )
+        )
         return
     f, m, t = meta.features, meta.model, meta.training
     lines = [
@@ -133,10 +146,11 @@ def info(
 
 
 def _register_training_commands() -> None:
-    from . import train_cmd
+    from . import data_cmd, train_cmd
 
     app.command(name="train")(train_cmd.train)
     app.command(name="export")(train_cmd.export)
+    app.add_typer(data_cmd.app, name="data")
 
 
 _register_training_commands()

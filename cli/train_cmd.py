@@ -10,11 +10,19 @@ from .common import EXIT_INTERRUPTED, fail, stdout_line
 
 
 def train(
-    data: Path = typer.Argument(..., help="Dataset: Speech Commands folder, folder-per-label tree, or CSV manifest."),
-    out: Path = typer.Option(Path("runs/latest"), "--out", "-o", help="Run folder for checkpoints and reports."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="TOML file of settings (see README)."),
+    data: Path = typer.Argument(
+        ..., help="Dataset: Speech Commands folder, folder-per-label tree, or CSV manifest."
+    ),
+    out: Path = typer.Option(
+        Path("runs/latest"), "--out", "-o", help="Run folder for checkpoints and reports."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="TOML file of settings (see README)."
+    ),
     task: str | None = typer.Option(None, "--task", help="sc12 | all | auto (default auto)."),
-    words: str | None = typer.Option(None, "--words", help="Comma-separated words (+ _unknown_, _silence_)."),
+    words: str | None = typer.Option(
+        None, "--words", help="Comma-separated words (+ _unknown_, _silence_)."
+    ),
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
     lr: float | None = typer.Option(None, "--lr", min=0.0),
@@ -24,11 +32,19 @@ def train(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     seed: int | None = typer.Option(None, "--seed"),
     threads: int | None = typer.Option(None, "--threads", min=0, help="CPU threads for torch."),
-    noise: Path | None = typer.Option(None, "--noise", help="Folder of background-noise recordings."),
-    settings: list[str] = typer.Option([], "--set", help="Any setting: --set model.dropout=0.3 (repeatable)."),
+    noise: Path | None = typer.Option(
+        None, "--noise", help="Folder of background-noise recordings."
+    ),
+    settings: list[str] = typer.Option(
+        [], "--set", help="Any setting: --set model.dropout=0.3 (repeatable)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from last.pt."),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-audio cache (default ~/.cache/speechlstm)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Decode without reading or writing the cache."),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="Decoded-audio cache (default ~/.cache/speechlstm)."
+    ),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Decode without reading or writing the cache."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Train a recognizer and write best.pt, last.pt, metrics.json and plots to --out.
@@ -53,25 +69,43 @@ def train(
     try:
         cfg = load_toml(config) if config else RunConfig()
         overrides = parse_set_option(settings)
-        overrides.update({
-            "data.task": task, "data.words": words, "train.epochs": epochs,
-            "train.batch_size": batch_size, "train.lr": lr, "model.hidden_size": hidden,
-            "model.num_layers": layers, "model.pooling": pooling, "train.device": device,
-            "train.seed": seed, "train.threads": threads,
-        })  # fmt: skip
+        overrides.update(
+            {
+                "data.task": task,
+                "data.words": words,
+                "train.epochs": epochs,
+                "train.batch_size": batch_size,
+                "train.lr": lr,
+                "model.hidden_size": hidden,
+                "model.num_layers": layers,
+                "model.pooling": pooling,
+                "train.device": device,
+                "train.seed": seed,
+                "train.threads": threads,
+            }
+        )
         cfg = apply_overrides(cfg, overrides)
     except ValueError as exc:
         fail(str(exc))
     cache = None if no_cache else (cache_dir or default_cache_dir())
     try:
-        report = run_training(data, out, cfg, resume=resume, noise_dir=noise,
-                              cache_dir=cache, show_progress=None if progress else False)  # fmt: skip
+        report = run_training(
+            data,
+            out,
+            cfg,
+            resume=resume,
+            noise_dir=noise,
+            cache_dir=cache,
+            show_progress=None if progress else False,
+        )
     except TrainingInterrupted as exc:
         fail(str(exc), EXIT_INTERRUPTED)
     except (ValueError, DatasetError, OSError) as exc:
         fail(str(exc))
-    stdout_line(f"test accuracy {report['test_accuracy']:.4f} on {report['test_clips']} clips "
-                f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})")  # fmt: skip
+    stdout_line(
+        f"test accuracy {report['test_accuracy']:.4f} on {report['test_clips']} clips "
+        f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})"
+    )
     stdout_line(f"wrote {out}/best.pt, last.pt, metrics.json, curves.png, confusion.png")
 
 
@@ -99,8 +133,10 @@ def export(
         result = do_export(checkpoint, output, int8=int8)
     except (CheckpointError, ExportError, ValueError) as exc:
         fail(str(exc))
-    parts = [f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB)",
-             f"max |onnx - torch| {result.max_abs_diff:.1e}"]  # fmt: skip
+    parts = [
+        f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB)",
+        f"max |onnx - torch| {result.max_abs_diff:.1e}",
+    ]
     if result.int8_agreement is not None:
         parts.append(f"int8 top-1 agreement {result.int8_agreement:.1%}")
     stdout_line("; ".join(parts))

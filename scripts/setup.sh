@@ -13,8 +13,8 @@ TORCH_PAIR="torch==2.11.0 torchaudio==2.11.0"
 # espeak-ng/flite/festival: offline text-to-speech for synthetic data;
 # libportaudio2: sounddevice's microphone backend; pulseaudio: the virtual
 # microphone used by the live-mode tests; sox: conversions.
-APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k libportaudio2 sox
-              pulseaudio pulseaudio-utils)
+APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+              libportaudio2 sox pulseaudio pulseaudio-utils)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -36,6 +36,6 @@ if ! "$VENV/bin/python" -c "import torch, torchaudio" 2>/dev/null; then
   echo "setup: installing $TORCH_PAIR (about 2.7 GB of wheels)" >&2
   "$VENV/bin/pip" install -q $TORCH_PAIR
 fi
-echo "setup: installing speechlstm[train,mic,dev]" >&2
-"$VENV/bin/pip" install -q -e ".[train,mic,dev]"
+echo "setup: installing speechlstm[train,mic,tts,dev]" >&2
+"$VENV/bin/pip" install -q -e ".[train,mic,tts,dev]"
 echo "setup: done; run commands with $VENV/bin/speechlstm or 'source $VENV/bin/activate'" >&2

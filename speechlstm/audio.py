@@ -77,7 +77,9 @@ def to_mono_16k(
     if data.ndim == 2:
         data = data.mean(axis=1, dtype=np.float32)
     elif data.ndim != 1:
-        raise InvalidAudio(path, f"expected 1-D or (samples, channels) audio, got shape {data.shape}")
+        raise InvalidAudio(
+            path, f"expected 1-D or (samples, channels) audio, got shape {data.shape}"
+        )
     if data.size == 0:
         raise InvalidAudio(path, "no audio frames (empty or truncated)")
     if not np.isfinite(data).all():

@@ -68,8 +68,10 @@ def spec_augment(log_mel: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
     b, t, m = log_mel.shape
     fill = log_mel.mean(dim=(1, 2), keepdim=True).expand_as(log_mel)
     mask = torch.zeros_like(log_mel, dtype=torch.bool)
-    for axis, count, widest, size in ((1, cfg.time_masks, cfg.time_mask_frames, t),
-                                      (2, cfg.freq_masks, cfg.freq_mask_bins, m)):  # fmt: skip
+    for axis, count, widest, size in (
+        (1, cfg.time_masks, cfg.time_mask_frames, t),
+        (2, cfg.freq_masks, cfg.freq_mask_bins, m),
+    ):
         pos = torch.arange(size, device=log_mel.device).unsqueeze(0)  # (1, size)
         for _ in range(count):
             width = torch.randint(0, widest + 1, (b, 1), generator=gen, device=log_mel.device)

@@ -8,11 +8,12 @@ so inference rebuilds exactly the features the model was trained on.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 
 @dataclass(frozen=True)

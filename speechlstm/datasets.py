@@ -27,9 +27,16 @@ from .labels import BACKGROUND_NOISE_DIR, SILENCE, Task
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})
 SPLITS = ("train", "validation", "test")
-SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation",
-                 "val": "validation", "valid": "validation", "dev": "validation",
-                 "test": "test", "testing": "test"}  # fmt: skip
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 # TensorFlow speech_commands recipe: hash the speaker id so a speaker's clips all
 # land in one split, and new clips of a speaker keep the same split.
@@ -117,8 +124,13 @@ def _from_folders(root: Path) -> DatasetIndex:
                 continue
             rel = f"{folder.name}/{path.name}"
             if has_lists:
-                split = ("validation" if rel in (val_list or set())
-                         else "test" if rel in (test_list or set()) else "train")  # fmt: skip
+                split = (
+                    "validation"
+                    if rel in (val_list or set())
+                    else "test"
+                    if rel in (test_list or set())
+                    else "train"
+                )
             else:
                 split = hash_split(path)
             clips.append(Clip(path, folder.name, split))

@@ -26,9 +26,16 @@ from . import checkpoint
 from .config import RunConfig, from_dict, to_dict
 from .model import Recognizer
 from .modelmeta import (
-    FORMAT_VERSION, INPUT_NAME, KEY_FEATURES, KEY_FORMAT, KEY_LABELS, KEY_MODEL,
-    KEY_QUANTIZATION, KEY_TRAINING, OUTPUT_NAMES,
-)  # fmt: skip
+    FORMAT_VERSION,
+    INPUT_NAME,
+    KEY_FEATURES,
+    KEY_FORMAT,
+    KEY_LABELS,
+    KEY_MODEL,
+    KEY_QUANTIZATION,
+    KEY_TRAINING,
+    OUTPUT_NAMES,
+)
 
 FP32_TOLERANCE = 1e-4  # max |ORT - PyTorch| on probabilities
 INT8_MIN_AGREEMENT = 0.99  # share of probe clips whose top-1 must match fp32
@@ -65,9 +72,14 @@ def export(ckpt_path: str | Path, out_path: str | Path, int8: bool = False) -> E
         KEY_LABELS: json.dumps(list(state["labels"])),
         KEY_FEATURES: json.dumps(to_dict(cfg.features)),
         KEY_MODEL: json.dumps({**to_dict(cfg.model), "n_params": state.get("n_params")}),
-        KEY_TRAINING: json.dumps({**state.get("summary", {}),
-                                  "train": to_dict(cfg.train), "augment": to_dict(cfg.augment),
-                                  "data": to_dict(cfg.data)}),  # fmt: skip
+        KEY_TRAINING: json.dumps(
+            {
+                **state.get("summary", {}),
+                "train": to_dict(cfg.train),
+                "augment": to_dict(cfg.augment),
+                "data": to_dict(cfg.data),
+            }
+        ),
     }
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
@@ -106,9 +118,14 @@ def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter is chatty about internals
         program = torch.onnx.export(
-            module, (example,), dynamo=True, input_names=[names[0]],
-            output_names=list(names[1]), dynamic_shapes=(dims,), verbose=False,
-        )  # fmt: skip
+            module,
+            (example,),
+            dynamo=True,
+            input_names=[names[0]],
+            output_names=list(names[1]),
+            dynamic_shapes=(dims,),
+            verbose=False,
+        )
     program.optimize()
     return program.model_proto
 
@@ -127,12 +144,17 @@ def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) 
     fc = cfg.features
     batch = torch.export.Dim("batch")
     wave = torch.zeros(2, fc.clip_samples)
-    front = _dynamo(model.features, wave, (INPUT_NAME, ("mfcc",)),
-                    {0: batch, 1: torch.export.Dim("samples", min=fc.n_fft)})  # fmt: skip
+    front = _dynamo(
+        model.features,
+        wave,
+        (INPUT_NAME, ("mfcc",)),
+        {0: batch, 1: torch.export.Dim("samples", min=fc.n_fft)},
+    )
     with torch.no_grad():
         mfcc = model.features(wave)
-    head = _dynamo(_Head(model), mfcc, ("mfcc", OUTPUT_NAMES),
-                   {0: batch, 1: torch.export.Dim("frames", min=2)})  # fmt: skip
+    head = _dynamo(
+        _Head(model), mfcc, ("mfcc", OUTPUT_NAMES), {0: batch, 1: torch.export.Dim("frames", min=2)}
+    )
     front = onnx.compose.add_prefix(front, "front/", rename_inputs=False, rename_outputs=False)
     head = onnx.compose.add_prefix(head, "head/", rename_inputs=False, rename_outputs=False)
     proto = onnx.compose.merge_models(front, head, io_map=[("mfcc", "mfcc")])
@@ -187,8 +209,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, metadata: dict) -> None:
     if not front:
         raise ExportError("cannot find the front-end nodes to keep in fp32")
     with _quiet_root_logger():  # quantize_dynamic logs a pre-processing hint we already follow
-        quantize_dynamic(str(clean_path), str(out_path), weight_type=QuantType.QInt8,
-                         nodes_to_exclude=front)  # fmt: skip
+        quantize_dynamic(
+            str(clean_path), str(out_path), weight_type=QuantType.QInt8, nodes_to_exclude=front
+        )
     proto = onnx.load(str(out_path))
     del proto.metadata_props[:]
     for key, value in metadata.items():
@@ -226,7 +249,9 @@ def probe_waveforms(clip_samples: int, n: int = 200, seed: int = 0) -> np.ndarra
     return out
 
 
-def probe_set(source: str | None, clip_samples: int, n: int = PROBE_CLIPS) -> tuple[np.ndarray, str]:
+def probe_set(
+    source: str | None, clip_samples: int, n: int = PROBE_CLIPS
+) -> tuple[np.ndarray, str]:
     """Clips to compare int8 with fp32 on: the training dataset's validation
     clips when it is still on disk (real inputs, the ones that matter), else
     generated speech-like tones."""

@@ -16,11 +16,42 @@ BACKGROUND_LABELS = frozenset({UNKNOWN, SILENCE})
 
 SC12_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SC35_WORDS = (
-    "backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow",
-    "forward", "four", "go", "happy", "house", "learn", "left", "marvin", "nine",
-    "no", "off", "on", "one", "right", "seven", "sheila", "six", "stop", "three",
-    "tree", "two", "up", "visual", "wow", "yes", "zero",
-)  # fmt: skip
+    "backward",
+    "bed",
+    "bird",
+    "cat",
+    "dog",
+    "down",
+    "eight",
+    "five",
+    "follow",
+    "forward",
+    "four",
+    "go",
+    "happy",
+    "house",
+    "learn",
+    "left",
+    "marvin",
+    "nine",
+    "no",
+    "off",
+    "on",
+    "one",
+    "right",
+    "seven",
+    "sheila",
+    "six",
+    "stop",
+    "three",
+    "tree",
+    "two",
+    "up",
+    "visual",
+    "wow",
+    "yes",
+    "zero",
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +69,9 @@ class Task:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.words + ((UNKNOWN,) if self.unknown else ()) + ((SILENCE,) if self.silence else ())
+        return (
+            self.words + ((UNKNOWN,) if self.unknown else ()) + ((SILENCE,) if self.silence else ())
+        )
 
     def class_of(self, word: str) -> str | None:
         """The class a dataset word belongs to, or None if it is not used."""
@@ -54,7 +87,7 @@ def make_task(task: str | None, words: str | list[str] | None, available: list[s
 
     `available` lists the words the dataset has. `auto` is `sc12` when all ten
     Speech Commands words are present, else `all` (every word a class, plus
-    `_silence_`).
+    `_silence_`, and `_unknown_` when the dataset has an `_unknown_/` folder).
     """
     if words:
         chosen = _split_words(words)
@@ -81,7 +114,8 @@ def make_task(task: str | None, words: str | list[str] | None, available: list[s
         words_all = tuple(sorted(w for w in available if w not in BACKGROUND_LABELS))
         if len(words_all) < 2:
             raise ValueError(f"--task all needs at least two word folders, found {len(words_all)}")
-        return Task(words_all, unknown=False, silence=True)
+        # A `_unknown_/` folder (synthetic datasets write one) feeds the unknown class.
+        return Task(words_all, unknown=UNKNOWN in available, silence=True)
     raise ValueError(f"unknown task {task!r}: use auto, sc12, all, or --words a,b,c")
 
 

@@ -22,10 +22,14 @@ def per_class(cm: np.ndarray, labels: list[str] | tuple[str, ...]) -> dict[str, 
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     return {
-        label: {"precision": float(precision[i]), "recall": float(recall[i]),
-                "f1": float(f1[i]), "support": int(support[i])}
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
         for i, label in enumerate(labels)
-    }  # fmt: skip
+    }
 
 
 def accuracy(cm: np.ndarray) -> float:

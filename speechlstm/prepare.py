@@ -1,8 +1,8 @@
 """Turn a dataset on disk into in-memory training arrays (numpy only).
 
-    discover -> task mapping -> decoded sample banks (cached) -> + silence clips
-    cut from background noise -> SplitData per split, plus the noise bank for
-    augmentation.
+discover -> task mapping -> decoded sample banks (cached) -> + silence clips
+cut from background noise -> SplitData per split, plus the noise bank for
+augmentation.
 """
 
 from __future__ import annotations
@@ -69,15 +69,21 @@ def prepare(
             if name == "train" and data_cfg.unknown_share > 0:
                 paths, targets = _cap_unknown(paths, targets, task, data_cfg.unknown_share, seed)
             bank = load_bank(
-                paths, feature_cfg.clip_samples, feature_cfg.sample_rate, cache_dir,
-                workers=workers, progress=advance,
-            )  # fmt: skip
+                paths,
+                feature_cfg.clip_samples,
+                feature_cfg.sample_rate,
+                cache_dir,
+                workers=workers,
+                progress=advance,
+            )
             errors.update(bank.errors)
             audio, targets = bank.audio[bank.ok], targets[bank.ok]
             kept_paths = [str(p) for p, ok in zip(paths, bank.ok) if ok]
             if spec.n_generated_silence:
                 rng = np.random.default_rng([seed, 1000 + i])
-                silence = make_silence(noise, spec.n_generated_silence, feature_cfg.clip_samples, rng)
+                silence = make_silence(
+                    noise, spec.n_generated_silence, feature_cfg.clip_samples, rng
+                )
                 audio = np.concatenate([audio, silence])
                 targets = np.concatenate(
                     [targets, np.full(len(silence), task.labels.index(SILENCE), dtype=np.int64)]
@@ -85,8 +91,10 @@ def prepare(
                 kept_paths += [f"<silence:{k}>" for k in range(len(silence))]
             splits[name] = SplitData(audio, targets, kept_paths)
     if errors:
-        note(f"skipped {len(errors)} file(s) that could not be decoded, e.g. "
-             f"{next(iter(errors))}: {next(iter(errors.values()))}")  # fmt: skip
+        note(
+            f"skipped {len(errors)} file(s) that could not be decoded, e.g. "
+            f"{next(iter(errors))}: {next(iter(errors.values()))}"
+        )
     return Prepared(index, task, splits, noise, noise_source, errors)
 
 

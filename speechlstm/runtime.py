@@ -17,9 +17,17 @@ import numpy as np
 from .audio import fix_length
 from .labels import BACKGROUND_LABELS
 from .modelmeta import (
-    FORMAT_VERSION, INPUT_NAME, KEY_FEATURES, KEY_FORMAT, KEY_LABELS, KEY_MODEL,
-    KEY_QUANTIZATION, KEY_TRAINING, OUTPUT_NAMES, REQUIRED_KEYS,
-)  # fmt: skip
+    FORMAT_VERSION,
+    INPUT_NAME,
+    KEY_FEATURES,
+    KEY_FORMAT,
+    KEY_LABELS,
+    KEY_MODEL,
+    KEY_QUANTIZATION,
+    KEY_TRAINING,
+    OUTPUT_NAMES,
+    REQUIRED_KEYS,
+)
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 DEFAULT_MODEL_NAME = "sc12.int8.onnx"
@@ -80,8 +88,15 @@ def read_info(path: str | os.PathLike, session=None) -> ModelInfo:
     outputs = [o.name for o in session.get_outputs()]
     if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:
         raise ModelError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAMES[0]!r}")
-    return ModelInfo(path, labels, features, model, training,
-                     meta.get(KEY_QUANTIZATION, "none"), path.stat().st_size)  # fmt: skip
+    return ModelInfo(
+        path,
+        labels,
+        features,
+        model,
+        training,
+        meta.get(KEY_QUANTIZATION, "none"),
+        path.stat().st_size,
+    )
 
 
 def _open_session(path: Path, threads: int):

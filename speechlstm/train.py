@@ -94,9 +94,12 @@ class Trainer:
             # Norms and biases are not weight-decayed (nanoGPT's split).
             (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": tc.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr,
-        )  # fmt: skip
+            [
+                {"params": decay, "weight_decay": tc.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=tc.lr,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_factor(s, self.total_steps, warmup, tc.min_lr_ratio),
@@ -104,8 +107,9 @@ class Trainer:
         # bf16 autocast on GPU only: CPU bf16 LSTMs are slower and less exact.
         self.autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda" else contextlib.nullcontext()
-        )  # fmt: skip
+            if self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
         self.state = TrainState(history=[])
 
     # -- checkpoints -------------------------------------------------------
@@ -147,9 +151,11 @@ class Trainer:
     def fit(self, show_progress: bool | None = None) -> TrainState:
         tc: TrainConfig = self.cfg.train
         s = self.state
-        note(f"model: {self.cfg.model.cell} x{self.cfg.model.num_layers} "
-             f"hidden {self.cfg.model.hidden_size}, {self.n_params:,} parameters; "
-             f"device {self.device}; {len(self.train_targets)} training clips")  # fmt: skip
+        note(
+            f"model: {self.cfg.model.cell} x{self.cfg.model.num_layers} "
+            f"hidden {self.cfg.model.hidden_size}, {self.n_params:,} parameters; "
+            f"device {self.device}; {len(self.train_targets)} training clips"
+        )
         try:
             while s.epoch < tc.epochs:
                 self._train_epoch(show_progress)
@@ -184,8 +190,11 @@ class Trainer:
                 s.global_step += 1
                 clips += len(idx)
                 rate = clips / max(time.perf_counter() - started, 1e-9)
-                adv(1, info=f"loss {s.loss_sum / s.seen:.3f} acc {s.correct / s.seen:.3f} "
-                            f"{rate:.0f} clips/s")  # fmt: skip
+                adv(
+                    1,
+                    info=f"loss {s.loss_sum / s.seen:.3f} acc {s.correct / s.seen:.3f} "
+                    f"{rate:.0f} clips/s",
+                )
         self._epoch_rate = clips / max(time.perf_counter() - started, 1e-9)
 
     def _step(self, idx: np.ndarray, seed: tuple[int, int, int]) -> tuple[float, int]:
@@ -236,10 +245,12 @@ class Trainer:
         if improved:
             checkpoint.save_atomic(state, self.out_dir / "best.pt")
         checkpoint.save_atomic(state, self.out_dir / "last.pt")
-        note(f"epoch {s.epoch}: train loss {record['train_loss']:.3f} "
-             f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.3f} "
-             f"acc {val['accuracy']:.3f}{' *' if improved else ''} | "
-             f"{record['clips_per_s']:.0f} clips/s")  # fmt: skip
+        note(
+            f"epoch {s.epoch}: train loss {record['train_loss']:.3f} "
+            f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.3f} "
+            f"acc {val['accuracy']:.3f}{' *' if improved else ''} | "
+            f"{record['clips_per_s']:.0f} clips/s"
+        )
         if tc.patience and s.bad_epochs >= tc.patience:
             note(f"early stop: no validation improvement for {tc.patience} epochs")
             return True
@@ -253,17 +264,28 @@ def evaluate(model: Recognizer, split: SplitData, device: torch.device, batch_si
     n = len(split.targets)
     probs = np.zeros((n, model.classifier.head.out_features), dtype=np.float32)
     for start in range(0, n, batch_size):
-        wave = torch.from_numpy(split.audio[start : start + batch_size]).to(device).float() / 32767.0
+        wave = (
+            torch.from_numpy(split.audio[start : start + batch_size]).to(device).float() / 32767.0
+        )
         p, _ = model(wave)
         probs[start : start + len(wave)] = p.float().cpu().numpy()
     model.train()
     if n == 0:
-        return {"loss": float("nan"), "accuracy": 0.0, "predictions": np.zeros(0, int), "probs": probs}
+        return {
+            "loss": float("nan"),
+            "accuracy": 0.0,
+            "predictions": np.zeros(0, int),
+            "probs": probs,
+        }
     picked = probs[np.arange(n), split.targets]
     loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
     preds = probs.argmax(axis=1)
-    return {"loss": loss, "accuracy": float((preds == split.targets).mean()),
-            "predictions": preds, "probs": probs}  # fmt: skip
+    return {
+        "loss": loss,
+        "accuracy": float((preds == split.targets).mean()),
+        "predictions": preds,
+        "probs": probs,
+    }
 
 
 def final_report(trainer: Trainer) -> dict:
@@ -294,13 +316,18 @@ def final_report(trainer: Trainer) -> dict:
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     plot_curves(trainer.state.history, out / "curves.png")
-    plot_confusion(cm, labels, out / "confusion.png", title=f"test accuracy {report['test_accuracy']:.3f}")
+    plot_confusion(
+        cm, labels, out / "confusion.png", title=f"test accuracy {report['test_accuracy']:.3f}"
+    )
     # The test figure also goes into the checkpoints, so export can describe the model.
     for name in ("best.pt", "last.pt"):
         path = out / name
         if path.is_file():
             state = checkpoint.load(path)
-            state["summary"] = {**trainer.summary(), "test_accuracy": round(report["test_accuracy"], 4)}
+            state["summary"] = {
+                **trainer.summary(),
+                "test_accuracy": round(report["test_accuracy"], 4),
+            }
             checkpoint.save_atomic(state, path)
     return report
 
@@ -328,10 +355,19 @@ def run_training(
         raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_toml(cfg, out_dir / "config.toml")
-    data = prepare(source, cfg.data, cfg.features, cfg.train.seed, noise_dir=noise_dir,
-                   cache_dir=cache_dir, show_progress=show_progress)  # fmt: skip
-    note(f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
-         f"clips per split: {data.counts()}; noise: {data.noise_source}")  # fmt: skip
+    data = prepare(
+        source,
+        cfg.data,
+        cfg.features,
+        cfg.train.seed,
+        noise_dir=noise_dir,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
+    )
+    note(
+        f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
+        f"clips per split: {data.counts()}; noise: {data.noise_source}"
+    )
     if len(data.splits["train"].targets) == 0:
         raise ValueError(f"{source}: no training clips for this task")
     trainer = Trainer(cfg, data, out_dir, str(source))

@@ -33,8 +33,12 @@ class FileResult:
     def to_json(self) -> dict:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "label": self.label, "score": round(self.score, 6),
-                "top": [[lab, round(s, 6)] for lab, s in self.top]}  # fmt: skip
+        return {
+            "path": self.path,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "top": [[lab, round(s, 6)] for lab, s in self.top],
+        }
 
 
 def top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:
@@ -59,7 +63,10 @@ def classify_waveform(recognizer: OnnxRecognizer, waveform: np.ndarray) -> np.nd
     hop = round(recognizer.info.sample_rate * LONG_HOP_MS / 1000)
     frames = windows(waveform, n, hop)
     probs = np.concatenate(
-        [recognizer.predict(frames[i : i + WINDOW_BATCH]) for i in range(0, len(frames), WINDOW_BATCH)]
+        [
+            recognizer.predict(frames[i : i + WINDOW_BATCH])
+            for i in range(0, len(frames), WINDOW_BATCH)
+        ]
     )
     foreground = np.where(recognizer.background, -1.0, probs).max(axis=1)
     best = int(np.argmax(foreground)) if (~recognizer.background).any() else 0

@@ -4,7 +4,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
 from synth_audio import make_dataset  # noqa: F401  (re-exported for tests)
 
 try:
@@ -25,10 +24,17 @@ def tiny_config(epochs: int = 8):
     return dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, hidden_size=24, num_layers=1, dropout=0.0),
-        train=dataclasses.replace(cfg.train, epochs=epochs, batch_size=16, lr=1e-2,
-                                  warmup_epochs=0.5, patience=0, threads=2),
+        train=dataclasses.replace(
+            cfg.train,
+            epochs=epochs,
+            batch_size=16,
+            lr=1e-2,
+            warmup_epochs=0.5,
+            patience=0,
+            threads=2,
+        ),
         augment=dataclasses.replace(cfg.augment, spec_augment=False, noise_prob=0.3),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +61,16 @@ def onnx_model(trained_run, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.onnx"
     export(trained_run / "best.pt", path)
     return path
+
+
+@pytest.fixture(scope="session")
+def virtual_mic(tmp_path_factory):
+    """A PulseAudio virtual microphone, started for the session and stopped after."""
+    from virtual_mic import VirtualMic, missing
+
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    mic = VirtualMic(tmp_path_factory.mktemp("pulse")).start()
+    yield mic
+    mic.stop()

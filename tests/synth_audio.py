@@ -21,8 +21,14 @@ WORD_CONTOURS = {
 }
 
 
-def tone_word(word: str, speaker_scale: float = 1.0, seconds: float = 0.6, sr: int = SR,
-              offset_s: float = 0.2, rng: np.random.Generator | None = None) -> np.ndarray:  # fmt: skip
+def tone_word(
+    word: str,
+    speaker_scale: float = 1.0,
+    seconds: float = 0.6,
+    sr: int = SR,
+    offset_s: float = 0.2,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """A 1 s clip holding the word's contour (with harmonics) inside light noise."""
     rng = rng or np.random.default_rng(0)
     start_hz, end_hz = WORD_CONTOURS[word]
@@ -36,8 +42,15 @@ def tone_word(word: str, speaker_scale: float = 1.0, seconds: float = 0.6, sr: i
     return clip.astype(np.float32)
 
 
-def make_dataset(root: Path, words=("yes", "no", "up", "down"), speakers: int = 10,
-                 takes: int = 3, lists: bool = True, noise: bool = True, seed: int = 0) -> Path:  # fmt: skip
+def make_dataset(
+    root: Path,
+    words=("yes", "no", "up", "down"),
+    speakers: int = 10,
+    takes: int = 3,
+    lists: bool = True,
+    noise: bool = True,
+    seed: int = 0,
+) -> Path:
     """A Speech Commands-layout folder. With `lists`, speakers 1, 6, 11, ... are
     validation and 3, 8, 13, ... test (spread over the pitch range); the rest train."""
     rng = np.random.default_rng(seed)
@@ -60,6 +73,9 @@ def make_dataset(root: Path, words=("yes", "no", "up", "down"), speakers: int = 
         (root / "testing_list.txt").write_text("\n".join(test) + "\n")
     if noise:
         (root / "_background_noise_").mkdir(exist_ok=True)
-        sf.write(root / "_background_noise_" / "pink.wav",
-                 (rng.standard_normal(SR * 5) * 0.05).astype(np.float32), SR)  # fmt: skip
+        sf.write(
+            root / "_background_noise_" / "pink.wav",
+            (rng.standard_normal(SR * 5) * 0.05).astype(np.float32),
+            SR,
+        )
     return root

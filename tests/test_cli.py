@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import soundfile as sf
+from conftest import needs_torch
+from synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
 from cli.main import app
-from conftest import needs_torch
-from synth_audio import SR, tone_word
 
 runner = CliRunner()
 
@@ -34,8 +34,18 @@ def test_transcribe_labels_good_files_and_reports_bad_ones(onnx_model, tmp_path)
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     missing = tmp_path / "missing.wav"
-    args = ["transcribe", "--model", str(onnx_model), "--json", "--top-k", "3",
-            *map(str, good.values()), str(corrupt), str(missing), str(tmp_path)]  # fmt: skip
+    args = [
+        "transcribe",
+        "--model",
+        str(onnx_model),
+        "--json",
+        "--top-k",
+        "3",
+        *map(str, good.values()),
+        str(corrupt),
+        str(missing),
+        str(tmp_path),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
@@ -53,7 +63,9 @@ def test_transcribe_labels_good_files_and_reports_bad_ones(onnx_model, tmp_path)
 
 
 def test_transcribe_plain_output_and_long_recording(onnx_model, tmp_path):
-    long = np.concatenate([np.zeros(SR, np.float32), tone_word("up", 1.0), np.zeros(SR, np.float32)])
+    long = np.concatenate(
+        [np.zeros(SR, np.float32), tone_word("up", 1.0), np.zeros(SR, np.float32)]
+    )
     path = tmp_path / "long.wav"
     sf.write(path, long, SR)
     result = runner.invoke(app, ["transcribe", "-m", str(onnx_model), str(path)])
@@ -104,9 +116,25 @@ def test_transcribe_never_imports_torch(onnx_model, tmp_path):
 @needs_torch
 def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(tone_dataset), "--out", str(run), "--epochs", "2",
-                                 "--hidden", "8", "--layers", "1", "--no-cache", "--no-progress",
-                                 "--set", "augment.spec_augment=false"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(tone_dataset),
+            "--out",
+            str(run),
+            "--epochs",
+            "2",
+            "--hidden",
+            "8",
+            "--layers",
+            "1",
+            "--no-cache",
+            "--no-progress",
+            "--set",
+            "augment.spec_augment=false",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "test accuracy" in result.stdout
     config = (run / "config.toml").read_text()
@@ -116,7 +144,13 @@ def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
     assert result.exit_code == 0, result.output
     assert "max |onnx - torch|" in result.stdout
     result = runner.invoke(app, ["transcribe", "-m", str(model), str(_clips(tmp_path)["yes"])])
-    assert result.exit_code == 0 and result.stdout.split()[1] in {"yes", "no", "up", "down", "_silence_"}
+    assert result.exit_code == 0 and result.stdout.split()[1] in {
+        "yes",
+        "no",
+        "up",
+        "down",
+        "_silence_",
+    }
     # A second train into the same folder without --resume is refused, not overwritten.
     again = runner.invoke(app, ["train", str(tone_dataset), "--out", str(run)])
     assert again.exit_code == 2 and "--resume" in again.output

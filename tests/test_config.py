@@ -8,8 +8,15 @@ from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_o
 
 
 def test_toml_round_trip_and_overrides(tmp_path):
-    cfg = apply_overrides(RunConfig(), {"model.hidden_size": "64", "data.words": "a,b",
-                                        "augment.spec_augment": "false", "train.lr": 0.01})  # fmt: skip
+    cfg = apply_overrides(
+        RunConfig(),
+        {
+            "model.hidden_size": "64",
+            "data.words": "a,b",
+            "augment.spec_augment": "false",
+            "train.lr": 0.01,
+        },
+    )
     assert cfg.model.hidden_size == 64 and cfg.data.words == ("a", "b")
     assert cfg.augment.spec_augment is False and cfg.train.lr == 0.01
     path = tmp_path / "c.toml"
@@ -19,9 +26,13 @@ def test_toml_round_trip_and_overrides(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides,message",
-    [({"model.hidden": "3"}, "unknown setting"), ({"model.hidden_size": "big"}, "not a valid int"),
-     ({"model.cell": "tcn"}, "choose one of"), ({"nosection": "1"}, "section.key")],
-)  # fmt: skip
+    [
+        ({"model.hidden": "3"}, "unknown setting"),
+        ({"model.hidden_size": "big"}, "not a valid int"),
+        ({"model.cell": "tcn"}, "choose one of"),
+        ({"nosection": "1"}, "section.key"),
+    ],
+)
 def test_bad_overrides_name_the_setting(overrides, message):
     with pytest.raises(ValueError, match=message):
         apply_overrides(RunConfig(), overrides)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synth_audio import make_dataset
 
 from speechlstm.datasets import (
-    DatasetError, check_speakers_disjoint, discover, hash_split, speaker_of, task_split,
-)  # fmt: skip
+    DatasetError,
+    check_speakers_disjoint,
+    discover,
+    hash_split,
+    speaker_of,
+    task_split,
+)
 from speechlstm.labels import SC12_WORDS, SILENCE, UNKNOWN, make_task
-from synth_audio import make_dataset
 
 
 def test_speech_commands_layout_uses_the_lists(tmp_path):
@@ -36,7 +41,9 @@ def test_without_lists_the_speaker_hash_split_keeps_speakers_apart(tmp_path):
 def test_hash_split_matches_the_speech_commands_rule():
     # Same speaker -> same split, whatever the take number or word.
     a = hash_split("yes/0a7c2a8d_nohash_0.wav")
-    assert all(hash_split(f"{w}/0a7c2a8d_nohash_{n}.wav") == a for w in ("no", "up") for n in range(5))
+    assert all(
+        hash_split(f"{w}/0a7c2a8d_nohash_{n}.wav") == a for w in ("no", "up") for n in range(5)
+    )
     assert speaker_of("left/abc123_nohash_4.wav") == "abc123"
     splits = [hash_split(f"x/{i:08x}_nohash_0.wav") for i in range(4000)]
     assert 0.07 < splits.count("validation") / 4000 < 0.13

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 from synth_audio import tone_word
 
@@ -66,10 +65,11 @@ def test_foreign_onnx_model_is_refused(tmp_path):
     from speechlstm.runtime import ModelError, OnnxRecognizer
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["waveform"], ["probabilities"])], "g",
+        [helper.make_node("Identity", ["waveform"], ["probabilities"])],
+        "g",
         [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 4])],
-    )  # fmt: skip
+    )
     path = tmp_path / "foreign.onnx"
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(ModelError, match="not a speechlstm model"):

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from conftest import needs_torch
 
 pytestmark = needs_torch
@@ -17,11 +16,21 @@ def _librosa_mfcc(wave, cfg):
     import librosa
 
     mel = librosa.feature.melspectrogram(
-        y=wave, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_samples,
-        win_length=cfg.window_samples, window="hann", center=True, pad_mode="constant",
-        power=2.0, n_mels=cfg.n_mels, fmin=cfg.f_min_hz, fmax=cfg.f_max_hz,
-        htk=cfg.mel_scale == "htk", norm="slaney" if cfg.mel_scale == "slaney" else None,
-    )  # fmt: skip
+        y=wave,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_samples,
+        win_length=cfg.window_samples,
+        window="hann",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=cfg.n_mels,
+        fmin=cfg.f_min_hz,
+        fmax=cfg.f_max_hz,
+        htk=cfg.mel_scale == "htk",
+        norm="slaney" if cfg.mel_scale == "slaney" else None,
+    )
     db = librosa.power_to_db(mel, ref=1.0, amin=cfg.log_floor, top_db=None)
     return librosa.feature.mfcc(S=db, n_mfcc=cfg.n_mfcc, dct_type=2, norm="ortho").T  # (T, n_mfcc)
 
@@ -36,7 +45,9 @@ def test_mfcc_matches_librosa(mel_scale):
     cfg = FeatureConfig(mel_scale=mel_scale, normalize="none")
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
-    wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(16000)).astype(np.float32)
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(16000)).astype(
+        np.float32
+    )
     ours = MFCC(cfg)(torch.from_numpy(wave)[None])[0].numpy()
     ref = _librosa_mfcc(wave, cfg)
     assert ours.shape == ref.shape == (cfg.n_frames, cfg.n_mfcc)
@@ -53,7 +64,9 @@ def test_cepstral_mean_normalisation_removes_a_constant_channel_gain():
     wave = torch.from_numpy((0.1 * rng.standard_normal(16000)).astype(np.float32))[None]
     cmn = MFCC(FeatureConfig())
     raw = MFCC(dataclasses.replace(FeatureConfig(), normalize="none"))
-    np.testing.assert_allclose(cmn(wave), raw(wave) - raw(wave).mean(dim=1, keepdim=True), atol=1e-4)
+    np.testing.assert_allclose(
+        cmn(wave), raw(wave) - raw(wave).mean(dim=1, keepdim=True), atol=1e-4
+    )
     # A 6 dB quieter copy has the same normalised MFCC (the gain is a constant in log-mel).
     np.testing.assert_allclose(cmn(wave * 0.5), cmn(wave), atol=1e-2)
     assert cmn(wave).shape == (1, 101, 40)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import needs_torch, tiny_config
 
 pytestmark = needs_torch
@@ -26,7 +25,14 @@ def _assert_same_weights(a, b):
 
 
 def test_trained_run_writes_reports_and_learns(trained_run):
-    for name in ("best.pt", "last.pt", "metrics.json", "curves.png", "confusion.png", "config.toml"):
+    for name in (
+        "best.pt",
+        "last.pt",
+        "metrics.json",
+        "curves.png",
+        "confusion.png",
+        "config.toml",
+    ):
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "metrics.json").read_text())
     assert len(report["history"]) == 8

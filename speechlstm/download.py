@@ -1,0 +1,152 @@
+"""Resumable, checksum-verified downloads and archive extraction that cannot escape its target.
+
+Standard library only (urllib, tarfile). A download goes to `<file>.part`;
+an interrupted one resumes with an HTTP Range request; the finished file is
+checked against its SHA-256 before it is renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Archive:
+    name: str
+    url: str
+    sha256: str
+    size_bytes: int
+    folder: str  # extracted under out_dir/folder
+
+
+SPEECH_COMMANDS = Archive(
+    "speech_commands_v0.02.tar.gz",
+    "https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_v0.02.tar.gz",
+    "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58",
+    2_428_923_189,
+    "speech_commands",
+)
+DATASETS = {"speech-commands": SPEECH_COMMANDS}
+
+
+class DownloadError(RuntimeError):
+    """A download or extraction that failed; the message says what to do."""
+
+
+def download(url: str, dest: Path, sha256: str, timeout_s: float = 60.0, progress=None) -> Path:
+    """Fetch `url` to `dest`, resuming `dest.part`; verify SHA-256. Returns `dest`.
+
+    `progress(done_bytes, total_bytes)` is called as data arrives.
+    """
+    dest = Path(dest)
+    if dest.is_file() and _sha256(dest) == sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to fetch: the part is complete
+            return _finish(part, dest, sha256)
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)})") from None
+    with response:
+        if have and response.status != 206:  # server ignored Range: start over
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        mode = "ab" if have else "wb"
+        done = have
+        try:
+            with part.open(mode) as fh:
+                while chunk := response.read(CHUNK_BYTES):
+                    fh.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+        except (OSError, urllib.error.URLError) as exc:
+            raise DownloadError(
+                f"{url}: connection lost after {done} bytes ({exc}); run again to resume"
+            ) from None
+    if total is not None and done < total:
+        raise DownloadError(f"{url}: incomplete, got {done} of {total} bytes; run again to resume")
+    return _finish(part, dest, sha256)
+
+
+def _finish(part: Path, dest: Path, sha256: str) -> Path:
+    got = _sha256(part)
+    if got != sha256:
+        part.unlink()  # a corrupt file cannot be resumed into a good one
+        raise DownloadError(
+            f"{dest.name}: checksum mismatch (expected {sha256[:16]}..., got {got[:16]}...); "
+            "the partial file was deleted, run again to download afresh"
+        )
+    part.replace(dest)
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_members(tar: tarfile.TarFile, target: Path) -> None:
+    """Refuse the whole archive if any member would land outside `target`
+    (absolute paths, `..`, links pointing out, device files)."""
+    root = target.resolve()
+    for member in tar.getmembers():
+        name = PurePosixPath(member.name)
+        where = (root / member.name).resolve()
+        if name.is_absolute() or ".." in name.parts or not where.is_relative_to(root):
+            raise DownloadError(f"unsafe archive member {member.name!r}: escapes {target}")
+        if member.issym() or member.islnk():
+            link_base = where.parent if member.issym() else root
+            if not (link_base / member.linkname).resolve().is_relative_to(root):
+                raise DownloadError(f"unsafe link {member.name!r} -> {member.linkname!r}")
+        if member.isdev():
+            raise DownloadError(f"unsafe archive member {member.name!r}: device file")
+
+
+def safe_extract(archive: Path, target: Path) -> Path:
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            check_members(tar, target)
+            # The "data" filter (Python 3.11.4+) repeats the checks in the standard library.
+            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(target, **kwargs)
+    except tarfile.TarError as exc:
+        raise DownloadError(f"{archive}: not a readable archive ({exc})") from None
+    return target
+
+
+def fetch_dataset(
+    archive: Archive,
+    out_dir: Path,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress=None,
+) -> Path:
+    """Download (resumably) and extract a dataset archive; returns the dataset folder."""
+    out_dir = Path(out_dir)
+    target = out_dir / archive.folder
+    done_marker = target / ".extracted"
+    if done_marker.is_file():
+        return target
+    path = download(
+        url or archive.url, out_dir / archive.name, sha256 or archive.sha256, progress=progress
+    )
+    safe_extract(path, target)
+    done_marker.write_text(archive.sha256 if sha256 is None else sha256)
+    return target

@@ -1,0 +1,66 @@
+"""Record a user's own command clips from the microphone, prompted word by word.
+
+Each take records a little more than the clip length, keeps the loudest 1 s
+(the word, not the lead-in), and is written as `<word>/<speaker>_nohash_<n>.wav`,
+continuing the numbering of clips already there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .audio import SAMPLE_RATE
+from .bank import crop_loudest
+from .mic import Microphone
+
+MIN_LEVEL_DBFS = -50.0  # quieter than this: nothing was said, the take is repeated
+
+
+def _level_dbfs(wave: np.ndarray) -> float:
+    return 10 * np.log10(float(np.mean(wave.astype(np.float64) ** 2)) + 1e-12)
+
+
+def next_take(folder: Path, speaker: str) -> int:
+    pattern = re.compile(rf"^{re.escape(speaker)}_nohash_(\d+)\.wav$")
+    taken = [int(m.group(1)) for p in folder.glob("*.wav") if (m := pattern.match(p.name))]
+    return max(taken, default=-1) + 1
+
+
+def record_takes(
+    words: list[str],
+    takes: int,
+    out_dir: Path,
+    speaker: str,
+    device=None,
+    seconds: float = 1.5,
+    retries: int = 2,
+    prompt: Callable[[str], None] = print,
+) -> dict[str, int]:
+    """Record `takes` clips of each word; returns clips written per word."""
+    written = {w: 0 for w in words}
+    with Microphone(device) as mic:
+        prompt(f"recording from [{mic.device.index}] {mic.device.name}")
+        for word in words:
+            folder = Path(out_dir) / word
+            folder.mkdir(parents=True, exist_ok=True)
+            n = next_take(folder, speaker)
+            for k in range(takes):
+                for attempt in range(retries + 1):
+                    prompt(f"say {word!r}  ({k + 1}/{takes})")
+                    clip = crop_loudest(mic.record(seconds), SAMPLE_RATE)
+                    if _level_dbfs(clip) >= MIN_LEVEL_DBFS:
+                        break
+                    prompt("  heard nothing" + (", again" if attempt < retries else ", skipped"))
+                else:
+                    continue
+                sf.write(folder / f"{speaker}_nohash_{n}.wav", clip, SAMPLE_RATE, subtype="PCM_16")
+                n += 1
+                written[word] += 1
+        if mic.overflows:
+            prompt(f"note: {mic.overflows} audio block(s) were dropped (overflow)")
+    return written
