@@ -4,7 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUBSET ?= ../shared/data/speech_commands_subset
 
-.PHONY: install test lint bench-accuracy clean
+.PHONY: demo install test lint default-model bench-accuracy bench-synthetic clean
+
+# The README's first command: set up, then synthesize -> train -> export -> transcribe.
+demo: install
+	bash scripts/demo.sh
 
 install:
 	bash scripts/setup.sh
@@ -14,6 +18,12 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+default-model: install
+	bash scripts/default_model.sh
+
+bench-synthetic: install
+	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/synthetic_to_real.py
 
 bench-accuracy: install
 	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/accuracy_real.py

@@ -14,6 +14,8 @@ from torch import nn
 
 from .config import AugmentConfig, FeatureConfig
 
+REVERB_SAMPLES = 8000  # 0.5 s room responses at 16 kHz
+
 
 class WaveAugment(nn.Module):
     """(B, S) float waveform -> augmented (B, S). `noise` is (N, S_noise) float, S_noise >= S."""
@@ -32,6 +34,8 @@ class WaveAugment(nn.Module):
         if self.cfg.gain_db > 0:
             db = (torch.rand(b, 1, generator=gen, device=dev) * 2 - 1) * self.cfg.gain_db
             wave = wave * torch.pow(10.0, db / 20.0)
+        if self.cfg.reverb_prob > 0:
+            wave = self._reverb(wave, gen)
         if self.cfg.noise_prob > 0 and self.noise.numel() > 0:
             wave = wave + self._noise(b, s, gen)
         return wave.clamp(-1.0, 1.0)
@@ -45,6 +49,25 @@ class WaveAugment(nn.Module):
         src = torch.arange(s, device=wave.device).unsqueeze(0) - shift  # (B, S)
         valid = (src >= 0) & (src < s)
         return torch.where(valid, wave.gather(1, src.clamp(0, s - 1)), torch.zeros_like(wave))
+
+    def _reverb(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Convolve a share of the clips with a synthetic room response: decaying
+        noise with RT60 drawn from [0.15, 0.7] s, plus the direct path."""
+        b, s = wave.shape
+        dev = wave.device
+        n = REVERB_SAMPLES
+        rt60_s = 0.15 + 0.55 * torch.rand(b, 1, generator=gen, device=dev)
+        t_s = torch.arange(n, device=dev).unsqueeze(0) / 16000.0
+        decay = torch.pow(10.0, -3.0 * t_s / rt60_s)  # -60 dB at rt60
+        rir = torch.randn(b, n, generator=gen, device=dev) * decay * 0.3
+        rir[:, 0] = 1.0
+        rir = rir / rir.norm(dim=1, keepdim=True)
+        size = s + n
+        wet = torch.fft.irfft(torch.fft.rfft(wave, size) * torch.fft.rfft(rir, size), size)[:, :s]
+        # Keep the loudness: a room spreads energy, it does not add it.
+        wet = wet * (wave.norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        use = torch.rand(b, 1, generator=gen, device=dev) < self.cfg.reverb_prob
+        return torch.where(use, wet, wave)
 
     def _noise(self, b: int, s: int, gen: torch.Generator) -> torch.Tensor:
         n, length = self.noise.shape

@@ -235,10 +235,12 @@ def synthesize_dataset(cfg: SynthConfig, out_dir: str | Path, show_progress=None
         sf.write(tmp, clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         tmp.replace(path)  # a clip is either whole or absent: safe to resume
 
-    with progress_bar("synthesizing", len(todo), enabled=show_progress, unit="clips") as advance:
-        with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
-            for _ in pool.map(work, todo):
-                advance(1)
+    with (
+        progress_bar("synthesizing", len(todo), enabled=show_progress, unit="clips") as advance,
+        ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool,
+    ):
+        for _ in pool.map(work, todo):
+            advance(1)
     write_noise(out / BACKGROUND_NOISE_DIR, cfg, by_name)
     if failures:
         note(f"{len(failures)} clip(s) failed, e.g. {failures[0]}")
