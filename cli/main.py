@@ -146,8 +146,10 @@ def info(
 
 
 def _register_training_commands() -> None:
-    from . import data_cmd, train_cmd
+    from . import data_cmd, score_cmd, train_cmd
 
+    app.command(name="score")(score_cmd.score)
+    app.command(name="evaluate")(score_cmd.evaluate)
     app.command(name="train")(train_cmd.train)
     app.command(name="export")(train_cmd.export)
     app.add_typer(data_cmd.app, name="data")

@@ -115,6 +115,8 @@ class _Head(torch.nn.Module):
 
 
 def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: dict):
+    # The exporter warns that torchvision (which we do not use) is missing.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter is chatty about internals
         program = torch.onnx.export(

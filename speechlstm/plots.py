@@ -55,3 +55,37 @@ def plot_confusion(cm: np.ndarray, labels, path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_reliability(bins: list[dict], path: Path, ece: float) -> None:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfectly calibrated")
+    if bins:
+        centers = [(b["low"] + b["high"]) / 2 for b in bins]
+        ax.bar(
+            centers,
+            [b["accuracy"] for b in bins],
+            width=1 / max(10, len(bins)) * 0.9,
+            alpha=0.7,
+            label="accuracy",
+        )
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            "o-",
+            color="C1",
+            label="mean confidence",
+        )
+    ax.set(
+        xlabel="confidence",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"reliability (ECE {ece:.3f})",
+    )
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

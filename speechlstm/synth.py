@@ -28,7 +28,7 @@ from .tts import EngineError, Voice, available_engines
 
 # Share of clips per engine (renormalised over the engines present): espeak
 # brings accents and many voices, piper the most natural prosody.
-ENGINE_WEIGHTS = {"espeak": 0.5, "piper": 0.25, "flite": 0.15, "festival": 0.1}
+ENGINE_WEIGHTS = {"espeak": 0.5, "piper": 0.25, "flite": 0.15, "festival": 0.1, "pico": 0.1}
 WARPS = (0.86, 0.94, 1.0, 1.08, 1.16)  # vocal-tract warp per speaker (resampling factor)
 FILLER_WORDS = (
     "apple",

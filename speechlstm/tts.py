@@ -231,6 +231,31 @@ class Festival:
             return _read_wav(out, f"festival {voice.name}")
 
 
+class Pico:
+    """SVOX pico (pico2wave, Debian non-free `libttspico-utils`): used when installed."""
+
+    name = "pico"
+    install_hint = "apt-get install libttspico-utils (Debian non-free)"
+
+    def available(self) -> bool:
+        return shutil.which("pico2wave") is not None
+
+    def voices(self) -> list[Voice]:
+        return [Voice(self.name, lang, f"pico-{lang.lower()}") for lang in ("en-US", "en-GB")]
+
+    def render(self, text: str, voice: Voice, rate: float, pitch: float) -> tuple[np.ndarray, int]:
+        from xml.sax.saxutils import escape
+
+        markup = (
+            f"<speed level='{round(100 * rate)}'><pitch level='{round(100 * pitch)}'>"
+            f"{escape(text)}</pitch></speed>"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.wav"
+            _run(["pico2wave", "-l", voice.name, "-w", str(out), "--", markup])
+            return _read_wav(out, f"pico2wave {voice.name}")
+
+
 class Piper:
     """Piper neural TTS with the en_US-joe voice bundled on the package index."""
 
@@ -273,7 +298,7 @@ class Piper:
         return np.concatenate(chunks).astype(np.float32), rate_hz
 
 
-ENGINES = {e.name: e for e in (Espeak, Flite, Festival, Piper)}
+ENGINES = {e.name: e for e in (Espeak, Flite, Festival, Pico, Piper)}
 
 
 def available_engines(names: list[str] | None = None) -> tuple[list, list[str]]:

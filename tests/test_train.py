@@ -127,3 +127,20 @@ def test_balanced_order_draws_classes_equally():
     picks = targets[balanced_order(targets, 30000, np.random.default_rng(0))]
     shares = np.bincount(picks) / len(picks)
     assert np.allclose(shares, 1 / 3, atol=0.02)
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_with_bf16_autocast(tone_dataset, tmp_path):
+    import dataclasses
+
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    from speechlstm.train import run_training
+
+    cfg = tiny_config(epochs=2)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cuda"))
+    report = run_training(tone_dataset, tmp_path / "gpu", cfg, show_progress=False)
+    assert report["summary"]["device"].startswith("cuda")
+    assert len(report["history"]) == 2

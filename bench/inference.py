@@ -1,0 +1,233 @@
+"""CPU inference: per-clip latency, batch scoring throughput, and memory on 100,000 files.
+
+1. Latency of one 1 s clip, batch 1, one thread, waveform in: onnxruntime fp32,
+   onnxruntime int8, PyTorch eager (same weights), and librosa MFCC outside +
+   onnxruntime classifier. Median of repeated runs; ratios against PyTorch.
+2. `speechlstm score` throughput on 16 kHz WAV files (both cores) against a
+   naive loop (decode one file, run the model, next) over the same files.
+3. Peak memory (max RSS) of `speechlstm score` on 10,000 and 100,000 files.
+
+    python bench/inference.py [--checkpoint runs/default/best.pt] [--files 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT_DIR, ROOT, machine  # noqa: E402
+
+
+def median_ms(fn, repeats: int = 300, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)
+
+
+def latency(checkpoint: Path, workdir: Path) -> dict:
+    import librosa
+    import onnxruntime as ort
+    import torch
+
+    from speechlstm.export import _dynamo, _Head, export, load_recognizer
+    from speechlstm.runtime import OnnxRecognizer
+
+    torch.set_num_threads(1)
+    fp32, int8 = workdir / "m.onnx", workdir / "m.int8.onnx"
+    export(checkpoint, fp32)
+    export(checkpoint, int8, int8=True)
+    model, _, cfg = load_recognizer(checkpoint)
+    fc = cfg.features
+    head_path = workdir / "head.onnx"
+    with torch.no_grad():
+        mfcc = model.features(torch.zeros(1, fc.clip_samples))
+    import onnx
+
+    onnx.save(
+        _dynamo(
+            _Head(model),
+            mfcc,
+            ("mfcc", ("probabilities", "logits")),
+            {1: torch.export.Dim("frames", min=2)},
+        ),
+        str(head_path),
+    )
+    wave = (np.random.default_rng(0).standard_normal((1, fc.clip_samples)) * 0.1).astype(np.float32)
+    rec32, rec8 = OnnxRecognizer(fp32, threads=1), OnnxRecognizer(int8, threads=1)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    head = ort.InferenceSession(str(head_path), opts, providers=["CPUExecutionProvider"])
+
+    def librosa_path():
+        mel = librosa.feature.melspectrogram(
+            y=wave[0],
+            sr=fc.sample_rate,
+            n_fft=fc.n_fft,
+            hop_length=fc.hop_samples,
+            win_length=fc.window_samples,
+            center=True,
+            pad_mode="constant",
+            power=2.0,
+            n_mels=fc.n_mels,
+            fmin=fc.f_min_hz,
+            fmax=fc.f_max_hz,
+            htk=True,
+            norm=None,
+        )
+        m = librosa.feature.mfcc(
+            S=librosa.power_to_db(mel, amin=fc.log_floor, top_db=None),
+            n_mfcc=fc.n_mfcc,
+            norm="ortho",
+        ).T
+        m = (m - m.mean(axis=0))[None].astype(np.float32)
+        return head.run(["probabilities"], {"mfcc": m})
+
+    tw = torch.from_numpy(wave)
+
+    def torch_path():
+        with torch.no_grad():
+            return model(tw)
+
+    rows = {
+        "onnxruntime fp32": median_ms(lambda: rec32.predict(wave)),
+        "onnxruntime int8": median_ms(lambda: rec8.predict(wave)),
+        "pytorch eager": median_ms(torch_path),
+        "librosa MFCC + onnxruntime": median_ms(librosa_path, repeats=100),
+    }
+    base = rows["pytorch eager"]
+    return {
+        "median_ms": {k: round(v, 3) for k, v in rows.items()},
+        "speedup_vs_pytorch": {k: round(base / v, 2) for k, v in rows.items()},
+        "goal": "int8 <= 1.0 ms and >= 3x faster than PyTorch eager",
+        "model_bytes": {"fp32": fp32.stat().st_size, "int8": int8.stat().st_size},
+    }
+
+
+def make_files(folder: Path, n: int, seconds: float = 1.0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    base = (rng.standard_normal((16, int(16000 * seconds))) * 0.1).astype(np.float32)
+    for i in range(n):
+        sub = folder / f"{i // 1000:03d}"
+        if i % 1000 == 0:
+            sub.mkdir(exist_ok=True)
+        sf.write(sub / f"c{i:06d}.wav", base[i % 16], 16000, subtype="PCM_16")
+    return folder
+
+
+def run_score(model: Path, folder: Path, out: Path, extra: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one `speechlstm score` process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "speechlstm",
+            "score",
+            str(folder),
+            "-m",
+            str(model),
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = __import__("os").wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise SystemExit(f"score failed with status {status}")
+    return wall, usage.ru_maxrss
+
+
+def throughput(model: Path, workdir: Path, n: int) -> dict:
+    from speechlstm.audio import load_audio
+    from speechlstm.runtime import OnnxRecognizer
+
+    folder = make_files(workdir / "files", n)
+    files = sorted(folder.rglob("*.wav"))
+    # Warm the page cache so both sides read from memory.
+    for f in files:
+        f.read_bytes()
+    rec = OnnxRecognizer(model, threads=1)
+    started = time.perf_counter()
+    for f in files:
+        rec.predict_clip(load_audio(f))
+    naive_s = time.perf_counter() - started
+    wall, _ = run_score(
+        model,
+        folder,
+        workdir / "out.csv",
+        ["--workers", "2", "--threads", "2", "--batch-size", "64"],
+    )
+    return {
+        "files": n,
+        "score_files_per_s": round(n / wall, 1),
+        "naive_files_per_s": round(n / naive_s, 1),
+        "ratio": round(naive_s / wall, 2),
+        "note": "score wall time includes process start-up and model load",
+        "goal": ">= 2000 files/s and >= 5x the naive loop",
+    }
+
+
+def memory(model: Path, workdir: Path, sizes=(10_000, 100_000)) -> dict:
+    folder = workdir / "mem"
+    made, result = 0, {}
+    for n in sizes:
+        make_files_range(folder, made, n)
+        made = n
+        wall, rss_kib = run_score(
+            model, folder, workdir / f"mem{n}.csv", ["--workers", "2", "--threads", "2"]
+        )
+        result[str(n)] = {"peak_rss_mb": round(rss_kib / 1024, 1), "wall_s": round(wall, 1)}
+    return result
+
+
+def make_files_range(folder: Path, start: int, stop: int) -> None:
+    rng = np.random.default_rng(1)
+    base = (rng.standard_normal((16, 4000)) * 0.1).astype(np.float32)  # 0.25 s: less disk
+    for i in range(start, stop):
+        sub = folder / f"{i // 1000:03d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        sf.write(sub / f"c{i:06d}.wav", base[i % 16], 16000, subtype="PCM_16")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs/default/best.pt")
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    if not args.checkpoint.is_file():
+        raise SystemExit(f"{args.checkpoint}: no checkpoint; run `make default-model` first")
+    result = {"benchmark": "inference", "machine": machine()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        result["latency_batch1_1thread"] = latency(args.checkpoint, work)
+        model = work / "m.int8.onnx"
+        result["score_throughput"] = throughput(model, work, args.files)
+        if not args.skip_memory:
+            result["score_peak_memory"] = memory(model, work)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "inference.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""`speechlstm score` and `speechlstm evaluate`: batch inference and reports (no torch)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from .common import EXIT_SOME_FAILED, fail, stdout_line
+
+
+def score(
+    inputs: list[str] = typer.Argument(..., help="Files, folders (recursive), globs, list files."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="ONNX model; default: shipped."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: stdout)."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv | jsonl"),
+    resume: bool = typer.Option(
+        False, "--resume", help="Append to --out, skip files already in it."
+    ),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
+    threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads (0: all)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Score many files: one row per file (path, label, score, top-k, duration, error).
+
+    Rows are flushed as written; --resume continues an interrupted run without
+    duplicating or losing rows. Unreadable files get an error row; the exit
+    code is then 1.
+
+    Examples:
+
+      speechlstm score recordings/ --out results.csv
+
+      speechlstm score 'logs/**/*.wav' files.txt -m model.int8.onnx -f jsonl -o r.jsonl --resume
+    """
+    from speechlstm.progress import progress_bar
+    from speechlstm.scoring import RowWriter, _key, done_paths, iter_inputs, score_paths
+
+    from .main import _load_recognizer
+
+    if fmt not in ("csv", "jsonl"):
+        fail(f"--format {fmt!r}: choose csv or jsonl")
+    if resume and out is None:
+        fail("--resume needs --out")
+    recognizer = _load_recognizer(model, threads)
+    skip = done_paths(out, fmt) if resume and out is not None else set()
+    paths = (p for p in iter_inputs(inputs) if not skip or _key(p) not in skip)
+    writer = RowWriter(out, fmt, append=resume, stream=sys.stdout)
+    failed = total = 0
+    try:
+        with progress_bar("scoring", None, enabled=None if progress else False) as advance:
+            for result in score_paths(
+                recognizer, paths, k=top_k, batch_size=batch_size, workers=workers
+            ):
+                writer.write(result)
+                total += 1
+                failed += result.error is not None
+                advance(1)
+    finally:
+        writer.close()
+    if skip:
+        typer.echo(f"resumed: {len(skip)} file(s) were already scored", err=True)
+    typer.echo(f"scored {total - failed} file(s), {failed} failed", err=True)
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def evaluate(
+    data: Path = typer.Argument(..., help="Labelled dataset: Speech Commands, folders or CSV."),
+    model: Path | None = typer.Option(None, "--model", "-m", help="ONNX model; default: shipped."),
+    split: str = typer.Option("test", "--split", help="test | validation | train | all"),
+    report_dir: Path | None = typer.Option(
+        None, "--report-dir", "-r", help="Write report.json/.md and plots here."
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    workers: int = typer.Option(2, "--workers", min=1),
+    threads: int = typer.Option(1, "--threads", min=0),
+) -> None:
+    """Accuracy, balanced accuracy, per-class precision/recall/F1, confusions, calibration.
+
+    Words the model does not know count as _unknown_ (for the 12-class task).
+
+    Example:
+
+      speechlstm evaluate data/speech_commands --split test --report-dir reports/sc12
+    """
+    from speechlstm.datasets import DatasetError
+    from speechlstm.evaluation import evaluate as run_eval
+    from speechlstm.evaluation import report, write_report
+    from speechlstm.progress import progress_bar
+
+    from .main import _load_recognizer
+
+    recognizer = _load_recognizer(model, threads)
+    try:
+        with progress_bar("evaluating", None) as advance:
+            ev = run_eval(
+                recognizer, data, split, workers=workers, batch_size=batch_size, progress=advance
+            )
+    except (DatasetError, ValueError) as exc:
+        fail(str(exc))
+    rep = report(ev)
+    stdout_line(f"{rep['clips']} clips ({split} split of {data})")
+    stdout_line(f"accuracy           {rep['accuracy']:.4f}")
+    stdout_line(f"balanced accuracy  {rep['balanced_accuracy']:.4f}")
+    stdout_line(f"calibration error  {rep['expected_calibration_error']:.4f} (ECE)")
+    stdout_line(f"{'class':<12} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}")
+    for label, m in rep["per_class"].items():
+        stdout_line(
+            f"{label:<12} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} "
+            f"{m['support']:>8}"
+        )
+    if rep["most_confused"]:
+        stdout_line(
+            "most confused: "
+            + ", ".join(
+                f"{p['true']}->{p['predicted']} {p['count']}" for p in rep["most_confused"][:5]
+            )
+        )
+    if report_dir is not None:
+        files = write_report(rep, report_dir, f"speechlstm evaluation: {data} ({split})")
+        stdout_line("wrote " + ", ".join(str(f) for f in files))
+    if ev.errors:
+        typer.echo(
+            f"{len(ev.errors)} file(s) could not be read, e.g. "
+            f"{next(iter(ev.errors))}: {next(iter(ev.errors.values()))}",
+            err=True,
+        )
+        raise typer.Exit(EXIT_SOME_FAILED)

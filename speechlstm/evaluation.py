@@ -1,0 +1,209 @@
+"""Evaluate a model on a labelled dataset: accuracy, per-class figures, confusions, calibration.
+
+Dataset words are mapped onto the model's task: a word the model knows is
+itself, `_silence_` clips are silence, anything else is `_unknown_` when the
+model has that class (and skipped when it has not). When the model has
+`_silence_` and the split holds no silence clips, silence is cut from the
+dataset's background noise (10% of the clips, seeded), as training does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .datasets import SPLITS, discover
+from .labels import SILENCE, UNKNOWN
+from .runtime import OnnxRecognizer
+from .scoring import score_paths
+
+N_CALIBRATION_BINS = 10
+SILENCE_SHARE = 0.1
+
+
+@dataclass
+class Evaluation:
+    labels: tuple[str, ...]
+    targets: np.ndarray  # (N,) class ids
+    probs: np.ndarray  # (N, C)
+    paths: list[str]
+    errors: dict[str, str]  # files that could not be read
+    skipped_words: dict[str, int]  # dataset words the model has no class for
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+
+def map_word(word: str, labels: tuple[str, ...]) -> str | None:
+    if word in labels:
+        return word
+    if word == SILENCE:
+        return SILENCE if SILENCE in labels else None
+    return UNKNOWN if UNKNOWN in labels else None
+
+
+def evaluate(
+    recognizer: OnnxRecognizer,
+    source: str | Path,
+    split: str = "test",
+    workers: int = 2,
+    batch_size: int = 64,
+    progress=None,
+) -> Evaluation:
+    if split not in (*SPLITS, "all"):
+        raise ValueError(f"split {split!r}: choose test, validation, train or all")
+    index = discover(source)
+    labels = recognizer.labels
+    clips = list(index.clips) if split == "all" else index.split(split)
+    if not clips:
+        raise ValueError(f"{source}: the {split} split is empty")
+    chosen, targets, skipped = [], [], {}
+    for clip in clips:
+        cls = map_word(clip.word, labels)
+        if cls is None:
+            skipped[clip.word] = skipped.get(clip.word, 0) + 1
+            continue
+        chosen.append(str(clip.path))
+        targets.append(labels.index(cls))
+    probs, paths, kept, errors = [], [], [], {}
+    for i, result in enumerate(
+        score_paths(recognizer, chosen, k=len(labels), batch_size=batch_size, workers=workers)
+    ):
+        if progress:
+            progress(1)
+        if result.error is not None:
+            errors[result.path] = result.error
+            continue
+        row = np.zeros(len(labels), dtype=np.float32)
+        for lab, score in result.top:
+            row[labels.index(lab)] = score
+        probs.append(row)
+        paths.append(result.path)
+        kept.append(targets[i])
+    if SILENCE in labels and labels.index(SILENCE) not in targets:
+        silence = _silence_clips(index, recognizer, max(1, round(SILENCE_SHARE * len(kept))))
+        probs.extend(recognizer.predict(silence))
+        kept.extend([labels.index(SILENCE)] * len(silence))
+        paths.extend(f"<silence:{k}>" for k in range(len(silence)))
+    return Evaluation(
+        labels,
+        np.asarray(kept, dtype=np.int64),
+        np.asarray(probs, np.float32),
+        paths,
+        errors,
+        skipped,
+    )
+
+
+def _silence_clips(index, recognizer: OnnxRecognizer, n: int) -> np.ndarray:
+    from .audio import int16_to_float
+    from .config import FeatureConfig
+    from .prepare import load_noise, make_silence
+
+    features = FeatureConfig(
+        **{
+            k: v
+            for k, v in recognizer.info.features.items()
+            if k in FeatureConfig.__dataclass_fields__
+        }
+    )
+    noise, _ = load_noise(index, None, features)
+    return int16_to_float(
+        make_silence(noise, n, recognizer.clip_samples, np.random.default_rng([0, 2000]))
+    )
+
+
+def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = N_CALIBRATION_BINS):
+    """Reliability bins (equal width over [0, 1]) and the expected calibration error."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if not mask.any():
+            continue
+        acc, conf = float(correct[mask].mean()), float(confidence[mask].mean())
+        rows.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(mask.sum()),
+                "accuracy": acc,
+                "confidence": conf,
+            }
+        )
+        ece += mask.mean() * abs(acc - conf)
+    return rows, float(ece)
+
+
+def report(ev: Evaluation) -> dict:
+    cm = metrics.confusion_matrix(ev.targets, ev.predictions, len(ev.labels))
+    pairs = [
+        (int(cm[i, j]), ev.labels[i], ev.labels[j])
+        for i in range(len(ev.labels))
+        for j in range(len(ev.labels))
+        if i != j and cm[i, j]
+    ]
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    confidence = ev.probs.max(axis=1) if len(ev.probs) else np.zeros(0)
+    bins, ece = calibration(confidence, ev.predictions == ev.targets)
+    return {
+        "clips": int(len(ev.targets)),
+        "accuracy": metrics.accuracy(cm),
+        "balanced_accuracy": metrics.balanced_accuracy(cm),
+        "per_class": metrics.per_class(cm, ev.labels),
+        "most_confused": [{"true": t, "predicted": p, "count": c} for c, t, p in pairs[:10]],
+        "confusion_matrix": cm.tolist(),
+        "labels": list(ev.labels),
+        "expected_calibration_error": ece,
+        "reliability": bins,
+        "errors": ev.errors,
+        "skipped_words": ev.skipped_words,
+    }
+
+
+def write_report(rep: dict, out_dir: Path, title: str) -> list[Path]:
+    from .plots import plot_confusion, plot_reliability
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [
+        out_dir / n for n in ("report.json", "report.md", "confusion.png", "reliability.png")
+    ]
+    written[0].write_text(json.dumps(rep, indent=2))
+    written[1].write_text(markdown(rep, title))
+    plot_confusion(
+        np.asarray(rep["confusion_matrix"]),
+        rep["labels"],
+        written[2],
+        title=f"{title}: accuracy {rep['accuracy']:.3f}",
+    )
+    plot_reliability(rep["reliability"], written[3], rep["expected_calibration_error"])
+    return written
+
+
+def markdown(rep: dict, title: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"- clips: {rep['clips']}",
+        f"- accuracy: {rep['accuracy']:.4f}",
+        f"- balanced accuracy: {rep['balanced_accuracy']:.4f}",
+        f"- expected calibration error: {rep['expected_calibration_error']:.4f}",
+        f"- unreadable files: {len(rep['errors'])}",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for label, m in rep["per_class"].items():
+        lines.append(
+            f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
+            f"| {m['support']} |"
+        )
+    lines += ["", "Most confused (true -> predicted):", ""]
+    lines += [f"- {p['true']} -> {p['predicted']}: {p['count']}" for p in rep["most_confused"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,186 @@
+"""Batch scoring of many files: streaming input, parallel decoding, batched inference.
+
+    inputs (folders, globs, list files) --lazy--> paths
+      -> thread pool decodes ahead, at most `prefetch` files in flight
+      -> clips up to the model window are batched; longer ones take the
+         sliding-window path of `transcribe` (strongest non-background window)
+      -> rows written and flushed one by one (CSV or JSON lines)
+
+Memory stays bounded whatever the number of files: paths are produced lazily,
+and only `prefetch` decoded clips exist at a time. `--resume` reads the paths
+already in the output and skips them; a row cut off by a kill is dropped and
+its file scored again.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import json
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .audio import InvalidAudio, load_audio
+from .datasets import AUDIO_SUFFIXES
+from .runtime import OnnxRecognizer
+from .transcribe import FileResult, classify_waveform, top_k
+
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+CSV_FIELDS = ("path", "label", "score", "top", "duration_s", "error")
+
+
+def iter_inputs(inputs: Iterable[str]) -> Iterator[str]:
+    """Audio paths from folders (recursive, sorted per folder), globs, list files
+    (one path per line, relative to the list) and plain paths, lazily."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    if Path(name).suffix.lower() in AUDIO_SUFFIXES:
+                        yield os.path.join(root, name)
+        elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            with path.open() as fh:
+                for line in fh:
+                    entry = line.strip()
+                    if entry and not entry.startswith("#"):
+                        yield entry if os.path.isabs(entry) else str(path.parent / entry)
+        elif any(ch in item for ch in "*?[") and not path.exists():
+            yield from sorted(glob.iglob(item, recursive=True))
+        else:
+            yield item  # a file, or a missing one: reported as an error row
+
+
+def _key(path: str) -> bytes:
+    return hashlib.blake2b(path.encode(), digest_size=8).digest()  # 8 bytes a path in memory
+
+
+def done_paths(output: Path, fmt: str) -> set[bytes]:
+    """Keys of the paths already scored in `output`; drops a last row cut off by a kill."""
+    if not output.is_file():
+        return set()
+    with output.open("rb+") as fh:
+        data = fh.read()
+        if data and not data.endswith(b"\n"):  # partial last row: truncate it
+            cut = data.rfind(b"\n") + 1
+            fh.seek(cut)
+            fh.truncate()
+            data = data[:cut]
+    text = data.decode()
+    keys = set()
+    if fmt == "jsonl":
+        for line in text.splitlines():
+            if line.strip():
+                keys.add(_key(json.loads(line)["path"]))
+    else:
+        for row in csv.DictReader(io.StringIO(text)):
+            keys.add(_key(row["path"]))
+    return keys
+
+
+class RowWriter:
+    """CSV or JSON-lines rows, flushed as written so a kill loses at most one row."""
+
+    def __init__(self, output: Path | None, fmt: str, append: bool, stream=None):
+        self.fmt = fmt
+        exists = output is not None and output.is_file() and output.stat().st_size > 0
+        self._owned = output is not None
+        self.fh = stream if output is None else output.open("a" if append else "w", newline="")
+        self.csv = csv.writer(self.fh) if fmt == "csv" else None
+        if self.csv is not None and not (append and exists):
+            self.csv.writerow(CSV_FIELDS)
+            self.fh.flush()
+
+    def write(self, result: FileResult) -> None:
+        top = [[lab, round(s, 6)] for lab, s in result.top]
+        if self.csv is not None:
+            self.csv.writerow(
+                [
+                    result.path,
+                    result.label or "",
+                    "" if result.score is None else f"{result.score:.6f}",
+                    ";".join(f"{lab}:{s:.6f}" for lab, s in top),
+                    "" if result.duration_s is None else f"{result.duration_s:.3f}",
+                    result.error or "",
+                ]
+            )
+        else:
+            row = {
+                "path": result.path,
+                "label": result.label,
+                "score": None if result.score is None else round(result.score, 6),
+                "top": top,
+                "duration_s": None if result.duration_s is None else round(result.duration_s, 3),
+                "error": result.error,
+            }
+            self.fh.write(json.dumps(row) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self.fh.close()
+
+
+def _decode(path: str, sample_rate: int):
+    try:
+        return path, load_audio(path, sample_rate), None
+    except InvalidAudio as exc:
+        return path, None, exc.reason
+
+
+def score_paths(
+    recognizer: OnnxRecognizer,
+    paths: Iterable[str],
+    k: int = 3,
+    batch_size: int = 64,
+    workers: int = 2,
+    prefetch: int = 256,
+) -> Iterator[FileResult]:
+    """Results in input order. Decoding runs ahead on `workers` threads."""
+    rate = recognizer.info.sample_rate
+    window = recognizer.clip_samples
+    pending: deque[Future] = deque()
+    batch: list[tuple[str, np.ndarray]] = []
+
+    def flush_batch() -> Iterator[FileResult]:
+        if not batch:
+            return
+        block = np.zeros((len(batch), window), dtype=np.float32)
+        for i, (_, wave) in enumerate(batch):
+            block[i, : len(wave)] = wave
+        probs = recognizer.predict(block)
+        for (path, wave), p in zip(batch, probs):
+            top = top_k(p, recognizer.labels, k)
+            yield FileResult(path, top[0][0], top[0][1], top, len(wave) / rate)
+        batch.clear()
+
+    def handle(path, wave, error) -> Iterator[FileResult]:
+        if error is not None:
+            yield from flush_batch()  # keep the input order
+            yield FileResult(path, error=error)
+        elif len(wave) <= window:
+            batch.append((path, wave))
+            if len(batch) >= batch_size:
+                yield from flush_batch()
+        else:
+            yield from flush_batch()
+            p = classify_waveform(recognizer, wave)
+            top = top_k(p, recognizer.labels, k)
+            yield FileResult(path, top[0][0], top[0][1], top, len(wave) / rate)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for path in paths:
+            pending.append(pool.submit(_decode, path, rate))
+            if len(pending) >= prefetch:
+                yield from handle(*pending.popleft().result())
+        while pending:
+            yield from handle(*pending.popleft().result())
+        yield from flush_batch()
