@@ -56,31 +56,55 @@ def transcribe(
     ),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the K most likely labels."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+    threshold: float = typer.Option(
+        0.8,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Long recordings: probability needed for a detection.",
+    ),
+    hop_ms: float = typer.Option(
+        100.0, "--hop-ms", min=10.0, help="Long recordings: model step in ms."
+    ),
     threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads (0: all cores)."),
 ) -> None:
     """Print the recognized command of each file, with its probability.
 
-    Files longer than the model window are scanned with a sliding window and
-    the strongest command found is reported. Unreadable files are reported and
-    skipped; the exit code is then 1.
+    A file longer than the model window (1 s) gets a timeline of the commands
+    in it (start-end, label, confidence), found by the same streaming detector
+    as `speechlstm live`. Unreadable files are reported and skipped; the exit
+    code is then 1.
 
     Examples:
 
       speechlstm transcribe --model model.onnx yes.wav no.flac
 
       speechlstm transcribe -m model.onnx --top-k 3 --json clips/*.wav
+
+      speechlstm transcribe long_recording.wav --threshold 0.7
     """
+    from speechlstm.stream import DetectorConfig, StreamingDetector
     from speechlstm.transcribe import transcribe_files
 
     recognizer = _load_recognizer(model, threads)
+    detector = StreamingDetector(
+        recognizer,
+        DetectorConfig(hop_ms=hop_ms, threshold=threshold, smoothing_ms=max(300.0, hop_ms)),
+    )
     failed = 0
     width = max(len(str(f)) for f in files)
-    for result in transcribe_files(recognizer, files, k=top_k):
+    for result in transcribe_files(recognizer, files, k=top_k, detector=detector):
         if result.error is not None:
             failed += 1
             typer.echo(f"error: {result.path}: {result.error}", err=True)
         if as_json:
             stdout_line(json.dumps(result.to_json()))
+        elif result.detections is not None:
+            stdout_line(
+                f"{result.path}  ({result.duration_s:.1f} s, {len(result.detections)} command(s))"
+            )
+            for d in result.detections:
+                stdout_line(f"  {d.start_s:7.2f} - {d.end_s:7.2f} s  {d.label:<12} {d.score:.3f}")
         elif result.error is None:
             if top_k == 1:
                 stdout_line(f"{result.path:<{width}}  {result.label}  {result.score:.3f}")
@@ -146,8 +170,9 @@ def info(
 
 
 def _register_training_commands() -> None:
-    from . import data_cmd, score_cmd, train_cmd
+    from . import data_cmd, live_cmd, score_cmd, train_cmd
 
+    app.command(name="live")(live_cmd.live)
     app.command(name="score")(score_cmd.score)
     app.command(name="evaluate")(score_cmd.evaluate)
     app.command(name="train")(train_cmd.train)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -50,6 +51,7 @@ def score(
     paths = (p for p in iter_inputs(inputs) if not skip or _key(p) not in skip)
     writer = RowWriter(out, fmt, append=resume, stream=sys.stdout)
     failed = total = 0
+    started = time.perf_counter()
     try:
         with progress_bar("scoring", None, enabled=None if progress else False) as advance:
             for result in score_paths(
@@ -58,7 +60,8 @@ def score(
                 writer.write(result)
                 total += 1
                 failed += result.error is not None
-                advance(1)
+                rate = total / max(time.perf_counter() - started, 1e-9)
+                advance(1, info=f"{rate:.0f} files/s, {failed} failed")
     finally:
         writer.close()
     if skip:

@@ -1,9 +1,10 @@
 """File transcription: each file -> label, score and top-k (inference side, no torch).
 
 A clip no longer than the model window is padded and classified once. A longer
-recording is cut into windows (hop `LONG_HOP_MS`), classified in batches, and
-the window with the strongest non-background class is reported: that is the
-command it holds, if any.
+recording goes through the streaming detector (stream.py) and gets a timeline
+of commands, exactly as live mode would report them. `classify_waveform` is
+the single-label view of a long recording used by batch scoring: windows every
+`LONG_HOP_MS`, and the one with the strongest non-background class wins.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ class FileResult:
     top: list[tuple[str, float]] = field(default_factory=list)
     duration_s: float | None = None
     error: str | None = None
+    detections: list | None = None  # long recordings: the streaming detector's timeline
 
     def to_json(self) -> dict:
         if self.error is not None:
             return {"path": self.path, "error": self.error}
+        if self.detections is not None:
+            return {"path": self.path, "detections": [d.to_json() for d in self.detections]}
         return {
             "path": self.path,
             "label": self.label,
@@ -73,19 +77,30 @@ def classify_waveform(recognizer: OnnxRecognizer, waveform: np.ndarray) -> np.nd
     return probs[best]
 
 
-def transcribe_file(recognizer: OnnxRecognizer, path: str | os.PathLike, k: int = 1) -> FileResult:
-    """Never raises for bad audio: the reason goes into `FileResult.error`."""
+def transcribe_file(
+    recognizer: OnnxRecognizer, path: str | os.PathLike, k: int = 1, detector=None
+) -> FileResult:
+    """Never raises for bad audio: the reason goes into `FileResult.error`.
+
+    With a `detector` (stream.StreamingDetector), a recording longer than the
+    model window gets a timeline of detections instead of a single label.
+    """
     try:
         wave = load_audio(path, recognizer.info.sample_rate)
     except InvalidAudio as exc:
         return FileResult(str(path), error=exc.reason)
+    duration_s = len(wave) / recognizer.info.sample_rate
+    if detector is not None and len(wave) > recognizer.clip_samples:
+        from .stream import detect_file
+
+        return FileResult(str(path), duration_s=duration_s, detections=detect_file(detector, wave))
     probs = classify_waveform(recognizer, wave)
     top = top_k(probs, recognizer.labels, k)
     return FileResult(str(path), top[0][0], top[0][1], top, len(wave) / recognizer.info.sample_rate)
 
 
 def transcribe_files(
-    recognizer: OnnxRecognizer, paths: Iterable[str | os.PathLike], k: int = 1
+    recognizer: OnnxRecognizer, paths: Iterable[str | os.PathLike], k: int = 1, detector=None
 ) -> Iterator[FileResult]:
     for path in paths:
-        yield transcribe_file(recognizer, path, k)
+        yield transcribe_file(recognizer, path, k, detector)

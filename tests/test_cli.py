@@ -62,16 +62,26 @@ def test_transcribe_labels_good_files_and_reports_bad_ones(onnx_model, tmp_path)
     assert f"error: {corrupt}" in result.stderr
 
 
-def test_transcribe_plain_output_and_long_recording(onnx_model, tmp_path):
-    long = np.concatenate(
-        [np.zeros(SR, np.float32), tone_word("up", 1.0), np.zeros(SR, np.float32)]
-    )
-    path = tmp_path / "long.wav"
-    sf.write(path, long, SR)
-    result = runner.invoke(app, ["transcribe", "-m", str(onnx_model), str(path)])
+def test_transcribe_plain_output_and_long_recording_timeline(onnx_model, tmp_path):
+    clip = tmp_path / "yes.wav"
+    sf.write(clip, tone_word("yes", 1.05, offset_s=0.2), SR)
+    result = runner.invoke(app, ["transcribe", "-m", str(onnx_model), str(clip)])
     assert result.exit_code == 0, result.output
     name, label, score = result.stdout.split()
-    assert name == str(path) and label == "up" and 0.5 < float(score) <= 1.0
+    assert name == str(clip) and label == "yes" and 0.3 < float(score) <= 1.0
+    silence = np.zeros(SR * 2, np.float32)
+    long = np.concatenate([silence, tone_word("up", 1.0), silence, tone_word("no", 1.0), silence])
+    path = tmp_path / "long.wav"
+    sf.write(path, long, SR)
+    result = runner.invoke(
+        app, ["transcribe", "-m", str(onnx_model), "--threshold", "0.37", "--json", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["path"] == str(path)
+    assert [d["label"] for d in row["detections"]] == ["up", "no"]
+    first, second = row["detections"]
+    assert 1.5 <= first["start_s"] <= 2.5 and 4.5 <= second["start_s"] <= 5.5
 
 
 def test_usage_errors_exit_2(onnx_model, tmp_path):
@@ -154,3 +164,22 @@ def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
     # A second train into the same folder without --resume is refused, not overwritten.
     again = runner.invoke(app, ["train", str(tone_dataset), "--out", str(run)])
     assert again.exit_code == 2 and "--resume" in again.output
+
+
+def test_shipped_default_model_is_used_without_model_option(tmp_path):
+    from speechlstm.labels import SC12_WORDS
+    from speechlstm.runtime import default_model_path
+
+    path = default_model_path()
+    assert path is not None, "speechlstm/assets/sc12.int8.onnx is missing (make default-model)"
+    assert path.stat().st_size < 2_000_000
+    info = runner.invoke(app, ["info", "--json"])
+    assert info.exit_code == 0
+    meta = json.loads(info.stdout)
+    assert tuple(meta["labels"]) == (*SC12_WORDS, "_unknown_", "_silence_")
+    assert meta["quantization"] == "dynamic-int8"
+    silence = tmp_path / "quiet.wav"
+    sf.write(silence, np.zeros(SR, np.float32), SR)
+    result = runner.invoke(app, ["transcribe", "--json", str(silence)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["label"] == "_silence_"

@@ -78,3 +78,10 @@ def test_foreign_onnx_model_is_refused(tmp_path):
     garbage.write_bytes(b"\x00not a model")
     with pytest.raises(ModelError, match="cannot load"):
         OnnxRecognizer(garbage)
+
+
+def test_export_is_reproducible_byte_for_byte(trained_run, onnx_model, tmp_path):
+    from speechlstm.export import export
+
+    again = export(trained_run / "best.pt", tmp_path / "again.onnx")
+    assert again.path.read_bytes() == onnx_model.read_bytes()

@@ -1,0 +1,164 @@
+"""The streaming detector on synthetic streams, and `speechlstm live` from a file and a
+virtual microphone."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from synth_audio import SR, tone_word
+from typer.testing import CliRunner
+
+from cli.main import app
+
+THRESHOLD = 0.37  # the tiny test model is never very confident (noise peaks at 0.27)
+TRUTH = [(2.0, "yes"), (5.0, "up"), (8.5, "no"), (11.0, "down")]
+
+
+def _stream(seconds=14.0, noise=0.003, seed=0):
+    rng = np.random.default_rng(seed)
+    stream = (rng.standard_normal(int(SR * seconds)) * noise).astype(np.float32)
+    for start_s, word in TRUTH:
+        start = int(start_s * SR)
+        stream[start : start + SR] += tone_word(word, 1.0, offset_s=0.2, rng=rng)
+    return stream
+
+
+def _detector(onnx_model, **changes):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.stream import DetectorConfig, StreamingDetector
+
+    cfg = DetectorConfig(threshold=THRESHOLD, **changes)
+    return StreamingDetector(OnnxRecognizer(onnx_model), cfg)
+
+
+def test_commands_are_found_once_each_at_the_right_time(onnx_model):
+    from speechlstm.stream import detect_file
+
+    found = detect_file(_detector(onnx_model), _stream())
+    assert [d.label for d in found] == [w for _, w in TRUTH]
+    for det, (start_s, _) in zip(found, TRUTH):
+        word_end_s = start_s + 0.2 + 0.6
+        assert det.start_s <= start_s + 0.8 and det.end_s >= start_s + 0.2  # window holds the word
+        assert det.end_s - word_end_s < 1.0  # reported within a second of the word's end
+        assert THRESHOLD <= det.score <= 1.0
+
+
+def test_no_detection_on_noise_alone(onnx_model):
+    from speechlstm.stream import detect_file
+
+    rng = np.random.default_rng(5)
+    for kind in ("white", "pink"):
+        from speechlstm.noise import make_noise
+
+        noise = make_noise(kind, SR * 20, rng) * 0.05
+        assert detect_file(_detector(onnx_model), noise) == []
+
+
+@pytest.mark.parametrize("chunk", [160, 777, 4000, 48000])
+def test_chunk_size_does_not_change_results(onnx_model, chunk):
+    from speechlstm.stream import detect_file
+
+    stream = _stream()
+    reference = detect_file(_detector(onnx_model), stream, chunk_samples=16000)
+    got = detect_file(_detector(onnx_model), stream, chunk_samples=chunk)
+    assert [(d.label, d.start_s, d.end_s) for d in got] == [
+        (d.label, d.start_s, d.end_s) for d in reference
+    ]
+    np.testing.assert_allclose([d.score for d in got], [d.score for d in reference], atol=1e-5)
+
+
+def test_gate_skips_the_model_on_silence_and_memory_stays_bounded(onnx_model):
+    det = _detector(onnx_model)
+    for _ in range(600):  # ten minutes of digital silence, in 1 s chunks
+        assert det.push(np.zeros(SR, np.float32)) == []
+    assert det.stats.hops == 6000 and det.stats.inferences == 0
+    assert det.buffer.shape == (SR,) and len(det.history) <= det.n_smooth
+    det.reset()
+    assert det.samples == 0 and det.stats.hops == 0 and not det.history
+
+
+def test_per_label_threshold_and_refractory(onnx_model):
+    from speechlstm.stream import detect_file
+
+    strict = _detector(onnx_model, thresholds=(("yes", 1.01),))
+    labels = [d.label for d in detect_file(strict, _stream())]
+    assert "yes" not in labels and "up" in labels
+    # Two "yes" 0.5 s apart inside one refractory period: one detection.
+    rng = np.random.default_rng(1)
+    stream = (rng.standard_normal(SR * 6) * 0.003).astype(np.float32)
+    for start in (1.0, 1.5):
+        stream[int(start * SR) : int(start * SR) + SR] += tone_word("yes", 1.0, offset_s=0.2)
+    once = detect_file(_detector(onnx_model, refractory_ms=2000), stream)
+    assert [d.label for d in once] == ["yes"]
+
+
+def test_live_from_a_file_prints_the_commands(onnx_model, tmp_path):
+    path = tmp_path / "stream.wav"
+    sf.write(path, _stream(), SR)
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "live",
+            "-m",
+            str(onnx_model),
+            "--input",
+            str(path),
+            "--fast",
+            "--threshold",
+            str(THRESHOLD),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["label"] for r in rows] == [w for _, w in TRUTH]
+    assert "heard 4 command(s)" in result.stderr
+    missing = runner.invoke(
+        app, ["live", "-m", str(onnx_model), "--input", str(tmp_path / "x.wav")]
+    )
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+@pytest.mark.mic
+def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, virtual_mic, tmp_path):
+    path = tmp_path / "spoken.wav"
+    stream = _stream(seconds=13.0)
+    sf.write(path, stream, SR, subtype="PCM_16")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "speechlstm",
+            "live",
+            "-m",
+            str(onnx_model),
+            "--threshold",
+            str(THRESHOLD),
+            "--json",
+        ],
+        env=virtual_mic.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.5)  # model load and stream start
+    player = virtual_mic.play(path, times=1)
+    player.wait(timeout=40)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    import json
+
+    labels = [json.loads(line)["label"] for line in out.splitlines()]
+    assert labels == [w for _, w in TRUTH], err
+    assert "heard 4 command(s)" in err and "Traceback" not in err
