@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUBSET ?= ../shared/data/speech_commands_subset
 
-.PHONY: demo install test lint default-model bench-accuracy bench-synthetic clean
+.PHONY: demo install test lint default-model bench-accuracy bench-synthetic bench-inference bench-streaming clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -24,6 +24,12 @@ default-model: install
 
 bench-synthetic: install
 	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/synthetic_to_real.py
+
+bench-inference: install
+	$(PY) bench/inference.py
+
+bench-streaming: install
+	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/streaming.py
 
 bench-accuracy: install
 	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/accuracy_real.py
