@@ -47,12 +47,28 @@ def file_blocks(path, realtime: bool = True, block_ms: float = BLOCK_MS) -> Iter
         yield wave[start : start + block]
 
 
+STALL_S = 3.0  # no audio for this long: the device is gone
+
+
 def mic_blocks(mic) -> Iterator[np.ndarray]:
-    """Blocks from an open Microphone until it fails (MicError propagates)."""
+    """Blocks from an open Microphone until it fails (MicError propagates). A
+    device that stops delivering audio without an error (unplugged, sound
+    server gone) is reported after STALL_S seconds."""
+    from .mic import MicError
+
+    silent_s = 0.0
     while True:
-        block = mic.read(timeout_s=1.0)
-        if block is not None:
-            yield block
+        block = mic.read(timeout_s=0.5)
+        if block is None:
+            silent_s += 0.5
+            if silent_s >= STALL_S:
+                raise MicError(
+                    f"no audio from [{mic.device.index}] {mic.device.name} for "
+                    f"{STALL_S:.0f} s (device removed?)"
+                )
+            continue
+        silent_s = 0.0
+        yield block
 
 
 def level_dbfs(block: np.ndarray) -> float:

@@ -162,3 +162,27 @@ def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, virtua
     labels = [json.loads(line)["label"] for line in out.splitlines()]
     assert labels == [w for _, w in TRUTH], err
     assert "heard 4 command(s)" in err and "Traceback" not in err
+
+
+@pytest.mark.mic
+def test_live_ends_with_a_message_when_the_device_disappears(onnx_model, tmp_path):
+    from virtual_mic import VirtualMic, missing
+
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    mic = VirtualMic(tmp_path).start()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "speechlstm", "live", "-m", str(onnx_model)],
+            env=mic.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3.0)
+    finally:
+        mic.stop()  # the sound server, and with it the device, goes away
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "audio input stopped" in err and "Traceback" not in err
