@@ -6,7 +6,9 @@
       -> posteriors averaged over `smoothing_ms`
       -> best non-background class >= its threshold, outside the refractory
          period of the previous detection, and only after the scores fell
-         below threshold since it (one utterance, one detection) -> Detection
+         below threshold since it (one utterance, one detection)
+      -> followed while its score rises (up to `peak_wait_ms`) -> Detection
+         of the peak window
 
 Memory is bounded (one window, one smoothing deque) however long it runs, and
 results do not depend on how the audio is chunked. Whole files go through the
@@ -33,6 +35,9 @@ class DetectorConfig:
     threshold: float = 0.8  # default for every command label
     thresholds: tuple[tuple[str, float], ...] = ()  # per-label overrides
     refractory_ms: float = 1000.0  # one utterance, one detection
+    # Once over threshold, keep following the score while it rises (at most this
+    # long) and report the peak window: a better label and time for little delay.
+    peak_wait_ms: float = 200.0
     # Energy gate: windows whose loudest 100 ms is below this level (dBFS) are
     # taken as silence without running the model. None disables the gate.
     gate_dbfs: float | None = -55.0
@@ -75,6 +80,7 @@ class StreamingDetector:
         self.hop = max(1, round(rate * cfg.hop_ms / 1000))
         self.n_smooth = max(1, round(cfg.smoothing_ms / cfg.hop_ms))
         self.refractory = round(rate * cfg.refractory_ms / 1000)
+        self.peak_wait = round(rate * cfg.peak_wait_ms / 1000)
         self.foreground = np.flatnonzero(~recognizer.background)
         self.thresholds = np.array([cfg.threshold_for(lab) for lab in recognizer.labels])
         silence = [i for i, lab in enumerate(recognizer.labels) if lab == "_silence_"]
@@ -91,6 +97,8 @@ class StreamingDetector:
         self.history: deque[np.ndarray] = deque(maxlen=self.n_smooth)
         self.last_fired = -(10**12)
         self.armed = True  # False from a detection until the scores fall below threshold
+        # (class, window end, score, first window end over threshold) while rising
+        self.candidate: tuple[int, int, float, int] | None = None
         self.stats = DetectorStats()
         self._due: list[tuple[int, np.ndarray]] = []  # (window end, window) awaiting the model
 
@@ -114,7 +122,8 @@ class StreamingDetector:
     def flush(self) -> list[Detection]:
         """End of stream: push half a window of silence so a word at the very end
         reaches the middle of a window."""
-        return self.push(np.zeros(self.window // 2, dtype=np.float32))
+        found = self.push(np.zeros(self.window // 2, dtype=np.float32))
+        return found + (self._emit() if self.candidate is not None else [])
 
     def _append(self, samples: np.ndarray) -> None:
         n = samples.size
@@ -145,31 +154,40 @@ class StreamingDetector:
         out = []
         for end, p in zip(ends, probs):
             self.history.append(p)
-            smooth = np.mean(self.history, axis=0)
-            if not self.foreground.size:
-                continue
-            fg = self.foreground[np.argmax(smooth[self.foreground])]
-            if smooth[fg] < self.thresholds[fg]:
-                # A word stays in the window for window + word length, so the
-                # detector re-arms only once no command is above threshold.
-                self.armed = True
-                continue
-            if not self.armed or end - self.last_fired < self.refractory:
-                continue
-            self.armed = False
-            self.last_fired = end
-            label = self.rec.labels[fg]
-            self.stats.detections += 1
-            self.stats.per_label[label] = self.stats.per_label.get(label, 0) + 1
-            out.append(
-                Detection(
-                    label,
-                    float(smooth[fg]),
-                    max(0, end - self.window) / self.rate_hz,
-                    end / self.rate_hz,
-                )
-            )
+            out += self._decide(end, np.mean(self.history, axis=0))
         return out
+
+    def _decide(self, end: int, smooth: np.ndarray) -> list[Detection]:
+        """One hop of the decision: arm, wait for the peak, report, disarm."""
+        if not self.foreground.size:
+            return []
+        fg = int(self.foreground[np.argmax(smooth[self.foreground])])
+        score = float(smooth[fg])
+        if self.candidate is not None:
+            _, _, best_score, first_end = self.candidate
+            if score > best_score and end - first_end <= self.peak_wait:
+                self.candidate = (fg, end, score, first_end)  # still rising: peak ahead
+                return []
+            return self._emit()
+        if score < self.thresholds[fg]:
+            # A word stays in the window for window + word length, so the
+            # detector re-arms only once no command is above threshold.
+            self.armed = True
+            return []
+        if self.armed and end - self.last_fired >= self.refractory:
+            self.armed = False
+            self.candidate = (fg, end, score, end)
+        return []
+
+    def _emit(self) -> list[Detection]:
+        fg, end, score, _ = self.candidate
+        self.candidate = None
+        self.last_fired = end
+        label = self.rec.labels[fg]
+        self.stats.detections += 1
+        self.stats.per_label[label] = self.stats.per_label.get(label, 0) + 1
+        start_s = max(0, end - self.window) / self.rate_hz
+        return [Detection(label, score, start_s, end / self.rate_hz)]
 
 
 def detect_file(
