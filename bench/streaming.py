@@ -191,6 +191,7 @@ def main() -> None:
             "gate_on": round(cpu_gated, 2),
             "gate_off": round(cpu_all, 2),
             "noise_only_gate_on": round(cpu_noise_gated, 2),
+            "quiet_room": cpu_quiet,
         },
         "goals": "matched >= 0.90, < 2 false/hour, median latency < 300 ms, CPU < 5%",
         "sweep": sweep,
