@@ -178,6 +178,15 @@ def main() -> None:
     main_row = next(r for r in sweep if r["threshold"] == args.threshold)
     cpu_gated, cpu_all = cpu_share(rec, stream, True), cpu_share(rec, stream, False)
     cpu_noise_gated = cpu_share(rec, noise_only, True)
+    # A quiet room (pink noise at about -65 dBFS): where the energy gate pays off.
+    from speechlstm.noise import make_noise
+
+    quiet = make_noise("pink", len(noise_only) // 4, np.random.default_rng(3))
+    quiet *= 10 ** (-65 / 20) / np.sqrt(np.mean(quiet.astype(np.float64) ** 2))
+    cpu_quiet = {
+        "gate_on": round(cpu_share(rec, quiet, True), 2),
+        "gate_off": round(cpu_share(rec, quiet, False), 2),
+    }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     plot_tradeoff(sweep, OUT_DIR / "streaming_tradeoff.png")
     result = {
