@@ -12,11 +12,11 @@ mkdir -p "$OUT"
 start=$(date +%s)
 
 echo "== 1/4 synthesize '$WORDS' with every installed TTS engine"
-$SL data synth --words "$WORDS" --clips 120 --unknown-clips 200 --out "$OUT/data"
+$SL data synth --words "$WORDS" --clips 180 --unknown-clips 300 --out "$OUT/data"
 
 echo "== 2/4 train a bidirectional LSTM on the CPU"
-$SL train "$OUT/data" --out "$OUT/run" --epochs 25 --no-cache \
-  --set train.patience=6 --set train.warmup_epochs=2
+$SL train "$OUT/data" --out "$OUT/run" --epochs 30 --no-cache \
+  --set train.patience=8 --set train.warmup_epochs=2
 
 echo "== 3/4 export to ONNX (int8)"
 $SL export "$OUT/run/best.pt" -o "$OUT/demo.int8.onnx" --int8
