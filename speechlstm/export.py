@@ -63,7 +63,12 @@ def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, dict, RunConfig]
     return model.eval(), state, cfg
 
 
-def export(ckpt_path: str | Path, out_path: str | Path, int8: bool = False) -> ExportResult:
+def export(
+    ckpt_path: str | Path,
+    out_path: str | Path,
+    int8: bool = False,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+) -> ExportResult:
     model, state, cfg = load_recognizer(ckpt_path)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,11 +97,11 @@ def export(ckpt_path: str | Path, out_path: str | Path, int8: bool = False) -> E
             quantize_int8(fp32_path, final, {**metadata, KEY_QUANTIZATION: "dynamic-int8"})
             probe, probe_name = probe_set(state.get("source"), cfg.features.clip_samples)
             agreement = int8_agreement(fp32_path, final, probe)
-            if agreement < INT8_MIN_AGREEMENT:
+            if agreement < min_agreement:
                 raise ExportError(
                     f"int8 model agrees with fp32 on only {agreement:.1%} of {len(probe)} "
                     f"probe clips ({probe_name}) "
-                    f"(need {INT8_MIN_AGREEMENT:.0%}); ship the fp32 model instead"
+                    f"(need {min_agreement:.0%}); ship the fp32 model instead"
                 )
         os.replace(final, out_path)  # same folder: atomic
     return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size)

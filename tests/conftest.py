@@ -74,3 +74,11 @@ def virtual_mic(tmp_path_factory):
     mic = VirtualMic(tmp_path_factory.mktemp("pulse")).start()
     yield mic
     mic.stop()
+
+
+@pytest.fixture
+def quiet_mic(virtual_mic):
+    """The session's virtual microphone with nothing left playing from earlier tests."""
+    virtual_mic.silence()
+    yield virtual_mic
+    virtual_mic.silence()

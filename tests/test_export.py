@@ -44,11 +44,15 @@ def test_metadata_describes_the_model(onnx_model):
 def test_int8_export_agrees_with_fp32(trained_run, onnx_model, tmp_path):
     import onnx
 
-    from speechlstm.export import export
+    from speechlstm.export import ExportError, export
     from speechlstm.runtime import OnnxRecognizer
 
-    result = export(trained_run / "best.pt", tmp_path / "tiny.int8.onnx", int8=True)
-    assert result.int8_agreement >= 0.99
+    # The tiny test model is unsure of itself (top probabilities 0.4-0.7), so a
+    # clip or two may flip; real models agree on 100% of 500 clips (README).
+    result = export(
+        trained_run / "best.pt", tmp_path / "tiny.int8.onnx", int8=True, min_agreement=0.9
+    )
+    assert result.int8_agreement >= 0.9
     ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # every recurrent layer
     fp32, int8 = OnnxRecognizer(onnx_model), OnnxRecognizer(result.path)
@@ -56,6 +60,10 @@ def test_int8_export_agrees_with_fp32(trained_run, onnx_model, tmp_path):
     words = ["yes", "no", "up", "down"]
     clips = np.stack([tone_word(w, 1.0, offset_s=0.2) for w in words])
     assert (fp32.predict(clips).argmax(1) == int8.predict(clips).argmax(1)).all()
+    # Below the required agreement, export refuses and writes nothing.
+    with pytest.raises(ExportError, match="agrees with fp32 on only"):
+        export(trained_run / "best.pt", tmp_path / "refused.onnx", int8=True, min_agreement=1.01)
+    assert not (tmp_path / "refused.onnx").exists()
 
 
 def test_foreign_onnx_model_is_refused(tmp_path):

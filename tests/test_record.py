@@ -13,10 +13,10 @@ from synth_audio import SR, tone_word
 pytestmark = pytest.mark.mic
 
 
-def test_record_prompts_and_keeps_the_spoken_second(virtual_mic, tmp_path):
+def test_record_prompts_and_keeps_the_spoken_second(quiet_mic, tmp_path):
     word = tmp_path / "word.wav"
     sf.write(word, tone_word("up", 1.0, offset_s=0.2) * 2, SR, subtype="PCM_16")
-    virtual_mic.play(word, times=8, gap_s=0.2)
+    quiet_mic.play(word, times=8, gap_s=0.2)
     out = tmp_path / "mine"
     done = subprocess.run(
         [
@@ -36,7 +36,7 @@ def test_record_prompts_and_keeps_the_spoken_second(virtual_mic, tmp_path):
             "--seconds",
             "1.2",
         ],
-        env=virtual_mic.env,
+        env=quiet_mic.env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -56,7 +56,7 @@ def test_record_prompts_and_keeps_the_spoken_second(virtual_mic, tmp_path):
     assert abs(np.argmax(spectrum) - 1200) < 40  # the 1200 Hz "up" tone was captured
 
 
-def test_missing_device_is_a_clear_error(virtual_mic, tmp_path):
+def test_missing_device_is_a_clear_error(quiet_mic, tmp_path):
     done = subprocess.run(
         [
             sys.executable,
@@ -71,7 +71,7 @@ def test_missing_device_is_a_clear_error(virtual_mic, tmp_path):
             "--device",
             "no-such-device",
         ],
-        env=virtual_mic.env,
+        env=quiet_mic.env,
         capture_output=True,
         text=True,
         timeout=60,

@@ -129,7 +129,7 @@ def test_live_from_a_file_prints_the_commands(onnx_model, tmp_path):
 
 
 @pytest.mark.mic
-def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, virtual_mic, tmp_path):
+def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, quiet_mic, tmp_path):
     path = tmp_path / "spoken.wav"
     stream = _stream(seconds=13.0)
     sf.write(path, stream, SR, subtype="PCM_16")
@@ -145,13 +145,13 @@ def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, virtua
             str(THRESHOLD),
             "--json",
         ],
-        env=virtual_mic.env,
+        env=quiet_mic.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     time.sleep(2.5)  # model load and stream start
-    player = virtual_mic.play(path, times=1)
+    player = quiet_mic.play(path, times=1)
     player.wait(timeout=40)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)

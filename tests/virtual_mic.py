@@ -73,7 +73,16 @@ class VirtualMic:
         self.players.append(proc)
         return proc
 
-    def stop(self) -> None:
+    def silence(self) -> None:
+        """Stop everything still playing (a test must not hear the previous one's audio)."""
         for proc in self.players:
-            proc.kill()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.players.clear()
+        subprocess.run(["pkill", "-f", "paplay --device=vsink"], env=self.env, capture_output=True)
+        time.sleep(0.3)  # let the sink drain
+
+    def stop(self) -> None:
+        self.silence()
         subprocess.run(["pulseaudio", "--kill"], env=self.env, capture_output=True, timeout=20)
