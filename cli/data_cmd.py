@@ -51,7 +51,9 @@ def synth(
     if preset is not None:
         if preset != "sc12":
             fail(f"--preset {preset!r}: the only preset is sc12")
-        cfg = dataclasses.replace(sc12_config(clips, seed), engines=engine_names, workers=workers)
+        cfg = dataclasses.replace(sc12_config(clips, seed), workers=workers)
+        if engine_names:
+            cfg = dataclasses.replace(cfg, engines=engine_names)
         _run_synth(cfg, out)
         return
     chosen = [w.strip() for w in words.split(",") if w.strip()]
