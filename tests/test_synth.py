@@ -111,3 +111,31 @@ def test_no_engine_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "available_engines", lambda names: ([], ["espeak not installed"]))
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
         synthesize_dataset(SynthConfig(words=("a",)), tmp_path / "x", show_progress=False)
+
+
+def test_sc12_preset_pins_its_voice_set(tmp_path, monkeypatch):
+    import speechlstm.synth as synth
+    from speechlstm.synth import sc12_config
+
+    cfg = sc12_config(clips_per_word=1)
+    assert cfg.words[:3] == ("yes", "no", "up") and cfg.unknown_layout == "folders"
+    seen = {}
+
+    def fake_plan(c, voices):
+        seen["ids"] = [v.id for v in voices]
+        return []
+
+    class Engine:
+        name = "festival"
+
+        def voices(self):
+            return [
+                Voice("festival", "kal_diphone", "festival-kal"),
+                Voice("festival", "ked_diphone", "festival-ked"),
+            ]
+
+    monkeypatch.setattr(synth, "available_engines", lambda names: ([Engine()], []))
+    monkeypatch.setattr(synth, "plan", fake_plan)
+    monkeypatch.setattr(synth, "write_noise", lambda *a: None)
+    synthesize_dataset(cfg, tmp_path / "d", show_progress=False)
+    assert seen["ids"] == ["festival-kal"]  # a voice installed later does not change the draw
