@@ -121,7 +121,7 @@ def live(
                     )
                 except MicError as exc:
                     failed = str(exc)
-                    summary = live_lib.LiveSummary([], 0.0, 0.0, 0, 0.0)
+                    summary = live_lib.LiveSummary([], 0.0, 0.0, 0.0)
                 overflows = mic.overflows
     except InvalidAudio as exc:
         fail(str(exc))

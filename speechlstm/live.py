@@ -24,7 +24,6 @@ class LiveSummary:
     detections: list[Detection]
     seconds: float  # audio time processed
     wall_s: float
-    overflows: int
     cpu_s: float
 
     def counts(self) -> dict[str, int]:
@@ -105,5 +104,5 @@ def run(
     except KeyboardInterrupt:
         pass
     return LiveSummary(
-        found, samples / SAMPLE_RATE, time.perf_counter() - started, 0, time.process_time() - cpu0
+        found, samples / SAMPLE_RATE, time.perf_counter() - started, time.process_time() - cpu0
     )
