@@ -183,3 +183,27 @@ def test_shipped_default_model_is_used_without_model_option(tmp_path):
     result = runner.invoke(app, ["transcribe", "--json", str(silence)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["label"] == "_silence_"
+
+
+def test_inference_modules_never_import_torch():
+    modules = [
+        "speechlstm.runtime",
+        "speechlstm.transcribe",
+        "speechlstm.stream",
+        "speechlstm.live",
+        "speechlstm.mic",
+        "speechlstm.scoring",
+        "speechlstm.evaluation",
+        "speechlstm.synth",
+        "speechlstm.download",
+        "speechlstm.record",
+        "cli.main",
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
