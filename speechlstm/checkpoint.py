@@ -7,6 +7,7 @@ so a checkpoint from anywhere can never run code.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,14 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or corrupt files
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = f"refused by the safe loader: {_first_line(exc)}"
+        elif isinstance(exc, (KeyError, EOFError, RuntimeError, ValueError)):
+            reason = "not a torch file, or corrupt or truncated"
+        else:
+            reason = _first_line(exc)
         raise CheckpointError(
-            f"{path}: not a speechlstm checkpoint or unsafe to load ({_first_line(exc)})"
+            f"{path}: cannot load as a speechlstm checkpoint ({reason})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a speechlstm checkpoint (format {CHECKPOINT_FORMAT})")
