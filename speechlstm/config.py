@@ -66,14 +66,14 @@ class FeatureConfig:
         _check_choice("features.normalize", self.normalize, ("cmn", "none"))
 
 
-CELLS = ("lstm", "peephole", "coupled", "gru", "rnn")
+CELLS = ("lstm",)  # the recurrent cells implemented (and exportable) so far
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The recurrent classifier: a bidirectional recurrent stack over MFCC frames."""
 
-    cell: str = "lstm"  # lstm | peephole | coupled | gru | rnn
+    cell: str = "lstm"  # one of CELLS
     hidden_size: int = 128  # per direction
     num_layers: int = 2
     dropout: float = 0.2
