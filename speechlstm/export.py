@@ -107,8 +107,32 @@ def export(
     return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size)
 
 
+class _Front(torch.nn.Module):
+    """Waveform -> recurrent inputs: the first half of the exported graph."""
+
+    def __init__(self, model: Recognizer):
+        super().__init__()
+        self.features = model.features
+        self.classifier = model.classifier
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.classifier.prepare(self.features(waveform))
+
+
+class _Back(torch.nn.Module):
+    """Recurrent inputs -> (probabilities, logits): the second half."""
+
+    def __init__(self, model: Recognizer):
+        super().__init__()
+        self.classifier = model.classifier
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.classifier.recur(frames)
+        return torch.softmax(logits, dim=-1), logits
+
+
 class _Head(torch.nn.Module):
-    """Classifier + softmax: the second half of the exported graph."""
+    """MFCC -> classifier + softmax (the benchmark's librosa path feeds it)."""
 
     def __init__(self, model: Recognizer):
         super().__init__()
@@ -141,9 +165,10 @@ def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) 
     """Export front-end and classifier separately, then join them.
 
     Tracing the whole model fails: the frame count is derived from the sample
-    count through the STFT, and torch.export cannot trace the LSTM over that
-    derived length. Each half exports with plain dynamic dims, and
-    onnx.compose joins them on the `mfcc` tensor.
+    count through the STFT (and frame stacking), and torch.export cannot trace
+    the LSTM over that derived length. Each half exports with plain dynamic
+    dims, and onnx.compose joins them on the `frames` tensor (normalised,
+    stacked MFCC).
     """
     import onnx
     import onnx.compose
@@ -151,20 +176,24 @@ def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) 
     fc = cfg.features
     batch = torch.export.Dim("batch")
     wave = torch.zeros(2, fc.clip_samples)
+    front_module = _Front(model)
     front = _dynamo(
-        model.features,
+        front_module,
         wave,
-        (INPUT_NAME, ("mfcc",)),
+        (INPUT_NAME, ("frames",)),
         {0: batch, 1: torch.export.Dim("samples", min=fc.n_fft)},
     )
     with torch.no_grad():
-        mfcc = model.features(wave)
-    head = _dynamo(
-        _Head(model), mfcc, ("mfcc", OUTPUT_NAMES), {0: batch, 1: torch.export.Dim("frames", min=2)}
+        frames = front_module(wave)
+    back = _dynamo(
+        _Back(model),
+        frames,
+        ("frames", OUTPUT_NAMES),
+        {0: batch, 1: torch.export.Dim("steps", min=2)},
     )
     front = onnx.compose.add_prefix(front, "front/", rename_inputs=False, rename_outputs=False)
-    head = onnx.compose.add_prefix(head, "head/", rename_inputs=False, rename_outputs=False)
-    proto = onnx.compose.merge_models(front, head, io_map=[("mfcc", "mfcc")])
+    back = onnx.compose.add_prefix(back, "head/", rename_inputs=False, rename_outputs=False)
+    proto = onnx.compose.merge_models(front, back, io_map=[("frames", "frames")])
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

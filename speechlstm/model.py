@@ -56,12 +56,20 @@ class SpeechClassifier(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(dim, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """MFCC (B, T, F) -> normalised recurrent inputs (B, T', F * frame_stack)."""
         x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)  # (B, T, F)
         if self.cfg.frame_stack > 1:
             x = stack_frames(x, self.cfg.frame_stack)  # (B, T/k, F*k)
+        return x
+
+    def recur(self, x: torch.Tensor) -> torch.Tensor:
+        """Recurrent inputs (B, T', F') -> logits (B, C)."""
         h = self.rnn(x)  # (B, T', 2H)
         return self.head(self.dropout(self.pool(h)))  # (B, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.recur(self.prepare(x))
 
 
 def stack_frames(x: torch.Tensor, k: int) -> torch.Tensor:

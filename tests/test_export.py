@@ -93,3 +93,26 @@ def test_export_is_reproducible_byte_for_byte(trained_run, onnx_model, tmp_path)
 
     again = export(trained_run / "best.pt", tmp_path / "again.onnx")
     assert again.path.read_bytes() == onnx_model.read_bytes()
+
+
+def test_frame_stacking_exports_with_dynamic_length(tmp_path):
+    import dataclasses
+
+    from speechlstm import checkpoint
+    from speechlstm.config import RunConfig, to_dict
+    from speechlstm.export import export
+    from speechlstm.model import Recognizer
+    from speechlstm.runtime import OnnxRecognizer
+
+    cfg = RunConfig()
+    cfg = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, frame_stack=3, hidden_size=8, num_layers=1)
+    )
+    model = Recognizer(cfg.features, cfg.model, 3)
+    state = {"model": model.state_dict(), "config": to_dict(cfg), "labels": ["a", "b", "c"]}
+    checkpoint.save_atomic(state, tmp_path / "fs3.pt")
+    result = export(tmp_path / "fs3.pt", tmp_path / "fs3.onnx")  # raises unless parity holds
+    assert result.max_abs_diff < 1e-4
+    rec = OnnxRecognizer(result.path)
+    for samples in (9000, 16000, 33333):
+        assert rec.predict(np.zeros((2, samples), np.float32)).shape == (2, 3)
