@@ -110,6 +110,11 @@ def fix_length(waveform: np.ndarray, n_samples: int = CLIP_SAMPLES) -> np.ndarra
     return np.pad(waveform, pad)
 
 
+def level_dbfs(waveform: np.ndarray) -> float:
+    """RMS level in dB relative to full scale (a full-scale sine is about -3 dBFS)."""
+    return 10 * np.log10(float(np.mean(waveform.astype(np.float64) ** 2)) + 1e-12)
+
+
 def float_to_int16(waveform: np.ndarray) -> np.ndarray:
     """[-1, 1] float to int16 PCM (the in-memory bank format: half the memory of float32)."""
     return np.round(np.clip(waveform, -1.0, 1.0) * 32767.0).astype(np.int16)

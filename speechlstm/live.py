@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import SAMPLE_RATE, level_dbfs, load_audio
 from .stream import Detection, StreamingDetector
 
 BLOCK_MS = 50.0
@@ -68,10 +68,6 @@ def mic_blocks(mic) -> Iterator[np.ndarray]:
             continue
         silent_s = 0.0
         yield block
-
-
-def level_dbfs(block: np.ndarray) -> float:
-    return 10 * np.log10(float(np.mean(block.astype(np.float64) ** 2)) + 1e-12)
 
 
 def run(

@@ -11,18 +11,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, level_dbfs
 from .bank import crop_loudest
 from .mic import Microphone
 
 MIN_LEVEL_DBFS = -50.0  # quieter than this: nothing was said, the take is repeated
-
-
-def _level_dbfs(wave: np.ndarray) -> float:
-    return 10 * np.log10(float(np.mean(wave.astype(np.float64) ** 2)) + 1e-12)
 
 
 def next_take(folder: Path, speaker: str) -> int:
@@ -53,7 +48,7 @@ def record_takes(
                 for attempt in range(retries + 1):
                     prompt(f"say {word!r}  ({k + 1}/{takes})")
                     clip = crop_loudest(mic.record(seconds), SAMPLE_RATE)
-                    if _level_dbfs(clip) >= MIN_LEVEL_DBFS:
+                    if level_dbfs(clip) >= MIN_LEVEL_DBFS:
                         break
                     prompt("  heard nothing" + (", again" if attempt < retries else ", skipped"))
                 else:
