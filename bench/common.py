@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = Path(
@@ -31,3 +34,15 @@ def require_subset() -> Path:
             f"the real-speech subset is not at {SUBSET}; set SPEECHLSTM_SUBSET to its folder"
         )
     return SUBSET
+
+
+def median_ms(fn, repeats: int = 300, warmup: int = 20) -> float:
+    """Median wall time of `fn()` in milliseconds (the machine is noisy: no means)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)

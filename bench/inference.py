@@ -24,18 +24,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT_DIR, ROOT, machine  # noqa: E402
-
-
-def median_ms(fn, repeats: int = 300, warmup: int = 20) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times) * 1000)
+from common import OUT_DIR, ROOT, machine, median_ms  # noqa: E402
 
 
 def latency(checkpoint: Path, workdir: Path) -> dict:

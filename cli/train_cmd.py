@@ -26,7 +26,18 @@ def train(
     epochs: int | None = typer.Option(None, "--epochs", min=1),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
     lr: float | None = typer.Option(None, "--lr", min=0.0),
-    hidden: int | None = typer.Option(None, "--hidden", min=1, help="LSTM units per direction."),
+    cell: str | None = typer.Option(
+        None,
+        "--cell",
+        help="Recurrent cell, bidirectional: lstm (fused, default) | peephole | coupled | "
+        "gru | rnn.",
+    ),
+    hidden: int | None = typer.Option(
+        None, "--hidden", min=1, help="Recurrent units per direction."
+    ),
+    grad_clip: float | None = typer.Option(
+        None, "--grad-clip", min=0.0, help="Max global gradient norm (0 disables; default 5)."
+    ),
     layers: int | None = typer.Option(None, "--layers", min=1),
     pooling: str | None = typer.Option(None, "--pooling", help="attention | mean"),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
@@ -60,6 +71,8 @@ def train(
       speechlstm train data/mywords --words "lights on,lights off" --epochs 20
 
       speechlstm train data/sc --config recipe.toml --set model.hidden_size=192
+
+      speechlstm train data/sc --cell gru --out runs/gru
     """
     from speechlstm.bank import default_cache_dir
     from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_option
@@ -76,7 +89,9 @@ def train(
                 "train.epochs": epochs,
                 "train.batch_size": batch_size,
                 "train.lr": lr,
+                "model.cell": cell,
                 "model.hidden_size": hidden,
+                "train.grad_clip": grad_clip,
                 "model.num_layers": layers,
                 "model.pooling": pooling,
                 "train.device": device,

@@ -66,14 +66,16 @@ class FeatureConfig:
         _check_choice("features.normalize", self.normalize, ("cmn", "none"))
 
 
-CELLS = ("lstm",)  # the recurrent cells implemented (and exportable) so far
+# Recurrent cells (see cells.py): lstm is the fused nn.LSTM, the others are
+# written from their equations.
+CELLS = ("lstm", "peephole", "coupled", "gru", "rnn")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The recurrent classifier: a bidirectional recurrent stack over MFCC frames."""
 
-    cell: str = "lstm"  # one of CELLS
+    cell: str = "lstm"  # one of CELLS (all bidirectional)
     hidden_size: int = 128  # per direction
     num_layers: int = 2
     dropout: float = 0.2

@@ -119,15 +119,15 @@ class _Front(torch.nn.Module):
         return self.classifier.prepare(self.features(waveform))
 
 
-class _Back(torch.nn.Module):
-    """Recurrent inputs -> (probabilities, logits): the second half."""
+class _Readout(torch.nn.Module):
+    """Recurrent outputs -> (probabilities, logits): the last part."""
 
     def __init__(self, model: Recognizer):
         super().__init__()
         self.classifier = model.classifier
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.classifier.recur(frames)
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.classifier.readout(hidden)
         return torch.softmax(logits, dim=-1), logits
 
 
@@ -162,16 +162,21 @@ def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: 
 
 
 def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) -> None:
-    """Export front-end and classifier separately, then join them.
+    """Export the model in three parts and join them into one graph.
 
     Tracing the whole model fails: the frame count is derived from the sample
     count through the STFT (and frame stacking), and torch.export cannot trace
-    the LSTM over that derived length. Each half exports with plain dynamic
-    dims, and onnx.compose joins them on the `frames` tensor (normalised,
-    stacked MFCC).
+    a recurrence over that derived length (nor, for the cells written from
+    their equations, a Python loop over a dynamic length at all). So:
+      front   waveform -> `frames` (MFCC, input norm, stacking): dynamo
+      rnn     `frames` -> `hidden`: built operator by operator (onnx_rnn.py)
+      readout `hidden` -> probabilities, logits (pooling, Linear): dynamo
+    and onnx.compose joins them on `frames` and `hidden`.
     """
     import onnx
     import onnx.compose
+
+    from .onnx_rnn import recurrent_model
 
     fc = cfg.features
     batch = torch.export.Dim("batch")
@@ -183,17 +188,25 @@ def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) 
         (INPUT_NAME, ("frames",)),
         {0: batch, 1: torch.export.Dim("samples", min=fc.n_fft)},
     )
+    classifier = model.classifier
     with torch.no_grad():
         frames = front_module(wave)
-    back = _dynamo(
-        _Back(model),
-        frames,
-        ("frames", OUTPUT_NAMES),
+        hidden = classifier.rnn(frames)
+    opset = next(o.version for o in front.opset_import if o.domain in ("", "ai.onnx"))
+    rnn = recurrent_model(classifier.rnn, cfg.model.cell, frames.shape[-1], opset, front.ir_version)
+    readout = _dynamo(
+        _Readout(model),
+        hidden,
+        ("hidden", OUTPUT_NAMES),
         {0: batch, 1: torch.export.Dim("steps", min=2)},
     )
-    front = onnx.compose.add_prefix(front, "front/", rename_inputs=False, rename_outputs=False)
-    back = onnx.compose.add_prefix(back, "head/", rename_inputs=False, rename_outputs=False)
-    proto = onnx.compose.merge_models(front, back, io_map=[("frames", "frames")])
+    parts = []
+    for prefix, part in (("front/", front), ("rnn/", rnn), ("head/", readout)):
+        parts.append(
+            onnx.compose.add_prefix(part, prefix, rename_inputs=False, rename_outputs=False)
+        )
+    proto = onnx.compose.merge_models(parts[0], parts[1], io_map=[("frames", "frames")])
+    proto = onnx.compose.merge_models(proto, parts[2], io_map=[("hidden", "hidden")])
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -1,7 +1,8 @@
 """The classifier: a bidirectional recurrent stack over MFCC frames, pooled over time.
 
     waveform (B, S) -> MFCC (B, T, F) -> input norm -> [frame stack] (B, T/k, F*k)
-      -> BiLSTM (B, T/k, 2H) -> attention or mean pooling (B, 2H) -> Linear (B, C)
+      -> bidirectional recurrent stack of model.cell (B, T/k, 2H)
+      -> attention or mean pooling (B, 2H) -> Linear (B, C)
 
 `Recognizer` wraps features + classifier + softmax: that is the exported graph.
 """
@@ -65,8 +66,11 @@ class SpeechClassifier(nn.Module):
 
     def recur(self, x: torch.Tensor) -> torch.Tensor:
         """Recurrent inputs (B, T', F') -> logits (B, C)."""
-        h = self.rnn(x)  # (B, T', 2H)
-        return self.head(self.dropout(self.pool(h)))  # (B, C)
+        return self.readout(self.rnn(x))
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Recurrent outputs (B, T', 2H) -> logits (B, C)."""
+        return self.head(self.dropout(self.pool(h)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.recur(self.prepare(x))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,8 @@ class TrainState:
     loss_sum: float = 0.0  # running sums for the current epoch
     correct: int = 0
     seen: int = 0
+    grad_norm_sums: dict | None = None  # per layer group, summed over the epoch's steps
+    clipped: int = 0  # steps whose global gradient norm was clipped this epoch
     history: list | None = None
 
 
@@ -82,6 +85,7 @@ class Trainer:
         torch.manual_seed(tc.seed)
         self.model = Recognizer(cfg.features, cfg.model, len(self.labels)).to(self.device)
         self.n_params = count_parameters(self.model)
+        self.grad_groups = grad_groups(self.model.classifier)
         self.augment = WaveAugment(cfg.augment, cfg.features, torch.from_numpy(data.noise))
         self.augment.to(self.device)
         self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
@@ -214,12 +218,26 @@ class Trainer:
             loss = F.cross_entropy(logits.float(), target, label_smoothing=tc.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._record_grad_norms()
         if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            self.state.clipped += int(float(total) > tc.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         correct = int((logits.argmax(-1) == target).sum())
         return float(loss.detach()), correct
+
+    def _record_grad_norms(self) -> None:
+        """Add this step's gradient norm per layer group (before clipping) to the
+        epoch's sums: vanishing or exploding gradients show up in the log."""
+        sums = self.state.grad_norm_sums
+        if sums is None:
+            sums = self.state.grad_norm_sums = {}
+        for name, params in self.grad_groups.items():
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:
+                norm = float(torch.nn.utils.get_total_norm(grads))
+                sums[name] = sums.get(name, 0.0) + norm
 
     def _end_epoch(self) -> bool:
         tc, s = self.cfg.train, self.state
@@ -232,10 +250,16 @@ class Trainer:
             "val_accuracy": val["accuracy"],
             "lr": self.scheduler.get_last_lr()[0],
             "clips_per_s": round(getattr(self, "_epoch_rate", 0.0), 1),
+            "grad_norm": {
+                k: round(v / max(self.state.step_in_epoch, 1), 5)
+                for k, v in (s.grad_norm_sums or {}).items()
+            },
+            "clipped_steps": s.clipped,
         }
         s.history.append(record)
         s.epoch += 1
         s.step_in_epoch, s.loss_sum, s.correct, s.seen = 0, 0.0, 0, 0
+        s.grad_norm_sums, s.clipped = {}, 0
         improved = val["accuracy"] > s.best_val_acc
         if improved:
             s.best_val_acc, s.best_epoch, s.bad_epochs = val["accuracy"], s.epoch, 0
@@ -251,10 +275,28 @@ class Trainer:
             f"acc {val['accuracy']:.3f}{' *' if improved else ''} | "
             f"{record['clips_per_s']:.0f} clips/s"
         )
+        grads = " ".join(f"{k} {v:.3g}" for k, v in record["grad_norm"].items())
+        clip_note = f"; clipped {record['clipped_steps']} steps" if record["clipped_steps"] else ""
+        note(f"  gradient norm per layer (mean over steps): {grads}{clip_note}")
         if tc.patience and s.bad_epochs >= tc.patience:
             note(f"early stop: no validation improvement for {tc.patience} epochs")
             return True
         return False
+
+
+def grad_groups(classifier) -> dict[str, list[torch.nn.Parameter]]:
+    """Parameters grouped by layer for the gradient-norm log: input_norm,
+    rnn.0 .. rnn.N-1 (both directions of each recurrent layer), pool, head."""
+    groups: dict[str, list] = {}
+    for name, p in classifier.named_parameters():
+        if name.startswith("rnn."):
+            # nn.LSTM names: lstm.weight_ih_l1_reverse; equation stacks: layers.1.0.weight_ih
+            match = re.search(r"_l(\d+)|layers\.(\d+)\.", name)
+            key = f"rnn.{next(g for g in match.groups() if g is not None)}"
+        else:
+            key = name.split(".")[0]
+        groups.setdefault(key, []).append(p)
+    return groups
 
 
 @torch.no_grad()

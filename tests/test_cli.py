@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -164,6 +166,40 @@ def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
     # A second train into the same folder without --resume is refused, not overwritten.
     again = runner.invoke(app, ["train", str(tone_dataset), "--out", str(run)])
     assert again.exit_code == 2 and "--resume" in again.output
+
+
+@needs_torch
+def test_gru_cell_trains_exports_and_scores_from_the_command_line(tone_dataset, tmp_path):
+    run = tmp_path / "gru"
+    flags = ["--hidden", "24", "--layers", "1", "--batch-size", "16", "--lr", "0.01"]
+    sets = ["train.warmup_epochs=0.5", "train.patience=0", "augment.spec_augment=false"]
+    args = ["train", str(tone_dataset), "--out", str(run), "--cell", "gru", "--epochs", "6"]
+    args += flags + ["--no-cache", "--no-progress", "--grad-clip", "1.0"]
+    for item in sets:
+        args += ["--set", item]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert 'cell = "gru"' in (run / "config.toml").read_text()
+    assert "grad_clip = 1.0" in (run / "config.toml").read_text()
+    assert "gradient norm per layer" in result.output
+    model = tmp_path / "gru.int8.onnx"
+    result = runner.invoke(app, ["export", str(run / "best.pt"), "-o", str(model), "--int8"])
+    assert result.exit_code == 0, result.output
+    info = runner.invoke(app, ["info", str(model)])
+    assert info.exit_code == 0 and "bidirectional gru" in info.stdout
+    clips = _clips(tmp_path)
+    out = tmp_path / "scores.csv"
+    result = runner.invoke(
+        app, ["score", str(clips["yes"]), str(clips["no"]), "-m", str(model), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    labels = {Path(r["path"]).stem: r["label"] for r in rows}
+    assert labels == {"yes": "yes", "no": "no"}  # tone words are easy for any cell
+    bogus = runner.invoke(
+        app, ["train", str(tone_dataset), "--out", str(tmp_path / "x"), "--cell", "lstmx"]
+    )
+    assert bogus.exit_code == 2 and "model.cell" in bogus.output
 
 
 def test_shipped_default_model_is_used_without_model_option(tmp_path):

@@ -41,6 +41,12 @@ def test_trained_run_writes_reports_and_learns(trained_run):
     cm = report["confusion_matrix"]
     assert sum(map(sum, cm)) == report["test_clips"]
     assert report["n_params"] > 0
+    # Gradient health: a mean norm per layer group for every epoch, all finite and nonzero.
+    for record in report["history"]:
+        norms = record["grad_norm"]
+        assert set(norms) == {"input_norm", "rnn.0", "pool", "head"}
+        assert all(0.0 < v < 1e3 for v in norms.values()), norms
+        assert record["clipped_steps"] >= 0
 
 
 def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monkeypatch):
