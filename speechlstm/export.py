@@ -24,6 +24,7 @@ import torch
 
 from . import checkpoint
 from .config import RunConfig, from_dict, to_dict
+from .features import ConvMelSpectrogram
 from .model import Recognizer
 from .modelmeta import (
     FORMAT_VERSION,
@@ -108,15 +109,22 @@ def export(
 
 
 class _Front(torch.nn.Module):
-    """Waveform -> recurrent inputs: the first half of the exported graph."""
+    """Waveform -> recurrent inputs: the first part of the exported graph.
+
+    The mel spectrogram is computed as a strided convolution (features.
+    ConvMelSpectrogram) rather than torchaudio's STFT: the same numbers, and
+    onnxruntime runs it about 3x faster.
+    """
 
     def __init__(self, model: Recognizer):
         super().__init__()
         self.features = model.features
+        self.mel = ConvMelSpectrogram(model.features)
         self.classifier = model.classifier
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.classifier.prepare(self.features(waveform))
+        log_mel = self.features.to_db(self.mel(waveform))
+        return self.classifier.prepare(self.features.cepstrum(log_mel))
 
 
 class _Readout(torch.nn.Module):

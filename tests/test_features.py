@@ -70,3 +70,32 @@ def test_cepstral_mean_normalisation_removes_a_constant_channel_gain():
     # A 6 dB quieter copy has the same normalised MFCC (the gain is a constant in log-mel).
     np.testing.assert_allclose(cmn(wave * 0.5), cmn(wave), atol=1e-2)
     assert cmn(wave).shape == (1, 101, 40)
+
+
+@pytest.mark.parametrize("window_ms,n_fft", [(30.0, 512), (25.0, 400), (32.0, 512)])
+def test_conv_mel_spectrogram_matches_torchaudio(window_ms, n_fft):
+    """The exported front-end (a strided Conv1d DFT) gives torchaudio's numbers
+    at any length, for loud, quiet and silent clips."""
+    import torch
+
+    from speechlstm.config import FeatureConfig
+    from speechlstm.features import MFCC, ConvMelSpectrogram
+
+    mfcc = MFCC(FeatureConfig(window_ms=window_ms, n_fft=n_fft))
+    conv = ConvMelSpectrogram(mfcc)
+    gen = torch.Generator().manual_seed(0)
+    for samples in (n_fft, 12345, 16000):
+        t = torch.arange(samples) / 16000
+        wave = torch.stack(
+            [
+                0.5 * torch.sin(2 * torch.pi * 440 * t),
+                torch.randn(samples, generator=gen) * 1e-3,
+                torch.zeros(samples),
+            ]
+        )
+        expected = mfcc.to_db(mfcc.melspec(wave))
+        got = mfcc.to_db(conv(wave))
+        assert got.shape == expected.shape == (3, samples // mfcc.cfg.hop_samples + 1, 40)
+        # float32 rounding: a band 30 dB below a loud sine's band moves by up to ~0.01 dB
+        assert (got - expected).abs().max() < 0.05  # dB
+        assert (got - expected).abs().mean() < 1e-3
