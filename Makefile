@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUBSET ?= ../shared/data/speech_commands_subset
 
-.PHONY: demo install test lint default-model bench-accuracy bench-synthetic bench-inference bench-streaming clean
+.PHONY: demo install test lint default-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -30,6 +30,12 @@ bench-inference: install
 
 bench-streaming: install
 	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/streaming.py
+
+bench-cells: install
+	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/cells.py
+
+bench-long-lag: install
+	$(PY) bench/long_lag.py
 
 bench-accuracy: install
 	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/accuracy_real.py

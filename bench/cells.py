@@ -10,7 +10,7 @@ int8) and int8 top-1 agreement with fp32. Prints a Markdown table.
 A cell whose result is already in the output folder is not retrained
 (--force retrains), so an interrupted comparison continues where it stopped.
 
-    python bench/cells.py [--epochs 12] [--cells lstm,gru] [--threads 1] [--force]
+    python bench/cells.py [--epochs 12] [--cells lstm,gru] [--threads 1] [--force | --remeasure]
 """
 
 from __future__ import annotations
@@ -39,8 +39,23 @@ def latency_ms(path: Path, clip_samples: int) -> float:
     return median_ms(lambda: rec.predict(wave), repeats=200)
 
 
-def run_cell(cell: str, subset: Path, out: Path, overrides: dict) -> dict:
+def measure_onnx(cell: str, out: Path, clip_samples: int) -> dict:
+    """Export best.pt (fp32 and int8) and time both on one thread."""
     from speechlstm.export import export
+
+    fp32 = export(out / "best.pt", out / f"{cell}.onnx")
+    # min_agreement 0: record the agreement instead of refusing the export
+    int8 = export(out / "best.pt", out / f"{cell}.int8.onnx", int8=True, min_agreement=0.0)
+    return {
+        "latency_ms_fp32": round(latency_ms(fp32.path, clip_samples), 3),
+        "latency_ms_int8": round(latency_ms(int8.path, clip_samples), 3),
+        "int8_agreement": round(int8.int8_agreement, 4),
+        "onnx_fp32_max_abs_diff": fp32.max_abs_diff,
+        "model_bytes_int8": int8.size_bytes,
+    }
+
+
+def run_cell(cell: str, subset: Path, out: Path, overrides: dict) -> dict:
     from speechlstm.train import run_training
 
     cfg = apply_overrides(RunConfig(), {**overrides, "model.cell": cell})
@@ -49,9 +64,6 @@ def run_cell(cell: str, subset: Path, out: Path, overrides: dict) -> dict:
     started = time.perf_counter()
     report = run_training(subset, out, cfg, cache_dir=default_cache_dir(), show_progress=False)
     wall_s = time.perf_counter() - started
-    fp32 = export(out / "best.pt", out / f"{cell}.onnx")
-    # min_agreement 0: record the agreement instead of refusing the export
-    int8 = export(out / "best.pt", out / f"{cell}.int8.onnx", int8=True, min_agreement=0.0)
     rates = sorted(h["clips_per_s"] for h in report["history"])
     last = report["history"][-1]["grad_norm"]
     first = report["history"][0]["grad_norm"]
@@ -64,11 +76,7 @@ def run_cell(cell: str, subset: Path, out: Path, overrides: dict) -> dict:
         "train_clips_per_s_median": round(rates[len(rates) // 2], 1),
         "epochs_run": len(report["history"]),
         "wall_s": round(wall_s, 1),
-        "latency_ms_fp32": round(latency_ms(fp32.path, cfg.features.clip_samples), 3),
-        "latency_ms_int8": round(latency_ms(int8.path, cfg.features.clip_samples), 3),
-        "int8_agreement": round(int8.int8_agreement, 4),
-        "onnx_fp32_max_abs_diff": fp32.max_abs_diff,
-        "model_bytes_int8": int8.size_bytes,
+        **measure_onnx(cell, out, cfg.features.clip_samples),
         "grad_norm_first_epoch": first,
         "grad_norm_last_epoch": last,
     }
@@ -100,6 +108,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="settings")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "cells")
     parser.add_argument("--force", action="store_true", help="retrain cells already measured")
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="re-export and re-time cells already trained (after an export change)",
+    )
     args = parser.parse_args()
     subset = require_subset()
     overrides = parse_set_option(args.settings)
@@ -114,8 +127,14 @@ def main() -> None:
     for cell in cells:
         done = args.out / cell / "bench.json"
         if done.is_file() and not args.force:
-            results.append(json.loads(done.read_text()))
-            print(f"{cell}: already measured ({done})", flush=True)
+            result = json.loads(done.read_text())
+            if args.remeasure:
+                result.update(
+                    measure_onnx(cell, args.out / cell, RunConfig().features.clip_samples)
+                )
+                done.write_text(json.dumps(result, indent=2))
+            results.append(result)
+            print(f"{cell}: already trained ({done})", flush=True)
             continue
         print(f"{cell}: training {args.epochs} epochs ...", flush=True)
         results.append(run_cell(cell, subset, args.out / cell, overrides))
