@@ -29,8 +29,6 @@ from torch import nn
 
 from .config import CELLS as CELL_NAMES
 
-GATES = {"lstm": 4, "peephole": 4, "coupled": 3, "gru": 3, "rnn": 1}
-
 
 class BiLSTM(nn.Module):
     """The fused nn.LSTM (cuDNN on GPU); exports to the ONNX LSTM operator."""
