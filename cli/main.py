@@ -152,7 +152,8 @@ def info(
         f"features:  {f['n_mfcc']} MFCC from {f['n_mels']} mels, {f['window_ms']} ms window, "
         f"{f['hop_ms']} ms hop, {f['sample_rate']} Hz, {f['clip_ms']} ms clips",
         f"network:   bidirectional {m['cell']}, {m['num_layers']} x {m['hidden_size']}, "
-        f"{m['pooling']} pooling, {m.get('n_params') or '?'} parameters",
+        + (f"{m['frame_stack']} frames a step, " if m.get("frame_stack", 1) > 1 else "")
+        + f"{m['pooling']} pooling, {m.get('n_params') or '?'} parameters",
     ]
     if t:
         train = t.get("train", {})

@@ -10,6 +10,8 @@ import typer
 
 from .common import EXIT_SOME_FAILED, fail, stdout_line
 
+THREADS_HELP = "onnxruntime runs at once, one core and one batch each"
+
 
 def score(
     inputs: list[str] = typer.Argument(..., help="Files, folders (recursive), globs, list files."),
@@ -22,7 +24,9 @@ def score(
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     workers: int = typer.Option(2, "--workers", min=1, help="Decoding threads."),
-    threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads (0: all)."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help=THREADS_HELP + " (0, the default: all cores)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Score many files: one row per file (path, label, score, top-k, duration, error).
@@ -38,7 +42,14 @@ def score(
       speechlstm score 'logs/**/*.wav' files.txt -m model.int8.onnx -f jsonl -o r.jsonl --resume
     """
     from speechlstm.progress import progress_bar
-    from speechlstm.scoring import RowWriter, _key, done_paths, iter_inputs, score_paths
+    from speechlstm.scoring import (
+        RowWriter,
+        _key,
+        done_paths,
+        iter_inputs,
+        score_paths,
+        usable_cores,
+    )
 
     from .main import _load_recognizer
 
@@ -46,22 +57,33 @@ def score(
         fail(f"--format {fmt!r}: choose csv or jsonl")
     if resume and out is None:
         fail("--resume needs --out")
-    recognizer = _load_recognizer(model, threads)
+    # One onnxruntime thread per run, `threads` runs at once: see score_paths.
+    recognizer = _load_recognizer(model, threads=1)
     skip = done_paths(out, fmt) if resume and out is not None else set()
     paths = (p for p in iter_inputs(inputs) if not skip or _key(p) not in skip)
     writer = RowWriter(out, fmt, append=resume, stream=sys.stdout)
-    failed = total = 0
-    started = time.perf_counter()
+    failed = total = shown = 0
+    started = shown_at = now = time.perf_counter()
     try:
         with progress_bar("scoring", None, enabled=None if progress else False) as advance:
             for result in score_paths(
-                recognizer, paths, k=top_k, batch_size=batch_size, workers=workers
+                recognizer,
+                paths,
+                k=top_k,
+                batch_size=batch_size,
+                workers=workers,
+                parallel_batches=threads or usable_cores(),
             ):
                 writer.write(result)
                 total += 1
                 failed += result.error is not None
-                rate = total / max(time.perf_counter() - started, 1e-9)
-                advance(1, info=f"{rate:.0f} files/s, {failed} failed")
+                now = time.perf_counter()
+                if now - shown_at > 0.1:  # redrawing per file would cost more than scoring
+                    rate = total / max(now - started, 1e-9)
+                    advance(total - shown, info=f"{rate:.0f} files/s, {failed} failed")
+                    shown, shown_at = total, now
+            rate = total / max(now - started, 1e-9)
+            advance(total - shown, info=f"{rate:.0f} files/s, {failed} failed")
     finally:
         writer.close()
     if skip:
@@ -80,7 +102,7 @@ def evaluate(
     ),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     workers: int = typer.Option(2, "--workers", min=1),
-    threads: int = typer.Option(1, "--threads", min=0),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + " (0: all cores)."),
 ) -> None:
     """Accuracy, balanced accuracy, per-class precision/recall/F1, confusions, calibration.
 
@@ -94,14 +116,21 @@ def evaluate(
     from speechlstm.evaluation import evaluate as run_eval
     from speechlstm.evaluation import report, write_report
     from speechlstm.progress import progress_bar
+    from speechlstm.scoring import usable_cores
 
     from .main import _load_recognizer
 
-    recognizer = _load_recognizer(model, threads)
+    recognizer = _load_recognizer(model, threads=1)
     try:
         with progress_bar("evaluating", None) as advance:
             ev = run_eval(
-                recognizer, data, split, workers=workers, batch_size=batch_size, progress=advance
+                recognizer,
+                data,
+                split,
+                workers=workers,
+                batch_size=batch_size,
+                progress=advance,
+                parallel_batches=threads or usable_cores(),
             )
     except (DatasetError, ValueError) as exc:
         fail(str(exc))

@@ -54,6 +54,7 @@ def evaluate(
     workers: int = 2,
     batch_size: int = 64,
     progress=None,
+    parallel_batches: int = 1,
 ) -> Evaluation:
     if split not in (*SPLITS, "all"):
         raise ValueError(f"split {split!r}: choose test, validation, train or all")
@@ -72,7 +73,14 @@ def evaluate(
         targets.append(labels.index(cls))
     probs, paths, kept, errors = [], [], [], {}
     for i, result in enumerate(
-        score_paths(recognizer, chosen, k=len(labels), batch_size=batch_size, workers=workers)
+        score_paths(
+            recognizer,
+            chosen,
+            k=len(labels),
+            batch_size=batch_size,
+            workers=workers,
+            parallel_batches=parallel_batches,
+        )
     ):
         if progress:
             progress(1)

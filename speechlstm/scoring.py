@@ -59,6 +59,14 @@ def iter_inputs(inputs: Iterable[str]) -> Iterator[str]:
             yield item  # a file, or a missing one: reported as an error row
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _key(path: str) -> bytes:
     return hashlib.blake2b(path.encode(), digest_size=8).digest()  # 8 bytes a path in memory
 
@@ -143,44 +151,77 @@ def score_paths(
     batch_size: int = 64,
     workers: int = 2,
     prefetch: int = 256,
+    parallel_batches: int = 1,
 ) -> Iterator[FileResult]:
-    """Results in input order. Decoding runs ahead on `workers` threads."""
+    """Results in input order. Decoding runs ahead on `workers` threads and up to
+    `parallel_batches` batches run through onnxruntime at once.
+
+    Several concurrent single-threaded runs use the cores better than one run
+    with several intra-op threads: the LSTM is a chain of small matrix products,
+    each too small to split well, and the Python work between batches (padding,
+    top-k, rows) then overlaps with inference instead of idling the pool.
+    """
     rate = recognizer.info.sample_rate
     window = recognizer.clip_samples
-    pending: deque[Future] = deque()
+    decoding: deque[Future] = deque()
+    # Output order: finished rows (errors, long clips) and batches in flight.
+    ordered: deque[FileResult | tuple[Future, list[tuple[str, int]]]] = deque()
+    in_flight = 0
     batch: list[tuple[str, np.ndarray]] = []
 
-    def flush_batch() -> Iterator[FileResult]:
+    def submit_batch(pool: ThreadPoolExecutor) -> None:
+        nonlocal in_flight
         if not batch:
             return
         block = np.zeros((len(batch), window), dtype=np.float32)
         for i, (_, wave) in enumerate(batch):
             block[i, : len(wave)] = wave
-        probs = recognizer.predict(block)
-        for (path, wave), p in zip(batch, probs):
-            top = top_k(p, recognizer.labels, k)
-            yield FileResult(path, top[0][0], top[0][1], top, len(wave) / rate)
+        ordered.append((pool.submit(recognizer.predict, block), [(p, len(w)) for p, w in batch]))
+        in_flight += 1
         batch.clear()
 
-    def handle(path, wave, error) -> Iterator[FileResult]:
+    def ready(max_in_flight: int) -> Iterator[FileResult]:
+        """Rows at the head of the order that are done; waits while too many batches run."""
+        nonlocal in_flight
+        while ordered:
+            head = ordered[0]
+            if isinstance(head, FileResult):
+                yield ordered.popleft()
+                continue
+            future, items = head
+            if not future.done() and in_flight <= max_in_flight:
+                return
+            probs = future.result()
+            ordered.popleft()
+            in_flight -= 1
+            for (path, n_samples), p in zip(items, probs):
+                top = top_k(p, recognizer.labels, k)
+                yield FileResult(path, top[0][0], top[0][1], top, n_samples / rate)
+
+    def handle(path, wave, error, pool) -> Iterator[FileResult]:
         if error is not None:
-            yield from flush_batch()  # keep the input order
-            yield FileResult(path, error=error)
+            submit_batch(pool)  # keep the input order
+            ordered.append(FileResult(path, error=error))
         elif len(wave) <= window:
             batch.append((path, wave))
             if len(batch) >= batch_size:
-                yield from flush_batch()
+                submit_batch(pool)
         else:
-            yield from flush_batch()
+            submit_batch(pool)
             p = classify_waveform(recognizer, wave)
             top = top_k(p, recognizer.labels, k)
-            yield FileResult(path, top[0][0], top[0][1], top, len(wave) / rate)
+            ordered.append(FileResult(path, top[0][0], top[0][1], top, len(wave) / rate))
+        yield from ready(max(1, parallel_batches))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as decoders,
+        ThreadPoolExecutor(max_workers=max(1, parallel_batches)) as inference,
+    ):
         for path in paths:
-            pending.append(pool.submit(_decode, path, rate))
-            if len(pending) >= prefetch:
-                yield from handle(*pending.popleft().result())
-        while pending:
-            yield from handle(*pending.popleft().result())
-        yield from flush_batch()
+            decoding.append(decoders.submit(_decode, path, rate))
+            if len(decoding) >= prefetch:
+                yield from handle(*decoding.popleft().result(), inference)
+        while decoding:
+            yield from handle(*decoding.popleft().result(), inference)
+        submit_batch(inference)
+        yield from ready(0)

@@ -57,6 +57,35 @@ def test_stereo_is_averaged(tmp_path):
     np.testing.assert_allclose(load_audio(path), left / 2, atol=1e-7)
 
 
+@pytest.mark.parametrize("channels,rate", [(1, 16000), (2, 16000), (1, 8000), (3, 44100)])
+def test_pcm16_wav_fast_path_equals_libsndfile(tmp_path, channels, rate):
+    """Plain 16-bit WAV skips libsndfile; the result must be the same bits."""
+    rng = np.random.default_rng(channels)
+    data = (rng.standard_normal((rate // 2, channels)) * 0.3).clip(-1, 1).astype(np.float32)
+    path = tmp_path / "x.wav"
+    sf.write(path, data, rate, subtype="PCM_16")
+    fast = load_audio(path)
+    ref = sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    if rate == SAMPLE_RATE:
+        np.testing.assert_array_equal(fast, ref)
+    else:
+        assert abs(len(fast) - len(ref) * SAMPLE_RATE / rate) <= 1
+
+
+def test_pcm16_wav_with_a_chunk_before_the_data(tmp_path):
+    """A LIST chunk between fmt and data (as many recorders write) is skipped."""
+    ref = sine()
+    plain = tmp_path / "plain.wav"
+    sf.write(plain, ref, SAMPLE_RATE, subtype="PCM_16")
+    raw = plain.read_bytes()
+    data_at = raw.index(b"data")
+    info = b"LIST" + (12).to_bytes(4, "little") + b"INFOISFT" + (0).to_bytes(4, "little")
+    body = raw[12:data_at] + info + raw[data_at:]
+    tagged = tmp_path / "tagged.wav"
+    tagged.write_bytes(b"RIFF" + (4 + len(body)).to_bytes(4, "little") + b"WAVE" + body)
+    np.testing.assert_array_equal(load_audio(tagged), load_audio(plain))
+
+
 def test_fix_length_pads_short_and_crops_long():
     assert fix_length(np.ones(10, np.float32), 16).tolist() == [1.0] * 10 + [0.0] * 6
     assert fix_length(np.arange(20.0), 16).tolist() == list(range(16))
