@@ -51,8 +51,8 @@ def evaluate(
     recognizer: OnnxRecognizer,
     source: str | Path,
     split: str = "test",
-    workers: int = 2,
-    batch_size: int = 64,
+    workers: int = 1,
+    batch_size: int = 8,
     progress=None,
     parallel_batches: int = 1,
 ) -> Evaluation:

@@ -123,7 +123,10 @@ class Microphone:
 
     def __exit__(self, *exc) -> None:
         if self._stream is not None:
-            self._stream.stop()
+            # abort, not stop: an input stream has nothing to drain, and stop()
+            # waits on the audio server, which can hang after Ctrl-C (seen with
+            # PulseAudio through ALSA).
+            self._stream.abort()
             self._stream.close()
 
     def read(self, timeout_s: float = 1.0) -> np.ndarray | None:

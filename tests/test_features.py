@@ -72,19 +72,23 @@ def test_cepstral_mean_normalisation_removes_a_constant_channel_gain():
     assert cmn(wave).shape == (1, 101, 40)
 
 
-@pytest.mark.parametrize("window_ms,n_fft", [(30.0, 512), (25.0, 400), (32.0, 512)])
-def test_conv_mel_spectrogram_matches_torchaudio(window_ms, n_fft):
-    """The exported front-end (a strided Conv1d DFT) gives torchaudio's numbers
-    at any length, for loud, quiet and silent clips."""
+@pytest.mark.parametrize(
+    "window_ms,hop_ms,n_fft",
+    [(30.0, 10.0, 512), (25.0, 10.0, 400), (32.0, 10.0, 512), (30.0, 10.0625, 512)],
+)
+def test_conv_mel_spectrogram_matches_torchaudio(window_ms, hop_ms, n_fft):
+    """The exported front-end (a two-stage DFT of grouped convolutions) gives
+    torchaudio's numbers at any length, for loud, quiet and silent clips, and
+    for any split of n_fft the hop allows (hop 161 samples: none, a plain DFT)."""
     import torch
 
     from speechlstm.config import FeatureConfig
     from speechlstm.features import MFCC, ConvMelSpectrogram
 
-    mfcc = MFCC(FeatureConfig(window_ms=window_ms, n_fft=n_fft))
+    mfcc = MFCC(FeatureConfig(window_ms=window_ms, hop_ms=hop_ms, n_fft=n_fft))
     conv = ConvMelSpectrogram(mfcc)
     gen = torch.Generator().manual_seed(0)
-    for samples in (n_fft, 12345, 16000):
+    for samples in (1, 161, n_fft, 12345, 16000):
         t = torch.arange(samples) / 16000
         wave = torch.stack(
             [
