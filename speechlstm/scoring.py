@@ -33,6 +33,7 @@ from .runtime import OnnxRecognizer
 from .transcribe import FileResult, classify_waveform, top_k
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
+DECODE_CHUNK = 32  # files a decoding task
 CSV_FIELDS = ("path", "label", "score", "top", "duration_s", "error")
 
 
@@ -144,6 +145,21 @@ def _decode(path: str, sample_rate: int):
         return path, None, exc.reason
 
 
+def _decode_chunk(paths: list[str], sample_rate: int) -> list:
+    return [_decode(path, sample_rate) for path in paths]
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def batch_top_k(
     probs: np.ndarray, labels: tuple[str, ...], k: int
 ) -> list[list[tuple[str, float]]]:
@@ -235,11 +251,17 @@ def score_paths(
         ThreadPoolExecutor(max_workers=max(1, workers)) as decoders,
         ThreadPoolExecutor(max_workers=max(1, parallel_batches)) as inference,
     ):
-        for path in paths:
-            decoding.append(decoders.submit(_decode, path, rate))
-            if len(decoding) >= prefetch:
-                yield from handle(*decoding.popleft().result(), inference)
+        # Files go to the decoders in chunks: one hand-off between threads per
+        # file cost more than decoding a 16-bit WAV (the threads take turns on
+        # the interpreter lock), and capped throughput at ~3,700 files/s.
+        chunk = max(1, min(DECODE_CHUNK, prefetch))
+        for paths_chunk in _chunks(paths, chunk):
+            decoding.append(decoders.submit(_decode_chunk, paths_chunk, rate))
+            if len(decoding) * chunk >= prefetch:
+                for decoded in decoding.popleft().result():
+                    yield from handle(*decoded, inference)
         while decoding:
-            yield from handle(*decoding.popleft().result(), inference)
+            for decoded in decoding.popleft().result():
+                yield from handle(*decoded, inference)
         submit_batch(inference)
         yield from ready(0)
