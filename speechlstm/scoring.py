@@ -30,7 +30,7 @@ import numpy as np
 from .audio import InvalidAudio, load_audio
 from .datasets import AUDIO_SUFFIXES
 from .runtime import OnnxRecognizer
-from .transcribe import FileResult, classify_waveform, top_k
+from .transcribe import FileResult, batch_top_k, classify_waveform, top_k
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 DECODE_CHUNK = 32  # files a decoding task
@@ -160,17 +160,6 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def batch_top_k(
-    probs: np.ndarray, labels: tuple[str, ...], k: int
-) -> list[list[tuple[str, float]]]:
-    """`top_k` for each row of (B, classes) probabilities, with one argsort."""
-    order = np.argsort(-probs, axis=1, kind="stable")[:, : max(1, k)]
-    picked = np.take_along_axis(probs, order, axis=1).tolist()
-    return [
-        [(labels[i], s) for i, s in zip(row, scores)] for row, scores in zip(order.tolist(), picked)
-    ]
-
-
 def score_paths(
     recognizer: OnnxRecognizer,
     paths: Iterable[str],
@@ -197,8 +186,8 @@ def score_paths(
     ordered: deque[FileResult | tuple[Future, list[tuple[str, int]], np.ndarray]] = deque()
     in_flight = 0
     batch: list[tuple[str, np.ndarray]] = []
-    # Input buffers are reused once their batch is done: a fresh half-megabyte
-    # array per batch costs page faults that took a third of the main thread.
+    # Input buffers are reused once their batch is done rather than a fresh
+    # half-megabyte array allocated and zeroed per batch.
     spare: list[np.ndarray] = []
 
     def submit_batch(pool: ThreadPoolExecutor) -> None:

@@ -46,8 +46,18 @@ class FileResult:
 
 
 def top_k(probs: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str, float]]:
-    order = np.argsort(-probs, kind="stable")[: max(1, k)]
-    return [(labels[i], float(probs[i])) for i in order]
+    return batch_top_k(probs[None], labels, k)[0]
+
+
+def batch_top_k(
+    probs: np.ndarray, labels: tuple[str, ...], k: int
+) -> list[list[tuple[str, float]]]:
+    """The k most likely (label, probability) of each row of (B, classes), one argsort."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, : max(1, k)]
+    picked = np.take_along_axis(probs, order, axis=1).tolist()
+    return [
+        [(labels[i], s) for i, s in zip(row, scores)] for row, scores in zip(order.tolist(), picked)
+    ]
 
 
 def windows(waveform: np.ndarray, window_samples: int, hop_samples: int) -> np.ndarray:
