@@ -2,9 +2,12 @@
 # when already done), so each works on a fresh clone.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The inference-only environment: the base install plus dev and mic, no torch.
+INFER_VENV ?= .venv-infer
+INFER_PY := $(INFER_VENV)/bin/python
 SUBSET ?= ../shared/data/speech_commands_subset
 
-.PHONY: demo install test lint default-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install install-inference test test-inference lint default-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -13,8 +16,21 @@ demo: install
 install:
 	bash scripts/setup.sh
 
+install-inference:
+	VENV=$(INFER_VENV) EXTRAS=dev,mic bash scripts/setup.sh
+
+# The full suite in the full install (train extra included).
 test: install
 	$(PY) -m pytest -q
+
+# Every test not marked `train`, in an environment without torch: a test that
+# imports torch fails there. pytest exits 5 when it ran nothing: that is a
+# broken selection here, so it fails too, with a message.
+test-inference: install-inference
+	@if $(INFER_PY) -c "import torch" 2>/dev/null; then \
+	  echo "test-inference: torch is importable in $(INFER_VENV); remove it" >&2; exit 1; fi
+	@rc=0; $(INFER_PY) -m pytest -q -m "not train" || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "test-inference: no tests ran" >&2; fi; exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

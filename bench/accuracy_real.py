@@ -20,7 +20,7 @@ from common import OUT_DIR, machine, require_subset  # noqa: E402
 
 from speechlstm.bank import default_cache_dir  # noqa: E402
 from speechlstm.config import RunConfig, apply_overrides, parse_set_option  # noqa: E402
-from speechlstm.train import run_training  # noqa: E402
+from speechlstm.train.trainer import run_training  # noqa: E402
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def latency_ms(path: Path, clip_samples: int) -> float:
 
 def measure_onnx(cell: str, out: Path, clip_samples: int) -> dict:
     """Export best.pt (fp32 and int8) and time both on one thread."""
-    from speechlstm.export import export
+    from speechlstm.train.export import export
 
     fp32 = export(out / "best.pt", out / f"{cell}.onnx")
     # min_agreement 0: record the agreement instead of refusing the export
@@ -56,7 +56,7 @@ def measure_onnx(cell: str, out: Path, clip_samples: int) -> dict:
 
 
 def run_cell(cell: str, subset: Path, out: Path, overrides: dict) -> dict:
-    from speechlstm.train import run_training
+    from speechlstm.train.trainer import run_training
 
     cfg = apply_overrides(RunConfig(), {**overrides, "model.cell": cell})
     if out.exists():

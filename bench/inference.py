@@ -30,13 +30,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine, median_ms  # noqa: E402
 
 
+def _head(model):
+    """MFCC -> classifier + softmax: what the librosa path feeds (this benchmark only)."""
+    import torch
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.classifier = model.classifier
+
+        def forward(self, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = self.classifier(mfcc)
+            return torch.softmax(logits, dim=-1), logits
+
+    return Head()
+
+
 def latency(checkpoint: Path, workdir: Path) -> dict:
     import librosa
     import onnxruntime as ort
     import torch
 
-    from speechlstm.export import _dynamo, _Head, export, load_recognizer
     from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train.export import _dynamo, export, load_recognizer
 
     torch.set_num_threads(1)
     fp32, int8 = workdir / "m.onnx", workdir / "m.int8.onnx"
@@ -51,7 +67,7 @@ def latency(checkpoint: Path, workdir: Path) -> dict:
 
     onnx.save(
         _dynamo(
-            _Head(model),
+            _head(model),
             mfcc,
             ("mfcc", ("probabilities", "logits")),
             {},  # fixed 1 s clips: frame stacking's padding cannot be traced over a dynamic length
@@ -261,7 +277,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.memory_only:
-            from speechlstm.export import export
+            from speechlstm.train.export import export
 
             export(args.checkpoint, work / "m.int8.onnx", int8=True)
         else:

@@ -36,8 +36,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, machine  # noqa: E402
 
-from speechlstm.cells import make_recurrent  # noqa: E402
 from speechlstm.config import CELLS  # noqa: E402
+from speechlstm.train.cells import make_recurrent  # noqa: E402
 
 TARGETS, DISTRACTORS = 4, 4
 VOCAB = TARGETS + DISTRACTORS + 1  # + the query marker

@@ -118,10 +118,11 @@ def score(detections, truth) -> dict:
 
 def cpu_share(rec, stream, gate: bool, hop_ms: float = 100.0) -> float:
     """CPU seconds per audio second x 100: % of one core at real time."""
-    det = StreamingDetector(rec, DetectorConfig(hop_ms=hop_ms, gate_dbfs=-55.0 if gate else None))
+    det = StreamingDetector(rec, DetectorConfig(hop_ms=hop_ms, gate=gate))
+    block_samples = round(det.rate_hz * 0.05)  # 50 ms blocks, as from the microphone
     started = time.process_time()
-    detect_file(det, stream, chunk_samples=800)  # 50 ms blocks, as from the microphone
-    return 100 * (time.process_time() - started) / (len(stream) / SAMPLE_RATE)
+    detect_file(det, stream, chunk_samples=block_samples)
+    return 100 * (time.process_time() - started) / (len(stream) / det.rate_hz)
 
 
 def plot_tradeoff(rows, path: Path) -> None:

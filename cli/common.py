@@ -1,16 +1,26 @@
-"""Helpers shared by the commands: error exits and output streams."""
+"""Helpers shared by the commands: error exits, output streams, loading the model.
+
+Every command module imports from here and from the library, never from
+another command module, so the CLI has no import cycle.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from speechlstm.runtime import OnnxRecognizer
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # the command ran, some inputs failed
 EXIT_USAGE = 2  # bad arguments, missing files given as options, unusable model
 EXIT_INTERRUPTED = 130
+
+MODEL_HELP = "ONNX model; default: the shipped one."
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -22,3 +32,47 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 def stdout_line(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()  # a consumer piping --json sees each result as it is made
+
+
+def resolve_model(model: Path | None) -> Path:
+    """`--model`, or the shipped default model."""
+    from speechlstm.runtime import default_model_path
+
+    if model is not None:
+        return model
+    default = default_model_path()
+    if default is None:
+        fail(
+            "no --model given and this install ships no default model; "
+            "train one (`speechlstm train`) and export it (`speechlstm export`)"
+        )
+    return default
+
+
+def load_recognizer(model: Path | None, threads: int) -> OnnxRecognizer:
+    """The recognizer for `--model` (or the default); a usage error if it is unusable."""
+    from speechlstm.runtime import ModelError, OnnxRecognizer
+
+    try:
+        return OnnxRecognizer(resolve_model(model), threads=threads)
+    except ModelError as exc:
+        fail(str(exc))
+
+
+def require_training_side() -> None:
+    """Usage error, not a traceback, when the train extra (torch) is not installed."""
+    import importlib.util
+
+    missing = []
+    for name in ("torch", "torchaudio", "onnx"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ImportError:  # a finder that refuses the name outright
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        fail(
+            f"this command needs the training side ({', '.join(missing)} not installed): "
+            "pip install 'speechlstm[train]'"
+        )

@@ -45,6 +45,7 @@ def synth(
     """
     import dataclasses
 
+    from speechlstm.labels import parse_words
     from speechlstm.synth import SynthConfig, sc12_config
 
     engine_names = tuple(e.strip() for e in engines.split(",") if e.strip())
@@ -56,14 +57,12 @@ def synth(
             cfg = dataclasses.replace(cfg, engines=engine_names)
         _run_synth(cfg, out)
         return
-    chosen = [w.strip() for w in words.split(",") if w.strip()]
-    if not chosen:
-        fail("--words: no words given (or use --preset sc12)")
-    bad = [w for w in chosen if "/" in w or w.startswith((".", "_"))]
-    if bad:
-        fail(f"--words: {bad[0]!r} cannot be a folder name")
+    try:
+        chosen = parse_words(words)
+    except ValueError as exc:
+        fail(f"{exc} (or use --preset sc12)" if not words.strip(", ") else str(exc))
     cfg = SynthConfig(
-        words=tuple(chosen),
+        words=chosen,
         clips_per_word=clips,
         unknown_clips=unknown_clips,
         engines=engine_names,
@@ -143,12 +142,14 @@ def record(
 
       speechlstm data record --words yes,no --takes 20 --out data/mine
     """
+    from speechlstm.labels import parse_words
     from speechlstm.mic import MicError
     from speechlstm.record import record_takes
 
-    chosen = [w.strip() for w in words.split(",") if w.strip()]
-    if not chosen:
-        fail("--words: no words given")
+    try:
+        chosen = list(parse_words(words))
+    except ValueError as exc:
+        fail(str(exc))
     try:
         written = record_takes(
             chosen,

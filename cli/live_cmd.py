@@ -9,24 +9,26 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_SOME_FAILED, fail, stdout_line
+from .common import EXIT_SOME_FAILED, MODEL_HELP, fail, load_recognizer, stdout_line
 
 
 def live(
-    model: Path | None = typer.Option(None, "--model", "-m", help="ONNX model; default: shipped."),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     device: str | None = typer.Option(None, "--device", "-d", help="Input device name or index."),
-    threshold: float = typer.Option(
-        0.8,
+    threshold: float | None = typer.Option(
+        None,
         "--threshold",
         min=0.0,
         max=1.0,
         help="Smoothed probability needed to report a command.",
     ),
-    hop_ms: float = typer.Option(100.0, "--hop-ms", min=10.0, help="Run the model every N ms."),
-    smoothing_ms: float = typer.Option(300.0, "--smoothing-ms", min=10.0),
-    refractory_ms: float = typer.Option(1000.0, "--refractory-ms", min=0.0),
-    gate_dbfs: float = typer.Option(
-        -55.0, "--gate-dbfs", help="Skip the model on windows quieter than this."
+    hop_ms: float | None = typer.Option(
+        None, "--hop-ms", min=10.0, help="Run the model every N ms."
+    ),
+    smoothing_ms: float | None = typer.Option(None, "--smoothing-ms", min=10.0),
+    refractory_ms: float | None = typer.Option(None, "--refractory-ms", min=0.0),
+    gate_dbfs: float | None = typer.Option(
+        None, "--gate-dbfs", help="Skip the model on windows quieter than this."
     ),
     no_gate: bool = typer.Option(False, "--no-gate", help="Run the model on every hop."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per detection."),
@@ -38,6 +40,9 @@ def live(
     threads: int = typer.Option(1, "--threads", min=0),
 ) -> None:
     """Listen and print each detected command: wall-clock time, label, confidence.
+
+    The detector settings not given (threshold, hop, smoothing, refractory
+    period, gate) are the model's own defaults (`speechlstm info` shows them).
 
     A status line on stderr shows the input level. Ctrl-C stops with a summary.
 
@@ -67,17 +72,16 @@ def live(
         return
     from speechlstm import live as live_lib
     from speechlstm.audio import InvalidAudio
-    from speechlstm.stream import DetectorConfig, StreamingDetector
+    from speechlstm.stream import StreamingDetector
 
-    from .main import _load_recognizer
-
-    recognizer = _load_recognizer(model, threads)
-    cfg = DetectorConfig(
+    recognizer = load_recognizer(model, threads)
+    cfg = recognizer.description.detector.with_overrides(
         hop_ms=hop_ms,
-        smoothing_ms=max(smoothing_ms, hop_ms),
+        smoothing_ms=smoothing_ms,
         threshold=threshold,
         refractory_ms=refractory_ms,
-        gate_dbfs=None if no_gate else gate_dbfs,
+        gate_dbfs=gate_dbfs,
+        gate=False if no_gate else None,
     )
     detector = StreamingDetector(recognizer, cfg)
     tty = sys.stderr.isatty()
@@ -106,10 +110,10 @@ def live(
     overflows = 0
     try:
         if input_file is not None:
-            blocks = live_lib.file_blocks(input_file, realtime=not fast)
+            blocks = live_lib.file_blocks(input_file, detector.rate_hz, realtime=not fast)
             summary = live_lib.run(detector, blocks, on_detection, on_status)
         else:
-            with Microphone(device) as mic:
+            with Microphone(device, target_rate_hz=recognizer.sample_rate) as mic:
                 typer.echo(
                     f"listening on [{mic.device.index}] {mic.device.name} "
                     f"({mic.rate_hz} Hz); Ctrl-C to stop",

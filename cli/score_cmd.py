@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_SOME_FAILED, fail, stdout_line
+from .common import EXIT_SOME_FAILED, MODEL_HELP, fail, load_recognizer, stdout_line
 
 THREADS_HELP = "onnxruntime runs at once, one core and one batch each"
 # One thread decodes 16-bit WAV at ~30,000 files/s; more only contend for the
@@ -18,7 +18,7 @@ WORKERS_HELP = "Decoding threads (more for FLAC/OGG or non-16 kHz audio)."
 
 def score(
     inputs: list[str] = typer.Argument(..., help="Files, folders (recursive), globs, list files."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="ONNX model; default: shipped."),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: stdout)."),
     fmt: str = typer.Option("csv", "--format", "-f", help="csv | jsonl"),
     resume: bool = typer.Option(
@@ -47,26 +47,19 @@ def score(
       speechlstm score 'logs/**/*.wav' files.txt -m model.int8.onnx -f jsonl -o r.jsonl --resume
     """
     from speechlstm.progress import progress_bar
-    from speechlstm.scoring import (
-        RowWriter,
-        _key,
-        done_paths,
-        iter_inputs,
-        score_paths,
-        usable_cores,
-    )
-
-    from .main import _load_recognizer
+    from speechlstm.scoring import RowWriter, done_paths, iter_inputs, score_paths, usable_cores
 
     if fmt not in ("csv", "jsonl"):
         fail(f"--format {fmt!r}: choose csv or jsonl")
     if resume and out is None:
         fail("--resume needs --out")
     # One onnxruntime thread per run, `threads` runs at once: see score_paths.
-    recognizer = _load_recognizer(model, threads=1)
-    skip = done_paths(out, fmt) if resume and out is not None else set()
-    paths = (p for p in iter_inputs(inputs) if not skip or _key(p) not in skip)
-    writer = RowWriter(out, fmt, append=resume, stream=sys.stdout)
+    recognizer = load_recognizer(model, threads=1)
+    skip = done_paths(out, fmt) if resume and out is not None else None
+    paths = (p for p in iter_inputs(inputs) if not skip or p not in skip)
+    writer = RowWriter(
+        out, fmt, append=resume, labels=recognizer.labels, k=top_k, stream=sys.stdout
+    )
     failed = total = shown = 0
     started = shown_at = now = time.perf_counter()
     try:
@@ -74,7 +67,6 @@ def score(
             for result in score_paths(
                 recognizer,
                 paths,
-                k=top_k,
                 batch_size=batch_size,
                 workers=workers,
                 parallel_batches=threads or usable_cores(),
@@ -100,7 +92,7 @@ def score(
 
 def evaluate(
     data: Path = typer.Argument(..., help="Labelled dataset: Speech Commands, folders or CSV."),
-    model: Path | None = typer.Option(None, "--model", "-m", help="ONNX model; default: shipped."),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     split: str = typer.Option("test", "--split", help="test | validation | train | all"),
     report_dir: Path | None = typer.Option(
         None, "--report-dir", "-r", help="Write report.json/.md and plots here."
@@ -125,9 +117,7 @@ def evaluate(
     from speechlstm.progress import progress_bar
     from speechlstm.scoring import usable_cores
 
-    from .main import _load_recognizer
-
-    recognizer = _load_recognizer(model, threads=1)
+    recognizer = load_recognizer(model, threads=1)
     try:
         with progress_bar("evaluating", None) as advance:
             ev = run_eval(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_INTERRUPTED, fail, stdout_line
+from .common import EXIT_INTERRUPTED, fail, require_training_side, stdout_line
 
 
 def train(
@@ -57,11 +57,18 @@ def train(
         False, "--no-cache", help="Decode without reading or writing the cache."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="Also print each epoch's gradient norm per layer (always in metrics.json).",
+    ),
 ) -> None:
     """Train a recognizer and write best.pt, last.pt, metrics.json and plots to --out.
 
     Settings come from the defaults, then --config, then --set, then the named
     flags. The resolved config is saved as config.toml in the run folder.
+    Each epoch shows a progress bar and one summary line on stderr.
     Ctrl-C saves last.pt; --resume continues to the same result.
 
     Examples:
@@ -74,10 +81,11 @@ def train(
 
       speechlstm train data/sc --cell gru --out runs/gru
     """
+    require_training_side()
     from speechlstm.bank import default_cache_dir
     from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_option
     from speechlstm.datasets import DatasetError
-    from speechlstm.train import TrainingInterrupted, run_training
+    from speechlstm.train.trainer import TrainingInterrupted, run_training
 
     try:
         cfg = load_toml(config) if config else RunConfig()
@@ -112,6 +120,7 @@ def train(
             noise_dir=noise,
             cache_dir=cache,
             show_progress=None if progress else False,
+            verbose=verbose,
         )
     except TrainingInterrupted as exc:
         fail(str(exc), EXIT_INTERRUPTED)
@@ -140,9 +149,10 @@ def export(
 
       speechlstm export runs/sc12/best.pt -o sc12.int8.onnx --int8
     """
-    from speechlstm.checkpoint import CheckpointError
-    from speechlstm.export import ExportError
-    from speechlstm.export import export as do_export
+    require_training_side()
+    from speechlstm.train.checkpoint import CheckpointError
+    from speechlstm.train.export import ExportError
+    from speechlstm.train.export import export as do_export
 
     try:
         result = do_export(checkpoint, output, int8=int8)

@@ -1,8 +1,4 @@
-"""The `speechlstm` command line: parses and validates, then calls the library.
-
-Inference commands (transcribe, info) never import torch; training commands
-import it when they run.
-"""
+"""`speechlstm transcribe` (files and long recordings) and `speechlstm info` (no torch)."""
 
 from __future__ import annotations
 
@@ -11,60 +7,30 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_SOME_FAILED, fail, stdout_line
-
-app = typer.Typer(
-    name="speechlstm",
-    help="Speech command recognition: MFCC features + a bidirectional LSTM.\n\n"
-    "Train with PyTorch (GPU when present), export to ONNX, run on the CPU.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+from .common import (
+    EXIT_SOME_FAILED,
+    MODEL_HELP,
+    fail,
+    load_recognizer,
+    resolve_model,
+    stdout_line,
 )
 
 
-def _resolve_model(model: Path | None) -> Path:
-    from speechlstm.runtime import default_model_path
-
-    if model is not None:
-        return model
-    default = default_model_path()
-    if default is None:
-        fail(
-            "no --model given and this install ships no default model; "
-            "train one (`speechlstm train`) and export it (`speechlstm export`)"
-        )
-    return default
-
-
-def _load_recognizer(model: Path | None, threads: int):
-    from speechlstm.runtime import ModelError, OnnxRecognizer
-
-    path = _resolve_model(model)
-    try:
-        return OnnxRecognizer(path, threads=threads)
-    except ModelError as exc:
-        fail(str(exc))
-
-
-@app.command()
 def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC, OGG; any rate)."),
-    model: Path | None = typer.Option(
-        None, "--model", "-m", help="ONNX model; default: the shipped one."
-    ),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the K most likely labels."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    threshold: float = typer.Option(
-        0.8,
+    threshold: float | None = typer.Option(
+        None,
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Long recordings: probability needed for a detection.",
+        help="Long recordings: probability needed for a detection (default: the model's).",
     ),
-    hop_ms: float = typer.Option(
-        100.0, "--hop-ms", min=10.0, help="Long recordings: model step in ms."
+    hop_ms: float | None = typer.Option(
+        None, "--hop-ms", min=10.0, help="Long recordings: model step in ms (default: the model's)."
     ),
     threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads (0: all cores)."),
 ) -> None:
@@ -83,13 +49,13 @@ def transcribe(
 
       speechlstm transcribe long_recording.wav --threshold 0.7
     """
-    from speechlstm.stream import DetectorConfig, StreamingDetector
+    from speechlstm.stream import StreamingDetector
     from speechlstm.transcribe import transcribe_files
 
-    recognizer = _load_recognizer(model, threads)
+    recognizer = load_recognizer(model, threads)
+    defaults = recognizer.description.detector
     detector = StreamingDetector(
-        recognizer,
-        DetectorConfig(hop_ms=hop_ms, threshold=threshold, smoothing_ms=max(300.0, hop_ms)),
+        recognizer, defaults.with_overrides(hop_ms=hop_ms, threshold=threshold)
     )
     failed = 0
     width = max(len(str(f)) for f in files)
@@ -116,9 +82,8 @@ def transcribe(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-@app.command()
 def info(
-    model: Path | None = typer.Argument(None, help="ONNX model; default: the shipped one."),
+    model: Path | None = typer.Argument(None, help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
 ) -> None:
     """Show a model's labels, feature settings, size and training recipe.
@@ -127,66 +92,56 @@ def info(
 
       speechlstm info model.onnx
     """
-    recognizer = _load_recognizer(model, threads=1)
-    meta = recognizer.info
+    from speechlstm.config import to_dict
+    from speechlstm.runtime import ModelError, read_model
+
+    try:
+        found = read_model(resolve_model(model))
+    except ModelError as exc:
+        fail(str(exc))
+    d = found.description
     if as_json:
         stdout_line(
             json.dumps(
                 {
-                    "path": str(meta.path),
-                    "labels": list(meta.labels),
-                    "features": meta.features,
-                    "model": meta.model,
-                    "training": meta.training,
-                    "quantization": meta.quantization,
-                    "size_bytes": meta.size_bytes,
+                    "path": str(found.path),
+                    "labels": list(d.labels),
+                    "features": to_dict(d.features),
+                    "model": {**to_dict(d.model), "n_params": d.n_params},
+                    "detector": to_dict(d.detector),
+                    "training": d.training.to_json(),
+                    "quantization": d.quantization,
+                    "size_bytes": found.size_bytes,
                 },
                 indent=2,
             )
         )
         return
-    f, m, t = meta.features, meta.model, meta.training
+    f, m, t, det = d.features, d.model, d.training, d.detector
     lines = [
-        f"model:     {meta.path} ({meta.size_bytes / 1e6:.2f} MB, {meta.quantization})",
-        f"labels:    {', '.join(meta.labels)}",
-        f"features:  {f['n_mfcc']} MFCC from {f['n_mels']} mels, {f['window_ms']} ms window, "
-        f"{f['hop_ms']} ms hop, {f['sample_rate']} Hz, {f['clip_ms']} ms clips",
-        f"network:   bidirectional {m['cell']}, {m['num_layers']} x {m['hidden_size']}, "
-        + (f"{m['frame_stack']} frames a step, " if m.get("frame_stack", 1) > 1 else "")
-        + f"{m['pooling']} pooling, {m.get('n_params') or '?'} parameters",
+        f"model:     {found.path} ({found.size_bytes / 1e6:.2f} MB, {d.quantization})",
+        f"labels:    {', '.join(d.labels)}",
+        f"features:  {f.n_mfcc} MFCC from {f.n_mels} mels, {f.window_ms} ms window, "
+        f"{f.hop_ms} ms hop, {f.sample_rate} Hz, {f.clip_ms} ms clips",
+        f"network:   bidirectional {m.cell}, {m.num_layers} x {m.hidden_size}, "
+        + (f"{m.frame_stack} frames a step, " if m.frame_stack > 1 else "")
+        + f"{m.pooling} pooling, {d.n_params or '?'} parameters",
+        f"detector:  threshold {det.threshold}, hop {det.hop_ms} ms, smoothing "
+        f"{det.smoothing_ms} ms, refractory {det.refractory_ms} ms, "
+        + (f"gate {det.gate_dbfs} dBFS" if det.gate else "no gate"),
     ]
-    if t:
-        train = t.get("train", {})
+    if t.source:
         lines.append(
-            f"trained:   {t.get('epochs_completed', '?')} epochs on {t.get('source', '?')} "
-            f"(clips {t.get('clips', {})}), lr {train.get('lr', '?')}, "
-            f"batch {train.get('batch_size', '?')}, seed {train.get('seed', '?')}"
+            f"trained:   {t.epochs_completed} epochs on {t.source} "
+            f"(clips {t.clips}), lr {t.train.lr}, "
+            f"batch {t.train.batch_size}, seed {t.train.seed}"
         )
         lines.append(
-            f"accuracy:  validation {t.get('best_val_accuracy', '?')}, "
-            f"test {t.get('test_accuracy', '?')}"
+            f"accuracy:  validation {_figure(t.best_val_accuracy)}, test {_figure(t.test_accuracy)}"
         )
     for line in lines:
         stdout_line(line)
 
 
-def _register_training_commands() -> None:
-    from . import data_cmd, live_cmd, score_cmd, train_cmd
-
-    app.command(name="live")(live_cmd.live)
-    app.command(name="score")(score_cmd.score)
-    app.command(name="evaluate")(score_cmd.evaluate)
-    app.command(name="train")(train_cmd.train)
-    app.command(name="export")(train_cmd.export)
-    app.add_typer(data_cmd.app, name="data")
-
-
-_register_training_commands()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def _figure(value: float | None) -> str:
+    return "?" if value is None else f"{value:.4g}"

@@ -2,11 +2,16 @@
 # One-command set-up: Debian packages (when missing), a virtual environment in
 # .venv, the matched torch/torchaudio pair, and speechlstm with its extras.
 # Safe to run again: every step is skipped when already done.
+#
+# VENV and EXTRAS choose another environment: `make test-inference` builds the
+# inference-only one with VENV=.venv-infer EXTRAS=dev,mic (no train extra, so
+# no torch is installed and none may be present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+EXTRAS=${EXTRAS:-train,mic,tts,dev}
 # torchaudio 2.11 is the newest release and imports only next to torch 2.11
 # (ENVIRONMENT.md); the GPU machine ships the same pair.
 TORCH_PAIR="torch==2.11.0 torchaudio==2.11.0"
@@ -32,10 +37,15 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
 fi
-if ! "$VENV/bin/python" -c "import torch, torchaudio" 2>/dev/null; then
-  echo "setup: installing $TORCH_PAIR (about 2.7 GB of wheels)" >&2
-  "$VENV/bin/pip" install -q $TORCH_PAIR
+if [[ ",$EXTRAS," == *,train,* ]]; then
+  if ! "$VENV/bin/python" -c "import torch, torchaudio" 2>/dev/null; then
+    echo "setup: installing $TORCH_PAIR (about 2.7 GB of wheels)" >&2
+    "$VENV/bin/pip" install -q $TORCH_PAIR
+  fi
+elif "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  echo "setup: $VENV has torch but EXTRAS=$EXTRAS has no train extra: remove $VENV" >&2
+  exit 1
 fi
-echo "setup: installing speechlstm[train,mic,tts,dev]" >&2
-"$VENV/bin/pip" install -q -e ".[train,mic,tts,dev]"
+echo "setup: installing speechlstm[$EXTRAS] into $VENV" >&2
+"$VENV/bin/pip" install -q -e ".[$EXTRAS]"
 echo "setup: done; run commands with $VENV/bin/speechlstm or 'source $VENV/bin/activate'" >&2

@@ -1,3 +1,6 @@
-from cli.main import main
+"""`python -m speechlstm`: the command line (speechlstm.cli)."""
 
-main()
+from speechlstm.cli.main import main
+
+if __name__ == "__main__":
+    main()

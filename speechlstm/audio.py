@@ -145,6 +145,17 @@ def fix_length(waveform: np.ndarray, n_samples: int = CLIP_SAMPLES) -> np.ndarra
     return np.pad(waveform, pad)
 
 
+def crop_loudest(waveform: np.ndarray, n_samples: int) -> np.ndarray:
+    """Fit a clip to `n_samples`: pad short ones at the end, and keep the loudest
+    window of long ones (a 1.5 s recording keeps the word, not the lead-in)."""
+    if waveform.shape[0] <= n_samples:
+        return np.pad(waveform, (0, n_samples - waveform.shape[0]))
+    energy = np.concatenate([[0.0], np.cumsum(waveform.astype(np.float64) ** 2)])
+    window_energy = energy[n_samples:] - energy[:-n_samples]
+    start = int(np.argmax(window_energy))
+    return waveform[start : start + n_samples]
+
+
 def level_dbfs(waveform: np.ndarray) -> float:
     """RMS level in dB relative to full scale (a full-scale sine is about -3 dBFS)."""
     return 10 * np.log10(float(np.mean(waveform.astype(np.float64) ** 2)) + 1e-12)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import InvalidAudio, float_to_int16, load_audio
+from .audio import InvalidAudio, crop_loudest, float_to_int16, load_audio
 
 BANK_FORMAT = 1  # bump when the decoded representation changes
 
@@ -32,17 +32,6 @@ class Bank:
 def default_cache_dir() -> Path:
     base = os.environ.get("SPEECHLSTM_CACHE") or os.environ.get("XDG_CACHE_HOME")
     return Path(base) / "speechlstm" if base else Path.home() / ".cache" / "speechlstm"
-
-
-def crop_loudest(waveform: np.ndarray, n_samples: int) -> np.ndarray:
-    """Fit a clip to `n_samples`: pad short ones at the end, and keep the loudest
-    window of long ones (a 1.5 s recording keeps the word, not the lead-in)."""
-    if waveform.shape[0] <= n_samples:
-        return np.pad(waveform, (0, n_samples - waveform.shape[0]))
-    energy = np.concatenate([[0.0], np.cumsum(waveform.astype(np.float64) ** 2)])
-    window_energy = energy[n_samples:] - energy[:-n_samples]
-    start = int(np.argmax(window_energy))
-    return waveform[start : start + n_samples]
 
 
 def load_bank(

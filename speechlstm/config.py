@@ -8,19 +8,20 @@ so inference rebuilds exactly the features the model was trained on.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
+from .audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     """MFCC front-end settings. Defaults: 40 MFCC from 40 mels, 30 ms window, 10 ms hop."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     clip_ms: int = 1000  # model window: what one decision looks at
     n_mfcc: int = 40
     n_mels: int = 40
@@ -142,16 +143,59 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class DetectorConfig:
+    """The streaming detector's settings (stream.py). Saved into each exported model
+    as its defaults; `transcribe` and `live` flags override them."""
+
+    hop_ms: float = 100.0  # how often the model looks at the last window
+    smoothing_ms: float = 300.0  # posteriors averaged over this span (>= one hop)
+    threshold: float = 0.8  # default for every command label
+    thresholds: tuple[tuple[str, float], ...] = ()  # per-label overrides
+    refractory_ms: float = 1000.0  # one utterance, one detection
+    # Once over threshold, keep following the score while it rises (at most this
+    # long) and report the peak window: a better label and time for little delay.
+    peak_wait_ms: float = 200.0
+    # Energy gate: windows whose loudest 100 ms is below `gate_dbfs` are taken
+    # as silence without running the model (a quiet room costs almost no CPU).
+    gate: bool = True
+    gate_dbfs: float = -55.0
+
+    def threshold_for(self, label: str) -> float:
+        return dict(self.thresholds).get(label, self.threshold)
+
+    def with_overrides(self, **values: Any) -> DetectorConfig:
+        """A copy with the given settings replaced; None means "keep this one"
+        (the CLI's unset flags), so a model's stored defaults stay in force."""
+        given = {k: v for k, v in values.items() if v is not None}
+        out = dataclasses.replace(self, **given)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        for name in ("hop_ms", "smoothing_ms"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"detector.{name}={getattr(self, name)} must be > 0")
+        for name in ("refractory_ms", "peak_wait_ms"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"detector.{name}={getattr(self, name)} must be >= 0")
+        for label, value in (("threshold", self.threshold), *self.thresholds):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"detector threshold for {label}={value} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def validate(self) -> RunConfig:
         self.features.validate()
         self.model.validate()
+        self.detector.validate()
         return self
 
 
@@ -178,7 +222,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(
-            f"unknown setting {where}{unknown[0]!r}; known: {', '.join(sorted(known))}"
+            f"unknown setting {where}{unknown[0]}; known: {', '.join(sorted(known))}"
         )
     kwargs = {}
     for name, value in data.items():
@@ -260,12 +304,33 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             return number
         if hint is str:
             return str(value)
+        if hint == tuple[tuple[str, float], ...]:
+            return _label_values(value)
         if origin is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for v in items if str(v).strip())
     except (TypeError, ValueError):
         raise ValueError(f"setting {name}: {value!r} is not a valid {_type_name(hint)}") from None
     raise ValueError(f"setting {name}: unsupported type {hint}")
+
+
+def _label_values(value: Any) -> tuple[tuple[str, float], ...]:
+    """Per-label numbers from "yes:0.7,no:0.9", a TOML table or [[label, value], ...]."""
+    if isinstance(value, str):
+        pairs = [item.split(":") for item in value.split(",") if item.strip()]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        pairs = [tuple(item) for item in value]
+    out = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(pair)
+        label, number = str(pair[0]).strip(), pair[1]
+        if not label or isinstance(number, bool):
+            raise ValueError(pair)
+        out.append((label, float(number)))
+    return tuple(out)
 
 
 def _type_name(hint: Any) -> str:

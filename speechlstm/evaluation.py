@@ -1,10 +1,12 @@
 """Evaluate a model on a labelled dataset: accuracy, per-class figures, confusions, calibration.
 
-Dataset words are mapped onto the model's task: a word the model knows is
-itself, `_silence_` clips are silence, anything else is `_unknown_` when the
-model has that class (and skipped when it has not). When the model has
-`_silence_` and the split holds no silence clips, silence is cut from the
-dataset's background noise (10% of the clips, seeded), as training does.
+Dataset words are mapped onto the model's task (labels.Task.class_of): a word
+the model knows is itself, `_silence_` clips are silence, anything else is
+`_unknown_` when the model has that class (and skipped when it has not). When
+the model has `_silence_` and the split holds no silence clips, silence is cut
+from the dataset's background noise (the model's training `silence_share` of
+the clips, seeded), as training does. Scoring hands over each clip's
+probabilities, which are kept as they are.
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ import numpy as np
 
 from . import metrics
 from .datasets import SPLITS, discover
-from .labels import SILENCE, UNKNOWN
+from .labels import SILENCE, Task
 from .runtime import OnnxRecognizer
 from .scoring import score_paths
 
 N_CALIBRATION_BINS = 10
-SILENCE_SHARE = 0.1
 
 
 @dataclass
@@ -37,14 +38,6 @@ class Evaluation:
     @property
     def predictions(self) -> np.ndarray:
         return self.probs.argmax(axis=1)
-
-
-def map_word(word: str, labels: tuple[str, ...]) -> str | None:
-    if word in labels:
-        return word
-    if word == SILENCE:
-        return SILENCE if SILENCE in labels else None
-    return UNKNOWN if UNKNOWN in labels else None
 
 
 def evaluate(
@@ -63,20 +56,21 @@ def evaluate(
     clips = list(index.clips) if split == "all" else index.split(split)
     if not clips:
         raise ValueError(f"{source}: the {split} split is empty")
+    task = Task.from_labels(labels)
+    class_id = {lab: i for i, lab in enumerate(labels)}
     chosen, targets, skipped = [], [], {}
     for clip in clips:
-        cls = map_word(clip.word, labels)
+        cls = task.class_of(clip.word)
         if cls is None:
             skipped[clip.word] = skipped.get(clip.word, 0) + 1
             continue
         chosen.append(str(clip.path))
-        targets.append(labels.index(cls))
+        targets.append(class_id[cls])
     probs, paths, kept, errors = [], [], [], {}
     for i, result in enumerate(
         score_paths(
             recognizer,
             chosen,
-            k=len(labels),
             batch_size=batch_size,
             workers=workers,
             parallel_batches=parallel_batches,
@@ -87,21 +81,19 @@ def evaluate(
         if result.error is not None:
             errors[result.path] = result.error
             continue
-        row = np.zeros(len(labels), dtype=np.float32)
-        for lab, score in result.top:
-            row[labels.index(lab)] = score
-        probs.append(row)
+        probs.append(result.probs)
         paths.append(result.path)
         kept.append(targets[i])
-    if SILENCE in labels and labels.index(SILENCE) not in targets:
-        silence = _silence_clips(index, recognizer, max(1, round(SILENCE_SHARE * len(kept))))
+    if SILENCE in class_id and class_id[SILENCE] not in targets:
+        share = recognizer.description.training.data.silence_share
+        silence = _silence_clips(index, recognizer, max(1, round(share * len(kept))))
         probs.extend(recognizer.predict(silence))
-        kept.extend([labels.index(SILENCE)] * len(silence))
+        kept.extend([class_id[SILENCE]] * len(silence))
         paths.extend(f"<silence:{k}>" for k in range(len(silence)))
     return Evaluation(
         labels,
         np.asarray(kept, dtype=np.int64),
-        np.asarray(probs, np.float32),
+        np.asarray(probs, np.float32).reshape(len(kept), len(labels)),
         paths,
         errors,
         skipped,
@@ -110,17 +102,9 @@ def evaluate(
 
 def _silence_clips(index, recognizer: OnnxRecognizer, n: int) -> np.ndarray:
     from .audio import int16_to_float
-    from .config import FeatureConfig
     from .prepare import load_noise, make_silence
 
-    features = FeatureConfig(
-        **{
-            k: v
-            for k, v in recognizer.info.features.items()
-            if k in FeatureConfig.__dataclass_fields__
-        }
-    )
-    noise, _ = load_noise(index, None, features)
+    noise, _ = load_noise(index, None, recognizer.description.features)
     return int16_to_float(
         make_silence(noise, n, recognizer.clip_samples, np.random.default_rng([0, 2000]))
     )

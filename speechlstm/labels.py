@@ -73,6 +73,12 @@ class Task:
             self.words + ((UNKNOWN,) if self.unknown else ()) + ((SILENCE,) if self.silence else ())
         )
 
+    @classmethod
+    def from_labels(cls, labels: tuple[str, ...]) -> Task:
+        """The task a model's labels describe (how evaluation maps dataset words)."""
+        words = tuple(lab for lab in labels if lab not in BACKGROUND_LABELS)
+        return cls(words, unknown=UNKNOWN in labels, silence=SILENCE in labels)
+
     def class_of(self, word: str) -> str | None:
         """The class a dataset word belongs to, or None if it is not used."""
         if word in self.words:
@@ -90,7 +96,7 @@ def make_task(task: str | None, words: str | list[str] | None, available: list[s
     `_silence_`, and `_unknown_` when the dataset has an `_unknown_/` folder).
     """
     if words:
-        chosen = _split_words(words)
+        chosen = parse_words(words)
         missing = [w for w in chosen if w not in available]
         if missing:
             raise ValueError(
@@ -119,12 +125,18 @@ def make_task(task: str | None, words: str | list[str] | None, available: list[s
     raise ValueError(f"unknown task {task!r}: use auto, sc12, all, or --words a,b,c")
 
 
-def _split_words(words: str | list[str]) -> list[str]:
+def parse_words(words: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated words or short phrases (or a list) -> class names;
+    ValueError naming the bad one. Each becomes a dataset folder, so path
+    separators and leading dots or underscores (reserved) are refused."""
     items = words.split(",") if isinstance(words, str) else list(words)
-    out = [w.strip() for w in items if w.strip()]
+    out = tuple(w.strip() for w in items if w.strip())
+    if not out:
+        raise ValueError("--words: no words given")
+    bad = [w for w in out if "/" in w or "\\" in w or w.startswith((".", "_"))]
+    if bad:
+        raise ValueError(f"--words: {bad[0]!r} cannot be a folder name")
     dupes = sorted({w for w in out if out.count(w) > 1})
     if dupes:
         raise ValueError(f"--words: repeated {', '.join(dupes)}")
-    if not out:
-        raise ValueError("--words: no words given")
     return out

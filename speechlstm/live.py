@@ -2,7 +2,8 @@
 
 The audio thread only queues blocks (mic.py); this loop runs the detector on
 the caller's thread, reports detections through a callback and keeps a level
-meter for the status line.
+meter for the status line. Blocks are at the detector's rate (`rate_hz`, the
+model's): `file_blocks` decodes at that rate, and the microphone must deliver it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, level_dbfs, load_audio
+from .audio import level_dbfs, load_audio
 from .stream import Detection, StreamingDetector
 
 BLOCK_MS = 50.0
@@ -33,14 +34,17 @@ class LiveSummary:
         return out
 
 
-def file_blocks(path, realtime: bool = True, block_ms: float = BLOCK_MS) -> Iterator[np.ndarray]:
-    """A file as microphone-sized blocks, paced in real time unless `realtime` is False."""
-    wave = load_audio(path)
-    block = int(SAMPLE_RATE * block_ms / 1000)
+def file_blocks(
+    path, rate_hz: int, realtime: bool = True, block_ms: float = BLOCK_MS
+) -> Iterator[np.ndarray]:
+    """A file decoded at `rate_hz` (the model's) as microphone-sized blocks,
+    paced in real time unless `realtime` is False."""
+    wave = load_audio(path, rate_hz)
+    block = max(1, int(rate_hz * block_ms / 1000))
     started = time.perf_counter()
     for i, start in enumerate(range(0, len(wave), block)):
         if realtime:
-            delay = started + i * block / SAMPLE_RATE - time.perf_counter()
+            delay = started + i * block / rate_hz - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
         yield wave[start : start + block]
@@ -82,6 +86,7 @@ def run(
     `on_detection(detection, wall_clock_time)`; `on_status(level_dbfs, audio_seconds)`.
     """
     detector.reset()
+    rate_hz = detector.rate_hz
     found: list[Detection] = []
     started, cpu0 = time.perf_counter(), time.process_time()
     samples = 0
@@ -92,7 +97,7 @@ def run(
                 found.append(det)
                 on_detection(det, time.time())
             if on_status is not None:
-                on_status(level_dbfs(block), samples / SAMPLE_RATE)
+                on_status(level_dbfs(block), samples / rate_hz)
         if flush:
             for det in detector.flush():
                 found.append(det)
@@ -100,5 +105,5 @@ def run(
     except KeyboardInterrupt:
         pass
     return LiveSummary(
-        found, samples / SAMPLE_RATE, time.perf_counter() - started, time.process_time() - cpu0
+        found, samples / rate_hz, time.perf_counter() - started, time.process_time() - cpu0
     )

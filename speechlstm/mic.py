@@ -72,13 +72,19 @@ def resolve_device(device: str | int | None) -> InputDevice:
 
 
 class Microphone:
-    """Context manager yielding 16 kHz float32 mono blocks via `read()`."""
+    """Context manager yielding float32 mono blocks at `target_rate_hz` via `read()`
+    (the device records at its own rate; blocks are resampled on the way)."""
 
     def __init__(
-        self, device: str | int | None = None, block_ms: float = 50.0, queue_blocks: int = 200
+        self,
+        device: str | int | None = None,
+        block_ms: float = 50.0,
+        queue_blocks: int = 200,
+        target_rate_hz: int = SAMPLE_RATE,
     ):
         self.device = resolve_device(device)
-        self.rate_hz = int(self.device.default_rate_hz) or SAMPLE_RATE
+        self.target_rate_hz = target_rate_hz
+        self.rate_hz = int(self.device.default_rate_hz) or target_rate_hz
         self.block_frames = max(1, int(self.rate_hz * block_ms / 1000))
         self.blocks: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self.overflows = 0  # blocks PortAudio or the queue could not keep
@@ -115,10 +121,12 @@ class Microphone:
             raise MicError(
                 f"cannot open input device [{self.device.index}] {self.device.name}: {exc}"
             ) from None
-        if self.rate_hz != SAMPLE_RATE:
+        if self.rate_hz != self.target_rate_hz:
             import soxr
 
-            self._resampler = soxr.ResampleStream(self.rate_hz, SAMPLE_RATE, 1, dtype="float32")
+            self._resampler = soxr.ResampleStream(
+                self.rate_hz, self.target_rate_hz, 1, dtype="float32"
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -130,7 +138,7 @@ class Microphone:
             self._stream.close()
 
     def read(self, timeout_s: float = 1.0) -> np.ndarray | None:
-        """The next block at 16 kHz, or None if none arrived within `timeout_s`."""
+        """The next block at `target_rate_hz`, or None if none arrived within `timeout_s`."""
         try:
             block = self.blocks.get(timeout=timeout_s)
         except queue.Empty:
@@ -142,10 +150,10 @@ class Microphone:
         return block
 
     def record(self, seconds: float) -> np.ndarray:
-        """Exactly `seconds` of 16 kHz audio from now on."""
+        """Exactly `seconds` of audio at `target_rate_hz` from now on."""
         while not self.blocks.empty():  # drop what was heard before the prompt
             self.blocks.get_nowait()
-        need = int(seconds * SAMPLE_RATE)
+        need = int(seconds * self.target_rate_hz)
         parts, have, waited = [], 0, 0
         while have < need:
             block = self.read()

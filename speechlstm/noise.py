@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
+
 NOISE_KINDS = ("white", "pink", "brown", "hum")
 
 
@@ -25,7 +27,7 @@ def colored_noise(kind: str, n_samples: int, rng: np.random.Generator) -> np.nda
     return _peak_normalise(noise)
 
 
-def hum(n_samples: int, rng: np.random.Generator, sample_rate: int = 16000) -> np.ndarray:
+def hum(n_samples: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mains hum (50 or 60 Hz with harmonics) over a little white noise, like a cheap recording."""
     base_hz = rng.choice([50.0, 60.0])
     t = np.arange(n_samples) / sample_rate
@@ -37,19 +39,23 @@ def hum(n_samples: int, rng: np.random.Generator, sample_rate: int = 16000) -> n
     return _peak_normalise(signal)
 
 
-def make_noise(kind: str, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+def make_noise(
+    kind: str, n_samples: int, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     if kind == "hum":
-        return hum(n_samples, rng)
+        return hum(n_samples, rng, sample_rate)
     if kind in ("white", "pink", "brown"):
         return colored_noise(kind, n_samples, rng)
     raise ValueError(f"unknown noise kind {kind!r}; choose from {', '.join(NOISE_KINDS)}")
 
 
-def default_noise_bank(seconds_each: float = 30.0, seed: int = 0) -> list[np.ndarray]:
+def default_noise_bank(
+    seconds_each: float = 30.0, seed: int = 0, sample_rate: int = SAMPLE_RATE
+) -> list[np.ndarray]:
     """One long recording of each generated kind, for datasets that bring none."""
     rng = np.random.default_rng(seed)
-    n = int(16000 * seconds_each)
-    return [make_noise(kind, n, rng) for kind in NOISE_KINDS]
+    n = int(sample_rate * seconds_each)
+    return [make_noise(kind, n, rng, sample_rate) for kind in NOISE_KINDS]
 
 
 def _peak_normalise(x: np.ndarray, peak: float = 0.5) -> np.ndarray:

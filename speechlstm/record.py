@@ -13,8 +13,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, level_dbfs
-from .bank import crop_loudest
+from .audio import SAMPLE_RATE, crop_loudest, level_dbfs
 from .mic import Microphone
 
 MIN_LEVEL_DBFS = -50.0  # quieter than this: nothing was said, the take is repeated

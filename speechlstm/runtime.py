@@ -1,13 +1,12 @@
 """The ONNX recognizer: onnxruntime + numpy only, no torch.
 
-Loads a speechlstm model, checks its metadata (labels, feature settings) and
-runs batched inference on raw 16 kHz waveforms; the MFCC front-end is inside
-the graph.
+Loads a speechlstm model, reads its typed description (modelmeta.py) and runs
+batched inference on raw waveforms at the model's rate; the MFCC front-end is
+inside the graph.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,18 +15,7 @@ import numpy as np
 
 from .audio import fix_length
 from .labels import BACKGROUND_LABELS
-from .modelmeta import (
-    FORMAT_VERSION,
-    INPUT_NAME,
-    KEY_FEATURES,
-    KEY_FORMAT,
-    KEY_LABELS,
-    KEY_MODEL,
-    KEY_QUANTIZATION,
-    KEY_TRAINING,
-    OUTPUT_NAMES,
-    REQUIRED_KEYS,
-)
+from .modelmeta import INPUT_NAME, OUTPUT_NAMES, DescriptionError, ModelDescription, from_props
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 DEFAULT_MODEL_NAME = "sc12.int8.onnx"
@@ -38,22 +26,12 @@ class ModelError(ValueError):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelFile:
+    """A model on disk: where it is, how big, and its description."""
+
     path: Path
-    labels: tuple[str, ...]
-    features: dict
-    model: dict
-    training: dict
-    quantization: str  # "none" or "dynamic-int8"
     size_bytes: int
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.features["sample_rate"])
-
-    @property
-    def clip_samples(self) -> int:
-        return round(self.features["sample_rate"] * self.features["clip_ms"] / 1000)
+    description: ModelDescription
 
 
 def default_model_path() -> Path | None:
@@ -61,47 +39,11 @@ def default_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def read_info(path: str | os.PathLike, session=None) -> ModelInfo:
-    """Metadata of a speechlstm ONNX model; ModelError if it is not one."""
-    path = Path(path)
-    if session is None:
-        session = _open_session(path, threads=1)
-    meta = session.get_modelmeta().custom_metadata_map
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise ModelError(
-            f"{path}: not a speechlstm model (no {missing[0]} metadata); "
-            "export one with `speechlstm export CHECKPOINT -o model.onnx`"
-        )
-    if meta[KEY_FORMAT] != str(FORMAT_VERSION):
-        raise ModelError(
-            f"{path}: model format {meta[KEY_FORMAT]}, this speechlstm reads {FORMAT_VERSION}"
-        )
-    try:
-        labels = tuple(json.loads(meta[KEY_LABELS]))
-        features = json.loads(meta[KEY_FEATURES])
-        model = json.loads(meta[KEY_MODEL])
-        training = json.loads(meta.get(KEY_TRAINING, "{}"))
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: corrupt speechlstm metadata ({exc})") from None
-    inputs = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:
-        raise ModelError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAMES[0]!r}")
-    return ModelInfo(
-        path,
-        labels,
-        features,
-        model,
-        training,
-        meta.get(KEY_QUANTIZATION, "none"),
-        path.stat().st_size,
-    )
-
-
-def _open_session(path: Path, threads: int):
+def open_session(path: str | os.PathLike, threads: int = 1):
+    """An onnxruntime CPU session with `threads` intra-op threads (0: onnxruntime's choice)."""
     import onnxruntime as ort
 
+    path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     opts = ort.SessionOptions()
@@ -119,14 +61,39 @@ def _open_session(path: Path, threads: int):
         raise ModelError(f"{path}: cannot load as an ONNX model ({first[:200]})") from None
 
 
+def read_model(path: str | os.PathLike, session=None) -> ModelFile:
+    """The description of a speechlstm ONNX model; ModelError if it is not one or
+    its description is malformed (the message names the field)."""
+    path = Path(path)
+    if session is None:
+        session = open_session(path, threads=1)
+    try:
+        description = from_props(dict(session.get_modelmeta().custom_metadata_map))
+    except DescriptionError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:
+        raise ModelError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAMES[0]!r}")
+    classes = outputs[OUTPUT_NAMES[0]].shape[-1] if outputs[OUTPUT_NAMES[0]].shape else None
+    if isinstance(classes, int) and classes != len(description.labels):
+        raise ModelError(
+            f"{path}: speechlstm.labels has {len(description.labels)} labels but the "
+            f"model outputs {classes} classes"
+        )
+    return ModelFile(path, path.stat().st_size, description)
+
+
 class OnnxRecognizer:
     """Batched inference on waveforms. `threads=0` lets onnxruntime choose."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
-        self.session = _open_session(Path(path), threads)
-        self.info = read_info(path, self.session)
-        self.labels = self.info.labels
-        self.clip_samples = self.info.clip_samples
+        self.session = open_session(path, threads)
+        self.file = read_model(path, self.session)
+        self.description = self.file.description
+        self.labels = self.description.labels
+        self.sample_rate = self.description.sample_rate
+        self.clip_samples = self.description.clip_samples
         self.background = np.array([lab in BACKGROUND_LABELS for lab in self.labels])
 
     def predict(self, waveforms: np.ndarray) -> np.ndarray:

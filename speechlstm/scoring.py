@@ -4,7 +4,9 @@
       -> thread pool decodes ahead, at most `prefetch` files in flight
       -> clips up to the model window are batched; longer ones take the
          sliding-window path of `transcribe` (strongest non-background window)
-      -> rows written and flushed one by one (CSV or JSON lines)
+      -> each file's probabilities; top-k is taken where rows are written
+         (CSV or JSON lines, flushed one by one); evaluation reads the
+         probabilities themselves
 
 Memory stays bounded whatever the number of files: paths are produced lazily,
 and only `prefetch` decoded clips exist at a time. `--resume` reads the paths
@@ -23,6 +25,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +33,21 @@ import numpy as np
 from .audio import InvalidAudio, load_audio
 from .datasets import AUDIO_SUFFIXES
 from .runtime import OnnxRecognizer
-from .transcribe import FileResult, batch_top_k, classify_waveform, top_k
+from .transcribe import batch_top_k, classify_waveform
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 DECODE_CHUNK = 32  # files a decoding task
 CSV_FIELDS = ("path", "label", "score", "top", "duration_s", "error")
+
+
+@dataclass
+class Scored:
+    """One input's outcome: probabilities (classes,) or the reason it failed."""
+
+    path: str
+    probs: np.ndarray | None = None
+    duration_s: float | None = None
+    error: str | None = None
 
 
 def iter_inputs(inputs: Iterable[str]) -> Iterator[str]:
@@ -68,14 +81,28 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _key(path: str) -> bytes:
-    return hashlib.blake2b(path.encode(), digest_size=8).digest()  # 8 bytes a path in memory
+class ScoredPaths:
+    """The paths an earlier run already wrote, kept as 8-byte digests so that
+    resuming a run of millions of files costs megabytes, not gigabytes."""
+
+    def __init__(self, paths: Iterable[str] = ()):
+        self._keys = {self._key(p) for p in paths}
+
+    @staticmethod
+    def _key(path: str) -> bytes:
+        return hashlib.blake2b(path.encode(), digest_size=8).digest()
+
+    def __contains__(self, path: str) -> bool:
+        return self._key(path) in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
-def done_paths(output: Path, fmt: str) -> set[bytes]:
-    """Keys of the paths already scored in `output`; drops a last row cut off by a kill."""
+def done_paths(output: Path, fmt: str) -> ScoredPaths:
+    """The paths already scored in `output`; drops a last row cut off by a kill."""
     if not output.is_file():
-        return set()
+        return ScoredPaths()
     with output.open("rb+") as fh:
         data = fh.read()
         if data and not data.endswith(b"\n"):  # partial last row: truncate it
@@ -84,22 +111,27 @@ def done_paths(output: Path, fmt: str) -> set[bytes]:
             fh.truncate()
             data = data[:cut]
     text = data.decode()
-    keys = set()
     if fmt == "jsonl":
-        for line in text.splitlines():
-            if line.strip():
-                keys.add(_key(json.loads(line)["path"]))
-    else:
-        for row in csv.DictReader(io.StringIO(text)):
-            keys.add(_key(row["path"]))
-    return keys
+        return ScoredPaths(json.loads(line)["path"] for line in text.splitlines() if line.strip())
+    return ScoredPaths(row["path"] for row in csv.DictReader(io.StringIO(text)))
 
 
 class RowWriter:
-    """CSV or JSON-lines rows, flushed as written so a kill loses at most one row."""
+    """CSV or JSON-lines rows with the top `k` labels, flushed as written so a
+    kill loses at most one row."""
 
-    def __init__(self, output: Path | None, fmt: str, append: bool, stream=None):
+    def __init__(
+        self,
+        output: Path | None,
+        fmt: str,
+        append: bool,
+        labels: tuple[str, ...],
+        k: int = 3,
+        stream=None,
+    ):
         self.fmt = fmt
+        self.labels = labels
+        self.k = k
         exists = output is not None and output.is_file() and output.stat().st_size > 0
         self._owned = output is not None
         self.fh = stream if output is None else output.open("a" if append else "w", newline="")
@@ -108,14 +140,20 @@ class RowWriter:
             self.csv.writerow(CSV_FIELDS)
             self.fh.flush()
 
-    def write(self, result: FileResult) -> None:
-        top = [[lab, round(s, 6)] for lab, s in result.top]
+    def write(self, result: Scored) -> None:
+        top = []
+        if result.probs is not None:
+            top = [
+                [lab, round(s, 6)]
+                for lab, s in batch_top_k(result.probs[None], self.labels, self.k)[0]
+            ]
+        label, score = (top[0][0], top[0][1]) if top else (None, None)
         if self.csv is not None:
             self.csv.writerow(
                 [
                     result.path,
-                    result.label or "",
-                    "" if result.score is None else f"{result.score:.6f}",
+                    label or "",
+                    "" if score is None else f"{score:.6f}",
                     ";".join(f"{lab}:{s:.6f}" for lab, s in top),
                     "" if result.duration_s is None else f"{result.duration_s:.3f}",
                     result.error or "",
@@ -124,8 +162,8 @@ class RowWriter:
         else:
             row = {
                 "path": result.path,
-                "label": result.label,
-                "score": None if result.score is None else round(result.score, 6),
+                "label": label,
+                "score": score,
                 "top": top,
                 "duration_s": None if result.duration_s is None else round(result.duration_s, 3),
                 "error": result.error,
@@ -163,27 +201,26 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 def score_paths(
     recognizer: OnnxRecognizer,
     paths: Iterable[str],
-    k: int = 3,
     batch_size: int = 8,
     workers: int = 1,
     prefetch: int = 256,
     parallel_batches: int = 1,
-) -> Iterator[FileResult]:
-    """Results in input order. Decoding runs ahead on `workers` threads and up to
-    `parallel_batches` batches run through onnxruntime at once.
+) -> Iterator[Scored]:
+    """Probabilities of each input, in input order. Decoding runs ahead on
+    `workers` threads and up to `parallel_batches` batches run through
+    onnxruntime at once.
 
     Several concurrent single-threaded runs use the cores better than one run
     with several intra-op threads: the LSTM is a chain of small matrix products,
     each too small to split well, and the Python work between batches (padding,
     top-k, rows) then overlaps with inference instead of idling the pool.
     """
-    rate = recognizer.info.sample_rate
+    rate = recognizer.sample_rate
     window = recognizer.clip_samples
-    labels = recognizer.labels
     decoding: deque[Future] = deque()
     # Output order: finished rows (errors, long clips) and batches in flight
     # (with the input buffer each one reads).
-    ordered: deque[FileResult | tuple[Future, list[tuple[str, int]], np.ndarray]] = deque()
+    ordered: deque[Scored | tuple[Future, list[tuple[str, int]], np.ndarray]] = deque()
     in_flight = 0
     batch: list[tuple[str, np.ndarray]] = []
     # Input buffers are reused once their batch is done rather than a fresh
@@ -203,12 +240,12 @@ def score_paths(
         in_flight += 1
         batch.clear()
 
-    def ready(max_in_flight: int) -> Iterator[FileResult]:
+    def ready(max_in_flight: int) -> Iterator[Scored]:
         """Rows at the head of the order that are done; waits while too many batches run."""
         nonlocal in_flight
         while ordered:
             head = ordered[0]
-            if isinstance(head, FileResult):
+            if isinstance(head, Scored):
                 yield ordered.popleft()
                 continue
             future, items, block = head
@@ -218,13 +255,13 @@ def score_paths(
             ordered.popleft()
             spare.append(block)
             in_flight -= 1
-            for (path, n_samples), top in zip(items, batch_top_k(probs, labels, k)):
-                yield FileResult(path, top[0][0], top[0][1], top, n_samples / rate)
+            for (path, n_samples), p in zip(items, probs):
+                yield Scored(path, p, n_samples / rate)
 
-    def handle(path, wave, error, pool) -> Iterator[FileResult]:
+    def handle(path, wave, error, pool) -> Iterator[Scored]:
         if error is not None:
             submit_batch(pool)  # keep the input order
-            ordered.append(FileResult(path, error=error))
+            ordered.append(Scored(path, error=error))
         elif len(wave) <= window:
             batch.append((path, wave))
             if len(batch) >= batch_size:
@@ -232,8 +269,7 @@ def score_paths(
         else:
             submit_batch(pool)
             p = classify_waveform(recognizer, wave)
-            top = top_k(p, recognizer.labels, k)
-            ordered.append(FileResult(path, top[0][0], top[0][1], top, len(wave) / rate))
+            ordered.append(Scored(path, p, len(wave) / rate))
         yield from ready(max(1, parallel_batches))
 
     with (

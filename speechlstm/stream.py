@@ -1,19 +1,19 @@
-"""Streaming command detection: ring buffer, inference every hop, smoothing, refractory.
+"""Streaming command detection: ring buffer, inference every hop, energy gate, smoothing.
 
     chunks of any size -> ring buffer holding the model window (1 s)
-      -> every `hop_ms` the last window is classified (windows due within one
-         chunk are batched into one onnxruntime call)
+      -> every `hop_ms` the last window is due; due windows are batched into
+         one onnxruntime call (at most MAX_BATCH)
+      -> energy gate: a window whose loudest GATE_FRAME_MS frame is below
+         `gate_dbfs` counts as silence without running the model
       -> posteriors averaged over `smoothing_ms`
-      -> best non-background class >= its threshold, outside the refractory
-         period of the previous detection, and only after the scores fell
-         below threshold since it (one utterance, one detection)
-      -> followed while its score rises (up to `peak_wait_ms`) -> Detection
-         of the peak window
+      -> the decision (debounce.TriggerDetector): arm, follow the peak for up
+         to `peak_wait_ms`, refractory, one detection per utterance
+      -> Detection of the peak window, in seconds of the stream
 
 Memory is bounded (one window, one smoothing deque) however long it runs, and
 results do not depend on how the audio is chunked. Whole files go through the
 same path (`detect_file`), so a recording and the microphone behave alike.
-numpy + onnxruntime only.
+Audio is at the recognizer's rate (`rate_hz`). numpy + onnxruntime only.
 """
 
 from __future__ import annotations
@@ -23,27 +23,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import DetectorConfig
+from .debounce import Trigger, TriggerDetector
 from .runtime import OnnxRecognizer
 
-MAX_BATCH = 64  # hop windows classified per onnxruntime call
+__all__ = ["MAX_BATCH", "DetectorConfig", "Detection", "StreamingDetector", "detect_file"]
 
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    hop_ms: float = 100.0  # how often the model looks at the last window
-    smoothing_ms: float = 300.0  # posteriors averaged over this span (>= one hop)
-    threshold: float = 0.8  # default for every command label
-    thresholds: tuple[tuple[str, float], ...] = ()  # per-label overrides
-    refractory_ms: float = 1000.0  # one utterance, one detection
-    # Once over threshold, keep following the score while it rises (at most this
-    # long) and report the peak window: a better label and time for little delay.
-    peak_wait_ms: float = 200.0
-    # Energy gate: windows whose loudest 100 ms is below this level (dBFS) are
-    # taken as silence without running the model. None disables the gate.
-    gate_dbfs: float | None = -55.0
-
-    def threshold_for(self, label: str) -> float:
-        return dict(self.thresholds).get(label, self.threshold)
+MAX_BATCH = 64  # hop windows classified per onnxruntime call (transcribe.py uses it too)
+GATE_FRAME_MS = 100.0  # the energy gate compares the loudest frame of this length
 
 
 @dataclass(frozen=True)
@@ -71,23 +58,28 @@ class DetectorStats:
 
 
 class StreamingDetector:
+    """Audio in, detections out: the ring buffer, batching, energy gate and
+    smoothing live here; the decision is `self.trigger` (debounce.py)."""
+
     def __init__(self, recognizer: OnnxRecognizer, cfg: DetectorConfig = DetectorConfig()):
         self.rec = recognizer
         self.cfg = cfg
-        rate = recognizer.info.sample_rate
+        rate = recognizer.sample_rate
         self.rate_hz = rate
         self.window = recognizer.clip_samples
         self.hop = max(1, round(rate * cfg.hop_ms / 1000))
         self.n_smooth = max(1, round(cfg.smoothing_ms / cfg.hop_ms))
-        self.refractory = round(rate * cfg.refractory_ms / 1000)
-        self.peak_wait = round(rate * cfg.peak_wait_ms / 1000)
-        self.foreground = np.flatnonzero(~recognizer.background)
-        self.thresholds = np.array([cfg.threshold_for(lab) for lab in recognizer.labels])
+        self.trigger = TriggerDetector.from_config(
+            recognizer.labels, recognizer.background, cfg, rate
+        )
+        # What a gated window "predicts": certain silence (all zeros without a _silence_ class).
         silence = [i for i, lab in enumerate(recognizer.labels) if lab == "_silence_"]
         self.silence_probs = np.zeros(len(recognizer.labels), np.float32)
         if silence:
             self.silence_probs[silence[0]] = 1.0
-        self.gate_power = None if cfg.gate_dbfs is None else 10 ** (cfg.gate_dbfs / 10)
+        self.gate_power = 10 ** (cfg.gate_dbfs / 10) if cfg.gate else None
+        # At most the window: a window shorter than one frame is gated as a whole.
+        self.gate_frame = min(self.window, max(1, round(rate * GATE_FRAME_MS / 1000)))
         self.reset()
 
     def reset(self) -> None:
@@ -95,15 +87,12 @@ class StreamingDetector:
         self.samples = 0  # samples pushed since reset
         self.next_hop = self.hop  # stream position (samples) of the next window end
         self.history: deque[np.ndarray] = deque(maxlen=self.n_smooth)
-        self.last_fired = -(10**12)
-        self.armed = True  # False from a detection until the scores fall below threshold
-        # (class, window end, score, first window end over threshold) while rising
-        self.candidate: tuple[int, int, float, int] | None = None
+        self.trigger.reset()
         self.stats = DetectorStats()
         self._due: list[tuple[int, np.ndarray]] = []  # (window end, window) awaiting the model
 
     def push(self, chunk: np.ndarray) -> list[Detection]:
-        """Feed 16 kHz float32 samples; returns the detections they complete."""
+        """Feed float32 samples at `rate_hz`; returns the detections they complete."""
         chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
         detections: list[Detection] = []
         while chunk.size:
@@ -121,9 +110,9 @@ class StreamingDetector:
 
     def flush(self) -> list[Detection]:
         """End of stream: push half a window of silence so a word at the very end
-        reaches the middle of a window."""
+        reaches the middle of a window, then report a candidate still rising."""
         found = self.push(np.zeros(self.window // 2, dtype=np.float32))
-        return found + (self._emit() if self.candidate is not None else [])
+        return found + self._report(self.trigger.flush())
 
     def _append(self, samples: np.ndarray) -> None:
         n = samples.size
@@ -134,66 +123,50 @@ class StreamingDetector:
             self.buffer[-n:] = samples
         self.samples += n
 
+    def _gate(self, windows: np.ndarray) -> np.ndarray:
+        """(B,) True where the window is loud enough to run the model on."""
+        if self.gate_power is None:
+            return np.ones(len(windows), dtype=bool)
+        n_frames = self.window // self.gate_frame
+        frames = windows[:, : n_frames * self.gate_frame].reshape(len(windows), n_frames, -1)
+        return (frames.astype(np.float64) ** 2).mean(axis=2).max(axis=1) >= self.gate_power
+
     def _run_due(self) -> list[Detection]:
         due = self._due
         if not due:
             return []
         ends = [end for end, _ in due]
-        windows = np.stack([w for _, w in due])
+        windows = np.stack([w for _, w in due])  # (B, window)
         due.clear()
         self.stats.hops += len(ends)
-        probs = np.tile(self.silence_probs, (len(ends), 1))
-        if self.gate_power is None:
-            active = np.ones(len(ends), dtype=bool)
-        else:
-            frames = windows[:, : (self.window // 1600) * 1600].reshape(len(ends), -1, 1600)
-            active = (frames.astype(np.float64) ** 2).mean(axis=2).max(axis=1) >= self.gate_power
+        probs = np.tile(self.silence_probs, (len(ends), 1))  # (B, classes)
+        active = self._gate(windows)
         if active.any():
             probs[active] = self.rec.predict(windows[active])
             self.stats.inferences += int(active.sum())
         out = []
         for end, p in zip(ends, probs):
             self.history.append(p)
-            out += self._decide(end, np.mean(self.history, axis=0))
+            out += self._report(self.trigger.update(np.mean(self.history, axis=0), end))
         return out
 
-    def _decide(self, end: int, smooth: np.ndarray) -> list[Detection]:
-        """One hop of the decision: arm, wait for the peak, report, disarm."""
-        if not self.foreground.size:
+    def _report(self, trigger: Trigger | None) -> list[Detection]:
+        """The trigger as a Detection of its window, in seconds; counted in stats."""
+        if trigger is None:
             return []
-        fg = int(self.foreground[np.argmax(smooth[self.foreground])])
-        score = float(smooth[fg])
-        if self.candidate is not None:
-            _, _, best_score, first_end = self.candidate
-            if score > best_score and end - first_end <= self.peak_wait:
-                self.candidate = (fg, end, score, first_end)  # still rising: peak ahead
-                return []
-            return self._emit()
-        if score < self.thresholds[fg]:
-            # A word stays in the window for window + word length, so the
-            # detector re-arms only once no command is above threshold.
-            self.armed = True
-            return []
-        if self.armed and end - self.last_fired >= self.refractory:
-            self.armed = False
-            self.candidate = (fg, end, score, end)
-        return []
-
-    def _emit(self) -> list[Detection]:
-        fg, end, score, _ = self.candidate
-        self.candidate = None
-        self.last_fired = end
-        label = self.rec.labels[fg]
         self.stats.detections += 1
-        self.stats.per_label[label] = self.stats.per_label.get(label, 0) + 1
+        self.stats.per_label[trigger.label] = self.stats.per_label.get(trigger.label, 0) + 1
+        end = trigger.end_samples
         start_s = max(0, end - self.window) / self.rate_hz
-        return [Detection(label, score, start_s, end / self.rate_hz)]
+        return [Detection(trigger.label, trigger.score, start_s, end / self.rate_hz)]
 
 
 def detect_file(
-    detector: StreamingDetector, waveform: np.ndarray, chunk_samples: int = 16000
+    detector: StreamingDetector, waveform: np.ndarray, chunk_samples: int | None = None
 ) -> list[Detection]:
-    """Run a whole recording through the streaming path (faster than real time)."""
+    """Run a whole recording (at `detector.rate_hz`) through the streaming path,
+    faster than real time; `chunk_samples` defaults to one second."""
+    chunk_samples = chunk_samples or detector.rate_hz
     detector.reset()
     found = []
     for start in range(0, len(waveform), chunk_samples):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, to_mono_16k
+from .audio import SAMPLE_RATE, crop_loudest, to_mono_16k
 from .labels import BACKGROUND_NOISE_DIR, SC12_WORDS, SC35_WORDS, UNKNOWN
 from .noise import make_noise
 from .progress import note, progress_bar
@@ -186,8 +186,6 @@ def render_clip(engine, job: Job, clip_samples: int = SAMPLE_RATE) -> np.ndarray
     wave = to_mono_16k(wave, round(rate * job.warp), SAMPLE_RATE)
     wave = trim(wave)
     if len(wave) > clip_samples:  # a long phrase: keep the loudest second
-        from .bank import crop_loudest
-
         wave = crop_loudest(wave, clip_samples)
     rms = float(np.sqrt(np.mean(wave.astype(np.float64) ** 2))) or 1e-9
     wave = wave * (10 ** (job.level_dbfs / 20) / rms)

@@ -4,7 +4,9 @@ A clip no longer than the model window is padded and classified once. A longer
 recording goes through the streaming detector (stream.py) and gets a timeline
 of commands, exactly as live mode would report them. `classify_waveform` is
 the single-label view of a long recording used by batch scoring: windows every
-`LONG_HOP_MS`, and the one with the strongest non-background class wins.
+`hop_ms` (the detector's hop, DetectorConfig), batched MAX_BATCH per call as in
+stream.py, and the one with the strongest non-background class wins. Audio is
+decoded at the recognizer's rate.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio import InvalidAudio, load_audio
+from .config import DetectorConfig
 from .runtime import OnnxRecognizer
-
-LONG_HOP_MS = 100  # window step over recordings longer than the model window
-WINDOW_BATCH = 64  # windows per onnxruntime call
+from .stream import MAX_BATCH, StreamingDetector, detect_file
 
 
 @dataclass
@@ -69,18 +70,18 @@ def windows(waveform: np.ndarray, window_samples: int, hop_samples: int) -> np.n
     return np.stack([waveform[s : s + window_samples] for s in starts])
 
 
-def classify_waveform(recognizer: OnnxRecognizer, waveform: np.ndarray) -> np.ndarray:
-    """Probabilities (classes,) for a waveform of any length (see module doc)."""
+def classify_waveform(
+    recognizer: OnnxRecognizer, waveform: np.ndarray, hop_ms: float = DetectorConfig().hop_ms
+) -> np.ndarray:
+    """Probabilities (classes,) for a waveform of any length at the recognizer's
+    rate; longer than the window: windows every `hop_ms` (see module doc)."""
     n = recognizer.clip_samples
     if len(waveform) <= n:
         return recognizer.predict_clip(waveform)
-    hop = round(recognizer.info.sample_rate * LONG_HOP_MS / 1000)
-    frames = windows(waveform, n, hop)
+    hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
+    frames = windows(waveform, n, hop)  # (n_windows, clip_samples)
     probs = np.concatenate(
-        [
-            recognizer.predict(frames[i : i + WINDOW_BATCH])
-            for i in range(0, len(frames), WINDOW_BATCH)
-        ]
+        [recognizer.predict(frames[i : i + MAX_BATCH]) for i in range(0, len(frames), MAX_BATCH)]
     )
     foreground = np.where(recognizer.background, -1.0, probs).max(axis=1)
     best = int(np.argmax(foreground)) if (~recognizer.background).any() else 0
@@ -88,7 +89,10 @@ def classify_waveform(recognizer: OnnxRecognizer, waveform: np.ndarray) -> np.nd
 
 
 def transcribe_file(
-    recognizer: OnnxRecognizer, path: str | os.PathLike, k: int = 1, detector=None
+    recognizer: OnnxRecognizer,
+    path: str | os.PathLike,
+    k: int = 1,
+    detector: StreamingDetector | None = None,
 ) -> FileResult:
     """Never raises for bad audio: the reason goes into `FileResult.error`.
 
@@ -96,21 +100,22 @@ def transcribe_file(
     model window gets a timeline of detections instead of a single label.
     """
     try:
-        wave = load_audio(path, recognizer.info.sample_rate)
+        wave = load_audio(path, recognizer.sample_rate)
     except InvalidAudio as exc:
         return FileResult(str(path), error=exc.reason)
-    duration_s = len(wave) / recognizer.info.sample_rate
+    duration_s = len(wave) / recognizer.sample_rate
     if detector is not None and len(wave) > recognizer.clip_samples:
-        from .stream import detect_file
-
         return FileResult(str(path), duration_s=duration_s, detections=detect_file(detector, wave))
     probs = classify_waveform(recognizer, wave)
     top = top_k(probs, recognizer.labels, k)
-    return FileResult(str(path), top[0][0], top[0][1], top, len(wave) / recognizer.info.sample_rate)
+    return FileResult(str(path), top[0][0], top[0][1], top, duration_s)
 
 
 def transcribe_files(
-    recognizer: OnnxRecognizer, paths: Iterable[str | os.PathLike], k: int = 1, detector=None
+    recognizer: OnnxRecognizer,
+    paths: Iterable[str | os.PathLike],
+    k: int = 1,
+    detector: StreamingDetector | None = None,
 ) -> Iterator[FileResult]:
     for path in paths:
         yield transcribe_file(recognizer, path, k, detector)

@@ -1,19 +1,46 @@
+"""Shared fixtures.
+
+Inference tests use `onnx_model`: a small template-matching model built with
+`onnx.helper` (tiny_onnx.py), so they run without torch. Tests that train or
+export need torch (the train extra) and carry the `train` marker; the
+inference-only environment runs `pytest -m "not train"` (make test-inference).
+"""
+
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import pytest
 from synth_audio import make_dataset  # noqa: F401  (re-exported for tests)
 
-try:
-    import torch  # noqa: F401
+# find_spec, not import: collecting tests must not load torch into this process.
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+# Fixtures that train or export: only tests marked `train` may use them.
+TRAIN_FIXTURES = frozenset({"trained_run", "exported_model"})
 
-    HAVE_TORCH = True
-except ImportError:  # the inference-only install
-    HAVE_TORCH = False
+# Kept for tests written before the marker: same meaning as pytest.mark.train.
+needs_torch = pytest.mark.train
 
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed (train extra)")
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if TRAIN_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("train") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests using a training fixture must be marked @pytest.mark.train: "
+            + ", ".join(unmarked)
+        )
+    if not HAVE_TORCH:
+        skip = pytest.mark.skip(reason="needs torch (the train extra)")
+        for item in items:
+            if item.get_closest_marker("train") is not None:
+                item.add_marker(skip)
 
 
 def tiny_config(epochs: int = 8):
@@ -43,11 +70,18 @@ def tone_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory) -> Path:
+    """A speechlstm model for inference tests, built without torch: it labels
+    synth_audio's tone words (down, no, up, yes) and noise/silence (_silence_)."""
+    from tiny_onnx import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tone_dataset) -> Path:
-    """One tiny training run shared by the export and CLI tests."""
-    if not HAVE_TORCH:
-        pytest.skip("torch not installed (train extra)")
-    from speechlstm.train import run_training
+    """One tiny training run shared by the export and training tests (marked `train`)."""
+    from speechlstm.train.trainer import run_training
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     run_training(tone_dataset, out, tiny_config(), cache_dir=None, show_progress=False)
@@ -55,10 +89,11 @@ def trained_run(tmp_path_factory, tone_dataset) -> Path:
 
 
 @pytest.fixture(scope="session")
-def onnx_model(trained_run, tmp_path_factory) -> Path:
-    from speechlstm.export import export
+def exported_model(trained_run, tmp_path_factory) -> Path:
+    """`trained_run`'s best checkpoint exported to ONNX (marked `train`)."""
+    from speechlstm.train.export import export
 
-    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    path = tmp_path_factory.mktemp("models") / "trained.onnx"
     export(trained_run / "best.pt", path)
     return path
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from conftest import needs_torch
 
-pytestmark = needs_torch
+pytestmark = pytest.mark.train
 
 
 def _augmenter(**changes):
     import torch
 
-    from speechlstm.augment import WaveAugment
     from speechlstm.config import AugmentConfig, FeatureConfig
+    from speechlstm.train.augment import WaveAugment
 
     off = dict(time_shift_ms=0.0, noise_prob=0.0, gain_db=0.0, reverb_prob=0.0)
     noise = torch.ones(2, 32000) * 0.5
@@ -72,8 +71,8 @@ def test_reverb_adds_a_decaying_tail_and_keeps_loudness():
 def test_spec_augment_masks_time_and_frequency(enabled):
     import torch
 
-    from speechlstm.augment import spec_augment
     from speechlstm.config import AugmentConfig
+    from speechlstm.train.augment import spec_augment
 
     log_mel = torch.randn(16, 101, 40)
     cfg = AugmentConfig(

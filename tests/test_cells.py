@@ -7,9 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import needs_torch
 
-pytestmark = needs_torch
+pytestmark = pytest.mark.train
 
 ALL_CELLS = ("lstm", "peephole", "coupled", "gru", "rnn")
 
@@ -29,7 +28,7 @@ def test_equation_cells_reproduce_pytorch_fused_layers_with_its_weights(cell, fu
     gives the same outputs and gradients: the equations and gate order are right."""
     import torch
 
-    from speechlstm.cells import EquationStack
+    from speechlstm.train.cells import EquationStack
 
     torch.manual_seed(0)
     fused = getattr(torch.nn, fused_cls)(12, 16, num_layers=2, batch_first=True, bidirectional=True)
@@ -53,7 +52,7 @@ def test_peephole_cell_follows_the_peephole_equations():
     """A numpy transcription of the issue's equations, step by step."""
     import torch
 
-    from speechlstm.cells import EquationLSTM
+    from speechlstm.train.cells import EquationLSTM
 
     torch.manual_seed(1)
     cell = EquationLSTM(5, 4, peephole=True)
@@ -83,7 +82,7 @@ def test_coupled_cell_is_an_lstm_whose_forget_gate_is_one_minus_input():
     must equal the coupled cell."""
     import torch
 
-    from speechlstm.cells import CoupledLSTM, EquationLSTM
+    from speechlstm.train.cells import CoupledLSTM, EquationLSTM
 
     torch.manual_seed(2)
     coupled, plain = CoupledLSTM(6, 5), EquationLSTM(6, 5)
@@ -102,7 +101,7 @@ def test_coupled_cell_is_an_lstm_whose_forget_gate_is_one_minus_input():
 def test_reverse_direction_reads_the_sequence_backwards():
     import torch
 
-    from speechlstm.cells import EquationGRU
+    from speechlstm.train.cells import EquationGRU
 
     torch.manual_seed(3)
     cell = EquationGRU(4, 3)
@@ -116,8 +115,8 @@ def test_onnx_recurrent_graph_matches_pytorch_at_several_lengths(cell):
     import onnxruntime as ort
     import torch
 
-    from speechlstm.cells import make_recurrent
-    from speechlstm.onnx_rnn import recurrent_model
+    from speechlstm.train.cells import make_recurrent
+    from speechlstm.train.onnx_rnn import recurrent_model
 
     torch.manual_seed(4)
     rnn = make_recurrent(cell, 10, 12, num_layers=2, dropout=0.3).eval()
@@ -147,9 +146,9 @@ def test_onnx_recurrent_graph_matches_pytorch_at_several_lengths(cell):
 
 
 def _checkpoint(tmp_path, cell):
-    from speechlstm import checkpoint
     from speechlstm.config import RunConfig, to_dict
-    from speechlstm.model import Recognizer
+    from speechlstm.train import checkpoint
+    from speechlstm.train.model import Recognizer
 
     cfg = RunConfig()
     cfg = dataclasses.replace(
@@ -166,14 +165,14 @@ def _checkpoint(tmp_path, cell):
 def test_every_cell_exports_fp32_and_int8_with_its_name_in_the_metadata(cell, tmp_path):
     import onnx
 
-    from speechlstm.export import export
     from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train.export import export
 
     ckpt = _checkpoint(tmp_path, cell)
     fp32 = export(ckpt, tmp_path / f"{cell}.onnx")  # raises unless parity holds at 5 shapes
     assert fp32.max_abs_diff < 1e-4
     rec = OnnxRecognizer(fp32.path)
-    assert rec.info.model["cell"] == cell
+    assert rec.description.model.cell == cell
     for samples in (8000, 16000, 27000):
         probs = rec.predict(np.random.default_rng(0).standard_normal((2, samples)).astype("f4"))
         assert probs.shape == (2, 4)
@@ -191,8 +190,8 @@ def test_grad_groups_cover_every_layer_once():
     import torch
 
     from speechlstm.config import ModelConfig
-    from speechlstm.model import SpeechClassifier
-    from speechlstm.train import grad_groups
+    from speechlstm.train.model import SpeechClassifier
+    from speechlstm.train.trainer import grad_groups
 
     for cell in ("lstm", "gru"):
         clf = SpeechClassifier(40, 5, ModelConfig(cell=cell, num_layers=3, hidden_size=8))

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
-from conftest import needs_torch
 from synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
-from cli.main import app
+from speechlstm.cli.main import app
 
 runner = CliRunner()
 
@@ -93,6 +93,15 @@ def test_usage_errors_exit_2(onnx_model, tmp_path):
         ["transcribe", "--model", str(onnx_model), "--top-k", "0", str(wav)],
         ["transcribe", "--model", str(onnx_model)],
         ["transcribe", "--model", str(onnx_model), "--bogus", str(wav)],
+    ]
+    for args in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+
+
+@pytest.mark.train
+def test_train_usage_errors_exit_2(tmp_path):
+    cases = [
         ["train", str(tmp_path / "no-such-dataset"), "--out", str(tmp_path / "r")],
         ["train", str(tmp_path), "--set", "model.cell=transformer"],
     ]
@@ -115,7 +124,7 @@ def test_transcribe_never_imports_torch(onnx_model, tmp_path):
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from cli.main import app\n"
+        "from speechlstm.cli.main import app\n"
         f"r = CliRunner().invoke(app, ['transcribe', '-m', {str(onnx_model)!r}, {str(wav)!r}])\n"
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
@@ -125,7 +134,7 @@ def test_transcribe_never_imports_torch(onnx_model, tmp_path):
     assert out.stdout.splitlines() == ["[]", "yes"]
 
 
-@needs_torch
+@pytest.mark.train
 def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
     run = tmp_path / "run"
     result = runner.invoke(
@@ -168,13 +177,13 @@ def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
     assert again.exit_code == 2 and "--resume" in again.output
 
 
-@needs_torch
+@pytest.mark.train
 def test_gru_cell_trains_exports_and_scores_from_the_command_line(tone_dataset, tmp_path):
     run = tmp_path / "gru"
     flags = ["--hidden", "24", "--layers", "1", "--batch-size", "16", "--lr", "0.01"]
     sets = ["train.warmup_epochs=0.5", "train.patience=0", "augment.spec_augment=false"]
     args = ["train", str(tone_dataset), "--out", str(run), "--cell", "gru", "--epochs", "6"]
-    args += flags + ["--no-cache", "--no-progress", "--grad-clip", "1.0"]
+    args += flags + ["--no-cache", "--no-progress", "--grad-clip", "1.0", "--verbose"]
     for item in sets:
         args += ["--set", item]
     result = runner.invoke(app, args)
@@ -219,27 +228,3 @@ def test_shipped_default_model_is_used_without_model_option(tmp_path):
     result = runner.invoke(app, ["transcribe", "--json", str(silence)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["label"] == "_silence_"
-
-
-def test_inference_modules_never_import_torch():
-    modules = [
-        "speechlstm.runtime",
-        "speechlstm.transcribe",
-        "speechlstm.stream",
-        "speechlstm.live",
-        "speechlstm.mic",
-        "speechlstm.scoring",
-        "speechlstm.evaluation",
-        "speechlstm.synth",
-        "speechlstm.download",
-        "speechlstm.record",
-        "cli.main",
-    ]
-    code = (
-        "import importlib, sys\n"
-        f"for name in {modules!r}:\n"
-        "    importlib.import_module(name)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

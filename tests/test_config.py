@@ -7,6 +7,7 @@ import pytest
 from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_option, save_toml
 
 
+@pytest.mark.train  # save_toml writes a run's config.toml with tomli-w (the train extra)
 def test_toml_round_trip_and_overrides(tmp_path):
     cfg = apply_overrides(
         RunConfig(),

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import needs_torch
 from synth_audio import tone_word
 
-pytestmark = needs_torch
 
-
-def test_exported_model_matches_pytorch_at_several_batches_and_lengths(trained_run, onnx_model):
+@pytest.mark.train
+def test_exported_model_matches_pytorch_at_several_batches_and_lengths(trained_run, exported_model):
     import torch
 
-    from speechlstm.export import load_recognizer
     from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train.export import load_recognizer
 
     model, state, _ = load_recognizer(trained_run / "best.pt")
-    rec = OnnxRecognizer(onnx_model)
-    assert rec.labels == tuple(state["labels"])
+    rec = OnnxRecognizer(exported_model)
+    assert rec.labels == state.labels
     rng = np.random.default_rng(3)
     for batch, samples in [(1, 16000), (5, 16000), (2, 12345), (3, 40000)]:
         wave = (rng.standard_normal((batch, samples)) * 0.1).astype(np.float32)
@@ -30,22 +28,24 @@ def test_exported_model_matches_pytorch_at_several_batches_and_lengths(trained_r
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_metadata_describes_the_model(onnx_model):
-    from speechlstm.runtime import read_info
+@pytest.mark.train
+def test_metadata_describes_the_model(exported_model):
+    from speechlstm.runtime import read_model
 
-    info = read_info(onnx_model)
-    assert info.features["n_mfcc"] == 40 and info.features["hop_ms"] == 10.0
-    assert info.model["cell"] == "lstm" and info.model["n_params"] > 0
-    assert info.training["epochs_completed"] == 8
-    assert 0.0 <= info.training["test_accuracy"] <= 1.0
-    assert info.quantization == "none"
+    d = read_model(exported_model).description
+    assert d.features.n_mfcc == 40 and d.features.hop_ms == 10.0
+    assert d.model.cell == "lstm" and d.n_params > 0
+    assert d.training.epochs_completed == 8
+    assert 0.0 <= d.training.test_accuracy <= 1.0
+    assert d.quantization == "none"
 
 
-def test_int8_export_agrees_with_fp32(trained_run, onnx_model, tmp_path):
+@pytest.mark.train
+def test_int8_export_agrees_with_fp32(trained_run, exported_model, tmp_path):
     import onnx
 
-    from speechlstm.export import ExportError, export
     from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train.export import ExportError, export
 
     # The tiny test model is unsure of itself (top probabilities 0.4-0.7), so a
     # clip or two may flip; real models agree on 100% of 500 clips (README).
@@ -55,8 +55,8 @@ def test_int8_export_agrees_with_fp32(trained_run, onnx_model, tmp_path):
     assert result.int8_agreement >= 0.9
     ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops  # every recurrent layer
-    fp32, int8 = OnnxRecognizer(onnx_model), OnnxRecognizer(result.path)
-    assert int8.info.quantization == "dynamic-int8"
+    fp32, int8 = OnnxRecognizer(exported_model), OnnxRecognizer(result.path)
+    assert int8.description.quantization == "dynamic-int8"
     words = ["yes", "no", "up", "down"]
     clips = np.stack([tone_word(w, 1.0, offset_s=0.2) for w in words])
     assert (fp32.predict(clips).argmax(1) == int8.predict(clips).argmax(1)).all()
@@ -88,21 +88,23 @@ def test_foreign_onnx_model_is_refused(tmp_path):
         OnnxRecognizer(garbage)
 
 
-def test_export_is_reproducible_byte_for_byte(trained_run, onnx_model, tmp_path):
-    from speechlstm.export import export
+@pytest.mark.train
+def test_export_is_reproducible_byte_for_byte(trained_run, exported_model, tmp_path):
+    from speechlstm.train.export import export
 
     again = export(trained_run / "best.pt", tmp_path / "again.onnx")
-    assert again.path.read_bytes() == onnx_model.read_bytes()
+    assert again.path.read_bytes() == exported_model.read_bytes()
 
 
+@pytest.mark.train
 def test_frame_stacking_exports_with_dynamic_length(tmp_path):
     import dataclasses
 
-    from speechlstm import checkpoint
     from speechlstm.config import RunConfig, to_dict
-    from speechlstm.export import export
-    from speechlstm.model import Recognizer
     from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train import checkpoint
+    from speechlstm.train.export import export
+    from speechlstm.train.model import Recognizer
 
     cfg = RunConfig()
     cfg = dataclasses.replace(

@@ -6,9 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import needs_torch
 
-pytestmark = needs_torch
+pytestmark = pytest.mark.train
 LIBROSA_TOLERANCE = 2e-4  # measured agreement is 4e-5 (htk) to 1.1e-4 (slaney)
 
 
@@ -40,7 +39,7 @@ def test_mfcc_matches_librosa(mel_scale):
     import torch
 
     from speechlstm.config import FeatureConfig
-    from speechlstm.features import MFCC
+    from speechlstm.train.features import MFCC
 
     cfg = FeatureConfig(mel_scale=mel_scale, normalize="none")
     rng = np.random.default_rng(0)
@@ -58,7 +57,7 @@ def test_cepstral_mean_normalisation_removes_a_constant_channel_gain():
     import torch
 
     from speechlstm.config import FeatureConfig
-    from speechlstm.features import MFCC
+    from speechlstm.train.features import MFCC
 
     rng = np.random.default_rng(1)
     wave = torch.from_numpy((0.1 * rng.standard_normal(16000)).astype(np.float32))[None]
@@ -83,7 +82,7 @@ def test_conv_mel_spectrogram_matches_torchaudio(window_ms, hop_ms, n_fft):
     import torch
 
     from speechlstm.config import FeatureConfig
-    from speechlstm.features import MFCC, ConvMelSpectrogram
+    from speechlstm.train.features import MFCC, ConvMelSpectrogram
 
     mfcc = MFCC(FeatureConfig(window_ms=window_ms, hop_ms=hop_ms, n_fft=n_fft))
     conv = ConvMelSpectrogram(mfcc)

@@ -14,8 +14,6 @@ import soundfile as sf
 from synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
-from cli.main import app
-
 THRESHOLD = 0.37  # the tiny test model is never very confident (noise peaks at 0.27)
 TRUTH = [(2.0, "yes"), (5.0, "up"), (8.5, "no"), (11.0, "down")]
 
@@ -83,6 +81,12 @@ def test_gate_skips_the_model_on_silence_and_memory_stays_bounded(onnx_model):
     assert det.samples == 0 and det.stats.hops == 0 and not det.history
 
 
+def test_without_the_gate_the_model_runs_on_every_window(onnx_model):
+    det = _detector(onnx_model, gate=False)
+    assert det.push(np.zeros(SR * 3, np.float32)) == []
+    assert det.stats.hops == 30 and det.stats.inferences == 30
+
+
 def test_per_label_threshold_and_refractory(onnx_model):
     from speechlstm.stream import detect_file
 
@@ -99,6 +103,8 @@ def test_per_label_threshold_and_refractory(onnx_model):
 
 
 def test_live_from_a_file_prints_the_commands(onnx_model, tmp_path):
+    from speechlstm.cli.main import app
+
     path = tmp_path / "stream.wav"
     sf.write(path, _stream(), SR)
     runner = CliRunner()

@@ -1,19 +1,20 @@
-"""Training: learns, is reproducible, resumes to the same weights, checkpoints are safe."""
+"""Training: learns, is reproducible, resumes to the same weights, checkpoints are safe,
+and the terminal shows one line per epoch."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import needs_torch, tiny_config
+from conftest import tiny_config
 
-pytestmark = needs_torch
+pytestmark = pytest.mark.train
 
 
 def _weights(path):
-    from speechlstm import checkpoint
+    from speechlstm.train import checkpoint
 
-    return checkpoint.load(path)["model"]
+    return checkpoint.load(path).model
 
 
 def _assert_same_weights(a, b):
@@ -50,7 +51,7 @@ def test_trained_run_writes_reports_and_learns(trained_run):
 
 
 def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monkeypatch):
-    from speechlstm.train import Trainer, TrainingInterrupted, run_training
+    from speechlstm.train.trainer import Trainer, TrainingInterrupted, run_training
 
     cfg = tiny_config(epochs=3)
     run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
@@ -83,7 +84,7 @@ def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monke
 def test_checkpoint_cannot_run_code(tmp_path):
     import torch
 
-    from speechlstm import checkpoint
+    from speechlstm.train import checkpoint
 
     marker = tmp_path / "pwned"
 
@@ -97,26 +98,125 @@ def test_checkpoint_cannot_run_code(tmp_path):
     assert not marker.exists()
 
 
+def _tiny_checkpoint(weight):
+    from speechlstm.config import RunConfig
+    from speechlstm.train.checkpoint import Checkpoint
+
+    return Checkpoint(model={"w": weight}, config=RunConfig(), labels=("a",))
+
+
 def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     import torch
 
-    from speechlstm import checkpoint
+    from speechlstm.train import checkpoint
 
     path = tmp_path / "last.pt"
-    checkpoint.save_atomic({"model": {"w": torch.ones(2)}, "config": {}, "labels": ["a"]}, path)
+    checkpoint.save(_tiny_checkpoint(torch.ones(2)), path)
 
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError):
-        checkpoint.save_atomic({"model": {}, "config": {}, "labels": []}, path)
-    assert torch.equal(checkpoint.load(path)["model"]["w"], torch.ones(2))
+        checkpoint.save(_tiny_checkpoint(torch.zeros(2)), path)
+    assert torch.equal(checkpoint.load(path).model["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
+def test_checkpoint_round_trips_and_names_what_is_wrong(trained_run, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from speechlstm.train import checkpoint
+
+    ckpt = checkpoint.load(trained_run / "last.pt", resumable=True)
+    assert set(ckpt.labels) == {"down", "no", "up", "yes", "_silence_"}
+    assert ckpt.train_state.epoch == 8 and len(ckpt.train_state.history) == 8
+    assert ckpt.config.model.hidden_size == 24 and ckpt.n_params > 0
+    checkpoint.save(ckpt, tmp_path / "copy.pt")
+    again = checkpoint.load(tmp_path / "copy.pt", resumable=True)
+    assert dataclasses.asdict(again.train_state) == dataclasses.asdict(ckpt.train_state)
+    assert (again.config, again.labels, again.summary) == (ckpt.config, ckpt.labels, ckpt.summary)
+
+    # The final report leaves checkpoints alone; export finds the test accuracy in metrics.json.
+    assert "test_accuracy" not in ckpt.summary
+    best = checkpoint.load(trained_run / "best.pt")
+    report = json.loads((trained_run / "metrics.json").read_text())
+    assert best.summary["epochs_completed"] == report["best_epoch"]
+    summary = checkpoint.run_summary(trained_run / "best.pt", best)
+    assert summary["epochs_completed"] == 8
+    assert summary["test_accuracy"] == round(report["test_accuracy"], 4)
+    last_summary = checkpoint.run_summary(trained_run / "last.pt", ckpt)
+    assert ("test_accuracy" in last_summary) == (report["best_epoch"] == 8)  # only tested weights
+    assert checkpoint.run_summary(tmp_path / "copy.pt", ckpt) is None  # no metrics.json beside
+
+    state = checkpoint.to_state(ckpt)
+    for broken, match in [
+        ({k: v for k, v in state.items() if k != "labels"}, "lacks 'labels'"),
+        ({**state, "config": {"model": {"cells": "lstm"}}}, "'config' does not parse"),
+        ({**state, "train_state": {"epochs": 3}}, "'train_state.epochs'"),
+        ({**state, "extra": 1}, "unknown checkpoint key 'extra'"),
+    ]:
+        checkpoint.save_atomic(broken, tmp_path / "broken.pt")
+        with pytest.raises(checkpoint.CheckpointError, match=f"broken.pt.*{match}"):
+            checkpoint.load(tmp_path / "broken.pt")
+    export_only = {k: state[k] for k in ("model", "config", "labels")}
+    checkpoint.save_atomic(export_only, tmp_path / "weights.pt")
+    weights = checkpoint.load(tmp_path / "weights.pt")  # enough to export
+    assert weights.optimizer is None and weights.train_state is None
+    for key, tensor in ckpt.model.items():
+        assert torch.equal(weights.model[key], tensor), key
+    with pytest.raises(checkpoint.CheckpointError, match="weights.pt.*lacks 'optimizer'"):
+        checkpoint.load(tmp_path / "weights.pt", resumable=True)
+
+
+def test_epoch_end_helpers():
+    from speechlstm.train.checkpoint import TrainState
+    from speechlstm.train.trainer import close_epoch, epoch_record, format_epoch, should_stop
+
+    s = TrainState(step_in_epoch=4, loss_sum=8.0, correct=30, seen=40, grad_norm_sums={"head": 2.0})
+    record = epoch_record(s, {"loss": 1.5, "accuracy": 0.5}, lr=1e-3, clips_per_s=99.94)
+    assert record["train_loss"] == 0.2 and record["train_accuracy"] == 0.75
+    assert record["grad_norm"] == {"head": 0.5} and record["clips_per_s"] == 99.9
+    after = close_epoch(s, record)
+    assert (after.epoch, after.best_epoch, after.bad_epochs, after.seen) == (1, 1, 0, 0)
+    assert after.history == [record] and s.history == []  # the old state is untouched
+    worse = close_epoch(after, {**record, "epoch": 2, "val_accuracy": 0.4})
+    assert (worse.epoch, worse.best_epoch, worse.bad_epochs) == (2, 1, 1)
+    assert should_stop(1, patience=1) and not should_stop(1, patience=2)
+    assert not should_stop(5, patience=0)  # 0 disables early stopping
+    line = format_epoch(record, epochs=8, improved=True)
+    assert line.startswith("epoch 1/8:") and line.endswith("100 clips/s") and " * " in line
+    assert len(format_epoch({**record, "clips_per_s": 12345.0}, 100, True)) < 80
+
+
+def test_terminal_shows_one_line_per_epoch_and_grad_norms_only_when_verbose(tmp_path, tone_dataset):
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+    from speechlstm.config import save_toml
+
+    save_toml(tiny_config(epochs=2), tmp_path / "tiny.toml")
+    runner = CliRunner()
+    base = ["train", str(tone_dataset), "--config", str(tmp_path / "tiny.toml"), "--no-cache"]
+    for verbose in (False, True):
+        out = tmp_path / f"run-{verbose}"
+        args = base + ["--out", str(out)] + (["--verbose"] if verbose else [])
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        lines = result.stderr.splitlines()
+        epoch_lines = [line for line in lines if line.startswith("epoch ")]
+        assert len(epoch_lines) == 2, result.stderr
+        assert all(line.endswith("clips/s") for line in epoch_lines)  # not wrapped
+        grad_lines = [line for line in lines if "gradient norm" in line]
+        assert len(grad_lines) == (2 if verbose else 0), result.stderr
+        history = json.loads((out / "metrics.json").read_text())["history"]
+        assert all(record["grad_norm"] for record in history)  # recorded either way
+
+
 def test_lr_schedule_warms_up_then_decays():
-    from speechlstm.train import lr_factor
+    from speechlstm.train.trainer import lr_factor
 
     values = [lr_factor(s, 100, 10, 0.05) for s in range(100)]
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
@@ -127,7 +227,7 @@ def test_lr_schedule_warms_up_then_decays():
 def test_balanced_order_draws_classes_equally():
     import numpy as np
 
-    from speechlstm.train import balanced_order
+    from speechlstm.train.trainer import balanced_order
 
     targets = np.array([0] * 900 + [1] * 90 + [2] * 10)
     picks = targets[balanced_order(targets, 30000, np.random.default_rng(0))]
@@ -143,7 +243,7 @@ def test_training_on_cuda_with_bf16_autocast(tone_dataset, tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device on this machine")
-    from speechlstm.train import run_training
+    from speechlstm.train.trainer import run_training
 
     cfg = tiny_config(epochs=2)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cuda"))

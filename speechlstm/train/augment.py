@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import AugmentConfig, FeatureConfig
+from ..config import AugmentConfig, FeatureConfig
 
-REVERB_SAMPLES = 8000  # 0.5 s room responses at 16 kHz
+REVERB_MS = 500.0  # length of the synthetic room responses
 
 
 class WaveAugment(nn.Module):
@@ -23,6 +23,7 @@ class WaveAugment(nn.Module):
     def __init__(self, cfg: AugmentConfig, feature_cfg: FeatureConfig, noise: torch.Tensor | None):
         super().__init__()
         self.cfg = cfg
+        self.sample_rate = feature_cfg.sample_rate
         self.max_shift_samples = round(feature_cfg.sample_rate * cfg.time_shift_ms / 1000)
         self.register_buffer("noise", noise if noise is not None else torch.zeros(0, 0))
 
@@ -55,9 +56,9 @@ class WaveAugment(nn.Module):
         noise with RT60 drawn from [0.15, 0.7] s, plus the direct path."""
         b, s = wave.shape
         dev = wave.device
-        n = REVERB_SAMPLES
+        n = round(self.sample_rate * REVERB_MS / 1000)
         rt60_s = 0.15 + 0.55 * torch.rand(b, 1, generator=gen, device=dev)
-        t_s = torch.arange(n, device=dev).unsqueeze(0) / 16000.0
+        t_s = torch.arange(n, device=dev).unsqueeze(0) / self.sample_rate
         decay = torch.pow(10.0, -3.0 * t_s / rt60_s)  # -60 dB at rt60
         rir = torch.randn(b, n, generator=gen, device=dev) * decay * 0.3
         rir[:, 0] = 1.0

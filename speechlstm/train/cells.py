@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import CELLS as CELL_NAMES
+from ..config import CELLS as CELL_NAMES
 
 
 class BiLSTM(nn.Module):

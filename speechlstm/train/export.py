@@ -11,37 +11,34 @@ applies dynamic quantization, checked for top-1 agreement with fp32.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..config import FeatureConfig, RunConfig
+from ..modelmeta import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    ModelDescription,
+    TrainingSummary,
+)
+from ..runtime import open_session
 from . import checkpoint
-from .config import RunConfig, from_dict, to_dict
+from .checkpoint import Checkpoint
 from .features import ConvMelSpectrogram
 from .model import Recognizer
-from .modelmeta import (
-    FORMAT_VERSION,
-    INPUT_NAME,
-    KEY_FEATURES,
-    KEY_FORMAT,
-    KEY_LABELS,
-    KEY_MODEL,
-    KEY_QUANTIZATION,
-    KEY_TRAINING,
-    OUTPUT_NAMES,
-)
 
 FP32_TOLERANCE = 1e-4  # max |ORT - PyTorch| on probabilities
 INT8_MIN_AGREEMENT = 0.99  # share of probe clips whose top-1 must match fp32
 PROBE_CLIPS = 500
-PARITY_SHAPES = ((1, 16000), (3, 16000), (2, 8000), (1, 24000), (4, 32000))
+# (batch, length in model windows): one window, shorter and longer inputs.
+PARITY_SHAPES = ((1, 1.0), (3, 1.0), (2, 0.5), (1, 1.5), (4, 2.0))
 
 
 class ExportError(RuntimeError):
@@ -56,12 +53,45 @@ class ExportResult:
     size_bytes: int
 
 
-def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, dict, RunConfig]:
-    state = checkpoint.load(ckpt_path)
-    cfg = from_dict(RunConfig, state["config"]).validate()
-    model = Recognizer(cfg.features, cfg.model, len(state["labels"]))
-    model.load_state_dict(state["model"])
-    return model.eval(), state, cfg
+def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, Checkpoint, RunConfig]:
+    """The model in eval mode, its checkpoint record and config.
+
+    In a finished run folder the record's summary is updated with the run's
+    final one from metrics.json, with the test accuracy (checkpoint.run_summary).
+    """
+    ckpt = checkpoint.load(ckpt_path)
+    run_summary = checkpoint.run_summary(ckpt_path, ckpt)
+    if run_summary is not None:
+        ckpt = replace(ckpt, summary={**ckpt.summary, **run_summary})
+    model = Recognizer(ckpt.config.features, ckpt.config.model, len(ckpt.labels))
+    model.load_state_dict(ckpt.model)
+    return model.eval(), ckpt, ckpt.config
+
+
+def describe(ckpt: Checkpoint, cfg: RunConfig) -> ModelDescription:
+    """The typed description written into the ONNX file (modelmeta.py)."""
+    summary = ckpt.summary
+    return ModelDescription(
+        labels=ckpt.labels,
+        features=cfg.features,
+        model=cfg.model,
+        detector=cfg.detector,
+        training=TrainingSummary(
+            source=str(summary.get("source", ckpt.source)),
+            clips=dict(summary.get("clips", {})),
+            noise=str(summary.get("noise", "")),
+            epochs_completed=int(summary.get("epochs_completed", 0)),
+            best_epoch=int(summary.get("best_epoch", 0)),
+            best_val_accuracy=summary.get("best_val_accuracy"),
+            # From metrics.json (load_recognizer); older checkpoints had it patched in.
+            test_accuracy=summary.get("test_accuracy"),
+            device=str(summary.get("device", "")),
+            train=cfg.train,
+            augment=cfg.augment,
+            data=cfg.data,
+        ),
+        n_params=ckpt.n_params,
+    )
 
 
 def export(
@@ -70,33 +100,20 @@ def export(
     int8: bool = False,
     min_agreement: float = INT8_MIN_AGREEMENT,
 ) -> ExportResult:
-    model, state, cfg = load_recognizer(ckpt_path)
+    model, ckpt, cfg = load_recognizer(ckpt_path)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {
-        KEY_FORMAT: str(FORMAT_VERSION),
-        KEY_LABELS: json.dumps(list(state["labels"])),
-        KEY_FEATURES: json.dumps(to_dict(cfg.features)),
-        KEY_MODEL: json.dumps({**to_dict(cfg.model), "n_params": state.get("n_params")}),
-        KEY_TRAINING: json.dumps(
-            {
-                **state.get("summary", {}),
-                "train": to_dict(cfg.train),
-                "augment": to_dict(cfg.augment),
-                "data": to_dict(cfg.data),
-            }
-        ),
-    }
+    description = describe(ckpt, cfg)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
-        _export_fp32(model, cfg, fp32_path, metadata)
+        _export_fp32(model, cfg, fp32_path, description)
         max_diff = check_parity(model, fp32_path)
         agreement = None
         final = fp32_path
         if int8:
             final = Path(tmp) / "int8.onnx"
-            quantize_int8(fp32_path, final, {**metadata, KEY_QUANTIZATION: "dynamic-int8"})
-            probe, probe_name = probe_set(state.get("source"), cfg.features.clip_samples)
+            quantize_int8(fp32_path, final, replace(description, quantization="dynamic-int8"))
+            probe, probe_name = probe_set(ckpt.source, cfg.features)
             agreement = int8_agreement(fp32_path, final, probe)
             if agreement < min_agreement:
                 raise ExportError(
@@ -139,18 +156,6 @@ class _Readout(torch.nn.Module):
         return torch.softmax(logits, dim=-1), logits
 
 
-class _Head(torch.nn.Module):
-    """MFCC -> classifier + softmax (the benchmark's librosa path feeds it)."""
-
-    def __init__(self, model: Recognizer):
-        super().__init__()
-        self.classifier = model.classifier
-
-    def forward(self, mfcc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.classifier(mfcc)
-        return torch.softmax(logits, dim=-1), logits
-
-
 def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: dict):
     # The exporter warns that torchvision (which we do not use) is missing.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
@@ -169,7 +174,9 @@ def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: 
     return program.model_proto
 
 
-def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) -> None:
+def _export_fp32(
+    model: Recognizer, cfg: RunConfig, path: Path, description: ModelDescription
+) -> None:
     """Export the model in three parts and join them into one graph.
 
     Tracing the whole model fails: the frame count is derived from the sample
@@ -215,30 +222,29 @@ def _export_fp32(model: Recognizer, cfg: RunConfig, path: Path, metadata: dict) 
         )
     proto = onnx.compose.merge_models(parts[0], parts[1], io_map=[("frames", "frames")])
     proto = onnx.compose.merge_models(proto, parts[2], io_map=[("hidden", "hidden")])
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    stamp(proto, description)
     proto.producer_name = "speechlstm"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
 
 
-def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+def stamp(proto, description: ModelDescription) -> None:
+    """Replace the ONNX model's metadata with `description` (the one place it is written)."""
+    del proto.metadata_props[:]
+    for key, value in description.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 @torch.no_grad()
 def check_parity(model: Recognizer, path: Path, shapes=PARITY_SHAPES, seed: int = 0) -> float:
     """Worst |ORT - PyTorch| on probabilities; raises ExportError above FP32_TOLERANCE."""
-    sess = _session(path)
+    sess = open_session(path)
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
-    for batch, samples in shapes:
+    clip_samples = model.features.cfg.clip_samples
+    for batch, windows in shapes:
+        samples = round(windows * clip_samples)
         wave = (torch.rand(batch, samples, generator=gen) * 2 - 1) * 0.3
         expected, _ = model(wave)
         got = sess.run([OUTPUT_NAMES[0]], {INPUT_NAME: wave.numpy()})[0]
@@ -252,7 +258,7 @@ def check_parity(model: Recognizer, path: Path, shapes=PARITY_SHAPES, seed: int 
     return worst
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, metadata: dict) -> None:
+def quantize_int8(fp32_path: Path, out_path: Path, description: ModelDescription) -> None:
     import onnx
     import onnxscript
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -274,10 +280,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, metadata: dict) -> None:
             str(clean_path), str(out_path), weight_type=QuantType.QInt8, nodes_to_exclude=front
         )
     proto = onnx.load(str(out_path))
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    stamp(proto, description)
     onnx.save(proto, str(out_path))
 
 
@@ -292,15 +295,15 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def probe_waveforms(clip_samples: int, n: int = 200, seed: int = 0) -> np.ndarray:
+def probe_waveforms(clip_samples: int, sample_rate: int, n: int = 200, seed: int = 0) -> np.ndarray:
     """Varied, speech-like probe inputs: harmonic tones with formant-ish sweeps in noise."""
     rng = np.random.default_rng(seed)
-    t = np.arange(clip_samples) / 16000.0
+    t = np.arange(clip_samples) / sample_rate
     out = np.zeros((n, clip_samples), dtype=np.float32)
     for i in range(n):
         f0 = rng.uniform(80, 300)
         sweep = f0 * (1 + rng.uniform(-0.3, 0.3) * t)
-        tone = sum(np.sin(2 * np.pi * k * np.cumsum(sweep) / 16000.0) / k for k in range(1, 6))
+        tone = sum(np.sin(2 * np.pi * k * np.cumsum(sweep) / sample_rate) / k for k in range(1, 6))
         start = rng.integers(0, clip_samples // 2)
         length = rng.integers(clip_samples // 5, clip_samples // 2)
         env = np.zeros(clip_samples)
@@ -311,13 +314,13 @@ def probe_waveforms(clip_samples: int, n: int = 200, seed: int = 0) -> np.ndarra
 
 
 def probe_set(
-    source: str | None, clip_samples: int, n: int = PROBE_CLIPS
+    source: str | None, features: FeatureConfig, n: int = PROBE_CLIPS
 ) -> tuple[np.ndarray, str]:
     """Clips to compare int8 with fp32 on: the training dataset's validation
     clips when it is still on disk (real inputs, the ones that matter), else
     generated speech-like tones."""
-    from .audio import InvalidAudio, fix_length, load_audio
-    from .datasets import DatasetError, discover
+    from ..audio import InvalidAudio, fix_length, load_audio
+    from ..datasets import DatasetError, discover
 
     try:
         index = discover(source) if source else None
@@ -330,15 +333,16 @@ def probe_set(
         waves = []
         for i in chosen:
             try:
-                waves.append(fix_length(load_audio(clips[i].path), clip_samples))
+                wave = load_audio(clips[i].path, features.sample_rate)
+                waves.append(fix_length(wave, features.clip_samples))
             except InvalidAudio:
                 continue
         if len(waves) >= 20:
             return np.stack(waves), f"validation clips of {source}"
-    return probe_waveforms(clip_samples, n), "generated tones"
+    return probe_waveforms(features.clip_samples, features.sample_rate, n), "generated tones"
 
 
 def int8_agreement(fp32_path: Path, int8_path: Path, probe: np.ndarray) -> float:
-    a = _session(fp32_path).run([OUTPUT_NAMES[0]], {INPUT_NAME: probe})[0]
-    b = _session(int8_path).run([OUTPUT_NAMES[0]], {INPUT_NAME: probe})[0]
+    a = open_session(fp32_path).run([OUTPUT_NAMES[0]], {INPUT_NAME: probe})[0]
+    b = open_session(int8_path).run([OUTPUT_NAMES[0]], {INPUT_NAME: probe})[0]
     return float((a.argmax(1) == b.argmax(1)).mean())

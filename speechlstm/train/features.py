@@ -1,9 +1,14 @@
-"""The MFCC front-end as one nn.Module.
+"""The MFCC front-end: two implementations of one mel spectrogram, checked against each other.
 
-The same module computes features on the training device, per batch, and is
-exported inside the ONNX graph, so inference takes raw waveform and there is
-nothing to keep in sync by hand. It is split in two stages so SpecAugment can
-mask the log-mel spectrogram between them during training.
+`MFCC` (torchaudio's transforms) computes features on the training device,
+per batch. It is split in two stages so SpecAugment can mask the log-mel
+spectrogram between them. The exported ONNX graph computes the same mel
+spectrogram with `ConvMelSpectrogram` (a DFT written as convolutions, which
+onnxruntime runs several times faster than its STFT) and shares the rest
+(log, DCT, normalization) with `MFCC`. The two are held together by tests and
+by export itself: `speechlstm export` compares the ONNX model with PyTorch
+and fails above 1e-4, so inference takes raw waveform and sees the features
+training saw.
 
 Numerics match librosa with the same settings:
 `librosa.feature.mfcc(S=librosa.power_to_db(mel, amin=log_floor, top_db=None))`
@@ -20,7 +25,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from .config import FeatureConfig
+from ..config import FeatureConfig
 
 
 class MFCC(nn.Module):

@@ -4,7 +4,8 @@
       -> bidirectional recurrent stack of model.cell (B, T/k, 2H)
       -> attention or mean pooling (B, 2H) -> Linear (B, C)
 
-`Recognizer` wraps features + classifier + softmax: that is the exported graph.
+`Recognizer` wraps features + classifier + softmax: what export turns into the ONNX
+graph (with the mel spectrogram computed by features.ConvMelSpectrogram).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import FeatureConfig, ModelConfig
 from .cells import make_recurrent
-from .config import FeatureConfig, ModelConfig
 from .features import MFCC
 
 

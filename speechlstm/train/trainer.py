@@ -1,9 +1,17 @@
-"""The training loop: balanced batches, on-device augmentation, AMP, checkpoints, resume.
+"""The training loop: balanced batches, on-device augmentation, bf16 autocast, resume.
 
 One epoch = as many clips as the training split holds, drawn class-balanced.
 Every random draw of step k in epoch e is seeded from (seed, e, k), so a run
 stopped at any step and resumed with `--resume` ends with the same weights as
 one that never stopped (on CPU, where kernels are deterministic).
+
+At the end of an epoch the pure helpers below build its history record
+(epoch_record), advance the loop state (close_epoch) and decide on early
+stopping (should_stop); the trainer saves last.pt (and best.pt on a new best
+validation accuracy) and prints one line (format_epoch) on stderr, under the
+epoch's progress bar. The per-layer gradient norms go to metrics.json, and to
+the terminal only with `verbose`. final_report tests best.pt and writes
+metrics.json and the plots; it never rewrites a checkpoint.
 """
 
 from __future__ import annotations
@@ -13,19 +21,21 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, metrics
+from .. import metrics
+from ..config import RunConfig, save_toml
+from ..prepare import Prepared, SplitData
+from ..progress import note, progress_bar
+from . import checkpoint
 from .augment import WaveAugment, spec_augment
-from .config import RunConfig, TrainConfig, from_dict, save_toml, to_dict
+from .checkpoint import Checkpoint, TrainState
 from .model import Recognizer, count_parameters
-from .prepare import Prepared, SplitData
-from .progress import note, progress_bar
 
 
 class TrainingInterrupted(Exception):
@@ -55,28 +65,17 @@ def balanced_order(targets: np.ndarray, n: int, rng: np.random.Generator) -> np.
     return rng.choice(len(targets), size=n, replace=True, p=weights / weights.sum())
 
 
-@dataclass
-class TrainState:
-    epoch: int = 0  # epochs completed
-    step_in_epoch: int = 0  # batches completed in the current epoch
-    global_step: int = 0
-    best_val_acc: float = -1.0
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    loss_sum: float = 0.0  # running sums for the current epoch
-    correct: int = 0
-    seen: int = 0
-    grad_norm_sums: dict | None = None  # per layer group, summed over the epoch's steps
-    clipped: int = 0  # steps whose global gradient norm was clipped this epoch
-    history: list | None = None
-
-
 class Trainer:
-    def __init__(self, cfg: RunConfig, data: Prepared, out_dir: Path, source: str):
+    """The model, optimizer, schedule and loop state of one run, and the loop over them."""
+
+    def __init__(
+        self, cfg: RunConfig, data: Prepared, out_dir: Path, source: str, verbose: bool = False
+    ):
         self.cfg = cfg
         self.data = data
         self.out_dir = Path(out_dir)
         self.source = source
+        self.verbose = verbose  # per-layer gradient norms on the terminal too
         self.labels = list(data.task.labels)
         tc = cfg.train
         if tc.threads > 0:
@@ -114,28 +113,28 @@ class Trainer:
             if self.device.type == "cuda"
             else contextlib.nullcontext()
         )
-        self.state = TrainState(history=[])
+        self.state = TrainState()
 
     # -- checkpoints -------------------------------------------------------
-    def checkpoint_state(self) -> dict:
-        s = self.state
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "config": to_dict(self.cfg),
-            "labels": self.labels,
-            "n_params": self.n_params,
-            "source": self.source,
-            "train_state": {k: v for k, v in s.__dict__.items()},
-            "summary": self.summary(),
-        }
+    def checkpoint(self) -> Checkpoint:
+        """The run as it stands. The tensors are the live ones: save it right away."""
+        return Checkpoint(
+            model=self.model.state_dict(),
+            config=self.cfg,
+            labels=tuple(self.labels),
+            n_params=self.n_params,
+            source=self.source,
+            summary=self.summary(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            train_state=self.state,
+        )
 
-    def load_resume(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.state = TrainState(**state["train_state"])
+    def load_resume(self, ckpt: Checkpoint) -> None:
+        self.model.load_state_dict(ckpt.model)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        self.state = ckpt.train_state
 
     def summary(self) -> dict:
         s = self.state
@@ -153,28 +152,27 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------
     def fit(self, show_progress: bool | None = None) -> TrainState:
-        tc: TrainConfig = self.cfg.train
-        s = self.state
         note(
             f"model: {self.cfg.model.cell} x{self.cfg.model.num_layers} "
             f"hidden {self.cfg.model.hidden_size}, {self.n_params:,} parameters; "
             f"device {self.device}; {len(self.train_targets)} training clips"
         )
         try:
-            while s.epoch < tc.epochs:
-                self._train_epoch(show_progress)
-                stop = self._end_epoch()
-                if stop:
+            while self.state.epoch < self.cfg.train.epochs:
+                clips_per_s = self._train_epoch(show_progress)
+                if self._end_epoch(clips_per_s):
                     break
         except KeyboardInterrupt:
-            checkpoint.save_atomic(self.checkpoint_state(), self.out_dir / "last.pt")
+            s = self.state
+            checkpoint.save(self.checkpoint(), self.out_dir / "last.pt")
             raise TrainingInterrupted(
                 f"interrupted at epoch {s.epoch + 1}, step {s.step_in_epoch}; "
                 f"saved {self.out_dir / 'last.pt'}; continue with --resume"
             ) from None
-        return s
+        return self.state
 
-    def _train_epoch(self, show_progress: bool | None) -> None:
+    def _train_epoch(self, show_progress: bool | None) -> float:
+        """Run the epoch's remaining steps; returns the training rate in clips/s."""
         tc, s = self.cfg.train, self.state
         rng = np.random.default_rng([tc.seed, s.epoch])
         order = balanced_order(self.train_targets, len(self.train_targets), rng)
@@ -199,7 +197,7 @@ class Trainer:
                     info=f"loss {s.loss_sum / s.seen:.3f} acc {s.correct / s.seen:.3f} "
                     f"{rate:.0f} clips/s",
                 )
-        self._epoch_rate = clips / max(time.perf_counter() - started, 1e-9)
+        return clips / max(time.perf_counter() - started, 1e-9)
 
     def _step(self, idx: np.ndarray, seed: tuple[int, int, int]) -> tuple[float, int]:
         tc = self.cfg.train
@@ -229,59 +227,92 @@ class Trainer:
 
     def _record_grad_norms(self) -> None:
         """Add this step's gradient norm per layer group (before clipping) to the
-        epoch's sums: vanishing or exploding gradients show up in the log."""
+        epoch's sums: vanishing or exploding gradients show up in metrics.json."""
         sums = self.state.grad_norm_sums
-        if sums is None:
-            sums = self.state.grad_norm_sums = {}
         for name, params in self.grad_groups.items():
             grads = [p.grad for p in params if p.grad is not None]
             if grads:
                 norm = float(torch.nn.utils.get_total_norm(grads))
                 sums[name] = sums.get(name, 0.0) + norm
 
-    def _end_epoch(self) -> bool:
-        tc, s = self.cfg.train, self.state
+    def _end_epoch(self, clips_per_s: float) -> bool:
+        """Validate, record and checkpoint the epoch, print its line; True to stop early."""
         val = evaluate(self.model, self.data.splits["validation"], self.device)
-        record = {
-            "epoch": s.epoch + 1,
-            "train_loss": s.loss_sum / max(s.seen, 1),
-            "train_accuracy": s.correct / max(s.seen, 1),
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            "lr": self.scheduler.get_last_lr()[0],
-            "clips_per_s": round(getattr(self, "_epoch_rate", 0.0), 1),
-            "grad_norm": {
-                k: round(v / max(self.state.step_in_epoch, 1), 5)
-                for k, v in (s.grad_norm_sums or {}).items()
-            },
-            "clipped_steps": s.clipped,
-        }
-        s.history.append(record)
-        s.epoch += 1
-        s.step_in_epoch, s.loss_sum, s.correct, s.seen = 0, 0.0, 0, 0
-        s.grad_norm_sums, s.clipped = {}, 0
-        improved = val["accuracy"] > s.best_val_acc
+        record = epoch_record(self.state, val, self.scheduler.get_last_lr()[0], clips_per_s)
+        self.state = close_epoch(self.state, record)
+        improved = self.state.best_epoch == self.state.epoch
+        ckpt = self.checkpoint()
         if improved:
-            s.best_val_acc, s.best_epoch, s.bad_epochs = val["accuracy"], s.epoch, 0
-        else:
-            s.bad_epochs += 1
-        state = self.checkpoint_state()
-        if improved:
-            checkpoint.save_atomic(state, self.out_dir / "best.pt")
-        checkpoint.save_atomic(state, self.out_dir / "last.pt")
-        note(
-            f"epoch {s.epoch}: train loss {record['train_loss']:.3f} "
-            f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.3f} "
-            f"acc {val['accuracy']:.3f}{' *' if improved else ''} | "
-            f"{record['clips_per_s']:.0f} clips/s"
-        )
-        grads = " ".join(f"{k} {v:.3g}" for k, v in record["grad_norm"].items())
-        clip_note = f"; clipped {record['clipped_steps']} steps" if record["clipped_steps"] else ""
-        note(f"  gradient norm per layer (mean over steps): {grads}{clip_note}")
-        if tc.patience and s.bad_epochs >= tc.patience:
-            note(f"early stop: no validation improvement for {tc.patience} epochs")
+            checkpoint.save(ckpt, self.out_dir / "best.pt")
+        checkpoint.save(ckpt, self.out_dir / "last.pt")
+        note(format_epoch(record, self.cfg.train.epochs, improved))
+        if self.verbose:
+            note(format_grad_norms(record))
+        patience = self.cfg.train.patience
+        if should_stop(self.state.bad_epochs, patience):
+            note(f"early stop: no validation improvement for {patience} epochs")
             return True
         return False
+
+
+# -- the end of an epoch, as pure functions ----------------------------------
+def epoch_record(s: TrainState, val: dict, lr: float, clips_per_s: float) -> dict:
+    """The history entry (metrics.json, curves.png) of the epoch `s` has just run."""
+    steps = max(s.step_in_epoch, 1)
+    return {
+        "epoch": s.epoch + 1,
+        "train_loss": s.loss_sum / max(s.seen, 1),
+        "train_accuracy": s.correct / max(s.seen, 1),
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "lr": lr,
+        "clips_per_s": round(clips_per_s, 1),
+        "grad_norm": {k: round(v / steps, 5) for k, v in s.grad_norm_sums.items()},
+        "clipped_steps": s.clipped,
+    }
+
+
+def close_epoch(s: TrainState, record: dict) -> TrainState:
+    """The state after the epoch of `record`: history extended, best tracked, sums reset."""
+    improved = record["val_accuracy"] > s.best_val_acc
+    return replace(
+        s,
+        epoch=s.epoch + 1,
+        step_in_epoch=0,
+        loss_sum=0.0,
+        correct=0,
+        seen=0,
+        grad_norm_sums={},
+        clipped=0,
+        history=[*s.history, record],
+        best_val_acc=record["val_accuracy"] if improved else s.best_val_acc,
+        best_epoch=s.epoch + 1 if improved else s.best_epoch,
+        bad_epochs=0 if improved else s.bad_epochs + 1,
+    )
+
+
+def should_stop(bad_epochs: int, patience: int) -> bool:
+    """Early stopping: `patience` epochs in a row without a better validation accuracy."""
+    return patience > 0 and bad_epochs >= patience
+
+
+def format_epoch(record: dict, epochs: int, improved: bool) -> str:
+    """The epoch's one terminal line (under 80 columns, so it never wraps); * marks a new best."""
+    return (
+        f"epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f} "
+        f"acc {record['train_accuracy']:.3f} | val loss {record['val_loss']:.3f} "
+        f"acc {record['val_accuracy']:.3f}{' *' if improved else ''} | "
+        f"{record['clips_per_s']:.0f} clips/s"
+    )
+
+
+def format_grad_norms(record: dict) -> str:
+    """The --verbose line: mean gradient norm per layer group, and clipped steps."""
+    grads = " ".join(f"{k} {v:.3g}" for k, v in record["grad_norm"].items())
+    clipped = record["clipped_steps"]
+    return f"  gradient norm per layer (mean over steps): {grads}" + (
+        f"; clipped {clipped} steps" if clipped else ""
+    )
 
 
 def grad_groups(classifier) -> dict[str, list[torch.nn.Parameter]]:
@@ -331,13 +362,17 @@ def evaluate(model: Recognizer, split: SplitData, device: torch.device, batch_si
 
 
 def final_report(trainer: Trainer) -> dict:
-    """Test the best checkpoint; write metrics.json, curves.png, confusion.png."""
-    from .plots import plot_confusion, plot_curves
+    """Test the best checkpoint; write metrics.json, curves.png, confusion.png.
+
+    The checkpoints are left as the trainer wrote them: the test accuracy lives
+    in metrics.json, where export finds it (checkpoint.tested_accuracy).
+    """
+    from ..plots import plot_confusion, plot_curves
 
     out = trainer.out_dir
     best_path = out / "best.pt"
     if best_path.is_file():
-        trainer.model.load_state_dict(checkpoint.load(best_path)["model"])
+        trainer.model.load_state_dict(checkpoint.load(best_path).model)
     test = trainer.data.splits["test"]
     result = evaluate(trainer.model, test, trainer.device)
     labels = trainer.labels
@@ -356,21 +391,11 @@ def final_report(trainer: Trainer) -> dict:
         "summary": trainer.summary(),
         "skipped_files": trainer.data.errors,
     }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    (out / checkpoint.METRICS_FILE).write_text(json.dumps(report, indent=2))
     plot_curves(trainer.state.history, out / "curves.png")
     plot_confusion(
         cm, labels, out / "confusion.png", title=f"test accuracy {report['test_accuracy']:.3f}"
     )
-    # The test figure also goes into the checkpoints, so export can describe the model.
-    for name in ("best.pt", "last.pt"):
-        path = out / name
-        if path.is_file():
-            state = checkpoint.load(path)
-            state["summary"] = {
-                **trainer.summary(),
-                "test_accuracy": round(report["test_accuracy"], 4),
-            }
-            checkpoint.save_atomic(state, path)
     return report
 
 
@@ -382,17 +407,20 @@ def run_training(
     noise_dir: str | Path | None = None,
     cache_dir: Path | None = None,
     show_progress: bool | None = None,
+    verbose: bool = False,
 ) -> dict:
-    """Train on `source`, write the run folder, return the final report."""
-    from .prepare import prepare
+    """Train on `source`, write the run folder, return the final report.
+
+    `verbose` also prints each epoch's gradient norm per layer group (always in metrics.json).
+    """
+    from ..prepare import prepare
 
     out_dir = Path(out_dir)
-    resume_state = None
+    resume_from = None
     if resume:
-        resume_state = checkpoint.load(out_dir / "last.pt")
-        cfg = from_dict(RunConfig, resume_state["config"]).validate()
-        source = resume_state["source"]
-        note(f"resuming {out_dir / 'last.pt'} at epoch {resume_state['train_state']['epoch'] + 1}")
+        resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
+        cfg, source = resume_from.config, resume_from.source
+        note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
     elif (out_dir / "last.pt").exists():
         raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -412,8 +440,8 @@ def run_training(
     )
     if len(data.splits["train"].targets) == 0:
         raise ValueError(f"{source}: no training clips for this task")
-    trainer = Trainer(cfg, data, out_dir, str(source))
-    if resume_state is not None:
-        trainer.load_resume(resume_state)
+    trainer = Trainer(cfg, data, out_dir, str(source), verbose=verbose)
+    if resume_from is not None:
+        trainer.load_resume(resume_from)
     trainer.fit(show_progress)
     return final_report(trainer)
