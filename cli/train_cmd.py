@@ -46,6 +46,12 @@ def train(
     noise: Path | None = typer.Option(
         None, "--noise", help="Folder of background-noise recordings."
     ),
+    add: list[Path] = typer.Option(
+        [],
+        "--add",
+        help="Extra training data (synthesized speech, own recordings; repeatable): "
+        "training split only, validation and test stay the primary dataset's.",
+    ),
     settings: list[str] = typer.Option(
         [], "--set", help="Any setting: --set model.dropout=0.3 (repeatable)."
     ),
@@ -80,6 +86,8 @@ def train(
       speechlstm train data/sc --config recipe.toml --set model.hidden_size=192
 
       speechlstm train data/sc --cell gru --out runs/gru
+
+      speechlstm train data/sc --add data/synth_sc12 --add data/mine --out runs/mixed
     """
     require_training_side()
     from speechlstm.bank import default_cache_dir
@@ -105,6 +113,7 @@ def train(
                 "train.device": device,
                 "train.seed": seed,
                 "train.threads": threads,
+                "data.extra": [str(p) for p in add] or None,
             }
         )
         cfg = apply_overrides(cfg, overrides)

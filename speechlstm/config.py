@@ -140,6 +140,11 @@ class DataConfig:
     # all. Balanced sampling already shows each class equally often, so keeping
     # every unknown word only adds variety.
     unknown_share: float = 0.0
+    # Extra training sources (`train --add DIR`): every clip of each, whatever
+    # its split, joins the training split only (words outside the task become
+    # `_unknown_`), and their background noise joins the noise bank. Validation
+    # and test come from the primary dataset alone, so the figures stay honest.
+    extra: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,9 +226,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(
-            f"unknown setting {where}{unknown[0]}; known: {', '.join(sorted(known))}"
-        )
+        raise ValueError(f"unknown setting {where}{unknown[0]}; known: {', '.join(sorted(known))}")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]

@@ -2,7 +2,8 @@
 
 discover -> task mapping -> decoded sample banks (cached) -> + silence clips
 cut from background noise -> SplitData per split, plus the noise bank for
-augmentation.
+augmentation. Extra sources (`DataConfig.extra`, `train --add`) add to the
+training split and the noise bank only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from .audio import InvalidAudio, float_to_int16, load_audio
 from .bank import load_bank
 from .config import DataConfig, FeatureConfig
-from .datasets import SPLITS, DatasetIndex, discover, task_split
+from .datasets import SPLITS, DatasetIndex, SplitSpec, discover, task_split
 from .labels import SILENCE, Task, make_task
 from .noise import default_noise_bank
 from .progress import note, progress_bar
@@ -58,8 +59,11 @@ def prepare(
 ) -> Prepared:
     index = discover(source)
     task = make_task(data_cfg.task, list(data_cfg.words), index.words)
-    noise, noise_source = load_noise(index, noise_dir, feature_cfg)
+    extras = [discover(extra) for extra in data_cfg.extra]
+    noise, noise_source = load_noise(index, noise_dir, feature_cfg, extras)
     specs = {s: task_split(index, task, s, data_cfg.silence_share) for s in SPLITS}
+    if extras:
+        specs["train"] = add_extra_sources(specs["train"], extras, task)
     total = sum(len(spec.paths) for spec in specs.values())
     errors: dict[str, str] = {}
     splits = {}
@@ -98,11 +102,29 @@ def prepare(
     return Prepared(index, task, splits, noise, noise_source, errors)
 
 
+def add_extra_sources(train: SplitSpec, extras: list[DatasetIndex], task: Task) -> SplitSpec:
+    """The training split plus every clip of the extra sources that maps onto
+    the task (all their splits: none of them is used to select or report)."""
+    label_ids = {label: i for i, label in enumerate(task.labels)}
+    paths, targets = list(train.paths), train.targets.tolist()
+    for extra in extras:
+        for clip in extra.clips:
+            cls = task.class_of(clip.word)
+            if cls is not None:
+                paths.append(clip.path)
+                targets.append(label_ids[cls])
+    return SplitSpec(tuple(paths), np.asarray(targets, dtype=np.int64), train.n_generated_silence)
+
+
 def load_noise(
-    index: DatasetIndex, noise_dir: str | Path | None, feature_cfg: FeatureConfig
+    index: DatasetIndex,
+    noise_dir: str | Path | None,
+    feature_cfg: FeatureConfig,
+    extras: list[DatasetIndex] = (),
 ) -> tuple[np.ndarray, str]:
     """Background noise for silence clips and augmentation: --noise DIR, else the
-    dataset's `_background_noise_/`, else generated white/pink/brown/hum noise."""
+    dataset's `_background_noise_/` and the extra sources', else generated
+    white/pink/brown/hum noise."""
     if noise_dir is not None:
         folder = Path(noise_dir)
         files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
@@ -111,6 +133,10 @@ def load_noise(
         source = str(folder)
     else:
         files, source = list(index.noise_files), f"{index.root}/_background_noise_"
+        for extra in extras:
+            if extra.noise_files:
+                files += list(extra.noise_files)
+                source += f" + {extra.root}/_background_noise_"
     length = max(feature_cfg.clip_samples, int(NOISE_SECONDS * feature_cfg.sample_rate))
     waves = []
     for path in files:

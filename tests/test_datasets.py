@@ -121,3 +121,34 @@ def test_prepare_builds_banks_with_silence_and_reports_bad_files(tmp_path):
     again = prepare(root, DataConfig(task="all"), FeatureConfig(), seed=0, cache_dir=tmp_path / "c")
     np.testing.assert_array_equal(again.splits["train"].audio, train.audio)
     assert list((tmp_path / "c").glob("bank-*.npz"))
+
+
+def test_extra_sources_join_the_training_split_only(tmp_path):
+    """`train --add DIR`: every clip of an extra source joins training (words
+    outside the task as _unknown_), validation and test stay the primary's."""
+    from speechlstm.config import DataConfig, FeatureConfig
+    from speechlstm.prepare import prepare
+
+    primary = make_dataset(tmp_path / "primary", words=("yes", "no", "up"), speakers=5, takes=1)
+    extra = make_dataset(tmp_path / "extra", words=("yes", "up"), speakers=2, takes=2, lists=False)
+    words = ("yes", "no")
+    base = prepare(primary, DataConfig(words=words), FeatureConfig(), seed=0)
+    mixed = prepare(primary, DataConfig(words=words, extra=(str(extra),)), FeatureConfig(), seed=0)
+    for split in ("validation", "test"):
+        assert mixed.splits[split].paths == base.splits[split].paths
+        np.testing.assert_array_equal(mixed.splits[split].targets, base.splits[split].targets)
+    train = mixed.splits["train"]
+    added = [i for i, p in enumerate(train.paths) if p not in set(base.splits["train"].paths)]
+    assert all(train.paths[i].startswith(str(extra)) for i in added)
+    labels = [mixed.task.labels[train.targets[i]] for i in added]
+    assert sorted(labels) == ["_unknown_"] * 4 + ["yes"] * 4  # every split of the extra
+    assert str(extra) in mixed.noise_source
+
+
+def test_a_missing_extra_source_is_an_error_naming_it(tmp_path):
+    from speechlstm.config import DataConfig, FeatureConfig
+    from speechlstm.prepare import prepare
+
+    primary = make_dataset(tmp_path / "primary", words=("yes", "no"), speakers=5, takes=1)
+    with pytest.raises(DatasetError, match="nowhere"):
+        prepare(primary, DataConfig(extra=(str(tmp_path / "nowhere"),)), FeatureConfig(), seed=0)
