@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 INFER_VENV ?= .venv-infer
 INFER_PY := $(INFER_VENV)/bin/python
 SUBSET ?= ../shared/data/speech_commands_subset
+# The Speech Commands tree the default model's real clips come from.
+SC ?= $(SUBSET)
 
-.PHONY: demo install install-inference test test-inference lint default-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install install-inference test test-inference lint default-model synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -36,7 +38,11 @@ lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 default-model: install
-	bash scripts/default_model.sh
+	SC=$(SC) bash scripts/default_model.sh
+
+# The synthetic-only preset (no human recording), written to runs/synthetic/.
+synthetic-model: install
+	bash scripts/synthetic_model.sh
 
 bench-synthetic: install
 	SPEECHLSTM_SUBSET=$(SUBSET) $(PY) bench/synthetic_to_real.py

@@ -1,6 +1,7 @@
 """How far does synthetic speech get on real speakers?
 
-1. Accuracy of the shipped default model (trained only on synthetic speech) on
+1. Accuracy of the synthetic-only preset (speechlstm/assets/sc12_synthetic.int8.onnx,
+   trained only on synthetic speech, `make synthetic-model`) on
    the real-speech subset's testing_list.txt, 12-class, overall and per class.
 2. Synthesis speed (clips/s) on this machine.
 3. Time and CPU cost of the README demo (scripts/demo.sh), set-up excluded.
@@ -28,7 +29,7 @@ from speechlstm import metrics  # noqa: E402
 from speechlstm.audio import load_audio  # noqa: E402
 from speechlstm.datasets import discover  # noqa: E402
 from speechlstm.labels import SILENCE, UNKNOWN  # noqa: E402
-from speechlstm.runtime import OnnxRecognizer, default_model_path  # noqa: E402
+from speechlstm.runtime import ASSETS_DIR, OnnxRecognizer  # noqa: E402
 
 
 def real_accuracy(model: Path, subset: Path) -> dict:
@@ -102,7 +103,7 @@ def main() -> None:
     parser.add_argument("--skip-demo", action="store_true")
     args = parser.parse_args()
     subset = require_subset()
-    model = args.model or default_model_path()
+    model = args.model or ASSETS_DIR / "sc12_synthetic.int8.onnx"  # the synthetic-only preset
     if model is None:
         raise SystemExit("no default model shipped; run `make default-model` or pass --model")
     result = {

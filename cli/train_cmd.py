@@ -146,6 +146,12 @@ def export(
     checkpoint: Path = typer.Argument(..., help="A checkpoint from `speechlstm train` (best.pt)."),
     output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (smaller, faster)."),
+    detector: Path | None = typer.Option(
+        None,
+        "--detector",
+        help="TOML with a [detector] section: the streaming defaults to store in the model "
+        "(bench/streaming.py --tune writes one); default: the training config's.",
+    ),
 ) -> None:
     """Export a checkpoint to a self-describing ONNX model (waveform in, probabilities out).
 
@@ -159,12 +165,14 @@ def export(
       speechlstm export runs/sc12/best.pt -o sc12.int8.onnx --int8
     """
     require_training_side()
+    from speechlstm.config import load_detector_toml
     from speechlstm.train.checkpoint import CheckpointError
     from speechlstm.train.export import ExportError
     from speechlstm.train.export import export as do_export
 
     try:
-        result = do_export(checkpoint, output, int8=int8)
+        tuned = load_detector_toml(detector) if detector is not None else None
+        result = do_export(checkpoint, output, int8=int8, detector=tuned)
     except (CheckpointError, ExportError, ValueError) as exc:
         fail(str(exc))
     parts = [

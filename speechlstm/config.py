@@ -99,6 +99,9 @@ class AugmentConfig:
     """Per-batch augmentation on the training device. Each part can be switched off."""
 
     time_shift_ms: float = 100.0  # uniform shift in [-x, +x]; 0 disables
+    # Speed perturbation: each clip resampled by a factor in [1 - x, 1 + x]
+    # (tempo and pitch together, as Kaldi's speed perturbation); 0 disables.
+    speed: float = 0.0
     noise_prob: float = 0.8  # share of clips that get background noise mixed in
     noise_volume_max: float = 0.1  # noise gain drawn uniformly from [0, max]
     gain_db: float = 6.0  # random level change in [-x, +x] dB; 0 disables
@@ -245,6 +248,22 @@ def load_toml(path: str | Path) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config file {path}: {exc}") from None
     return from_dict(RunConfig, data).validate()
+
+
+def load_detector_toml(path: str | Path) -> DetectorConfig:
+    """The [detector] section of a TOML file (a run's config.toml, or the
+    defaults bench/streaming.py --tune writes)."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"detector file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"detector file {path}: {exc}") from None
+    if not isinstance(data.get("detector"), dict):
+        raise ValueError(f"detector file {path}: no [detector] section")
+    cfg = from_dict(DetectorConfig, data["detector"], where="detector.")
+    cfg.validate()
+    return cfg
 
 
 def save_toml(cfg: RunConfig, path: str | Path) -> None:

@@ -48,3 +48,35 @@ def test_bad_toml_file(tmp_path):
         load_toml(tmp_path / "none.toml")
     with pytest.raises(ValueError, match="expected section.key=value"):
         parse_set_option(["model.hidden_size"])
+
+
+def test_detector_section_from_toml(tmp_path):
+    from speechlstm.config import DetectorConfig, load_detector_toml
+
+    path = tmp_path / "tuned.toml"
+    path.write_text(
+        "[detector]\nthreshold = 0.7\nsmoothing_ms = 500.0\nthresholds = [['no', 0.9]]\n"
+        "gate = false\n"
+    )
+    cfg = load_detector_toml(path)
+    assert cfg == DetectorConfig(
+        threshold=0.7, smoothing_ms=500.0, thresholds=(("no", 0.9),), gate=False
+    )
+    path.write_text("[detector]\nthreshold = 1.5\n")
+    with pytest.raises(ValueError, match="threshold"):
+        load_detector_toml(path)
+    path.write_text("[model]\nhidden_size = 3\n")
+    with pytest.raises(ValueError, match="no \\[detector\\] section"):
+        load_detector_toml(path)
+
+
+def test_cli_detector_flags_override_the_model_defaults_only_when_given():
+    from speechlstm.config import DetectorConfig
+
+    stored = DetectorConfig(threshold=0.6, thresholds=(("no", 0.9),), smoothing_ms=500.0)
+    assert stored.with_overrides(threshold=None, hop_ms=None) == stored
+    changed = stored.with_overrides(threshold=0.75, gate=False)
+    assert changed.threshold == 0.75 and changed.gate is False
+    assert changed.smoothing_ms == 500.0 and changed.threshold_for("no") == 0.9
+    with pytest.raises(ValueError, match="hop_ms"):
+        stored.with_overrides(hop_ms=0.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from synth_audio import tone_word
+from typer.testing import CliRunner
 
 
 @pytest.mark.train
@@ -118,3 +119,25 @@ def test_frame_stacking_exports_with_dynamic_length(tmp_path):
     rec = OnnxRecognizer(result.path)
     for samples in (9000, 16000, 33333):
         assert rec.predict(np.zeros((2, samples), np.float32)).shape == (2, 3)
+
+
+@pytest.mark.train
+def test_export_stores_tuned_detector_defaults(trained_run, tmp_path):
+    from speechlstm.cli.main import app
+    from speechlstm.runtime import read_model
+
+    tuned = tmp_path / "tuned.toml"
+    tuned.write_text("[detector]\nthreshold = 0.65\nthresholds = [['yes', 0.9]]\n")
+    out = tmp_path / "tuned.onnx"
+    result = CliRunner().invoke(
+        app, ["export", str(trained_run / "best.pt"), "-o", str(out), "--detector", str(tuned)]
+    )
+    assert result.exit_code == 0, result.output
+    detector = read_model(out).description.detector
+    assert detector.threshold == 0.65 and detector.threshold_for("yes") == 0.9
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detector]\nrefractory_ms = -1\n")
+    result = CliRunner().invoke(
+        app, ["export", str(trained_run / "best.pt"), "-o", str(out), "--detector", str(bad)]
+    )
+    assert result.exit_code == 2 and "refractory_ms" in result.output

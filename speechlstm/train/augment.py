@@ -30,6 +30,8 @@ class WaveAugment(nn.Module):
     def forward(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b, s = wave.shape
         dev = wave.device
+        if self.cfg.speed > 0:
+            wave = self._speed(wave, gen)
         if self.max_shift_samples > 0:
             wave = self._shift(wave, gen)
         if self.cfg.gain_db > 0:
@@ -40,6 +42,22 @@ class WaveAugment(nn.Module):
         if self.cfg.noise_prob > 0 and self.noise.numel() > 0:
             wave = wave + self._noise(b, s, gen)
         return wave.clamp(-1.0, 1.0)
+
+    def _speed(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        # Read each clip at `factor` samples per output sample, about its centre
+        # (linear interpolation; outside the clip is silence): > 1 is faster and
+        # higher, < 1 slower and lower. Voices differ in both.
+        b, s = wave.shape
+        factor = 1 + (torch.rand(b, 1, generator=gen, device=wave.device) * 2 - 1) * self.cfg.speed
+        centre = (s - 1) / 2
+        src = (torch.arange(s, device=wave.device).unsqueeze(0) - centre) * factor + centre
+        low = src.floor()
+        frac = src - low
+        low = low.long()
+        valid = (low >= 0) & (low < s - 1)
+        low = low.clamp(0, s - 2)
+        out = wave.gather(1, low) * (1 - frac) + wave.gather(1, low + 1) * frac
+        return torch.where(valid, out, torch.zeros_like(out))
 
     def _shift(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         # Shift each clip by its own offset, filling with zeros (not wrapping: a

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import FeatureConfig, RunConfig
+from ..config import DetectorConfig, FeatureConfig, RunConfig
 from ..modelmeta import (
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -99,8 +99,13 @@ def export(
     out_path: str | Path,
     int8: bool = False,
     min_agreement: float = INT8_MIN_AGREEMENT,
+    detector: DetectorConfig | None = None,
 ) -> ExportResult:
+    """`detector`: the detector defaults to store in the model (tuned on a
+    stream, bench/streaming.py --tune) instead of the training config's."""
     model, ckpt, cfg = load_recognizer(ckpt_path)
+    if detector is not None:
+        cfg = replace(cfg, detector=detector)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     description = describe(ckpt, cfg)
