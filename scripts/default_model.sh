@@ -20,11 +20,12 @@ SC=${SC:-../shared/data/speech_commands_subset}
 SYNTH=${SYNTH:-data/synth_sc12}
 REAL=${REAL:-data/sc12_real}
 RUN=${RUN:-runs/default}
+RECIPE=${RECIPE:-speechlstm/assets/sc12.recipe.toml}
 start=$(date +%s)
 $SL data synth --preset sc12 --clips 300 --seed 0 --out "$SYNTH"
 $PY scripts/sc_subset.py "$SC" data/sc12_clips.csv "$REAL"
 rm -rf "$RUN"
-$SL train "$REAL" --add "$SYNTH" --out "$RUN" --config speechlstm/assets/sc12.recipe.toml \
+$SL train "$REAL" --add "$SYNTH" --out "$RUN" --config "$RECIPE" \
   --device cpu
 $SL export "$RUN/best.pt" -o speechlstm/assets/sc12.int8.onnx --int8
 $SL info speechlstm/assets/sc12.int8.onnx
