@@ -98,24 +98,24 @@ def train(
     try:
         cfg = load_toml(config) if config else RunConfig()
         overrides = parse_set_option(settings)
-        overrides.update(
-            {
-                "data.task": task,
-                "data.words": words,
-                "train.epochs": epochs,
-                "train.batch_size": batch_size,
-                "train.lr": lr,
-                "model.cell": cell,
-                "model.hidden_size": hidden,
-                "train.grad_clip": grad_clip,
-                "model.num_layers": layers,
-                "model.pooling": pooling,
-                "train.device": device,
-                "train.seed": seed,
-                "train.threads": threads,
-                "data.extra": [str(p) for p in add] or None,
-            }
-        )
+        flags = {
+            "data.task": task,
+            "data.words": words,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.lr": lr,
+            "model.cell": cell,
+            "model.hidden_size": hidden,
+            "train.grad_clip": grad_clip,
+            "model.num_layers": layers,
+            "model.pooling": pooling,
+            "train.device": device,
+            "train.seed": seed,
+            "train.threads": threads,
+            "data.extra": [str(p) for p in add] or None,
+        }
+        # A flag left out must not undo the same setting given with --set.
+        overrides.update({k: v for k, v in flags.items() if v is not None})
         cfg = apply_overrides(cfg, overrides)
     except ValueError as exc:
         fail(str(exc))

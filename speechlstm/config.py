@@ -8,6 +8,7 @@ so inference rebuilds exactly the features the model was trained on.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -111,6 +112,29 @@ class AugmentConfig:
     time_mask_frames: int = 15  # widest time mask
     freq_masks: int = 2
     freq_mask_bins: int = 7  # widest mel-band mask
+    # Vocal tract length perturbation (Jaitly & Hinton 2013): each clip's mel
+    # axis warped by a factor in [1 - x, 1 + x], moving pitch and formants
+    # without changing duration; 0 disables.
+    pitch: float = 0.0
+    # Share of training clips of a target word shifted until the word is cut
+    # at the window's edge and relabelled `_unknown_`: a sliding window sees
+    # such fragments between words, and should not fire on them. 0 disables.
+    edge_negatives: float = 0.0
+
+    def validate(self) -> AugmentConfig:
+        for name in ("speed", "pitch"):
+            if not 0.0 <= getattr(self, name) < 0.5:
+                raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 0.5)")
+        for name in ("noise_prob", "reverb_prob", "edge_negatives"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 1]")
+        for name in ("time_shift_ms", "noise_volume_max", "gain_db"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name}={getattr(self, name)}: must be >= 0")
+        for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"augment.{name}={getattr(self, name)}: must be >= 0")
+        return self
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,35 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads for torch; 0 = torch's default
+    # mixup (Zhang et al. 2018): each batch mixed with a shuffled copy of
+    # itself, weight drawn from Beta(x, x), targets mixed alike; 0 disables.
+    mixup: float = 0.0
+    # Exponential moving average of the weights (decay per step), validated,
+    # kept and exported in place of the raw weights; 0 disables.
+    ema_decay: float = 0.0
+    # Knowledge distillation: checkpoints (best.pt of earlier runs with the
+    # same labels) whose averaged, temperature-softened outputs are a second
+    # target; the loss is (1 - w) * cross-entropy + w * T^2 * KL.
+    teacher: tuple[str, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+
+    def validate(self) -> TrainConfig:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("train.epochs and train.batch_size must be >= 1")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError(f"train.lr={self.lr}: must be a positive number")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"train.label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay={self.ema_decay}: must be in [0, 1)")
+        if self.mixup < 0:
+            raise ValueError(f"train.mixup={self.mixup}: must be >= 0")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"train.distill_weight={self.distill_weight}: must be in [0, 1]")
+        if self.distill_temperature <= 0:
+            raise ValueError("train.distill_temperature must be > 0")
+        return self
 
 
 @dataclass(frozen=True)
@@ -148,6 +201,14 @@ class DataConfig:
     # `_unknown_`), and their background noise joins the noise bank. Validation
     # and test come from the primary dataset alone, so the figures stay honest.
     extra: tuple[str, ...] = ()
+    # Share of each class's training draws taken from the extra sources
+    # (balanced sampling); 0 draws every clip alike, whatever its source.
+    extra_share: float = 0.0
+
+    def validate(self) -> DataConfig:
+        if not 0.0 <= self.extra_share <= 1.0:
+            raise ValueError(f"data.extra_share={self.extra_share}: must be in [0, 1]")
+        return self
 
 
 @dataclass(frozen=True)
@@ -203,6 +264,9 @@ class RunConfig:
     def validate(self) -> RunConfig:
         self.features.validate()
         self.model.validate()
+        self.augment.validate()
+        self.train.validate()
+        self.data.validate()
         self.detector.validate()
         return self
 

@@ -32,6 +32,9 @@ class SplitData:
     audio: np.ndarray  # (N, clip_samples) int16
     targets: np.ndarray  # (N,) int64
     paths: list[str]  # N entries; generated silence clips are "<silence:k>"
+    # (N,) bool: the clip came from an extra source (`train --add`); None when
+    # there are none. The sampler uses it for `data.extra_share`.
+    from_extra: np.ndarray | None = None
 
 
 @dataclass
@@ -62,6 +65,7 @@ def prepare(
     extras = [discover(extra) for extra in data_cfg.extra]
     noise, noise_source = load_noise(index, noise_dir, feature_cfg, extras)
     specs = {s: task_split(index, task, s, data_cfg.silence_share) for s in SPLITS}
+    primary_train = {str(p) for p in specs["train"].paths}
     if extras:
         specs["train"] = add_extra_sources(specs["train"], extras, task)
     total = sum(len(spec.paths) for spec in specs.values())
@@ -93,7 +97,12 @@ def prepare(
                     [targets, np.full(len(silence), task.labels.index(SILENCE), dtype=np.int64)]
                 )
                 kept_paths += [f"<silence:{k}>" for k in range(len(silence))]
-            splits[name] = SplitData(audio, targets, kept_paths)
+            from_extra = None
+            if name == "train" and extras:
+                from_extra = np.array(
+                    [not p.startswith("<silence:") and p not in primary_train for p in kept_paths]
+                )
+            splits[name] = SplitData(audio, targets, kept_paths, from_extra)
     if errors:
         note(
             f"skipped {len(errors)} file(s) that could not be decoded, e.g. "

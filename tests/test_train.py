@@ -250,3 +250,140 @@ def test_training_on_cuda_with_bf16_autocast(tone_dataset, tmp_path):
     report = run_training(tone_dataset, tmp_path / "gpu", cfg, show_progress=False)
     assert report["summary"]["device"].startswith("cuda")
     assert len(report["history"]) == 2
+
+
+def test_balanced_order_takes_the_extra_share_of_each_class():
+    import numpy as np
+
+    from speechlstm.train.trainer import balanced_order
+
+    targets = np.array([0] * 100 + [0] * 900 + [1] * 50)
+    extra = np.array([False] * 100 + [True] * 900 + [False] * 50)
+    idx = balanced_order(targets, 40000, np.random.default_rng(0), extra, extra_share=0.25)
+    class0 = idx[targets[idx] == 0]
+    assert abs(len(class0) / len(idx) - 0.5) < 0.02  # classes still balanced
+    assert abs(extra[class0].mean() - 0.25) < 0.02  # by count it would be 0.9
+    # Class 1 has no extra clips: it keeps its primary ones.
+    assert not extra[idx[targets[idx] == 1]].any()
+
+
+def test_pitch_warp_moves_energy_up_or_down_and_keeps_shape():
+    import torch
+
+    from speechlstm.train.augment import pitch_warp
+
+    log_mel = torch.full((64, 5, 40), -60.0)
+    log_mel[:, :, 20] = 0.0  # one loud band
+    warped = pitch_warp(log_mel, 0.1, torch.Generator().manual_seed(0))
+    assert warped.shape == log_mel.shape
+    peaks = warped[:, 0].argmax(-1)
+    assert set(peaks.tolist()) - {20} and peaks.min() >= 18 and peaks.max() <= 22
+    assert torch.equal(pitch_warp(log_mel, 0.0, torch.Generator()), log_mel)
+
+
+def test_edge_fragments_keep_only_the_words_edge_and_relabel_unknown():
+    import torch
+
+    from speechlstm.train.augment import edge_fragments
+
+    wave = torch.zeros(200, 16000)
+    wave[:, 5000:11000] = 1.0  # a centred 375 ms word
+    target = torch.tensor([0, 1, 2] * 66 + [0, 1])  # 2 = _unknown_
+    moved, new = edge_fragments(
+        wave, target, 0.5, torch.tensor([0, 1]), 2, torch.Generator().manual_seed(1)
+    )
+    changed = new != target
+    assert 0.25 < changed.float().mean() < 0.45  # half of the two thirds that are words
+    assert (new[changed] == 2).all() and (target[changed] != 2).all()
+    kept = moved[changed].sum(1) / 6000
+    assert (kept < 0.5).all()  # under half of the word is left, at an edge
+    assert torch.equal(moved[~changed], wave[~changed])
+
+
+def test_ema_mixup_distillation_and_all_augmentations_train_resume_and_export(
+    tmp_path, tone_dataset, trained_run, monkeypatch
+):
+    import dataclasses
+
+    import torch
+
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train import checkpoint
+    from speechlstm.train.export import export
+    from speechlstm.train.trainer import Trainer, TrainingInterrupted, run_training
+
+    base = tiny_config(epochs=2)
+    cfg = dataclasses.replace(
+        base,
+        augment=dataclasses.replace(base.augment, pitch=0.1, edge_negatives=0.2, speed=0.1),
+        train=dataclasses.replace(
+            base.train,
+            mixup=0.4,
+            ema_decay=0.9,
+            teacher=(str(trained_run / "best.pt"),),
+            distill_weight=0.5,
+        ),
+    )
+    report = run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
+    assert 0.0 <= report["test_accuracy"] <= 1.0
+    last = checkpoint.load(tmp_path / "a/last.pt", resumable=True)
+    assert last.ema is not None and last.ema.keys() == last.model.keys()
+    assert any(not torch.equal(last.ema[k], last.model[k]) for k in last.model)
+    assert last.weights is last.ema
+
+    # Interrupted and resumed: the same raw and averaged weights.
+    real_step, calls = Trainer._step, {"n": 0}
+
+    def flaky_step(self, idx, seed):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_step(self, idx, seed)
+
+    monkeypatch.setattr(Trainer, "_step", flaky_step)
+    with pytest.raises(TrainingInterrupted):
+        run_training(tone_dataset, tmp_path / "b", cfg, show_progress=False)
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
+    resumed = checkpoint.load(tmp_path / "b/last.pt")
+    _assert_same_weights(last.model, resumed.model)
+    _assert_same_weights(last.ema, resumed.ema)
+
+    # Export runs the averaged weights: its parity check compares the graph with them.
+    from speechlstm.train.export import load_recognizer
+
+    model, _, _ = load_recognizer(tmp_path / "a/best.pt")
+    best = checkpoint.load(tmp_path / "a/best.pt")
+    _assert_same_weights(model.state_dict(), best.ema)
+    result = export(tmp_path / "a/best.pt", tmp_path / "a.onnx")
+    assert result.max_abs_diff < 1e-4
+    assert list(OnnxRecognizer(result.path).labels) == list(last.labels)
+
+
+def test_teacher_with_other_labels_is_refused(tmp_path, trained_run):
+    import torch
+
+    from speechlstm.train.trainer import load_teachers
+
+    with pytest.raises(ValueError, match="labels"):
+        load_teachers((str(trained_run / "best.pt"),), ["yes", "no"], torch.device("cpu"))
+
+
+def test_set_value_survives_flags_left_out(tmp_path, tone_dataset):
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train", str(tone_dataset), "--out", str(out), "--epochs", "1",
+            "--set", "train.batch_size=8", "--set", "model.hidden_size=8",
+            "--set", "model.num_layers=1", "--set", "train.ema_decay=0.5",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = (out / "config.toml").read_text()
+    assert "batch_size = 8" in text and "hidden_size = 8" in text and "ema_decay = 0.5" in text
+    assert "epochs = 1" in text

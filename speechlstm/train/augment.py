@@ -121,3 +121,48 @@ def spec_augment(log_mel: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
             hit = (pos >= start) & (pos < start + width)  # (B, size)
             mask |= hit.unsqueeze(2) if axis == 1 else hit.unsqueeze(1)
     return torch.where(mask, fill, log_mel)
+
+
+def pitch_warp(log_mel: torch.Tensor, max_warp: float, gen: torch.Generator) -> torch.Tensor:
+    """Warp each clip's mel axis of (B, T, M) log-mel by a factor in [1 - x, 1 + x].
+
+    A factor above 1 moves energy up (a higher, shorter vocal tract): bin m
+    reads the source at m / factor, interpolated; above the top bin the top
+    bin repeats.
+    """
+    if max_warp <= 0:
+        return log_mel
+    b, _, m = log_mel.shape
+    dev = log_mel.device
+    factor = 1 + (torch.rand(b, 1, 1, generator=gen, device=dev) * 2 - 1) * max_warp
+    src = (torch.arange(m, device=dev).view(1, 1, m) / factor).clamp(max=m - 1)  # (B, 1, M)
+    low = src.floor().long().clamp(max=m - 2)
+    frac = src - low
+    low = low.expand(-1, log_mel.shape[1], -1)
+    return log_mel.gather(2, low) * (1 - frac) + log_mel.gather(2, low + 1) * frac
+
+
+def edge_fragments(
+    wave: torch.Tensor,
+    target: torch.Tensor,
+    share: float,
+    word_ids: torch.Tensor,
+    unknown_id: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a `share` of the target-word clips of (B, S) `wave` into `_unknown_`
+    fragments: shifted left or right by 55-80% of the window, so that only the
+    word's head or tail remains at the window's edge (Speech Commands words are
+    centred and shorter than the window)."""
+    if share <= 0 or unknown_id < 0:
+        return wave, target
+    b, s = wave.shape
+    dev = wave.device
+    pick = (torch.rand(b, generator=gen, device=dev) < share) & torch.isin(target, word_ids)
+    sign = torch.where(torch.rand(b, generator=gen, device=dev) < 0.5, -1, 1)
+    amount = (0.55 + 0.25 * torch.rand(b, generator=gen, device=dev)) * s
+    shift = torch.where(pick, sign * amount.long(), torch.zeros_like(sign)).unsqueeze(1)
+    src = torch.arange(s, device=dev).unsqueeze(0) - shift
+    valid = (src >= 0) & (src < s)
+    moved = torch.where(valid, wave.gather(1, src.clamp(0, s - 1)), torch.zeros_like(wave))
+    return moved, torch.where(pick, torch.full_like(target, unknown_id), target)

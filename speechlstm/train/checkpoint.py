@@ -14,6 +14,7 @@ plain tensors and built-in types (format 1):
     optimizer    AdamW state_dict()                             required to resume
     scheduler    LambdaLR state_dict()                          required to resume
     train_state  TrainState fields (counters, running sums, history)  required to resume
+    ema          moving average of `model` (train.ema_decay > 0): what runs
 
 Loading uses `torch.load(weights_only=True)`, which refuses pickled objects,
 so a checkpoint from anywhere can never run code. The test accuracy is not
@@ -76,6 +77,14 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     train_state: TrainState | None = None
+    # The moving average of the weights (train.ema_decay > 0): what is
+    # validated, tested and exported; `model` keeps the raw weights to resume.
+    ema: dict[str, torch.Tensor] | None = None
+
+    @property
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The weights to run: the moving average when the run kept one."""
+        return self.ema if self.ema is not None else self.model
 
 
 def to_state(ckpt: Checkpoint) -> dict[str, Any]:
@@ -90,6 +99,7 @@ def to_state(ckpt: Checkpoint) -> dict[str, Any]:
         "optimizer": ckpt.optimizer,
         "scheduler": ckpt.scheduler,
         "train_state": None if ckpt.train_state is None else dataclasses.asdict(ckpt.train_state),
+        "ema": ckpt.ema,
     }
     return {k: v for k, v in state.items() if v is not None}
 
@@ -121,6 +131,7 @@ def from_state(state: dict[str, Any], path: Path, resumable: bool = False) -> Ch
         optimizer=state.get("optimizer"),
         scheduler=state.get("scheduler"),
         train_state=_train_state(state.get("train_state"), path),
+        ema=state.get("ema"),
     )
 
 

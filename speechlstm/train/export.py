@@ -64,7 +64,7 @@ def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, Checkpoint, RunC
     if run_summary is not None:
         ckpt = replace(ckpt, summary={**ckpt.summary, **run_summary})
     model = Recognizer(ckpt.config.features, ckpt.config.model, len(ckpt.labels))
-    model.load_state_dict(ckpt.model)
+    model.load_state_dict(ckpt.weights)
     return model.eval(), ckpt, ckpt.config
 
 

@@ -27,13 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import metrics
 from ..config import RunConfig, save_toml
+from ..labels import UNKNOWN
 from ..prepare import Prepared, SplitData
 from ..progress import note, progress_bar
 from . import checkpoint
-from .augment import WaveAugment, spec_augment
+from .augment import WaveAugment, edge_fragments, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
 from .model import Recognizer, count_parameters
 
@@ -58,11 +60,44 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def balanced_order(targets: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` indices drawn so that every class present is equally likely."""
+def balanced_order(
+    targets: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    from_extra: np.ndarray | None = None,
+    extra_share: float = 0.0,
+) -> np.ndarray:
+    """`n` indices drawn so that every class present is equally likely.
+
+    With `from_extra` and an `extra_share` > 0, that share of each class's
+    draws comes from its extra-source clips (all of them when the class has
+    no primary clip, none when it has no extra one).
+    """
     classes, counts = np.unique(targets, return_counts=True)
     weights = (1.0 / counts)[np.searchsorted(classes, targets)]
+    if from_extra is not None and extra_share > 0:
+        for cls in classes:
+            in_cls = targets == cls
+            extra, primary = in_cls & from_extra, in_cls & ~from_extra
+            if extra.any() and primary.any():
+                weights[extra] = extra_share / extra.sum()
+                weights[primary] = (1 - extra_share) / primary.sum()
     return rng.choice(len(targets), size=n, replace=True, p=weights / weights.sum())
+
+
+def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.device) -> list:
+    """The distillation teachers, in eval mode; each must have the run's labels."""
+    teachers = []
+    for path in paths:
+        ckpt = checkpoint.load(path)
+        if list(ckpt.labels) != labels:
+            raise ValueError(
+                f"teacher {path}: labels {list(ckpt.labels)} differ from this run's {labels}"
+            )
+        model = Recognizer(ckpt.config.features, ckpt.config.model, len(labels))
+        model.load_state_dict(ckpt.weights)
+        teachers.append(model.to(device).eval())
+    return teachers
 
 
 class Trainer:
@@ -89,6 +124,21 @@ class Trainer:
         self.augment.to(self.device)
         self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
         self.train_targets = data.splits["train"].targets
+        self.train_from_extra = data.splits["train"].from_extra
+        self.word_ids = torch.tensor(
+            [i for i, label in enumerate(self.labels) if not label.startswith("_")],
+            device=self.device,
+        )
+        self.unknown_id = self.labels.index(UNKNOWN) if UNKNOWN in self.labels else -1
+        self.teachers = load_teachers(tc.teacher, self.labels, self.device)
+        # The moving average (train.ema_decay) is what is validated and kept.
+        self.ema = (
+            AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True
+            )
+            if tc.ema_decay > 0
+            else None
+        )
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
@@ -128,10 +178,21 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             train_state=self.state,
+            ema=None if self.ema is None else self.ema.module.state_dict(),
         )
+
+    @property
+    def eval_model(self) -> Recognizer:
+        """The weights validation, test and export see."""
+        return self.model if self.ema is None else self.ema.module
 
     def load_resume(self, ckpt: Checkpoint) -> None:
         self.model.load_state_dict(ckpt.model)
+        if self.ema is not None:
+            if ckpt.ema is None:
+                raise ValueError("the checkpoint holds no moving average to resume")
+            self.ema.module.load_state_dict(ckpt.ema)
+            self.ema.n_averaged.fill_(max(1, ckpt.train_state.global_step))
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.scheduler.load_state_dict(ckpt.scheduler)
         self.state = ckpt.train_state
@@ -175,7 +236,13 @@ class Trainer:
         """Run the epoch's remaining steps; returns the training rate in clips/s."""
         tc, s = self.cfg.train, self.state
         rng = np.random.default_rng([tc.seed, s.epoch])
-        order = balanced_order(self.train_targets, len(self.train_targets), rng)
+        order = balanced_order(
+            self.train_targets,
+            len(self.train_targets),
+            rng,
+            self.train_from_extra,
+            self.cfg.data.extra_share,
+        )
         self.model.train()
         started, clips = time.perf_counter(), 0
         desc = f"epoch {s.epoch + 1}/{tc.epochs}"
@@ -200,7 +267,7 @@ class Trainer:
         return clips / max(time.perf_counter() - started, 1e-9)
 
     def _step(self, idx: np.ndarray, seed: tuple[int, int, int]) -> tuple[float, int]:
-        tc = self.cfg.train
+        tc, ac = self.cfg.train, self.cfg.augment
         step_seed = (seed[0] * 1_000_003 + seed[1]) * 100_003 + seed[2]
         torch.manual_seed(step_seed)  # dropout draws
         gen = torch.Generator(device=self.device).manual_seed(step_seed)
@@ -208,12 +275,32 @@ class Trainer:
         wave = self.train_audio[index].float() / 32767.0  # (B, S)
         target = torch.from_numpy(self.train_targets[idx]).to(self.device)
         with torch.no_grad():
+            wave, target = edge_fragments(
+                wave, target, ac.edge_negatives, self.word_ids, self.unknown_id, gen
+            )
             wave = self.augment(wave, gen)
-            log_mel = spec_augment(self.model.features.log_mel(wave), self.cfg.augment, gen)
+            mix = None
+            if tc.mixup > 0:
+                lam = float(np.random.default_rng(step_seed).beta(tc.mixup, tc.mixup))
+                perm = torch.randperm(len(idx), generator=gen, device=self.device)
+                wave = lam * wave + (1 - lam) * wave[perm]
+                mix = (lam, target[perm])
+            clean_mel = self.model.features.log_mel(wave)
+            log_mel = spec_augment(pitch_warp(clean_mel, ac.pitch, gen), ac, gen)
             feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
+            teacher_probs = self._teacher_probs(wave, clean_mel) if self.teachers else None
         with self.autocast:
-            logits = self.model.classifier(feats)
-            loss = F.cross_entropy(logits.float(), target, label_smoothing=tc.label_smoothing)
+            logits = self.model.classifier(feats).float()
+            loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
+            if mix is not None:
+                lam, other = mix
+                loss = lam * loss + (1 - lam) * F.cross_entropy(
+                    logits, other, label_smoothing=tc.label_smoothing
+                )
+            if teacher_probs is not None:
+                t, w = tc.distill_temperature, tc.distill_weight
+                kl = F.kl_div(F.log_softmax(logits / t, -1), teacher_probs, reduction="batchmean")
+                loss = (1 - w) * loss + w * t * t * kl
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._record_grad_norms()
@@ -222,8 +309,24 @@ class Trainer:
             self.state.clipped += int(float(total) > tc.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         correct = int((logits.argmax(-1) == target).sum())
         return float(loss.detach()), correct
+
+    def _teacher_probs(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
+        """The teachers' mean temperature-softened posteriors on the augmented batch
+        (before SpecAugment: the teacher should see the word the student must learn)."""
+        t = self.cfg.train.distill_temperature
+        probs = 0.0
+        for teacher in self.teachers:
+            if teacher.features.cfg == self.model.features.cfg:
+                feats = teacher.features.cepstrum(log_mel)
+            else:
+                feats = teacher.features.cepstrum(teacher.features.log_mel(wave))
+            with self.autocast:
+                probs = probs + F.softmax(teacher.classifier(feats).float() / t, -1)
+        return probs / len(self.teachers)
 
     def _record_grad_norms(self) -> None:
         """Add this step's gradient norm per layer group (before clipping) to the
@@ -237,7 +340,7 @@ class Trainer:
 
     def _end_epoch(self, clips_per_s: float) -> bool:
         """Validate, record and checkpoint the epoch, print its line; True to stop early."""
-        val = evaluate(self.model, self.data.splits["validation"], self.device)
+        val = evaluate(self.eval_model, self.data.splits["validation"], self.device)
         record = epoch_record(self.state, val, self.scheduler.get_last_lr()[0], clips_per_s)
         self.state = close_epoch(self.state, record)
         improved = self.state.best_epoch == self.state.epoch
@@ -372,9 +475,9 @@ def final_report(trainer: Trainer) -> dict:
     out = trainer.out_dir
     best_path = out / "best.pt"
     if best_path.is_file():
-        trainer.model.load_state_dict(checkpoint.load(best_path).model)
+        trainer.eval_model.load_state_dict(checkpoint.load(best_path).weights)
     test = trainer.data.splits["test"]
-    result = evaluate(trainer.model, test, trainer.device)
+    result = evaluate(trainer.eval_model, test, trainer.device)
     labels = trainer.labels
     cm = metrics.confusion_matrix(test.targets, result["predictions"], len(labels))
     report = {

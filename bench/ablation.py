@@ -1,0 +1,181 @@
+"""The recipe's levers, each measured alone against the shipped recipe: one table.
+
+Every variant is the shipped recipe (speechlstm/assets/sc12.recipe.toml,
+real clips of data/sc12_clips.csv + synthesized speech via --add) with one
+change, trained on the CPU with `speechlstm train` into runs/abl/NAME. The
+table reads each run's metrics.json: best validation accuracy (selection)
+and the test-list accuracy of that checkpoint (fp32), and the difference
+from the baseline of the same schedule. Screening runs use a 20-epoch
+schedule (a 40-epoch run takes about 17 minutes here); `e40` variants use
+the recipe's own.
+
+    python bench/ablation.py run NAME [NAME ...]   # train the variants not yet trained
+    python bench/ablation.py report                # the table (bench/out/ablation.{json,md})
+    python bench/ablation.py list
+
+The data folders are the ones `make default-model` builds (data/sc12_real,
+data/synth_sc12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT_DIR, ROOT, machine  # noqa: E402
+
+RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
+REAL, SYNTH = ROOT / "data/sc12_real", ROOT / "data/synth_sc12"
+RUNS = ROOT / "runs/abl"
+TEACHERS = "runs/default/best.pt,runs/realonly/best.pt,runs/speed/best.pt"
+SCREEN = ["train.epochs=20", "train.patience=0"]
+
+# name: (what changes, --set overrides, train on synthetic speech too)
+VARIANTS: dict[str, tuple[str, list[str], bool]] = {
+    "e20": ("baseline, 20-epoch screening schedule", SCREEN, True),
+    "e20-seed1": ("baseline, seed 1 (seed spread)", SCREEN + ["train.seed=1"], True),
+    "e20-realonly": ("no synthetic speech (mix ratio 0)", SCREEN, False),
+    "e20-synth50": (
+        "synthetic share of draws 0.5 per class",
+        SCREEN + ["data.extra_share=0.5"],
+        True,
+    ),
+    "e20-synth20": (
+        "synthetic share of draws 0.2 per class",
+        SCREEN + ["data.extra_share=0.2"],
+        True,
+    ),
+    "e20-speed": ("speed perturbation 0.1", SCREEN + ["augment.speed=0.1"], True),
+    "e20-pitch": ("pitch / VTLP warp 0.1", SCREEN + ["augment.pitch=0.1"], True),
+    "e20-nospec": ("SpecAugment off", SCREEN + ["augment.spec_augment=false"], True),
+    "e20-spec2x": (
+        "SpecAugment doubled (masks 25 frames / 12 bins)",
+        SCREEN + ["augment.time_mask_frames=25", "augment.freq_mask_bins=12"],
+        True,
+    ),
+    "e20-mixup": ("mixup, Beta(0.3, 0.3)", SCREEN + ["train.mixup=0.3"], True),
+    "e20-ls0": ("label smoothing 0 (recipe 0.1)", SCREEN + ["train.label_smoothing=0"], True),
+    "e20-ema": ("weight EMA, decay 0.999", SCREEN + ["train.ema_decay=0.999"], True),
+    "e20-edge": (
+        "window-edge fragments as _unknown_, 10%",
+        SCREEN + ["augment.edge_negatives=0.1"],
+        True,
+    ),
+    "e20-h128": ("width 128 (recipe 96)", SCREEN + ["model.hidden_size=128"], True),
+    "e20-l3": ("depth 3 layers (recipe 2)", SCREEN + ["model.num_layers=3"], True),
+    "e20-fs1": ("no frame stacking (recipe 2)", SCREEN + ["model.frame_stack=1"], True),
+    "e20-distill": (
+        "distilled from a 3-model ensemble (test 0.878-0.883 each)",
+        SCREEN + [f"train.teacher={TEACHERS}", "train.distill_weight=0.5"],
+        True,
+    ),
+    "e40": ("baseline, the recipe's 40 epochs (= shipped run)", [], True),
+    "e60": ("schedule 60 epochs", ["train.epochs=60", "train.patience=15"], True),
+}
+# Runs trained before this script existed, with the same command line.
+EARLIER = {"e40": ROOT / "runs/default", "e60": RUNS / "epochs60"}
+
+
+def run_dir(name: str) -> Path:
+    return EARLIER.get(name, RUNS / name)
+
+
+def train(name: str) -> None:
+    what, overrides, with_synth = VARIANTS[name]
+    out = run_dir(name)
+    if (out / "metrics.json").is_file():
+        print(f"{name}: done already ({out})")
+        return
+    cmd = [str(ROOT / ".venv/bin/speechlstm"), "train", str(REAL), "--out", str(out)]
+    cmd += ["--config", str(RECIPE), "--device", "cpu"]
+    if with_synth:
+        cmd += ["--add", str(SYNTH)]
+    for item in overrides:
+        cmd += ["--set", item]
+    if (out / "last.pt").is_file():
+        cmd.append("--resume")
+    print(f"{name}: {what}", flush=True)
+    started = time.perf_counter()
+    with open(RUNS / f"{name}.log", "a") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    print(f"{name}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def row(name: str, base: dict | None) -> dict | None:
+    path = run_dir(name) / "metrics.json"
+    if not path.is_file():
+        return None
+    m = json.loads(path.read_text())
+    test, val = m["test_accuracy"], m["best_val_accuracy"]
+    n_train = m["summary"]["clips"]["train"]
+    seconds = sum(n_train / h["clips_per_s"] for h in m["history"] if h.get("clips_per_s"))
+    out = {
+        "variant": name,
+        "change": VARIANTS[name][0],
+        "epochs": len(m["history"]),
+        "best_epoch": m["best_epoch"],
+        "val_accuracy": round(val, 4),
+        "test_accuracy": round(test, 4),
+        "test_balanced": round(m["test_balanced_accuracy"], 4),
+        "params": m["n_params"],
+        "train_seconds": round(seconds),  # training steps only, not validation
+    }
+    if base is not None:
+        out["d_val"] = round(val - base["val_accuracy"], 4)
+        out["d_test"] = round(test - base["test_accuracy"], 4)
+    return out
+
+
+def report() -> None:
+    rows = []
+    bases = {"e20": row("e20", None), "e40": row("e40", None)}
+    for name in VARIANTS:
+        base = bases["e20"] if name.startswith("e20") else bases["e40"]
+        r = row(name, base)
+        if r is not None:
+            rows.append(r)
+    result = {"benchmark": "ablation", "machine": machine(), "split": "test", "rows": rows}
+    lines = [
+        "| variant | change | val | test | Δval | Δtest | best epoch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['change']} | {r['val_accuracy']:.3f} | "
+            f"{r['test_accuracy']:.3f} | {r.get('d_val', 0):+.3f} | {r.get('d_test', 0):+.3f} | "
+            f"{r['best_epoch']}/{r['epochs']} |"
+        )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "ablation.json").write_text(json.dumps(result, indent=2))
+    (OUT_DIR / "ablation.md").write_text("\n".join(lines) + "\n")
+    print(f"machine: {result['machine']}")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("names", nargs="+", choices=sorted(VARIANTS))
+    sub.add_parser("report")
+    sub.add_parser("list")
+    args = parser.parse_args()
+    if args.cmd == "run":
+        RUNS.mkdir(parents=True, exist_ok=True)
+        for name in args.names:
+            train(name)
+        report()
+    elif args.cmd == "report":
+        report()
+    else:
+        for name, (what, overrides, synth) in VARIANTS.items():
+            print(f"{name:14s} {what}  [{' '.join(overrides)}]{'' if synth else ' (no --add)'}")
+
+
+if __name__ == "__main__":
+    main()
