@@ -92,13 +92,14 @@ def train(name: str) -> None:
         print(f"{name}: done already ({out})")
         return
     cmd = [str(ROOT / ".venv/bin/speechlstm"), "train", str(REAL), "--out", str(out)]
-    cmd += ["--config", str(RECIPE), "--device", "cpu"]
-    if with_synth:
-        cmd += ["--add", str(SYNTH)]
-    for item in overrides:
-        cmd += ["--set", item]
     if (out / "last.pt").is_file():
-        cmd.append("--resume")
+        cmd.append("--resume")  # an interrupted variant: its settings are in the run
+    else:
+        cmd += ["--config", str(RECIPE), "--device", "cpu"]
+        if with_synth:
+            cmd += ["--add", str(SYNTH)]
+        for item in overrides:
+            cmd += ["--set", item]
     print(f"{name}: {what}", flush=True)
     started = time.perf_counter()
     with open(RUNS / f"{name}.log", "a") as log:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import typer
 
 from . import data_cmd, live_cmd, score_cmd, train_cmd, transcribe_cmd
+from .common import EXIT_INTERRUPTED, EXIT_USAGE
 
 app = typer.Typer(
     name="speechlstm",
@@ -33,7 +34,27 @@ app.add_typer(data_cmd.app, name="data")
 
 
 def main() -> None:
-    app()
+    import sys
+
+    # File names need not be UTF-8 on Linux: print them as their own bytes.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        at = f" at {where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{where.tb_lineno}"
+        sys.stderr.write(
+            f"error: unexpected {type(exc).__name__}: {str(exc)[:300]}{at if where else ''} "
+            "(a bug: please report it with the command line)\n"
+        )
+        sys.exit(EXIT_USAGE)
 
 
 if __name__ == "__main__":

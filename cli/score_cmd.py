@@ -46,6 +46,7 @@ def score(
 
       speechlstm score 'logs/**/*.wav' files.txt -m model.int8.onnx -f jsonl -o r.jsonl --resume
     """
+    from speechlstm.outputs import OutputError
     from speechlstm.progress import progress_bar
     from speechlstm.scoring import RowWriter, done_paths, iter_inputs, score_paths, usable_cores
 
@@ -55,11 +56,16 @@ def score(
         fail("--resume needs --out")
     # One onnxruntime thread per run, `threads` runs at once: see score_paths.
     recognizer = load_recognizer(model, threads=1)
-    skip = done_paths(out, fmt) if resume and out is not None else None
+    try:
+        # The writer first: it refuses files that are not ours and takes the
+        # lock before an interrupted run's last partial row is dropped.
+        writer = RowWriter(
+            out, fmt, append=resume, labels=recognizer.labels, k=top_k, stream=sys.stdout
+        )
+        skip = done_paths(out, fmt) if resume and out is not None else None
+    except OutputError as exc:
+        fail(str(exc))
     paths = (p for p in iter_inputs(inputs) if not skip or p not in skip)
-    writer = RowWriter(
-        out, fmt, append=resume, labels=recognizer.labels, k=top_k, stream=sys.stdout
-    )
     failed = total = shown = 0
     started = shown_at = now = time.perf_counter()
     try:
@@ -131,6 +137,13 @@ def evaluate(
             )
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
+    n_files = sum(not p.startswith("<silence:") for p in ev.paths)
+    if n_files == 0:
+        reason = ""
+        if ev.errors:
+            path, why = next(iter(ev.errors.items()))
+            reason = f": all {len(ev.errors)} could not be read, e.g. {path}: {why}"
+        fail(f"{data}: no clip of the {split} split could be evaluated{reason}", EXIT_SOME_FAILED)
     rep = report(ev)
     stdout_line(f"{rep['clips']} clips ({split} split of {data})")
     stdout_line(f"accuracy           {rep['accuracy']:.4f}")

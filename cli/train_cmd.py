@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_INTERRUPTED, fail, require_training_side, stdout_line
+from .common import EXIT_INTERRUPTED, EXIT_SOME_FAILED, fail, require_training_side, stdout_line
 
 
 def train(
@@ -116,6 +116,13 @@ def train(
         }
         # A flag left out must not undo the same setting given with --set.
         overrides.update({k: v for k, v in flags.items() if v is not None})
+        changed = sorted(k for k in overrides if k not in ("train.device", "train.threads"))
+        if resume and (config or changed):
+            fail(
+                "--resume continues the run with the settings saved in it; leave out "
+                + ", ".join(([str(config)] if config else []) + changed)
+                + " (or start a new run with another --out)"
+            )
         cfg = apply_overrides(cfg, overrides)
     except ValueError as exc:
         fail(str(exc))
@@ -140,6 +147,15 @@ def train(
         f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})"
     )
     stdout_line(f"wrote {out}/best.pt, last.pt, metrics.json, curves.png, confusion.png")
+    skipped = report.get("skipped_files") or {}
+    if skipped:
+        path, reason = next(iter(skipped.items()))
+        typer.echo(
+            f"{len(skipped)} file(s) could not be decoded and were left out, e.g. {path}: "
+            f"{reason} (all in {out}/metrics.json, skipped_files)",
+            err=True,
+        )
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def export(

@@ -24,6 +24,13 @@ CLIP_SAMPLES = SAMPLE_RATE  # 1 s: the Speech Commands clip length
 # length in advance put 0 or 0xFFFFFFFF there; those are not truncation.
 _DATA_CHUNK_RE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_LENGTHS = {0, 0xFFFFFFFF, 0x7FFFFFFF, 0xFFFFFFFF - 1}
+# What a header may claim before we believe it: rates telephone to studio, a
+# channel count a microphone array could have, at least 10 ms of sound.
+# Outside these a header lies (a 1 Hz "rate" turns 32 KB into hours of audio
+# and gigabytes of memory once resampled) or holds nothing to recognise.
+MIN_RATE_HZ, MAX_RATE_HZ = 4000, 384000
+MAX_CHANNELS = 64
+MIN_DURATION_S = 0.01
 
 
 class InvalidAudio(ValueError):
@@ -59,8 +66,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     if pcm16 is not None:
         return to_mono_16k(*pcm16, sample_rate, path=path)
     try:
-        with sf.SoundFile(str(p)) as f:
+        # Bytes, not str: libsndfile cannot take a name that is not UTF-8.
+        with sf.SoundFile(os.fsencode(p)) as f:
             _check_not_truncated(path, f.extra_info)
+            check_header(path, f.samplerate, f.channels)
             native_rate = f.samplerate
             data = f.read(dtype="float32", always_2d=True)  # (samples, channels)
     except InvalidAudio:
@@ -87,6 +96,7 @@ def _read_pcm16_wav(path: Path) -> tuple[np.ndarray, int] | None:
             if w.getsampwidth() != 2 or w.getcomptype() != "NONE":
                 return None
             channels, rate, n_frames = w.getnchannels(), w.getframerate(), w.getnframes()
+            check_header(path, rate, channels)
             raw = w.readframes(n_frames)
     except (wave.Error, EOFError, OSError, ValueError):
         return None
@@ -120,6 +130,10 @@ def to_mono_16k(
         raise InvalidAudio(path, f"{n_bad} of {data.size} samples are NaN or Inf")
     if native_rate <= 0:
         raise InvalidAudio(path, f"invalid sample rate {native_rate}")
+    if data.size < MIN_DURATION_S * native_rate:
+        raise InvalidAudio(
+            path, f"only {data.size} samples ({1000 * data.size / native_rate:.1f} ms): too short"
+        )
     if native_rate != sample_rate:
         import soxr
 
@@ -178,6 +192,20 @@ def _int_to_float(data: np.ndarray) -> np.ndarray:
     out = data.astype(np.float32)
     out *= np.float32(1.0 / -info.min)  # a power of two: exact, same as dividing
     return out
+
+
+def check_header(path, rate_hz: int, channels: int) -> None:
+    """Refuse a header's sample rate or channel count that no real recording has."""
+    if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
+        raise InvalidAudio(
+            path,
+            f"implausible sample rate {rate_hz} Hz in the header "
+            f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz)",
+        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise InvalidAudio(
+            path, f"implausible channel count {channels} in the header (accepted: 1-{MAX_CHANNELS})"
+        )
 
 
 def _check_not_truncated(path, extra_info: str) -> None:

@@ -90,7 +90,7 @@ def _content_key(paths: list[Path], clip_samples: int, sample_rate: int) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"v{BANK_FORMAT}:{clip_samples}:{sample_rate}:{len(paths)}".encode())
     for path in paths:
-        digest.update(str(path).encode())
+        digest.update(os.fsencode(path))
         try:
             with open(path, "rb") as fh:
                 digest.update(hashlib.file_digest(fh, "blake2b").digest())

@@ -90,7 +90,7 @@ def speaker_of(path: Path) -> str:
 def hash_split(path: Path, validation_pct: float = 10.0, test_pct: float = 10.0) -> str:
     """The Speech Commands split rule (which_set): stable per speaker."""
     speaker = speaker_of(path)
-    digest = hashlib.sha1(speaker.encode()).hexdigest()
+    digest = hashlib.sha1(speaker.encode("utf-8", "surrogateescape")).hexdigest()
     pct = (int(digest, 16) % (_MAX_CLIPS_PER_CLASS + 1)) * (100.0 / _MAX_CLIPS_PER_CLASS)
     if pct < validation_pct:
         return "validation"
@@ -119,6 +119,10 @@ def _from_folders(root: Path) -> DatasetIndex:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if folder.name == BACKGROUND_NOISE_DIR or folder.name.startswith("."):
             continue
+        if not folder.name.isprintable() or not _is_text(folder.name):
+            raise DatasetError(
+                f"{folder}: a label folder's name must be printable UTF-8 text (it becomes a label)"
+            )
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
                 continue
@@ -147,8 +151,13 @@ def _from_folders(root: Path) -> DatasetIndex:
 def _from_manifest(csv_path: Path) -> DatasetIndex:
     base = csv_path.parent
     clips, noise = [], []
-    with csv_path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    # surrogateescape: paths that are not UTF-8 keep their bytes (and open);
+    # a label must be text, checked below.
+    with csv_path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        try:
+            rows = list(csv.reader(fh))
+        except csv.Error as exc:
+            raise DatasetError(f"{csv_path}: not a readable CSV manifest ({exc})") from None
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
     for line_no, row in enumerate(rows, start=1):
@@ -159,6 +168,10 @@ def _from_manifest(csv_path: Path) -> DatasetIndex:
         path = Path(row[0].strip())
         path = path if path.is_absolute() else base / path
         label = row[1].strip()
+        if not label or not label.isprintable() or not _is_text(label):
+            raise DatasetError(
+                f"{csv_path}:{line_no}: label {label!r} is empty, not UTF-8 or not printable"
+            )
         if label == BACKGROUND_NOISE_DIR:
             noise.append(path)
             continue
@@ -179,7 +192,17 @@ def _from_manifest(csv_path: Path) -> DatasetIndex:
 def _read_list(path: Path) -> set[str] | None:
     if not path.is_file():
         return None
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def _is_text(name: str) -> bool:
+    """False for a name holding bytes that were not UTF-8 (surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _audio_files(folder: Path) -> list[Path]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from .audio import InvalidAudio, load_audio
 from .datasets import AUDIO_SUFFIXES
+from .outputs import ENCODING, OutputError, open_rows
 from .runtime import OnnxRecognizer
 from .transcribe import batch_top_k, classify_waveform
 
@@ -62,7 +63,7 @@ def iter_inputs(inputs: Iterable[str]) -> Iterator[str]:
                     if Path(name).suffix.lower() in AUDIO_SUFFIXES:
                         yield os.path.join(root, name)
         elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-            with path.open() as fh:
+            with path.open(**ENCODING) as fh:
                 for line in fh:
                     entry = line.strip()
                     if entry and not entry.startswith("#"):
@@ -90,7 +91,8 @@ class ScoredPaths:
 
     @staticmethod
     def _key(path: str) -> bytes:
-        return hashlib.blake2b(path.encode(), digest_size=8).digest()
+        # surrogateescape: a name that is not UTF-8 keeps its own bytes.
+        return hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
 
     def __contains__(self, path: str) -> bool:
         return self._key(path) in self._keys
@@ -100,7 +102,10 @@ class ScoredPaths:
 
 
 def done_paths(output: Path, fmt: str) -> ScoredPaths:
-    """The paths already scored in `output`; drops a last row cut off by a kill."""
+    """The paths already scored in `output`; drops a last row cut off by a kill.
+
+    Call it with the output opened by `RowWriter` (locked, known to be ours).
+    """
     if not output.is_file():
         return ScoredPaths()
     with output.open("rb+") as fh:
@@ -110,10 +115,17 @@ def done_paths(output: Path, fmt: str) -> ScoredPaths:
             fh.seek(cut)
             fh.truncate()
             data = data[:cut]
-    text = data.decode()
-    if fmt == "jsonl":
-        return ScoredPaths(json.loads(line)["path"] for line in text.splitlines() if line.strip())
-    return ScoredPaths(row["path"] for row in csv.DictReader(io.StringIO(text)))
+    text = data.decode("utf-8", "surrogateescape")
+    try:
+        if fmt == "jsonl":
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            return ScoredPaths(row["path"] for row in rows)
+        return ScoredPaths(row["path"] for row in csv.DictReader(io.StringIO(text, newline="")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OutputError(
+            f"{output}: cannot resume: it does not read as {fmt} results ({exc}); "
+            "was it written with another --format?"
+        ) from None
 
 
 class RowWriter:
@@ -132,11 +144,14 @@ class RowWriter:
         self.fmt = fmt
         self.labels = labels
         self.k = k
-        exists = output is not None and output.is_file() and output.stat().st_size > 0
         self._owned = output is not None
-        self.fh = stream if output is None else output.open("a" if append else "w", newline="")
+        exists = False
+        if output is None:
+            self.fh = stream
+        else:
+            self.fh, exists = open_rows(output, append, CSV_FIELDS, ("path", "label", "top"))
         self.csv = csv.writer(self.fh) if fmt == "csv" else None
-        if self.csv is not None and not (append and exists):
+        if self.csv is not None and not exists:
             self.csv.writerow(CSV_FIELDS)
             self.fh.flush()
 

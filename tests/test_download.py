@@ -123,3 +123,65 @@ def test_fetch_dataset_end_to_end(server, tmp_path):
     assert (folder / "yes" / "a_nohash_0.wav").read_bytes() == b"RIFF"
     n = len(server.requests)
     assert fetch_dataset(archive, tmp_path) == folder and len(server.requests) == n  # cached
+
+
+def test_upper_case_hash_is_accepted_and_a_malformed_one_refused_before_transfer(
+    server, tmp_path
+):
+    payload = b"the real archive"
+    server.files["/a.bin"] = payload
+    digest = hashlib.sha256(payload).hexdigest().upper()
+    assert download(server.url + "/a.bin", tmp_path / "a.bin", f" {digest} ").read_bytes() == (
+        payload
+    )
+    with pytest.raises(DownloadError, match="64 hexadecimal"):
+        download(server.url + "/a.bin", tmp_path / "b.bin", "abc123")
+    assert not (tmp_path / "b.bin.part").exists()  # nothing was fetched
+
+
+def _tar_links(members: list[tuple[str, str | None, bytes]]) -> bytes:
+    """(name, symlink target or None, data) members."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, link, data in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        # A chain: each link looks harmless alone, together they step outside.
+        [("a", ".", b""), ("a/b", "..", b""), ("a/b/escaped.txt", None, b"x")],
+        [("d", "sub/../..", b""), ("d/x.txt", None, b"x")],
+        [("up", "../outside", b"")],
+        [("abs", "/etc", b"")],
+    ],
+)
+def test_link_chains_cannot_step_outside(tmp_path, members, monkeypatch):
+    import speechlstm.download as dl
+
+    # As on a Python without the standard library's extraction filter.
+    monkeypatch.delattr(dl.tarfile, "data_filter", raising=False)
+    archive = tmp_path / "links.tar"
+    archive.write_bytes(_tar_links(members))
+    with pytest.raises(DownloadError, match="unsafe"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "x.txt").exists()
+
+
+def test_extraction_size_cap(tmp_path):
+    import speechlstm.download as dl
+
+    archive = tmp_path / "big.tar.gz"
+    archive.write_bytes(_tar({"a.bin": b"\0" * 5000, "b.bin": b"\0" * 5000}))
+    with tarfile.open(archive) as tar, pytest.raises(DownloadError, match="more than"):
+        dl.check_members(tar, tmp_path / "out", max_bytes=8000)
+    with tarfile.open(archive) as tar:
+        dl.check_members(tar, tmp_path / "out", max_bytes=10000)  # at the cap: fine

@@ -221,3 +221,34 @@ def run_summary(path: str | Path, ckpt: Checkpoint) -> dict[str, Any] | None:
 
 def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def load_weights(module: torch.nn.Module, weights: Any, path: str | Path, key: str = "model"):
+    """`module.load_state_dict(weights)`, or CheckpointError naming the file: a
+    checkpoint whose tensors do not fit its own config (missing, extra or
+    reshaped) is a broken file, not a bug."""
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise CheckpointError(f"{path}: checkpoint key {key!r} is not a dict of named tensors")
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"{path}: checkpoint key {key!r} does not fit the model its config describes "
+            f"({' '.join(str(exc).split())[:240]})"
+        ) from None
+
+
+def build_model(ckpt: Checkpoint, path: str | Path):
+    """The Recognizer `ckpt` describes, holding the weights it runs (eval mode)."""
+    from .model import Recognizer
+
+    try:
+        model = Recognizer(ckpt.config.features, ckpt.config.model, len(ckpt.labels))
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: its config does not build a model ({_first_line(exc)})"
+        ) from None
+    load_weights(model, ckpt.weights, path, "ema" if ckpt.ema is not None else "model")
+    return model.eval()

@@ -28,6 +28,7 @@ from ..modelmeta import (
     ModelDescription,
     TrainingSummary,
 )
+from ..outputs import same_file
 from ..runtime import open_session
 from . import checkpoint
 from .checkpoint import Checkpoint
@@ -63,9 +64,7 @@ def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, Checkpoint, RunC
     run_summary = checkpoint.run_summary(ckpt_path, ckpt)
     if run_summary is not None:
         ckpt = replace(ckpt, summary={**ckpt.summary, **run_summary})
-    model = Recognizer(ckpt.config.features, ckpt.config.model, len(ckpt.labels))
-    model.load_state_dict(ckpt.weights)
-    return model.eval(), ckpt, ckpt.config
+    return checkpoint.build_model(ckpt, ckpt_path), ckpt, ckpt.config
 
 
 def describe(ckpt: Checkpoint, cfg: RunConfig) -> ModelDescription:
@@ -103,13 +102,21 @@ def export(
 ) -> ExportResult:
     """`detector`: the detector defaults to store in the model (tuned on a
     stream, bench/streaming.py --tune) instead of the training config's."""
+    out_path = Path(out_path)
+    if out_path.is_dir():
+        raise ExportError(f"{out_path}: is a folder; give the .onnx file to write")
+    if same_file(out_path, Path(ckpt_path)):
+        raise ExportError(f"{out_path}: is the input checkpoint; refusing to overwrite it")
     model, ckpt, cfg = load_recognizer(ckpt_path)
     if detector is not None:
         cfg = replace(cfg, detector=detector)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     description = describe(ckpt, cfg)
-    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        workdir = tempfile.TemporaryDirectory(dir=out_path.parent)
+    except OSError as exc:
+        raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
+    with workdir as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
         _export_fp32(model, cfg, fp32_path, description)
         max_diff = check_parity(model, fp32_path)
@@ -126,7 +133,10 @@ def export(
                     f"probe clips ({probe_name}) "
                     f"(need {min_agreement:.0%}); ship the fp32 model instead"
                 )
-        os.replace(final, out_path)  # same folder: atomic
+        try:
+            os.replace(final, out_path)  # same folder: atomic
+        except OSError as exc:
+            raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
     return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size)
 
 

@@ -94,9 +94,7 @@ def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.devic
             raise ValueError(
                 f"teacher {path}: labels {list(ckpt.labels)} differ from this run's {labels}"
             )
-        model = Recognizer(ckpt.config.features, ckpt.config.model, len(labels))
-        model.load_state_dict(ckpt.weights)
-        teachers.append(model.to(device).eval())
+        teachers.append(checkpoint.build_model(ckpt, path).to(device))
     return teachers
 
 
@@ -186,15 +184,20 @@ class Trainer:
         """The weights validation, test and export see."""
         return self.model if self.ema is None else self.ema.module
 
-    def load_resume(self, ckpt: Checkpoint) -> None:
-        self.model.load_state_dict(ckpt.model)
+    def load_resume(self, ckpt: Checkpoint, path: Path) -> None:
+        checkpoint.load_weights(self.model, ckpt.model, path)
         if self.ema is not None:
             if ckpt.ema is None:
-                raise ValueError("the checkpoint holds no moving average to resume")
-            self.ema.module.load_state_dict(ckpt.ema)
+                raise checkpoint.CheckpointError(f"{path}: holds no moving average to resume")
+            checkpoint.load_weights(self.ema.module, ckpt.ema, path, "ema")
             self.ema.n_averaged.fill_(max(1, ckpt.train_state.global_step))
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.scheduler.load_state_dict(ckpt.scheduler)
+        try:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+            self.scheduler.load_state_dict(ckpt.scheduler)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise checkpoint.CheckpointError(
+                f"{path}: optimizer or scheduler state does not fit the model ({exc})"
+            ) from None
         self.state = ckpt.train_state
 
     def summary(self) -> dict:
@@ -541,10 +544,15 @@ def run_training(
         f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
         f"clips per split: {data.counts()}; noise: {data.noise_source}"
     )
-    if len(data.splits["train"].targets) == 0:
-        raise ValueError(f"{source}: no training clips for this task")
+    decoded = [p for p in data.splits["train"].paths if not p.startswith("<silence:")]
+    if not decoded:
+        why = ""
+        if data.errors:
+            path, reason = next(iter(data.errors.items()))
+            why = f" ({len(data.errors)} file(s) could not be decoded, e.g. {path}: {reason})"
+        raise ValueError(f"{source}: no training clips for this task{why}")
     trainer = Trainer(cfg, data, out_dir, str(source), verbose=verbose)
     if resume_from is not None:
-        trainer.load_resume(resume_from)
+        trainer.load_resume(resume_from, out_dir / "last.pt")
     trainer.fit(show_progress)
     return final_report(trainer)

@@ -1,0 +1,83 @@
+"""Output files we write row by row (score results): only ours are truncated or
+appended to, one writer at a time, names kept byte for byte.
+
+A file is ours when its first line is what we write first: the CSV header, or
+a JSON object with our row keys. Anything else (a user's spreadsheet, a
+typo'd path to a source file) is refused before a byte is written. An
+advisory lock (flock) refuses a second writer to the same file, which would
+interleave rows. File names that are not valid UTF-8 (legal on Linux) are
+written and read back with `surrogateescape`, so a resumed run recognises them.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+class OutputError(ValueError):
+    """An output that cannot or must not be written; the message names the path."""
+
+
+def first_line(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.readline(4096).rstrip(b"\r\n")
+
+
+def is_ours(line: bytes, csv_header: tuple[str, ...], json_keys: tuple[str, ...]) -> bool:
+    if line == ",".join(csv_header).encode():
+        return True
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and all(key in row for key in json_keys)
+
+
+def open_rows(
+    path: Path, append: bool, csv_header: tuple[str, ...], json_keys: tuple[str, ...]
+) -> tuple[IO[str], bool]:
+    """Open `path` for rows, locked; returns (file, had_rows).
+
+    Truncates unless `append`. Refuses a file that is not ours, a file another
+    process is writing, and a path that cannot be written, naming the reason.
+    """
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    try:
+        had_rows = path.is_file() and path.stat().st_size > 0
+        if had_rows and not is_ours(first_line(path), csv_header, json_keys):
+            raise OutputError(
+                f"{path}: exists and is not a speechlstm results file (its first line is not "
+                "ours); refusing to overwrite or append to it: choose another output"
+            )
+        fh = path.open("a", newline="", **ENCODING)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise OutputError(
+                f"{path}: another process is writing it; wait for it or choose another output"
+            ) from None
+        raise OutputError(f"{path}: cannot lock ({exc.strerror or exc})") from None
+    if not append:
+        fh.truncate(0)
+        had_rows = False
+    return fh, had_rows
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when `a` and `b` name one existing file (links and `..` included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
