@@ -23,10 +23,10 @@ def live(
         help="Smoothed probability needed to report a command.",
     ),
     hop_ms: float | None = typer.Option(
-        None, "--hop-ms", min=10.0, help="Run the model every N ms."
+        None, "--hop-ms", min=10.0, max=60000.0, help="Run the model every N ms."
     ),
-    smoothing_ms: float | None = typer.Option(None, "--smoothing-ms", min=10.0),
-    refractory_ms: float | None = typer.Option(None, "--refractory-ms", min=0.0),
+    smoothing_ms: float | None = typer.Option(None, "--smoothing-ms", min=10.0, max=60000.0),
+    refractory_ms: float | None = typer.Option(None, "--refractory-ms", min=0.0, max=60000.0),
     gate_dbfs: float | None = typer.Option(
         None, "--gate-dbfs", help="Skip the model on windows quieter than this."
     ),
@@ -37,7 +37,7 @@ def live(
         None, "--input", "-i", help="Stream a file instead of the microphone."
     ),
     fast: bool = typer.Option(False, "--fast", help="With --input: as fast as possible."),
-    threads: int = typer.Option(1, "--threads", min=0),
+    threads: int = typer.Option(1, "--threads", min=0, max=256),
 ) -> None:
     """Listen and print each detected command: wall-clock time, label, confidence.
 

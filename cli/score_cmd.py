@@ -26,11 +26,11 @@ def score(
     ),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),
     batch_size: int = typer.Option(
-        8, "--batch-size", min=1, help="Clips a run (small batches stay in cache)."
+        8, "--batch-size", min=1, max=4096, help="Clips a run (small batches stay in cache)."
     ),
-    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help=WORKERS_HELP),
     threads: int = typer.Option(
-        0, "--threads", min=0, help=THREADS_HELP + " (0, the default: all cores)."
+        0, "--threads", min=0, max=256, help=THREADS_HELP + " (0, the default: all cores)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -104,10 +104,12 @@ def evaluate(
         None, "--report-dir", "-r", help="Write report.json/.md and plots here."
     ),
     batch_size: int = typer.Option(
-        8, "--batch-size", min=1, help="Clips a run (small batches stay in cache)."
+        8, "--batch-size", min=1, max=4096, help="Clips a run (small batches stay in cache)."
     ),
-    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
-    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP + " (0: all cores)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=256, help=WORKERS_HELP),
+    threads: int = typer.Option(
+        0, "--threads", min=0, max=256, help=THREADS_HELP + " (0: all cores)."
+    ),
 ) -> None:
     """Accuracy, balanced accuracy, per-class precision/recall/F1, confusions, calibration.
 

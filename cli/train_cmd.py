@@ -42,7 +42,9 @@ def train(
     pooling: str | None = typer.Option(None, "--pooling", help="attention | mean"),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     seed: int | None = typer.Option(None, "--seed"),
-    threads: int | None = typer.Option(None, "--threads", min=0, help="CPU threads for torch."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=0, max=256, help="CPU threads for torch."
+    ),
     noise: Path | None = typer.Option(
         None, "--noise", help="Folder of background-noise recordings."
     ),

@@ -30,9 +30,15 @@ def transcribe(
         help="Long recordings: probability needed for a detection (default: the model's).",
     ),
     hop_ms: float | None = typer.Option(
-        None, "--hop-ms", min=10.0, help="Long recordings: model step in ms (default: the model's)."
+        None,
+        "--hop-ms",
+        min=10.0,
+        max=60000.0,
+        help="Long recordings: model step in ms (default: the model's).",
     ),
-    threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads (0: all cores)."),
+    threads: int = typer.Option(
+        1, "--threads", min=0, max=256, help="onnxruntime threads (0: all cores)."
+    ),
 ) -> None:
     """Print the recognized command of each file, with its probability.
 

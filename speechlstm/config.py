@@ -211,6 +211,9 @@ class DataConfig:
         return self
 
 
+MAX_SPAN_MS = 60_000.0
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """The streaming detector's settings (stream.py). Saved into each exported model
@@ -241,12 +244,15 @@ class DetectorConfig:
         return out
 
     def validate(self) -> None:
+        # Spans past a minute are typos (or infinities): no detector waits that long.
         for name in ("hop_ms", "smoothing_ms"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"detector.{name}={getattr(self, name)} must be > 0")
+            if not 0 < getattr(self, name) <= MAX_SPAN_MS:
+                raise ValueError(f"detector.{name}={getattr(self, name)} must be in (0, 60000]")
         for name in ("refractory_ms", "peak_wait_ms"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"detector.{name}={getattr(self, name)} must be >= 0")
+            if not 0 <= getattr(self, name) <= MAX_SPAN_MS:
+                raise ValueError(f"detector.{name}={getattr(self, name)} must be in [0, 60000]")
+        if not -200.0 <= self.gate_dbfs <= 0.0:
+            raise ValueError(f"detector.gate_dbfs={self.gate_dbfs} must be in [-200, 0]")
         for label, value in (("threshold", self.threshold), *self.thresholds):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"detector threshold for {label}={value} must be in [0, 1]")

@@ -125,9 +125,7 @@ def test_fetch_dataset_end_to_end(server, tmp_path):
     assert fetch_dataset(archive, tmp_path) == folder and len(server.requests) == n  # cached
 
 
-def test_upper_case_hash_is_accepted_and_a_malformed_one_refused_before_transfer(
-    server, tmp_path
-):
+def test_upper_case_hash_is_accepted_and_a_malformed_one_refused_before_transfer(server, tmp_path):
     payload = b"the real archive"
     server.files["/a.bin"] = payload
     digest = hashlib.sha256(payload).hexdigest().upper()
