@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +52,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     """
     import soundfile as sf
 
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InvalidAudio(path, "no such file") from None
-    except OSError as exc:
-        raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InvalidAudio(path, "is a directory, not an audio file")
-    if st.st_size == 0:
-        raise InvalidAudio(path, "empty file (0 bytes)")
+    p = _check_file(path)
     pcm16 = _read_pcm16_wav(p)
     if pcm16 is not None:
         return to_mono_16k(*pcm16, sample_rate, path=path)
@@ -79,6 +70,92 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     except OSError as exc:
         raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
     return to_mono_16k(data, native_rate, sample_rate, path=path)
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    """The path, if it names a non-empty regular file; else InvalidAudio saying why."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InvalidAudio(path, "no such file") from None
+    except OSError as exc:
+        raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidAudio(path, "is a directory, not an audio file")
+    if st.st_size == 0:
+        raise InvalidAudio(path, "empty file (0 bytes)")
+    return p
+
+
+STREAM_BLOCK_S = 10.0  # decoded per read when streaming: ~4 MB at 48 kHz stereo
+# Files larger than this are streamed (`stream_audio`) rather than decoded whole
+# (`load_audio`): at most ~2 minutes of MP3, whose whole decode at 48 kHz
+# stereo is under 50 MB. Speech Commands clips (32 KB) stay on the fast path.
+STREAM_ABOVE_BYTES = 2 * 2**20
+
+
+def is_large(path: str | os.PathLike) -> bool:
+    """True for a file to stream rather than decode whole (see STREAM_ABOVE_BYTES)."""
+    try:
+        return os.stat(path).st_size > STREAM_ABOVE_BYTES
+    except OSError:
+        return False  # load_audio words the error
+
+
+def stream_audio(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, block_s: float = STREAM_BLOCK_S
+) -> Iterator[np.ndarray]:
+    """`path` decoded block by block: float32 mono at `sample_rate`, in [-1, 1].
+
+    What `load_audio` returns, concatenated, in memory bounded by one block
+    however long the recording (the resampler keeps its state between
+    blocks). The same checks, raised as InvalidAudio when met: before the
+    first block for the file and header, at the block for bad samples, at
+    the end for a recording too short to use.
+    """
+    import soundfile as sf
+    import soxr
+
+    p = _check_file(path)
+    total = 0
+    try:
+        with sf.SoundFile(os.fsencode(p)) as f:
+            _check_not_truncated(path, f.extra_info)
+            check_header(path, f.samplerate, f.channels)
+            rate = f.samplerate
+            resampler = (
+                soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+                if rate != sample_rate
+                else None
+            )
+            frames = max(1, int(block_s * rate))
+            while True:
+                data = f.read(frames, dtype="float32", always_2d=True)
+                last = len(data) < frames
+                total += len(data)
+                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+                if not np.isfinite(mono).all():
+                    n_bad = int((~np.isfinite(mono)).sum())
+                    raise InvalidAudio(
+                        path, f"{n_bad} samples near {total / rate:.1f} s are NaN or Inf"
+                    )
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono, last=last)
+                if mono.size:
+                    yield np.clip(mono, -1.0, 1.0)
+                if last:
+                    break
+    except InvalidAudio:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise InvalidAudio(path, f"cannot decode: {_short_reason(exc)}") from None
+    except OSError as exc:
+        raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
+    if total == 0:
+        raise InvalidAudio(path, "no audio frames (empty or truncated)")
+    if total < MIN_DURATION_S * rate:
+        raise InvalidAudio(path, f"only {total} samples ({1000 * total / rate:.1f} ms): too short")
 
 
 def _read_pcm16_wav(path: Path) -> tuple[np.ndarray, int] | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import level_dbfs, load_audio
+from .audio import level_dbfs, stream_audio
 from .stream import Detection, StreamingDetector
 
 BLOCK_MS = 50.0
@@ -39,15 +39,19 @@ def file_blocks(
 ) -> Iterator[np.ndarray]:
     """A file decoded at `rate_hz` (the model's) as microphone-sized blocks,
     paced in real time unless `realtime` is False."""
-    wave = load_audio(path, rate_hz)
     block = max(1, int(rate_hz * block_ms / 1000))
     started = time.perf_counter()
-    for i, start in enumerate(range(0, len(wave), block)):
-        if realtime:
-            delay = started + i * block / rate_hz - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        yield wave[start : start + block]
+    sent = 0
+    # Streamed from the file: memory does not grow with the recording.
+    for decoded in stream_audio(path, rate_hz):
+        for start in range(0, len(decoded), block):
+            if realtime:
+                delay = started + sent / rate_hz - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            piece = decoded[start : start + block]
+            sent += len(piece)
+            yield piece
 
 
 STALL_S = 3.0  # no audio for this long: the device is gone

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import InvalidAudio, load_audio
+from .audio import InvalidAudio, is_large, load_audio, stream_audio
 from .datasets import AUDIO_SUFFIXES
 from .outputs import ENCODING, OutputError, open_rows
 from .runtime import OnnxRecognizer
-from .transcribe import batch_top_k, classify_waveform
+from .transcribe import batch_top_k, classify_stream, classify_waveform
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 DECODE_CHUNK = 32  # files a decoding task
@@ -191,7 +191,12 @@ class RowWriter:
             self.fh.close()
 
 
+STREAM = np.zeros(0, np.float32)  # _decode's mark for a file to stream, not decode whole
+
+
 def _decode(path: str, sample_rate: int):
+    if is_large(path):
+        return path, STREAM, None  # decoded block by block where it is scored
     try:
         return path, load_audio(path, sample_rate), None
     except InvalidAudio as exc:
@@ -277,6 +282,13 @@ def score_paths(
         if error is not None:
             submit_batch(pool)  # keep the input order
             ordered.append(Scored(path, error=error))
+        elif wave is STREAM:
+            submit_batch(pool)
+            try:
+                p, n = classify_stream(recognizer, stream_audio(path, rate))
+                ordered.append(Scored(path, p, n / rate))
+            except InvalidAudio as exc:
+                ordered.append(Scored(path, error=exc.reason))
         elif len(wave) <= window:
             batch.append((path, wave))
             if len(batch) >= batch_size:

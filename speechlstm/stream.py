@@ -27,7 +27,14 @@ from .config import DetectorConfig
 from .debounce import Trigger, TriggerDetector
 from .runtime import OnnxRecognizer
 
-__all__ = ["MAX_BATCH", "DetectorConfig", "Detection", "StreamingDetector", "detect_file"]
+__all__ = [
+    "MAX_BATCH",
+    "DetectorConfig",
+    "Detection",
+    "StreamingDetector",
+    "detect_file",
+    "detect_stream",
+]
 
 MAX_BATCH = 64  # hop windows classified per onnxruntime call (transcribe.py uses it too)
 GATE_FRAME_MS = 100.0  # the energy gate compares the loudest frame of this length
@@ -172,3 +179,14 @@ def detect_file(
     for start in range(0, len(waveform), chunk_samples):
         found += detector.push(waveform[start : start + chunk_samples])
     return found + detector.flush()
+
+
+def detect_stream(detector: StreamingDetector, blocks) -> tuple[list[Detection], int]:
+    """`detect_file` over blocks of a recording (audio.stream_audio): the
+    detections and the length in samples, in memory bounded by one block."""
+    detector.reset()
+    found, total = [], 0
+    for block in blocks:
+        total += len(block)
+        found += detector.push(block)
+    return found + detector.flush(), total

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .audio import InvalidAudio, load_audio
+from .audio import InvalidAudio, is_large, load_audio, stream_audio
 from .config import DetectorConfig
 from .runtime import OnnxRecognizer
-from .stream import MAX_BATCH, StreamingDetector, detect_file
+from .stream import MAX_BATCH, StreamingDetector, detect_file, detect_stream
 
 
 @dataclass
@@ -88,6 +88,52 @@ def classify_waveform(
     return probs[best]
 
 
+def classify_stream(
+    recognizer: OnnxRecognizer,
+    blocks: Iterable[np.ndarray],
+    hop_ms: float = DetectorConfig().hop_ms,
+) -> tuple[np.ndarray, int]:
+    """`classify_waveform` of the concatenated blocks, and its length in
+    samples, holding one block plus one window at a time: the same windows
+    (every `hop_ms`, the last aligned to the end), however long the input."""
+    n = recognizer.clip_samples
+    hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
+    buf = np.zeros(0, np.float32)
+    offset = next_start = total = 0  # stream positions: buf[0], next window start, end
+    last_start = -1
+    best, best_score = None, -np.inf
+    any_foreground = bool((~recognizer.background).any())
+
+    def run(frames: np.ndarray) -> None:
+        nonlocal best, best_score
+        for i in range(0, len(frames), MAX_BATCH):
+            probs = recognizer.predict(frames[i : i + MAX_BATCH])
+            scores = np.where(recognizer.background, -1.0, probs).max(axis=1)
+            k = int(np.argmax(scores)) if any_foreground else 0
+            if best is None or (any_foreground and scores[k] > best_score):
+                best, best_score = probs[k], scores[k]
+
+    for block in blocks:
+        buf = np.concatenate([buf, block])
+        total += len(block)
+        starts = []
+        while next_start + n <= total:
+            starts.append(next_start)
+            next_start += hop
+        if starts:
+            run(np.stack([buf[s - offset : s - offset + n] for s in starts]))
+            last_start = starts[-1]
+        # Keep what later windows need: from the next start, and the last
+        # window's worth for the end-aligned window.
+        drop = max(0, min(next_start - offset, len(buf) - n))
+        buf, offset = buf[drop:], offset + drop
+    if total <= n:
+        return recognizer.predict_clip(buf), total
+    if last_start != total - n:
+        run(buf[-n:][None])
+    return best, total
+
+
 def transcribe_file(
     recognizer: OnnxRecognizer,
     path: str | os.PathLike,
@@ -99,8 +145,20 @@ def transcribe_file(
     With a `detector` (stream.StreamingDetector), a recording longer than the
     model window gets a timeline of detections instead of a single label.
     """
+    rate = recognizer.sample_rate
+    if is_large(path):  # streamed: memory does not grow with the recording
+        try:
+            if detector is not None:
+                found, n = detect_stream(detector, stream_audio(path, rate))
+                if n > recognizer.clip_samples:
+                    return FileResult(str(path), duration_s=n / rate, detections=found)
+            probs, n = classify_stream(recognizer, stream_audio(path, rate))
+        except InvalidAudio as exc:
+            return FileResult(str(path), error=exc.reason)
+        top = top_k(probs, recognizer.labels, k)
+        return FileResult(str(path), top[0][0], top[0][1], top, n / rate)
     try:
-        wave = load_audio(path, recognizer.sample_rate)
+        wave = load_audio(path, rate)
     except InvalidAudio as exc:
         return FileResult(str(path), error=exc.reason)
     duration_s = len(wave) / recognizer.sample_rate

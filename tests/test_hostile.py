@@ -325,3 +325,80 @@ def test_evaluate_where_every_file_failed_prints_no_accuracy(tmp_path, onnx_mode
     result = _cli("evaluate", "m.csv", "-m", str(onnx_model), "--split", "all", cwd=tmp_path)
     assert result.returncode == 1
     assert b"accuracy" not in result.stdout and b"nope1.wav" in result.stderr
+
+
+# -- long audio streams in bounded memory ------------------------------------------
+def _recording(path: Path, seconds: float, rate: int = 44100, channels: int = 2) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((int(seconds * rate), channels)).astype(np.float32) * 0.01
+    for i, word in enumerate(("yes", "no", "up")):
+        clip = tone_word(word)  # 16 kHz, placed at `rate` by interpolation
+        start = int((1.5 + 2.5 * i) * rate)
+        n = min(len(clip) * rate // 16000, len(x) - start)
+        x[start : start + n] += np.interp(np.arange(n) * 16000 / rate, np.arange(len(clip)), clip)[
+            :, None
+        ]
+    sf.write(path, x, rate)
+
+
+def test_streamed_decoding_equals_whole_decoding(tmp_path):
+    from speechlstm.audio import load_audio, stream_audio
+
+    path = tmp_path / "rec.wav"
+    _recording(path, 9.0)
+    whole = load_audio(path)
+    blocks = list(stream_audio(path, block_s=0.7))
+    assert len(blocks) > 10 and max(len(b) for b in blocks) <= 1.1 * 0.7 * 16000
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-6)
+
+
+def test_streamed_classification_and_detection_equal_the_whole_file(tmp_path, onnx_model):
+    from speechlstm.audio import load_audio, stream_audio
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.stream import StreamingDetector, detect_file, detect_stream
+    from speechlstm.transcribe import classify_stream, classify_waveform
+
+    rec = OnnxRecognizer(onnx_model)
+    path = tmp_path / "rec.wav"
+    _recording(path, 9.0)
+    wave = load_audio(path)
+    probs, n = classify_stream(rec, stream_audio(path, block_s=0.37), hop_ms=100)
+    assert n == len(wave)
+    np.testing.assert_allclose(probs, classify_waveform(rec, wave, hop_ms=100), atol=1e-5)
+    det = StreamingDetector(rec)
+    found, n = detect_stream(det, stream_audio(path, block_s=0.37))
+    assert [d.label for d in found] == [d.label for d in detect_file(det, wave)]
+    assert [d.label for d in found] == ["yes", "no", "up"]
+    # A short file through the streaming path is classified as one clip.
+    short = tmp_path / "short.wav"
+    sf.write(short, tone_word("up"), 16000)
+    probs, n = classify_stream(rec, stream_audio(short))
+    assert n == 16000 and rec.labels[int(np.argmax(probs))] == "up"
+
+
+def test_large_files_take_the_streaming_path(tmp_path, onnx_model, monkeypatch):
+    import speechlstm.audio as audio
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.scoring import score_paths
+    from speechlstm.transcribe import transcribe_file
+
+    rec = OnnxRecognizer(onnx_model)
+    path = tmp_path / "rec.wav"
+    _recording(path, 9.0)
+    before = transcribe_file(rec, path)
+    monkeypatch.setattr(audio, "STREAM_ABOVE_BYTES", 0)
+    monkeypatch.setattr(audio, "load_audio", None)  # any whole-file decode would fail
+    import speechlstm.scoring as scoring
+    import speechlstm.transcribe as transcribe
+
+    monkeypatch.setattr(transcribe, "load_audio", None)
+    monkeypatch.setattr(scoring, "load_audio", None)
+    after = transcribe_file(rec, path)
+    assert (after.label, after.duration_s) == (before.label, before.duration_s)
+    assert after.score == pytest.approx(before.score, abs=1e-5)
+    [scored] = list(score_paths(rec, [str(path)]))
+    assert scored.error is None and scored.duration_s == pytest.approx(9.0, abs=1e-3)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + b"\0" * 5000)
+    [scored] = list(score_paths(rec, [str(bad)]))
+    assert scored.error
