@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,7 +176,9 @@ def _read_pcm16_wav(path: Path) -> tuple[np.ndarray, int] | None:
             channels, rate, n_frames = w.getnchannels(), w.getframerate(), w.getnframes()
             check_header(path, rate, channels)
             raw = w.readframes(n_frames)
-    except (wave.Error, EOFError, OSError, ValueError):
+    except (wave.Error, EOFError, OSError, ValueError, RuntimeError, struct.error):
+        # The standard library raises a bare RuntimeError (chunk.skip) and
+        # struct.error on some corrupt headers; libsndfile then words the error.
         return None
     if n_frames == 0 or len(raw) != n_frames * channels * 2:
         return None  # empty or truncated: libsndfile reports it

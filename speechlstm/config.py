@@ -401,7 +401,7 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
         if origin is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for v in items if str(v).strip())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"setting {name}: {value!r} is not a valid {_type_name(hint)}") from None
     raise ValueError(f"setting {name}: unsupported type {hint}")
 

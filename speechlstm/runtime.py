@@ -71,6 +71,8 @@ def read_model(path: str | os.PathLike, session=None) -> ModelFile:
         description = from_props(dict(session.get_modelmeta().custom_metadata_map))
     except DescriptionError as exc:
         raise ModelError(f"{path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: its metadata is not UTF-8 text (a corrupt file?)") from None
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
     if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:

@@ -402,3 +402,13 @@ def test_large_files_take_the_streaming_path(tmp_path, onnx_model, monkeypatch):
     bad.write_bytes(b"RIFF" + b"\0" * 5000)
     [scored] = list(score_paths(rec, [str(bad)]))
     assert scored.error
+
+
+def test_fuzz_harness_holds_on_corrupt_files_and_models():
+    """bench/fuzz.py at a small size (the README quotes its full run)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from fuzz import run
+
+    result = run(n_files=120, n_models=40, seed=11)
+    assert result["tried"] == 120 + 40 + 2 * 40  # score + transcribe of a third + 2 per model
+    assert result["held"] == result["tried"], result["audio"]["broken"] + result["models"]["broken"]

@@ -1,0 +1,296 @@
+"""Fuzz harness: hundreds of corrupt audio files and models against the CLI contract.
+
+Audio: valid recordings (16-bit and float WAV, FLAC, OGG, stereo 44.1 kHz)
+mutated at random (truncated, bytes flipped, header fields overwritten with
+lies, ranges zeroed, garbage prepended, pure junk), scored in one `score` run
+and transcribed in one `transcribe --json` run. Models: the tiny test model
+with its description mutated field by field (labels, features, model,
+detector, format) and byte-corrupted files, each run through `info` and
+`transcribe`.
+
+An input is held when its command did what the contract says: no traceback
+and no last-resort "unexpected" error; exit 0, 1 (some inputs failed) or 2
+(unusable model); score writes exactly one row per file, each with a label or
+an error; a model that loads yields labels that are printable text.
+
+    python bench/fuzz.py [--files 400] [--models 150] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+from common import OUT_DIR, machine  # noqa: E402
+
+
+@dataclass
+class Tally:
+    tried: int = 0
+    held: int = 0
+    broken: list[str] = field(default_factory=list)
+
+    def check(self, name: str, ok: bool, why: str = "") -> None:
+        self.tried += 1
+        self.held += ok
+        if not ok:
+            self.broken.append(f"{name}: {why}"[:300])
+
+
+# -- audio ---------------------------------------------------------------------
+def seed_files(folder: Path) -> list[bytes]:
+    """Valid recordings in the formats users have, as bytes."""
+    from synth_audio import tone_word
+
+    word = tone_word("yes")
+    stereo = np.stack([word, word * 0.5], axis=1)
+    seeds = []
+    for name, data, rate, kw in (
+        ("a.wav", word, 16000, {"subtype": "PCM_16"}),
+        ("b.wav", word, 16000, {"subtype": "FLOAT"}),
+        ("c.flac", word, 16000, {}),
+        ("d.ogg", word, 16000, {}),
+        ("e.wav", np.tile(stereo, (3, 1)), 44100, {"subtype": "PCM_24"}),
+    ):
+        path = folder / name
+        sf.write(path, data, rate, **kw)
+        seeds.append((path.suffix, path.read_bytes()))
+        path.unlink()
+    return seeds
+
+
+def mutate(blob: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    b = bytearray(blob)
+    kind = rng.choice(["truncate", "flip", "header", "zero", "prepend", "junk", "tiny"])
+    if kind == "truncate":
+        b = b[: int(rng.integers(0, len(b)))]
+    elif kind == "flip":
+        for _ in range(int(rng.integers(1, 50))):
+            b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+    elif kind == "header":  # a lie in a 16/32-bit field of the first 64 bytes
+        at = int(rng.integers(4, 60))
+        value = int(
+            rng.choice([0, 1, 2, 7, 65535, 2**31 - 1, 2**32 - 1, int(rng.integers(0, 2**32))])
+        )
+        b[at : at + 4] = struct.pack("<I", value)
+    elif kind == "zero":
+        start = int(rng.integers(0, len(b)))
+        b[start : start + int(rng.integers(1, 4096))] = bytes(
+            len(b[start : start + int(rng.integers(1, 4096))])
+        )
+    elif kind == "prepend":
+        b = bytearray(rng.bytes(int(rng.integers(1, 64)))) + b
+    elif kind == "junk":
+        b = bytearray(rng.bytes(int(rng.integers(0, 20000))))
+    else:
+        b = b[:44] + b[44 : 44 + int(rng.integers(0, 8))]
+    return str(kind), bytes(b)
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str, BaseException | None]:
+    """The command in this process (as `speechlstm ARGS`): code, stdout, stderr, exception."""
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+
+    result = CliRunner().invoke(app, args)
+    exc = result.exception if not isinstance(result.exception, SystemExit) else None
+    return result.exit_code, result.stdout, result.stderr, exc
+
+
+def fuzz_audio(folder: Path, n: int, rng: np.random.Generator, model: Path) -> Tally:
+    tally = Tally()
+    seeds = seed_files(folder)
+    audio = folder / "audio"
+    audio.mkdir()
+    kinds = {}
+    for i in range(n):
+        suffix, blob = seeds[i % len(seeds)]
+        kind, data = mutate(blob, rng)
+        path = audio / f"f{i:04d}{suffix}"
+        path.write_bytes(data)
+        kinds[str(path)] = kind
+    out = folder / "scores.csv"
+    code, _, err, exc = run_cli(
+        ["score", str(audio), "-m", str(model), "-o", str(out), "--no-progress"]
+    )
+    rows = {}
+    if out.is_file():
+        rows = {r["path"]: r for r in csv.DictReader(io.StringIO(out.read_text()))}
+    for path, kind in kinds.items():
+        row = rows.get(path)
+        ok = (
+            exc is None
+            and code in (0, 1)
+            and row is not None
+            and bool(row["label"] or row["error"])
+        )
+        tally.check(
+            f"score {kind} {Path(path).name}", ok, repr(exc) if exc else f"exit {code}, row {row}"
+        )
+    # transcribe --json on a third of them: one JSON line per file
+    subset = sorted(kinds)[: max(1, n // 3)]
+    code, stdout, err, exc = run_cli(["transcribe", *subset, "-m", str(model), "--json"])
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    seen = {r.get("path") for r in lines}
+    for path in subset:
+        ok = exc is None and code in (0, 1) and path in seen
+        tally.check(
+            f"transcribe {kinds[path]} {Path(path).name}", ok, repr(exc) if exc else f"exit {code}"
+        )
+    return tally
+
+
+# -- models --------------------------------------------------------------------
+VALUES = [None, True, 0, -1, 1, 2.5, float("nan"), float("inf"), 10**12, "", "x", "\x07bell",
+          [], ["a"], {}, {"a": 1}, [1, 2], "16000"]  # fmt: skip
+FIELDS = {
+    "speechlstm.features": ["sample_rate", "clip_ms", "n_mfcc", "n_mels", "window_ms", "hop_ms",
+                            "n_fft", "f_min_hz", "f_max_hz", "mel_scale", "log_floor", "normalize"],
+    "speechlstm.model": ["cell", "hidden_size", "num_layers", "dropout", "pooling", "frame_stack",
+                         "n_params"],
+    "speechlstm.detector": ["hop_ms", "smoothing_ms", "threshold", "thresholds", "refractory_ms",
+                            "peak_wait_ms", "gate", "gate_dbfs"],
+    "speechlstm.training": ["source", "clips", "epochs_completed", "test_accuracy", "train"],
+}  # fmt: skip
+LABEL_LIES = [[], "yes", ["yes"], ["a", "a", "b", "c", "d"], ["\x00", "b", "c", "d", "e"],
+              ["", "b", "c", "d", "e"], [1, 2, 3, 4, 5], ["a\nb", "b", "c", "d", "e"],
+              ["x"] * 1000, None]  # fmt: skip
+
+
+def mutate_model(src: Path, dst: Path, rng: np.random.Generator) -> str:
+    import onnx
+
+    blob = src.read_bytes()
+    if rng.random() < 0.25:  # bytes
+        b = bytearray(blob)
+        if rng.random() < 0.5:
+            b = b[: int(rng.integers(0, len(b)))]
+            what = "truncated"
+        else:
+            for _ in range(int(rng.integers(1, 30))):
+                b[int(rng.integers(0, len(b)))] = int(rng.integers(0, 256))
+            what = "bytes flipped"
+        dst.write_bytes(bytes(b))
+        return what
+    model = onnx.load_from_string(blob)
+    props = {p.key: p.value for p in model.metadata_props}
+    roll = rng.random()
+    if roll < 0.25:
+        lie = LABEL_LIES[int(rng.integers(0, len(LABEL_LIES)))]
+        props["speechlstm.labels"] = json.dumps(lie)
+        what = f"labels {str(lie)[:30]}"
+    elif roll < 0.35:
+        key = str(rng.choice(list(props)))
+        if rng.random() < 0.5:
+            del props[key]
+            what = f"{key} removed"
+        else:
+            props[key] = rng.bytes(8).hex()[: int(rng.integers(0, 16))]
+            what = f"{key} not JSON"
+    else:
+        key = str(rng.choice(list(FIELDS)))
+        name = str(rng.choice(FIELDS[key]))
+        value = VALUES[int(rng.integers(0, len(VALUES)))]
+        section = json.loads(props.get(key, "{}"))
+        section[name] = value
+        props[key] = json.dumps(section)
+        what = f"{key}.{name}={value!r}"[:60]
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, dst)
+    return what
+
+
+def fuzz_models(folder: Path, n: int, rng: np.random.Generator, model: Path, clip: Path) -> Tally:
+    tally = Tally()
+    models = folder / "models"
+    models.mkdir()
+    for i in range(n):
+        path = models / f"m{i:04d}.onnx"
+        what = mutate_model(model, path, rng)
+        for command in (["info", str(path)], ["transcribe", str(clip), "-m", str(path), "--json"]):
+            code, stdout, err, exc = run_cli(command)
+            ok = exc is None and code in (0, 2) and "unexpected" not in err
+            if ok and code == 0 and command[0] == "transcribe":
+                row = json.loads(stdout.splitlines()[0])
+                label = row.get("label")
+                ok = isinstance(label, str) and label.isprintable() and label != ""
+            tally.check(
+                f"{command[0]} [{what}]", ok, repr(exc) if exc else f"exit {code}: {err[-200:]}"
+            )
+    return tally
+
+
+def run(n_files: int, n_models: int, seed: int) -> dict:
+    from synth_audio import tone_word
+    from tiny_onnx import build_tiny_model
+
+    rng = np.random.default_rng(seed)
+    folder = Path(tempfile.mkdtemp(prefix="speechlstm-fuzz-"))
+    try:
+        model = build_tiny_model(folder / "tiny.onnx")
+        clip = folder / "yes.wav"
+        sf.write(clip, tone_word("yes"), 16000)
+        started = time.perf_counter()
+        audio = fuzz_audio(folder, n_files, rng, model)
+        models = fuzz_models(folder, n_models, rng, model, clip)
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "benchmark": "fuzz",
+        "machine": machine(),
+        "seed": seed,
+        "audio": {
+            "inputs": n_files,
+            "checks": audio.tried,
+            "held": audio.held,
+            "broken": audio.broken,
+        },
+        "models": {
+            "inputs": n_models,
+            "checks": models.tried,
+            "held": models.held,
+            "broken": models.broken,
+        },  # fmt: skip
+        "held": audio.held + models.held,
+        "tried": audio.tried + models.tried,
+        "seconds": round(seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=400)
+    parser.add_argument("--models", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("COLUMNS", "200")
+    result = run(args.files, args.models, args.seed)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "fuzz.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    if result["held"] != result["tried"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
