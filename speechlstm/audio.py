@@ -83,6 +83,10 @@ def _check_file(path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
+        try:
+            os.listdir(p)
+        except OSError as exc:
+            raise InvalidAudio(path, f"folder cannot be listed: {exc.strerror or exc}") from None
         raise InvalidAudio(path, "is a directory, not an audio file")
     if st.st_size == 0:
         raise InvalidAudio(path, "empty file (0 bytes)")

@@ -57,11 +57,18 @@ def iter_inputs(inputs: Iterable[str]) -> Iterator[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
+            # A folder that cannot be listed becomes a row of its own (its
+            # error says why), not a silent gap in the results.
+            unlisted: list[OSError] = []
+            for root, dirs, files in os.walk(path, onerror=unlisted.append):
+                while unlisted:
+                    yield unlisted.pop().filename
                 dirs.sort()
                 for name in sorted(files):
                     if Path(name).suffix.lower() in AUDIO_SUFFIXES:
                         yield os.path.join(root, name)
+            while unlisted:
+                yield unlisted.pop().filename
         elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
             with path.open(**ENCODING) as fh:
                 for line in fh:

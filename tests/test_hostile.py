@@ -412,3 +412,29 @@ def test_fuzz_harness_holds_on_corrupt_files_and_models():
     result = run(n_files=120, n_models=40, seed=11)
     assert result["tried"] == 120 + 40 + 2 * 40  # score + transcribe of a third + 2 per model
     assert result["held"] == result["tried"], result["audio"]["broken"] + result["models"]["broken"]
+
+
+def test_a_folder_that_cannot_be_listed_gets_an_error_row(tmp_path, onnx_model, monkeypatch):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.scoring import iter_inputs, score_paths
+
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "locked").mkdir()
+    sf.write(tmp_path / "ok" / "a.wav", tone_word("yes"), 16000)
+    real_scandir, real_listdir = os.scandir, os.listdir
+
+    def refuse(fn):
+        def wrapped(p="."):
+            if Path(p).name == "locked":  # as chmod 000 would for a user who is not root
+                raise PermissionError(13, "Permission denied", str(p))
+            return fn(p)
+
+        return wrapped
+
+    monkeypatch.setattr(os, "scandir", refuse(real_scandir))
+    monkeypatch.setattr(os, "listdir", refuse(real_listdir))
+    paths = list(iter_inputs([str(tmp_path)]))
+    assert str(tmp_path / "locked") in paths and str(tmp_path / "ok" / "a.wav") in paths
+    rows = {r.path: r for r in score_paths(OnnxRecognizer(onnx_model), paths)}
+    assert "cannot be listed" in rows[str(tmp_path / "locked")].error
+    assert rows[str(tmp_path / "ok" / "a.wav")].error is None
