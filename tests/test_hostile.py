@@ -438,3 +438,41 @@ def test_a_folder_that_cannot_be_listed_gets_an_error_row(tmp_path, onnx_model, 
     rows = {r.path: r for r in score_paths(OnnxRecognizer(onnx_model), paths)}
     assert "cannot be listed" in rows[str(tmp_path / "locked")].error
     assert rows[str(tmp_path / "ok" / "a.wav")].error is None
+
+
+TRAIN_COMMANDS = [
+    (["train", "missing.csv", "--out", "r1"], 2, "no training clips"),
+    (["train", "labels.csv", "--out", "r2"], 2, "not printable"),
+    (["train", "manifest.csv", "--out", "r3", "--set", "train.epochs=-5"], 2, "epochs"),
+    (["train", "manifest.csv", "--out", "r4", "--set", "train.lr=inf"], 2, "lr"),
+    (["train", "manifest.csv", "--out", "r5", "--set", "train.nope=1"], 2, "nope"),
+    (["train", "manifest.csv", "--out", "r6", "--threads", "100000"], 2, "threads"),
+    (["export", "bad.pt", "-o", "bad.onnx"], 2, "does not fit"),
+    (["export", "garbage.onnx", "-o", "x.onnx"], 2, "garbage.onnx"),
+    (["export", "good.pt", "-o", "good.pt"], 2, "input checkpoint"),
+    (["train", "manifest.csv", "--out", "good", "--resume", "--epochs", "3"], 2, "settings"),
+]
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("args,code,says", TRAIN_COMMANDS, ids=lambda a: str(a)[:50])
+def test_training_commands_on_hostile_input(hostile_dir, trained_run, args, code, says):
+    import shutil
+
+    import torch
+
+    (hostile_dir / "missing.csv").write_text("path,label\nnope1.wav,yes\nnope2.wav,no\n")
+    if not (hostile_dir / "good").exists():
+        shutil.copytree(trained_run, hostile_dir / "good")
+        shutil.copy(trained_run / "best.pt", hostile_dir / "good.pt")
+        state = torch.load(trained_run / "best.pt", weights_only=True)
+        name = next(k for k in state["model"] if k.endswith("head.weight"))
+        state["model"][name] = torch.zeros(3, 3)
+        torch.save(state, hostile_dir / "bad.pt")
+    before = (hostile_dir / "good.pt").read_bytes()
+    result = _cli(*args, cwd=hostile_dir)
+    err = result.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err and "unexpected" not in err, err
+    assert result.returncode == code, err
+    assert says in err, err
+    assert (hostile_dir / "good.pt").read_bytes() == before
