@@ -76,9 +76,16 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
     ),
     "e40": ("baseline, the recipe's 40 epochs (= shipped run)", [], True),
     "e60": ("schedule 60 epochs", ["train.epochs=60", "train.patience=15"], True),
+    "e40-realonly": ("no synthetic speech (mix ratio 0)", [], False),
+    "e40-speed": ("speed perturbation 0.1", ["augment.speed=0.1"], True),
 }
 # Runs trained before this script existed, with the same command line.
-EARLIER = {"e40": ROOT / "runs/default", "e60": RUNS / "epochs60"}
+EARLIER = {
+    "e40": ROOT / "runs/default",
+    "e60": RUNS / "epochs60",
+    "e40-realonly": ROOT / "runs/realonly",
+    "e40-speed": ROOT / "runs/speed",
+}
 
 
 def run_dir(name: str) -> Path:

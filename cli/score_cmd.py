@@ -33,19 +33,34 @@ def score(
         0, "--threads", min=0, max=256, help=THREADS_HELP + " (0, the default: all cores)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="K/N: score only shard K (0..N-1) of the inputs, chosen by a hash of each "
+        "path (stable when the list is reordered or extended).",
+    ),
+    merge: bool = typer.Option(
+        False, "--merge", help="INPUTS are the parts of a sharded run: join them into --out."
+    ),
 ) -> None:
     """Score many files: one row per file (path, label, score, top-k, duration, error).
 
     Rows are flushed as written; --resume continues an interrupted run without
     duplicating or losing rows. Unreadable files get an error row; the exit
-    code is then 1.
+    code is then 1. On a cluster, each task scores one --shard and --merge
+    joins the parts, refusing missing, unfinished or overlapping shards.
 
     Examples:
 
       speechlstm score recordings/ --out results.csv
 
       speechlstm score 'logs/**/*.wav' files.txt -m model.int8.onnx -f jsonl -o r.jsonl --resume
+
+      speechlstm score corpus.txt --shard $TASK/16 --out part-$TASK.csv
+
+      speechlstm score --merge part-*.csv --out all.csv
     """
+    from speechlstm import shards
     from speechlstm.outputs import OutputError
     from speechlstm.progress import progress_bar
     from speechlstm.scoring import RowWriter, done_paths, iter_inputs, score_paths, usable_cores
@@ -54,6 +69,23 @@ def score(
         fail(f"--format {fmt!r}: choose csv or jsonl")
     if resume and out is None:
         fail("--resume needs --out")
+    if merge:
+        if out is None or shard is not None or resume:
+            fail("--merge needs --out, and neither --shard nor --resume")
+        try:
+            rows, count = shards.merge([Path(p) for p in inputs], out)
+        except (shards.ShardError, OutputError) as exc:
+            fail(str(exc))
+        typer.echo(f"merged {count} shard(s), {rows} row(s) into {out}", err=True)
+        return
+    part = None
+    if shard is not None:
+        if out is None:
+            fail("--shard needs --out (one file a shard)")
+        try:
+            part = shards.Shard.parse(shard)
+        except shards.ShardError as exc:
+            fail(str(exc))
     # One onnxruntime thread per run, `threads` runs at once: see score_paths.
     recognizer = load_recognizer(model, threads=1)
     try:
@@ -65,7 +97,13 @@ def score(
         skip = done_paths(out, fmt) if resume and out is not None else None
     except OutputError as exc:
         fail(str(exc))
-    paths = (p for p in iter_inputs(inputs) if not skip or p not in skip)
+    if part is not None:
+        shards.clear_receipt(out)  # unfinished until this run says otherwise
+    paths = (
+        p
+        for p in iter_inputs(inputs)
+        if (not skip or p not in skip) and (part is None or part.owns(p))
+    )
     failed = total = shown = 0
     started = shown_at = now = time.perf_counter()
     try:
@@ -89,6 +127,10 @@ def score(
             advance(total - shown, info=f"{rate:.0f} files/s, {failed} failed")
     finally:
         writer.close()
+    if part is not None:
+        rows = len(shards.read_rows(out, fmt)[1])
+        shards.write_receipt(out, part, rows, fmt)
+        typer.echo(f"shard {part}: {rows} row(s) in {out}", err=True)
     if skip:
         typer.echo(f"resumed: {len(skip)} file(s) were already scored", err=True)
     typer.echo(f"scored {total - failed} file(s), {failed} failed", err=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+CSV_FIELDS = ("path", "label", "score", "top", "duration_s", "error")  # score's columns
 
 
 class OutputError(ValueError):

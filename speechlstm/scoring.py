@@ -32,13 +32,12 @@ import numpy as np
 
 from .audio import InvalidAudio, is_large, load_audio, stream_audio
 from .datasets import AUDIO_SUFFIXES
-from .outputs import ENCODING, OutputError, open_rows
+from .outputs import CSV_FIELDS, ENCODING, OutputError, open_rows
 from .runtime import OnnxRecognizer
 from .transcribe import batch_top_k, classify_stream, classify_waveform
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 DECODE_CHUNK = 32  # files a decoding task
-CSV_FIELDS = ("path", "label", "score", "top", "duration_s", "error")
 
 
 @dataclass
