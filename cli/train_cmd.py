@@ -90,11 +90,16 @@ def train(
       speechlstm train data/sc --cell gru --out runs/gru
 
       speechlstm train data/sc --add data/synth_sc12 --add data/mine --out runs/mixed
+
+      torchrun --nproc-per-node 2 -m speechlstm train data/sc --out runs/ddp
     """
     require_training_side()
+    import torch
+
     from speechlstm.bank import default_cache_dir
     from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_option
     from speechlstm.datasets import DatasetError
+    from speechlstm.train import distributed
     from speechlstm.train.trainer import TrainingInterrupted, run_training
 
     try:
@@ -130,6 +135,10 @@ def train(
         fail(str(exc))
     cache = None if no_cache else (cache_dir or default_cache_dir())
     try:
+        # Under torchrun: join the process group (NCCL on GPUs, gloo on CPU).
+        ranks = distributed.Ranks.from_env()
+        gpu = cfg.train.device != "cpu" and torch.cuda.is_available()
+        distributed.start(ranks, "cuda" if gpu else "cpu")
         report = run_training(
             data,
             out,
@@ -139,11 +148,16 @@ def train(
             cache_dir=cache,
             show_progress=None if progress else False,
             verbose=verbose,
+            ranks=ranks,
         )
     except TrainingInterrupted as exc:
         fail(str(exc), EXIT_INTERRUPTED)
     except (ValueError, DatasetError, OSError) as exc:
         fail(str(exc))
+    finally:
+        distributed.stop()
+    if not ranks.main:
+        return  # rank 0 reports
     stdout_line(
         f"test accuracy {report['test_accuracy']:.4f} on {report['test_clips']} clips "
         f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})"

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import metrics
@@ -37,6 +38,7 @@ from ..progress import note, progress_bar
 from . import checkpoint
 from .augment import WaveAugment, edge_fragments, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
+from .distributed import SINGLE, Ranks, barrier, sum_across
 from .model import Recognizer, count_parameters
 
 
@@ -102,9 +104,16 @@ class Trainer:
     """The model, optimizer, schedule and loop state of one run, and the loop over them."""
 
     def __init__(
-        self, cfg: RunConfig, data: Prepared, out_dir: Path, source: str, verbose: bool = False
+        self,
+        cfg: RunConfig,
+        data: Prepared,
+        out_dir: Path,
+        source: str,
+        verbose: bool = False,
+        ranks: Ranks = SINGLE,
     ):
         self.cfg = cfg
+        self.ranks = ranks
         self.data = data
         self.out_dir = Path(out_dir)
         self.source = source
@@ -114,8 +123,24 @@ class Trainer:
         if tc.threads > 0:
             torch.set_num_threads(tc.threads)
         self.device = pick_device(tc.device)
+        if ranks.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", ranks.local_rank)  # one GPU a rank
+            torch.cuda.set_device(self.device)
+        if tc.batch_size % ranks.world:
+            raise ValueError(
+                f"train.batch_size={tc.batch_size} is the global batch: it must divide "
+                f"evenly over {ranks.world} ranks"
+            )
         torch.manual_seed(tc.seed)
         self.model = Recognizer(cfg.features, cfg.model, len(self.labels)).to(self.device)
+        # Under torchrun the classifier is wrapped so that backward averages the
+        # gradients over the ranks; the features have no trainable parameters.
+        self.classifier = self.model.classifier
+        if ranks.enabled:
+            self.classifier = DistributedDataParallel(
+                self.model.classifier,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            )
         self.n_params = count_parameters(self.model)
         self.grad_groups = grad_groups(self.model.classifier)
         self.augment = WaveAugment(cfg.augment, cfg.features, torch.from_numpy(data.noise))
@@ -216,10 +241,13 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------
     def fit(self, show_progress: bool | None = None) -> TrainState:
-        note(
+        if not self.ranks.main:
+            show_progress = False
+        self._note(
             f"model: {self.cfg.model.cell} x{self.cfg.model.num_layers} "
             f"hidden {self.cfg.model.hidden_size}, {self.n_params:,} parameters; "
             f"device {self.device}; {len(self.train_targets)} training clips"
+            + (f"; {self.ranks.world} ranks" if self.ranks.enabled else "")
         )
         try:
             while self.state.epoch < self.cfg.train.epochs:
@@ -228,7 +256,10 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             s = self.state
-            checkpoint.save(self.checkpoint(), self.out_dir / "last.pt")
+            if self.ranks.main:
+                checkpoint.save(self.checkpoint(), self.out_dir / "last.pt")
+            if not self.ranks.main:
+                raise TrainingInterrupted(f"rank {self.ranks.rank}: interrupted") from None
             raise TrainingInterrupted(
                 f"interrupted at epoch {s.epoch + 1}, step {s.step_in_epoch}; "
                 f"saved {self.out_dir / 'last.pt'}; continue with --resume"
@@ -253,7 +284,9 @@ class Trainer:
             adv(s.step_in_epoch)
             while s.step_in_epoch < self.steps_per_epoch:
                 k = s.step_in_epoch
+                # Every rank draws the same global batch and takes its own slice.
                 idx = order[k * tc.batch_size : (k + 1) * tc.batch_size]
+                idx = idx[self.ranks.rank :: self.ranks.world]
                 loss, correct = self._step(idx, seed=(tc.seed, s.epoch, k))
                 s.loss_sum += loss * len(idx)
                 s.correct += correct
@@ -272,6 +305,8 @@ class Trainer:
     def _step(self, idx: np.ndarray, seed: tuple[int, int, int]) -> tuple[float, int]:
         tc, ac = self.cfg.train, self.cfg.augment
         step_seed = (seed[0] * 1_000_003 + seed[1]) * 100_003 + seed[2]
+        if self.ranks.enabled:  # each rank its own draws (one process: unchanged)
+            step_seed = step_seed * 131 + self.ranks.rank
         torch.manual_seed(step_seed)  # dropout draws
         gen = torch.Generator(device=self.device).manual_seed(step_seed)
         index = torch.from_numpy(idx).to(self.device)
@@ -293,7 +328,7 @@ class Trainer:
             feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
             teacher_probs = self._teacher_probs(wave, clean_mel) if self.teachers else None
         with self.autocast:
-            logits = self.model.classifier(feats).float()
+            logits = self.classifier(feats).float()
             loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
             if mix is not None:
                 lam, other = mix
@@ -331,6 +366,10 @@ class Trainer:
                 probs = probs + F.softmax(teacher.classifier(feats).float() / t, -1)
         return probs / len(self.teachers)
 
+    def _note(self, message: str) -> None:
+        if self.ranks.main:
+            note(message)
+
     def _record_grad_norms(self) -> None:
         """Add this step's gradient norm per layer group (before clipping) to the
         epoch's sums: vanishing or exploding gradients show up in metrics.json."""
@@ -343,20 +382,28 @@ class Trainer:
 
     def _end_epoch(self, clips_per_s: float) -> bool:
         """Validate, record and checkpoint the epoch, print its line; True to stop early."""
+        # Every rank validates on the whole split: the same weights give the
+        # same decision everywhere, with no broadcast.
         val = evaluate(self.eval_model, self.data.splits["validation"], self.device)
-        record = epoch_record(self.state, val, self.scheduler.get_last_lr()[0], clips_per_s)
-        self.state = close_epoch(self.state, record)
+        s = self.state
+        loss_sum, correct, seen, rate = sum_across(
+            [s.loss_sum, s.correct, s.seen, clips_per_s], self.ranks, self.device
+        )
+        s = replace(s, loss_sum=loss_sum, correct=int(correct), seen=int(seen))
+        record = epoch_record(s, val, self.scheduler.get_last_lr()[0], rate)
+        self.state = close_epoch(s, record)
         improved = self.state.best_epoch == self.state.epoch
-        ckpt = self.checkpoint()
-        if improved:
-            checkpoint.save(ckpt, self.out_dir / "best.pt")
-        checkpoint.save(ckpt, self.out_dir / "last.pt")
-        note(format_epoch(record, self.cfg.train.epochs, improved))
+        if self.ranks.main:
+            ckpt = self.checkpoint()
+            if improved:
+                checkpoint.save(ckpt, self.out_dir / "best.pt")
+            checkpoint.save(ckpt, self.out_dir / "last.pt")
+        self._note(format_epoch(record, self.cfg.train.epochs, improved))
         if self.verbose:
-            note(format_grad_norms(record))
+            self._note(format_grad_norms(record))
         patience = self.cfg.train.patience
         if should_stop(self.state.bad_epochs, patience):
-            note(f"early stop: no validation improvement for {patience} epochs")
+            self._note(f"early stop: no validation improvement for {patience} epochs")
             return True
         return False
 
@@ -514,10 +561,12 @@ def run_training(
     cache_dir: Path | None = None,
     show_progress: bool | None = None,
     verbose: bool = False,
+    ranks: Ranks = SINGLE,
 ) -> dict:
     """Train on `source`, write the run folder, return the final report.
 
     `verbose` also prints each epoch's gradient norm per layer group (always in metrics.json).
+    Under torchrun (`ranks`), only rank 0 writes and reports; the others return {}.
     """
     from ..prepare import prepare
 
@@ -526,24 +575,36 @@ def run_training(
     if resume:
         resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
         cfg, source = resume_from.config, resume_from.source
-        note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
+        if ranks.main:
+            note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
     elif (out_dir / "last.pt").exists():
         raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_toml(cfg, out_dir / "config.toml")
-    data = prepare(
-        source,
-        cfg.data,
-        cfg.features,
-        cfg.train.seed,
-        noise_dir=noise_dir,
-        cache_dir=cache_dir,
-        show_progress=show_progress,
-    )
-    note(
-        f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
-        f"clips per split: {data.counts()}; noise: {data.noise_source}"
-    )
+    barrier(ranks)  # every rank has checked before rank 0 writes anything
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_toml(cfg, out_dir / "config.toml")
+
+    def load():
+        return prepare(
+            source,
+            cfg.data,
+            cfg.features,
+            cfg.train.seed,
+            noise_dir=noise_dir,
+            cache_dir=cache_dir,
+            show_progress=show_progress if ranks.main else False,
+        )
+
+    # Rank 0 decodes first and fills the cache; the others then read it.
+    data = load() if ranks.main else None
+    barrier(ranks)
+    if data is None:
+        data = load()
+    if ranks.main:
+        note(
+            f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
+            f"clips per split: {data.counts()}; noise: {data.noise_source}"
+        )
     decoded = [p for p in data.splits["train"].paths if not p.startswith("<silence:")]
     if not decoded:
         why = ""
@@ -551,8 +612,8 @@ def run_training(
             path, reason = next(iter(data.errors.items()))
             why = f" ({len(data.errors)} file(s) could not be decoded, e.g. {path}: {reason})"
         raise ValueError(f"{source}: no training clips for this task{why}")
-    trainer = Trainer(cfg, data, out_dir, str(source), verbose=verbose)
+    trainer = Trainer(cfg, data, out_dir, str(source), verbose=verbose, ranks=ranks)
     if resume_from is not None:
         trainer.load_resume(resume_from, out_dir / "last.pt")
     trainer.fit(show_progress)
-    return final_report(trainer)
+    return final_report(trainer) if ranks.main else {}
