@@ -75,10 +75,14 @@ def synth(
 def _run_synth(cfg, out: Path) -> None:
     from speechlstm.synth import synthesize_dataset
 
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: is a file; --out names the dataset folder to write")
     try:
         summary = synthesize_dataset(cfg, out)
     except (RuntimeError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")
     stdout_line(
         f"wrote {summary['made']} clips ({summary['skipped_existing']} already there) "
         f"to {out} with {summary['voices']} voices from {', '.join(summary['engines'])}"
@@ -117,6 +121,8 @@ def download(
             folder = fetch_dataset(archive, out, url=url, sha256=sha256, progress=progress)
         except DownloadError as exc:
             fail(str(exc), EXIT_SOME_FAILED)
+        except OSError as exc:
+            fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")
     stdout_line(f"{dataset} is ready in {folder}")
 
 
@@ -162,6 +168,8 @@ def record(
         )
     except MicError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")
     except KeyboardInterrupt:
         fail("stopped; the clips recorded so far are kept", 130)
     stdout_line(", ".join(f"{w}: {n} clips" for w, n in written.items()) + f" in {out}")

@@ -272,6 +272,11 @@ HOSTILE_COMMANDS = [
     ["live", "--input", "yes.wav", "-m", "model.onnx", "--fast", "--config", "bad.toml"],
     ["live", "--input", "yes.wav", "-m", "model.onnx", "--smoothing-ms", "inf"],
     ["data", "download", "speech-commands", "--sha256", "xyz", "--out", "dl"],
+    ["data", "download", "speech-commands", "--out", "/proc/nope"],
+    ["data", "synth", "--words", "yes", "--clips", "1", "--out", "yes.wav"],
+    ["data", "synth", "--words", "yes", "--clips", "1", "--out", "/proc/nope"],
+    ["data", "synth", "--words", ",", "--out", "s1"],
+    ["data", "record", "--words", "yes", "--takes", "1", "--out", "r1", "--device", "999"],
     ["--definitely-not-an-option"],
 ]
 
