@@ -272,6 +272,9 @@ def main() -> None:
     parser.add_argument("--max-false-per-hour", type=float, default=1.0)
     parser.add_argument("--write-detector", type=Path, default=None)
     parser.add_argument("--skip-report", action="store_true", help="with --tune: only tune")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report file (default bench/out/streaming.json)"
+    )
     args = parser.parse_args()
     subset = require_subset()
     model = args.model or default_model_path()
@@ -315,8 +318,9 @@ def main() -> None:
                 "stream_gate_off": cpu_share(rec, ungated, five_min),
             },
         }
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "streaming.json").write_text(json.dumps(result, indent=2))
+    out = args.out or OUT_DIR / "streaming.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     summary = {k: v for k, v in result.items() if k != "tuned_on_validation"}
     if "tuned_on_validation" in result:
         summary["tuned_on_validation"] = {
