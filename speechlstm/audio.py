@@ -14,6 +14,7 @@ import re
 import stat
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,26 +52,35 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     rate is resampled. Raises InvalidAudio for missing, unreadable, truncated,
     empty or non-finite audio.
     """
-    import soundfile as sf
 
     p = _check_file(path)
     pcm16 = _read_pcm16_wav(p)
     if pcm16 is not None:
         return to_mono_16k(*pcm16, sample_rate, path=path)
+    with sound_file(path, p) as f:
+        native_rate = f.samplerate
+        data = f.read(dtype="float32", always_2d=True)  # (samples, channels)
+    return to_mono_16k(data, native_rate, sample_rate, path=path)
+
+
+@contextmanager
+def sound_file(path: str | os.PathLike, p: Path):
+    """libsndfile's view of `p` once its header is believed; any failure while
+    it is open, reading included, becomes InvalidAudio naming `path`."""
+    import soundfile as sf
+
     try:
         # Bytes, not str: libsndfile cannot take a name that is not UTF-8.
         with sf.SoundFile(os.fsencode(p)) as f:
             _check_not_truncated(path, f.extra_info)
             check_header(path, f.samplerate, f.channels)
-            native_rate = f.samplerate
-            data = f.read(dtype="float32", always_2d=True)  # (samples, channels)
+            yield f
     except InvalidAudio:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise InvalidAudio(path, f"cannot decode: {_short_reason(exc)}") from None
     except OSError as exc:
         raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
-    return to_mono_16k(data, native_rate, sample_rate, path=path)
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -119,44 +129,34 @@ def stream_audio(
     first block for the file and header, at the block for bad samples, at
     the end for a recording too short to use.
     """
-    import soundfile as sf
     import soxr
 
     p = _check_file(path)
     total = 0
-    try:
-        with sf.SoundFile(os.fsencode(p)) as f:
-            _check_not_truncated(path, f.extra_info)
-            check_header(path, f.samplerate, f.channels)
-            rate = f.samplerate
-            resampler = (
-                soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
-                if rate != sample_rate
-                else None
-            )
-            frames = max(1, int(block_s * rate))
-            while True:
-                data = f.read(frames, dtype="float32", always_2d=True)
-                last = len(data) < frames
-                total += len(data)
-                mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-                if not np.isfinite(mono).all():
-                    n_bad = int((~np.isfinite(mono)).sum())
-                    raise InvalidAudio(
-                        path, f"{n_bad} samples near {total / rate:.1f} s are NaN or Inf"
-                    )
-                if resampler is not None:
-                    mono = resampler.resample_chunk(mono, last=last)
-                if mono.size:
-                    yield np.clip(mono, -1.0, 1.0)
-                if last:
-                    break
-    except InvalidAudio:
-        raise
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise InvalidAudio(path, f"cannot decode: {_short_reason(exc)}") from None
-    except OSError as exc:
-        raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
+    with sound_file(path, p) as f:
+        rate = f.samplerate
+        resampler = (
+            soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="HQ")
+            if rate != sample_rate
+            else None
+        )
+        frames = max(1, int(block_s * rate))
+        while True:
+            data = f.read(frames, dtype="float32", always_2d=True)
+            last = len(data) < frames
+            total += len(data)
+            mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+            if not np.isfinite(mono).all():
+                n_bad = int((~np.isfinite(mono)).sum())
+                raise InvalidAudio(
+                    path, f"{n_bad} samples near {total / rate:.1f} s are NaN or Inf"
+                )
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            if mono.size:
+                yield np.clip(mono, -1.0, 1.0)
+            if last:
+                break
     if total == 0:
         raise InvalidAudio(path, "no audio frames (empty or truncated)")
     if total < MIN_DURATION_S * rate:
