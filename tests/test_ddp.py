@@ -66,12 +66,18 @@ def test_two_ranks_agree_with_one_process(ddp_run, trained_run):
     assert abs(ddp["best_val_accuracy"] - one["best_val_accuracy"]) <= 0.2
 
 
-def test_ctrl_c_stops_every_rank_and_resume_finishes(tone_dataset, tmp_path):
-    out = tmp_path / "run"
-    proc = _torchrun(tone_dataset, out, epochs=30)
+def _started(data: Path, out: Path, epochs: int) -> subprocess.Popen:
+    """A torchrun job that has finished its first epoch (last.pt written)."""
+    proc = _torchrun(data, out, epochs=epochs)
     deadline = time.time() + 240
     while not (out / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
+    return proc
+
+
+def test_ctrl_c_stops_every_rank_and_resume_finishes(tone_dataset, tmp_path):
+    out = tmp_path / "run"
+    proc = _started(tone_dataset, out, epochs=30)
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches torchrun and both ranks
     _, stderr = proc.communicate(timeout=120)
@@ -107,10 +113,7 @@ def _rank_pid(parent: int, rank: int) -> int | None:
 
 def test_a_dead_rank_ends_the_job_instead_of_hanging(tone_dataset, tmp_path):
     out = tmp_path / "run"
-    proc = _torchrun(tone_dataset, out, epochs=200)
-    deadline = time.time() + 240
-    while not (out / "last.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    proc = _started(tone_dataset, out, epochs=200)
     pid = _rank_pid(proc.pid, 1)
     assert pid is not None
     started = time.time()
