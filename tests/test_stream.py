@@ -156,12 +156,21 @@ def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, quiet_
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)  # model load and stream start
+    # Play once the microphone is open (a cold start, a fresh virtualenv
+    # compiling its bytecode, can take longer than any fixed sleep).
+    head = []
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        head.append(line)
+        if not line or "listening on" in line:
+            break
     player = quiet_mic.play(path, times=1)
     player.wait(timeout=40)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    out, err = proc.communicate(timeout=60)
+    err = "".join(head) + err
     assert proc.returncode == 0, err
     import json
 
