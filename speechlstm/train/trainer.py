@@ -616,4 +616,8 @@ def run_training(
     if resume_from is not None:
         trainer.load_resume(resume_from, out_dir / "last.pt")
     trainer.fit(show_progress)
-    return final_report(trainer) if ranks.main else {}
+    report = final_report(trainer) if ranks.main else {}
+    # The others wait for rank 0's report: a rank that tears its process
+    # group down while a peer still holds it aborts (gloo's threads).
+    barrier(ranks)
+    return report
