@@ -25,6 +25,23 @@ def _assert_same_weights(a, b):
         assert torch.equal(a[key], b[key]), key
 
 
+def _interrupted_at(step: int, monkeypatch, data, out, cfg) -> None:
+    """Train until a Ctrl-C at training step `step` (raises TrainingInterrupted)."""
+    from speechlstm.train.trainer import Trainer, run_training
+
+    real_step, calls = Trainer._step, {"n": 0}
+
+    def flaky_step(self, idx, seed):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return real_step(self, idx, seed)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_step", flaky_step)
+        run_training(data, out, cfg, show_progress=False)
+
+
 def test_trained_run_writes_reports_and_learns(trained_run):
     for name in (
         "best.pt",
@@ -51,7 +68,7 @@ def test_trained_run_writes_reports_and_learns(trained_run):
 
 
 def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monkeypatch):
-    from speechlstm.train.trainer import Trainer, TrainingInterrupted, run_training
+    from speechlstm.train.trainer import TrainingInterrupted, run_training
 
     cfg = tiny_config(epochs=3)
     run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
@@ -59,18 +76,8 @@ def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monke
     _assert_same_weights(_weights(tmp_path / "a/last.pt"), _weights(tmp_path / "b/last.pt"))
 
     # Interrupt mid-epoch (as Ctrl-C would), then resume: same final weights.
-    real_step, calls = Trainer._step, {"n": 0}
-
-    def flaky_step(self, idx, seed):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real_step(self, idx, seed)
-
-    monkeypatch.setattr(Trainer, "_step", flaky_step)
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        run_training(tone_dataset, tmp_path / "c", cfg, show_progress=False)
-    monkeypatch.setattr(Trainer, "_step", real_step)
+        _interrupted_at(6, monkeypatch, tone_dataset, tmp_path / "c", cfg)
     assert (tmp_path / "c/last.pt").is_file()
     with pytest.raises(ValueError, match="already holds a run"):
         run_training(tone_dataset, tmp_path / "c", cfg, show_progress=False)
@@ -315,7 +322,7 @@ def test_ema_mixup_distillation_and_all_augmentations_train_resume_and_export(
     from speechlstm.runtime import OnnxRecognizer
     from speechlstm.train import checkpoint
     from speechlstm.train.export import export
-    from speechlstm.train.trainer import Trainer, TrainingInterrupted, run_training
+    from speechlstm.train.trainer import TrainingInterrupted, run_training
 
     base = tiny_config(epochs=2)
     cfg = dataclasses.replace(
@@ -337,18 +344,8 @@ def test_ema_mixup_distillation_and_all_augmentations_train_resume_and_export(
     assert last.weights is last.ema
 
     # Interrupted and resumed: the same raw and averaged weights.
-    real_step, calls = Trainer._step, {"n": 0}
-
-    def flaky_step(self, idx, seed):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real_step(self, idx, seed)
-
-    monkeypatch.setattr(Trainer, "_step", flaky_step)
     with pytest.raises(TrainingInterrupted):
-        run_training(tone_dataset, tmp_path / "b", cfg, show_progress=False)
-    monkeypatch.setattr(Trainer, "_step", real_step)
+        _interrupted_at(5, monkeypatch, tone_dataset, tmp_path / "b", cfg)
     run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
     resumed = checkpoint.load(tmp_path / "b/last.pt")
     _assert_same_weights(last.model, resumed.model)
