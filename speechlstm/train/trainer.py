@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .. import metrics
+from .. import metrics, threads
 from ..config import RunConfig, save_toml
 from ..labels import UNKNOWN
 from ..prepare import Prepared, SplitData
@@ -120,8 +120,7 @@ class Trainer:
         self.verbose = verbose  # per-layer gradient norms on the terminal too
         self.labels = list(data.task.labels)
         tc = cfg.train
-        if tc.threads > 0:
-            torch.set_num_threads(tc.threads)
+        self._set_threads()
         self.device = pick_device(tc.device)
         if ranks.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", ranks.local_rank)  # one GPU a rank
@@ -251,6 +250,8 @@ class Trainer:
         )
         try:
             while self.state.epoch < self.cfg.train.epochs:
+                if self.state.step_in_epoch == 0 and self.state.epoch > 0:
+                    self._set_threads()  # a job started or ended beside this run
                 clips_per_s = self._train_epoch(show_progress)
                 if self._end_epoch(clips_per_s):
                     break
@@ -265,6 +266,15 @@ class Trainer:
                 f"saved {self.out_dir / 'last.pt'}; continue with --resume"
             ) from None
         return self.state
+
+    def _set_threads(self) -> None:
+        """torch's intra-op threads: the pinned count, or the cores free now (threads.py)."""
+        want = threads.auto_threads(self.cfg.train.threads)
+        if want is None or want == torch.get_num_threads():
+            return
+        if self.cfg.train.threads == 0 and hasattr(self, "state"):
+            self._note(f"threads: {torch.get_num_threads()} -> {want} (cores free now)")
+        torch.set_num_threads(want)
 
     def _train_epoch(self, show_progress: bool | None) -> float:
         """Run the epoch's remaining steps; returns the training rate in clips/s."""

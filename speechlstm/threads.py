@@ -1,0 +1,101 @@
+"""CPU threads for training on a machine that others share.
+
+torch's intra-op threads (OpenMP) spin while they wait for each other. When
+another busy process holds one of the cores, the thread that lost its core
+stalls every parallel region and the spinning ones burn the time it needs:
+training the recipe with 2 threads on this 2-core machine next to one
+single-threaded job fell to 16-21 clips/s, against 142-149 with 1 thread.
+Two things prevent that by default:
+
+- `passive_wait()`: OMP_WAIT_POLICY=PASSIVE, so waiting threads sleep instead
+  of spinning. It must be in the environment before libgomp starts, that is
+  before torch is imported; the command line sets it first thing.
+- `free_cores()`: the automatic thread count (train.threads = 0) is the number
+  of cores idle right now, measured from /proc/stat, and the trainer measures
+  again each epoch, so a job that starts or ends next to a run moves it.
+
+A pinned count (train.threads > 0, as the shipped recipe pins 2 so that its
+weights do not depend on the machine) is kept as given.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+WAIT_POLICY = "OMP_WAIT_POLICY"
+# Shorter samples misread a core that a busy process shares with the kernel's
+# own work; longer ones delay the start of a run for nothing.
+SAMPLE_S = 0.25
+
+
+def passive_wait() -> None:
+    """Make OpenMP threads sleep while they wait, unless the user chose a policy."""
+    os.environ.setdefault(WAIT_POLICY, "PASSIVE")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_times(cores: set[int]) -> tuple[float, float] | None:
+    """(busy, total) jiffies summed over `cores`, or None where /proc/stat is absent."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    busy = total = 0.0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cores:
+            continue
+        values = [float(v) for v in fields[:8]]
+        idle = values[3] + values[4]  # idle + iowait
+        busy += sum(values) - idle
+        total += sum(values)
+    return busy, total
+
+
+def free_cores(sample_s: float = SAMPLE_S) -> int:
+    """Cores of this process's affinity that nobody else keeps busy, at least 1.
+
+    Measured over `sample_s` while this process sleeps (the trainer calls it
+    between epochs), minus this process's own CPU time in that window. Without
+    /proc/stat (not Linux) every usable core counts as free.
+    """
+    try:
+        cores = set(os.sched_getaffinity(0))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+    first = _cpu_times(cores)
+    if first is None:
+        return len(cores)
+    own_start = time.process_time()
+    time.sleep(sample_s)
+    second = _cpu_times(cores)
+    own = time.process_time() - own_start
+    if second is None or second[1] <= first[1]:
+        return len(cores)
+    busy_share = (second[0] - first[0]) / (second[1] - first[1])  # 0..1 of all cores
+    others = busy_share * len(cores) - own / sample_s
+    # A core counts as taken when another process used most of it.
+    return max(1, len(cores) - int(max(0.0, others) + 0.4))
+
+
+def auto_threads(requested: int) -> int | None:
+    """The intra-op thread count to set for a run, or None to leave torch's as it is.
+
+    Pinned (`requested` > 0): that. A count in OMP_NUM_THREADS (set by the user,
+    or by torchrun, which gives each rank 1): None, the launcher decided.
+    Otherwise the cores free right now.
+    """
+    if requested > 0:
+        return requested
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return free_cores()
