@@ -43,7 +43,11 @@ def train(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     seed: int | None = typer.Option(None, "--seed"),
     threads: int | None = typer.Option(
-        None, "--threads", min=0, max=256, help="CPU threads for torch."
+        None,
+        "--threads",
+        min=0,
+        max=256,
+        help="CPU threads for torch (0: the cores free now, re-measured each epoch).",
     ),
     noise: Path | None = typer.Option(
         None, "--noise", help="Folder of background-noise recordings."

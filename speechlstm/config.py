@@ -153,7 +153,8 @@ class TrainConfig:
     balanced: bool = True  # sample every class equally often
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    # CPU threads for torch; 0 = the cores free now, re-measured each epoch (threads.py)
+    threads: int = 0
     # mixup (Zhang et al. 2018): each batch mixed with a shuffled copy of
     # itself, weight drawn from Beta(x, x), targets mixed alike; 0 disables.
     mixup: float = 0.0
