@@ -16,7 +16,9 @@ app = typer.Typer(help="Make, download or record datasets.", no_args_is_help=Tru
 @app.command()
 def synth(
     words: str = typer.Option("", "--words", help="Comma-separated words or short phrases."),
-    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write (or continue)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Dataset folder to write (or continue)."
+    ),
     preset: str | None = typer.Option(
         None,
         "--preset",
@@ -27,31 +29,65 @@ def synth(
     unknown_clips: int = typer.Option(
         300, "--unknown-clips", min=0, help="Clips of other words for the _unknown_ class."
     ),
-    engines: str = typer.Option("", "--engines", help="Subset of espeak,flite,festival,piper."),
+    engines: str = typer.Option(
+        "", "--engines", help="Subset of espeak,flite,festival,pico,piper."
+    ),
+    lang: str | None = typer.Option(
+        None,
+        "--lang",
+        help="Language of the voices: en (the default: every English accent), en-gb, de, "
+        "fr, es, ... "
+        "(--list-voices shows what is installed).",
+    ),
+    unknown_words: str = typer.Option(
+        "",
+        "--unknown-words",
+        help="Comma-separated other words for _unknown_ (default: a built-in list "
+        "for en, de, fr, es; English words otherwise).",
+    ),
+    list_voices: bool = typer.Option(
+        False,
+        "--list-voices",
+        help="List the installed voices by language (with --lang: "
+        "that language's voices) and exit.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(4, "--workers", min=1),
 ) -> None:
     """Synthesize a dataset in the Speech Commands layout for any words.
 
-    Voices from every installed engine (espeak-ng accents and variants, flite,
-    festival, piper), random rate, pitch and loudness, generated background
-    noise. Re-running continues an interrupted run.
+    Voices from every installed engine (espeak-ng accents and variants in
+    about 100 languages, mbrola, flite, festival, pico, piper), random rate,
+    pitch and loudness, generated background noise. Re-running continues an
+    interrupted run.
 
     Examples:
 
       speechlstm data synth --words "lights on,lights off,play music" --out data/mywords
+
+      speechlstm data synth --lang de --words "licht an,licht aus" --out data/licht
+
+      speechlstm data synth --list-voices --lang fr
 
       speechlstm train data/mywords --out runs/mywords
     """
     import dataclasses
 
     from speechlstm.labels import parse_words
-    from speechlstm.synth import SynthConfig, sc12_config
+    from speechlstm.progress import note
+    from speechlstm.synth import SynthConfig, filler_words, sc12_config
 
     engine_names = tuple(e.strip() for e in engines.split(",") if e.strip())
+    if list_voices:
+        _list_voices(engine_names, lang)
+        return
+    if out is None:
+        fail("--out: name the dataset folder to write (or use --list-voices)")
     if preset is not None:
         if preset != "sc12":
             fail(f"--preset {preset!r}: the only preset is sc12")
+        if lang is not None and lang.lower() != "en":
+            fail(f"--preset sc12 is English; --lang {lang} goes with --words")
         cfg = dataclasses.replace(sc12_config(clips, seed), workers=workers)
         if engine_names:
             cfg = dataclasses.replace(cfg, engines=engine_names)
@@ -59,17 +95,78 @@ def synth(
         return
     try:
         chosen = parse_words(words)
+        others = parse_words(unknown_words) if unknown_words.strip(", ") else None
     except ValueError as exc:
         fail(f"{exc} (or use --preset sc12)" if not words.strip(", ") else str(exc))
+    lang = lang or "en"
+    _check_lang(engine_names, lang)
+    if others is None:
+        others, native = filler_words(lang)
+        if not native:
+            note(
+                f"--lang {lang}: no built-in {lang} words for _unknown_; using English ones "
+                "spoken by its voices (give your own with --unknown-words)"
+            )
     cfg = SynthConfig(
         words=chosen,
         clips_per_word=clips,
+        unknown_words=tuple(w for w in others if w not in chosen),
         unknown_clips=unknown_clips,
         engines=engine_names,
+        lang=lang,
         seed=seed,
         workers=workers,
     )
     _run_synth(cfg, out)
+
+
+def _check_lang(engine_names: tuple[str, ...], lang: str) -> None:
+    """Fail naming the languages the installed voices speak when none speaks `lang`."""
+    from speechlstm.synth import voices_for
+    from speechlstm.tts import available_engines
+
+    try:
+        engines, _ = available_engines(list(engine_names) or None)
+        if engines:  # none installed: synthesize_dataset says how to install one
+            voices_for(engines, lang)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _list_voices(engine_names: tuple[str, ...], lang: str | None) -> None:
+    from collections import defaultdict
+
+    from speechlstm.progress import note
+    from speechlstm.synth import voices_for
+    from speechlstm.tts import available_engines
+
+    try:
+        engines, notes = available_engines(list(engine_names) or None)
+    except ValueError as exc:
+        fail(str(exc))
+    for line in notes:
+        note(line)
+    if not engines:
+        fail("no text-to-speech engine is installed (apt-get install espeak-ng)")
+    if lang is not None:
+        try:
+            voices = voices_for(engines, lang)
+        except ValueError as exc:
+            fail(str(exc))
+        for v in voices:
+            stdout_line(f"{v.lang:12s} {v.engine:9s} {v.id}")
+        stdout_line(f"{len(voices)} voices speak {lang}")
+        return
+    by_lang: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for e in engines:
+        for v in e.voices():
+            by_lang[v.lang][v.engine] += 1
+    for code in sorted(by_lang):
+        counts = by_lang[code]
+        detail = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+        stdout_line(f"{code:24s} {sum(counts.values()):4d} voices ({detail})")
+    total = sum(sum(c.values()) for c in by_lang.values())
+    stdout_line(f"{total} voices in {len(by_lang)} languages; --lang X lists one language's")
 
 
 def _run_synth(cfg, out: Path) -> None:

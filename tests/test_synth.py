@@ -139,3 +139,79 @@ def test_sc12_preset_pins_its_voice_set(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "write_noise", lambda *a: None)
     synthesize_dataset(cfg, tmp_path / "d", show_progress=False)
     assert seen["ids"] == ["festival-kal"]  # a voice installed later does not change the draw
+
+
+def test_languages_choose_voices_and_english_keeps_the_presets_set():
+    from speechlstm.tts import speaks
+
+    engine = _engine_or_skip("espeak")
+    voices = engine.voices()
+    english = [v for v in voices if speaks(v, "en")]
+    # The sc12 preset draws from this list: English first, in the fixed order.
+    assert voices[: len(english)] == english
+    assert {v.id.split("-")[1] for v in english} <= {"en", "mb"}
+    assert len([v for v in english if v.id.startswith("espeak-en")]) == 8 * len(engine.variants)
+    german = [v for v in voices if speaks(v, "de")]
+    french = [v for v in voices if speaks(v, "fr")]
+    assert german and all(v.lang == "de" and v.name.startswith("de") for v in german)
+    assert {"fr-fr", "fr-be"} <= {v.lang for v in french}
+    assert not [v for v in voices if speaks(v, "fr-be") and v.lang != "fr-be"]
+    assert len({v.id for v in voices}) == len(voices)
+
+
+def test_a_language_changes_the_pronunciation():
+    engine = _engine_or_skip("espeak")
+    by_id = {v.id: v for v in engine.voices()}
+    en, _ = engine.render("licht an", by_id["espeak-en-us-m1"], 1.0, 1.0)
+    de, _ = engine.render("licht an", by_id["espeak-de-m1"], 1.0, 1.0)
+    assert np.abs(de).max() > 0.05
+    n = min(len(en), len(de))
+    assert len(en) != len(de) or not np.allclose(en[:n], de[:n], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"), [("de", "licht an,licht aus"), ("fr", "allume la lumière,éteins")]
+)
+def test_synth_in_another_language_from_the_command_line(tmp_path, lang, words):
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+    from speechlstm.synth import FILLER_WORDS_BY_LANG
+
+    _engine_or_skip("espeak")
+    out = tmp_path / lang
+    args = ["data", "synth", "--lang", lang, "--words", words, "--clips", "4"]
+    result = CliRunner().invoke(app, args + ["--unknown-clips", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for word in words.split(","):
+        clips = sorted((out / word).glob("*.wav"))
+        assert len(clips) == 4
+        assert all(p.name.startswith(f"espeak-{lang}") for p in clips)  # that language's voices
+        wave, rate = sf.read(clips[0])
+        assert rate == 16000 and np.abs(wave).max() > 0.01
+    assert len(list((out / UNKNOWN).glob("*.wav"))) == 4
+    assert lang in FILLER_WORDS_BY_LANG  # _unknown_ words in the language itself
+
+
+def test_a_language_nobody_speaks_is_an_error_listing_the_available_ones(tmp_path):
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+
+    _engine_or_skip("espeak")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["data", "synth", "--lang", "tlh", "--words", "qapla", "--out", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 2
+    assert "no installed voice speaks 'tlh'" in result.stderr
+    assert " de," in result.stderr and " fr-fr," in result.stderr
+    assert not (tmp_path / "x").exists()
+    listing = runner.invoke(app, ["data", "synth", "--list-voices", "--lang", "de"])
+    assert listing.exit_code == 0, listing.output
+    lines = listing.stdout.splitlines()
+    assert lines[-1].endswith("voices speak de") and all(
+        line.startswith("de ") for line in lines[:-1]
+    )
+    summary = runner.invoke(app, ["data", "synth", "--list-voices"])
+    assert any(line.startswith("fr-be ") for line in summary.stdout.splitlines())
