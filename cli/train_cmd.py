@@ -58,6 +58,17 @@ def train(
         help="Extra training data (synthesized speech, own recordings; repeatable): "
         "training split only, validation and test stay the primary dataset's.",
     ),
+    from_scratch: bool = typer.Option(
+        False,
+        "--from-scratch",
+        help="Start from random weights, not the shipped pretrained encoder.",
+    ),
+    encoder: Path | None = typer.Option(
+        None,
+        "--encoder",
+        help="Start from this pretrained encoder (.safetensors, `speechlstm export "
+        "--encoder`) instead of the shipped one.",
+    ),
     settings: list[str] = typer.Option(
         [], "--set", help="Any setting: --set model.dropout=0.3 (repeatable)."
     ),
@@ -80,6 +91,9 @@ def train(
 
     Settings come from the defaults, then --config, then --set, then the named
     flags. The resolved config is saved as config.toml in the run folder.
+    A run starts from the shipped pretrained speech encoder (a BiLSTM trained
+    on real and synthesized speech of many words) and adopts its shape, unless
+    --from-scratch, another shape, or train.encoder = "none" in the config.
     Each epoch shows a progress bar and one summary line on stderr.
     Ctrl-C saves last.pt; --resume continues to the same result.
 
@@ -88,6 +102,8 @@ def train(
       speechlstm train data/speech_commands --out runs/sc12
 
       speechlstm train data/mywords --words "lights on,lights off" --epochs 20
+
+      speechlstm train data/mywords --from-scratch --out runs/scratch
 
       speechlstm train data/sc --config recipe.toml --set model.hidden_size=192
 
@@ -124,7 +140,10 @@ def train(
             "train.seed": seed,
             "train.threads": threads,
             "data.extra": [str(p) for p in add] or None,
+            "train.encoder": "none" if from_scratch else (str(encoder) if encoder else None),
         }
+        if from_scratch and encoder:
+            fail("--from-scratch and --encoder: choose one")
         # A flag left out must not undo the same setting given with --set.
         overrides.update({k: v for k, v in flags.items() if v is not None})
         changed = sorted(k for k in overrides if k not in ("train.device", "train.threads"))
@@ -188,6 +207,12 @@ def export(
         help="TOML with a [detector] section: the streaming defaults to store in the model "
         "(bench/streaming.py --tune writes one); default: the training config's.",
     ),
+    as_encoder: bool = typer.Option(
+        False,
+        "--as-encoder",
+        help="Write the pretrained-encoder part instead (.safetensors), for "
+        "`train --encoder` (make encoder builds the shipped one this way).",
+    ),
 ) -> None:
     """Export a checkpoint to a self-describing ONNX model (waveform in, probabilities out).
 
@@ -199,8 +224,24 @@ def export(
       speechlstm export runs/sc12/best.pt -o sc12.onnx
 
       speechlstm export runs/sc12/best.pt -o sc12.int8.onnx --int8
+
+      speechlstm export runs/encoder/best.pt --as-encoder -o encoder.safetensors
     """
     require_training_side()
+    if as_encoder:
+        from speechlstm.train.checkpoint import CheckpointError
+        from speechlstm.train.encoder import EncoderError, export_encoder
+
+        if int8 or detector is not None:
+            fail("--as-encoder writes fp32 encoder weights; leave out --int8 and --detector")
+        try:
+            path = export_encoder(checkpoint, output)
+        except (CheckpointError, EncoderError, OSError) as exc:
+            fail(str(exc))
+        stdout_line(
+            f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): the encoder of {checkpoint}"
+        )
+        return
     from speechlstm.config import load_detector_toml
     from speechlstm.train.checkpoint import CheckpointError
     from speechlstm.train.export import ExportError

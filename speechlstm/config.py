@@ -167,6 +167,14 @@ class TrainConfig:
     teacher: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    # Start from a pretrained encoder (train/encoder.py): "auto" = the shipped
+    # one when the model keeps the default or the encoder's shape, "none" =
+    # from scratch, or a .safetensors path. A run records "sha256:<digest>".
+    encoder: str = "auto"
+    # The encoder's learning rate relative to the head's (0: frozen), and
+    # epochs it stays frozen first (the head learns before the encoder moves).
+    encoder_lr_scale: float = 0.1
+    freeze_epochs: int = 0
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
@@ -183,6 +191,10 @@ class TrainConfig:
             raise ValueError(f"train.distill_weight={self.distill_weight}: must be in [0, 1]")
         if self.distill_temperature <= 0:
             raise ValueError("train.distill_temperature must be > 0")
+        if not 0.0 <= self.encoder_lr_scale <= 10.0:
+            raise ValueError(f"train.encoder_lr_scale={self.encoder_lr_scale}: must be in [0, 10]")
+        if self.freeze_epochs < 0:
+            raise ValueError(f"train.freeze_epochs={self.freeze_epochs}: must be >= 0")
         return self
 
 

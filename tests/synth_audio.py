@@ -18,6 +18,10 @@ WORD_CONTOURS = {
     "no": (900.0, 300.0),  # falling sweep
     "up": (1200.0, 1200.0),  # high steady tone
     "down": (200.0, 200.0),  # low steady tone
+    # Other words (transfer tests): contours the four above do not have.
+    "left": (550.0, 550.0),  # middle steady tone
+    "right": (250.0, 1500.0),  # steep rise
+    "stop": (1500.0, 250.0),  # steep fall
 }
 
 

@@ -39,6 +39,7 @@ from . import checkpoint
 from .augment import WaveAugment, edge_fragments, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
 from .distributed import SINGLE, Ranks, barrier, sum_across
+from .encoder import Encoder, apply_encoder, is_encoder_param
 from .model import Recognizer, count_parameters
 
 
@@ -111,6 +112,7 @@ class Trainer:
         source: str,
         verbose: bool = False,
         ranks: Ranks = SINGLE,
+        encoder: Encoder | None = None,
     ):
         self.cfg = cfg
         self.ranks = ranks
@@ -132,6 +134,10 @@ class Trainer:
             )
         torch.manual_seed(tc.seed)
         self.model = Recognizer(cfg.features, cfg.model, len(self.labels)).to(self.device)
+        if encoder is not None:
+            apply_encoder(self.model.classifier, encoder)
+        # A pretrained encoder learns at its own rate (train.encoder_lr_scale).
+        self.uses_encoder = tc.encoder.startswith("sha256:")
         # Under torchrun the classifier is wrapped so that backward averages the
         # gradients over the ranks; the features have no trainable parameters.
         self.classifier = self.model.classifier
@@ -164,20 +170,26 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
-        decay, no_decay = [], []
+        # Groups: (encoder?, decayed?). Norms and biases are not weight-decayed
+        # (nanoGPT's split); without an encoder there are the two usual groups.
+        groups: dict[tuple[bool, bool], list] = {}
         for name, p in self.model.named_parameters():
-            # Norms and biases are not weight-decayed (nanoGPT's split).
-            (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+            enc = self.uses_encoder and is_encoder_param(name)
+            groups.setdefault((enc, not (p.ndim < 2 or "norm" in name)), []).append(p)
+        keys = sorted(groups, key=lambda k: (k[0], not k[1]))
         self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": tc.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
+            [{"params": groups[k], "weight_decay": tc.weight_decay if k[1] else 0.0} for k in keys],
             lr=tc.lr,
         )
+
+        def schedule(enc: bool):
+            return lambda s: (
+                lr_factor(s, self.total_steps, warmup, tc.min_lr_ratio)
+                * (self._encoder_rate(s // self.steps_per_epoch) if enc else 1.0)
+            )
+
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda s: lr_factor(s, self.total_steps, warmup, tc.min_lr_ratio),
+            self.optimizer, [schedule(k[0]) for k in keys]
         )
         # bf16 autocast on GPU only: CPU bf16 LSTMs are slower and less exact.
         self.autocast = (
@@ -267,6 +279,26 @@ class Trainer:
             ) from None
         return self.state
 
+    def _encoder_rate(self, epoch: int) -> float:
+        """The encoder's learning-rate factor in `epoch` (0 while frozen)."""
+        tc = self.cfg.train
+        return 0.0 if epoch < tc.freeze_epochs else tc.encoder_lr_scale
+
+    def _freeze_encoder(self) -> None:
+        """While the encoder's rate is 0, skip its gradients and keep its input
+        statistics (one process; under DDP the rate alone holds it still)."""
+        if not self.uses_encoder:
+            return
+        frozen = self._encoder_rate(self.state.epoch) == 0.0
+        classifier = self.model.classifier
+        if frozen:
+            classifier.input_norm.eval()
+        if self.ranks.enabled:
+            return
+        for name, p in classifier.named_parameters():
+            if is_encoder_param(name):
+                p.requires_grad_(not frozen)
+
     def _set_threads(self) -> None:
         """torch's intra-op threads: the pinned count, or the cores free now (threads.py)."""
         want = threads.auto_threads(self.cfg.train.threads)
@@ -288,6 +320,7 @@ class Trainer:
             self.cfg.data.extra_share,
         )
         self.model.train()
+        self._freeze_encoder()
         started, clips = time.perf_counter(), 0
         desc = f"epoch {s.epoch + 1}/{tc.epochs}"
         with progress_bar(desc, self.steps_per_epoch, enabled=show_progress, unit="steps") as adv:
@@ -579,9 +612,10 @@ def run_training(
     Under torchrun (`ranks`), only rank 0 writes and reports; the others return {}.
     """
     from ..prepare import prepare
+    from .encoder import resolve
 
     out_dir = Path(out_dir)
-    resume_from = None
+    resume_from, encoder = None, None
     if resume:
         resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
         cfg, source = resume_from.config, resume_from.source
@@ -589,6 +623,14 @@ def run_training(
             note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
     elif (out_dir / "last.pt").exists():
         raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
+    else:
+        cfg, encoder = resolve(cfg)
+        if encoder is not None and ranks.main:
+            m = cfg.model
+            note(
+                f"starting from the pretrained encoder {encoder.path} ({m.cell} x{m.num_layers}, "
+                f"hidden {m.hidden_size}, frame stack {m.frame_stack}); --from-scratch opts out"
+            )
     barrier(ranks)  # every rank has checked before rank 0 writes anything
     if ranks.main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -622,7 +664,9 @@ def run_training(
             path, reason = next(iter(data.errors.items()))
             why = f" ({len(data.errors)} file(s) could not be decoded, e.g. {path}: {reason})"
         raise ValueError(f"{source}: no training clips for this task{why}")
-    trainer = Trainer(cfg, data, out_dir, str(source), verbose=verbose, ranks=ranks)
+    trainer = Trainer(
+        cfg, data, out_dir, str(source), verbose=verbose, ranks=ranks, encoder=encoder
+    )
     if resume_from is not None:
         trainer.load_resume(resume_from, out_dir / "last.pt")
     trainer.fit(show_progress)

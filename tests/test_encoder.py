@@ -1,0 +1,210 @@
+"""The pretrained encoder (train/encoder.py): written as safetensors from a run, loaded
+without running code, adopted by a new run for other words (frozen, fine-tuned or in
+stages), resumable, and refused with a clear message when it does not fit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from conftest import tiny_config
+from synth_audio import make_dataset
+
+pytestmark = pytest.mark.train
+
+
+@pytest.fixture(scope="module")
+def encoder_file(trained_run, tmp_path_factory):
+    from speechlstm.train.encoder import export_encoder
+
+    return export_encoder(
+        trained_run / "best.pt", tmp_path_factory.mktemp("enc") / "enc.safetensors"
+    )
+
+
+@pytest.fixture(scope="module")
+def other_words(tmp_path_factory):
+    """Words the encoder's run never heard."""
+    return make_dataset(
+        tmp_path_factory.mktemp("data") / "other", words=("left", "right", "stop"), speakers=8
+    )
+
+
+def _run_cfg(encoder: str, scale: float, freeze: int = 0, epochs: int = 2):
+    cfg = tiny_config(epochs=epochs)
+    return dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(
+            cfg.train, encoder=encoder, encoder_lr_scale=scale, freeze_epochs=freeze
+        ),
+    )
+
+
+def _classifier_weights(path):
+    from speechlstm.train import checkpoint
+
+    return {k.removeprefix("classifier."): v for k, v in checkpoint.load(path).model.items()}
+
+
+def test_encoder_file_is_safetensors_with_its_settings(encoder_file, trained_run):
+    from safetensors import safe_open
+
+    from speechlstm.train.encoder import PARTS, load_encoder
+
+    with safe_open(str(encoder_file), framework="pt") as f:
+        keys = list(f.keys())
+        header = f.metadata()
+    assert keys and all(k.startswith(PARTS) for k in keys)
+    assert not any(k.startswith("head.") for k in keys)  # the head is not part of it
+    enc = load_encoder(encoder_file)
+    assert enc.model.hidden_size == tiny_config().model.hidden_size
+    assert json.loads(header["info"])["labels"][:2] == ["down", "no"]
+    weights = _classifier_weights(trained_run / "best.pt")
+    for k, v in enc.tensors.items():
+        assert (weights[k].float() == v).all(), k
+
+
+def test_frozen_encoder_stays_and_a_new_head_learns_other_words(
+    encoder_file, other_words, tmp_path
+):
+    import torch
+
+    from speechlstm.train.encoder import load_encoder
+    from speechlstm.train.trainer import run_training
+
+    enc = load_encoder(encoder_file)
+    out = tmp_path / "frozen"
+    report = run_training(
+        other_words, out, _run_cfg(str(encoder_file), 0.0, epochs=6), show_progress=False
+    )
+    weights = _classifier_weights(out / "best.pt")
+    for k, v in enc.tensors.items():  # rnn, pooling and input statistics untouched
+        assert torch.equal(weights[k].float(), v), k
+    assert report["labels"][:3] == ["left", "right", "stop"]
+    assert report["test_accuracy"] > 0.5  # 5 classes: chance is 0.2
+    saved = (out / "config.toml").read_text()
+    assert f'encoder = "sha256:{enc.sha256}"' in saved
+
+
+def test_fine_tuned_encoder_moves_less_than_the_head_and_stages_wait(
+    encoder_file, other_words, tmp_path
+):
+    import torch
+
+    from speechlstm.train.encoder import load_encoder
+    from speechlstm.train.trainer import run_training
+
+    enc = load_encoder(encoder_file)
+    run_training(
+        other_words, tmp_path / "tuned", _run_cfg(str(encoder_file), 0.1), show_progress=False
+    )
+    tuned = _classifier_weights(tmp_path / "tuned" / "last.pt")
+    key = next(k for k in enc.tensors if k.startswith("rnn.") and "weight" in k)
+    assert not torch.equal(tuned[key].float(), enc.tensors[key])  # it learns
+    # In stages: frozen for the first epoch of one, so a 1-epoch run keeps it.
+    run_training(
+        other_words,
+        tmp_path / "staged",
+        _run_cfg(str(encoder_file), 0.1, freeze=1, epochs=1),
+        show_progress=False,
+    )
+    staged = _classifier_weights(tmp_path / "staged" / "last.pt")
+    assert torch.equal(staged[key].float(), enc.tensors[key])
+
+
+def test_a_run_from_an_encoder_resumes_to_the_same_weights(
+    encoder_file, other_words, tmp_path, monkeypatch
+):
+    from test_train import _assert_same_weights, _interrupted_at, _weights
+
+    from speechlstm.train.trainer import TrainingInterrupted, run_training
+
+    cfg = _run_cfg(str(encoder_file), 0.1, freeze=1, epochs=3)
+    run_training(other_words, tmp_path / "whole", cfg, show_progress=False)
+    with pytest.raises(TrainingInterrupted):
+        _interrupted_at(9, monkeypatch, other_words, tmp_path / "cut", cfg)
+    run_training(other_words, tmp_path / "cut", cfg, resume=True, show_progress=False)
+    _assert_same_weights(
+        _weights(tmp_path / "whole" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
+    )
+
+
+def test_auto_adopts_the_shipped_encoders_shape_or_says_why_not(
+    encoder_file, monkeypatch, capsys, tmp_path
+):
+    from speechlstm.config import RunConfig
+    from speechlstm.train import encoder
+
+    monkeypatch.setattr(encoder, "SHIPPED", tmp_path / "absent.safetensors")
+    cfg, enc = encoder.resolve(RunConfig())
+    assert enc is None and cfg.train.encoder == "none"
+    assert "no pretrained encoder in this install" in capsys.readouterr().err
+
+    monkeypatch.setattr(encoder, "SHIPPED", encoder_file)
+    cfg, enc = encoder.resolve(RunConfig())  # defaults: take the encoder's shape
+    assert enc is not None and cfg.model.hidden_size == tiny_config().model.hidden_size
+    assert cfg.train.encoder.startswith("sha256:")
+    other = dataclasses.replace(RunConfig().model, hidden_size=40)
+    cfg, enc = encoder.resolve(dataclasses.replace(RunConfig(), model=other))
+    assert enc is None and cfg.model.hidden_size == 40  # the user's shape wins
+    assert "training from scratch" in capsys.readouterr().err
+    explicit = dataclasses.replace(
+        RunConfig(),
+        model=other,
+        train=dataclasses.replace(RunConfig().train, encoder=str(encoder_file)),
+    )
+    with pytest.raises(encoder.EncoderError, match="--from-scratch"):
+        encoder.resolve(explicit)
+
+
+def test_files_that_are_not_encoders_are_refused_by_name(tmp_path, trained_run):
+    import torch
+    from safetensors.torch import save_file
+
+    from speechlstm.train.encoder import EncoderError, load_encoder
+
+    pickled = tmp_path / "evil.safetensors"
+    torch.save({"x": torch.zeros(2)}, pickled)  # a pickle: must not be run
+    with pytest.raises(EncoderError, match="evil.safetensors: not a safetensors encoder"):
+        load_encoder(pickled)
+    plain = tmp_path / "plain.safetensors"
+    save_file({"rnn.w": torch.zeros(2)}, str(plain))
+    with pytest.raises(EncoderError, match="not a speechlstm encoder"):
+        load_encoder(plain)
+    with pytest.raises(EncoderError, match="no such encoder file"):
+        load_encoder(tmp_path / "missing.safetensors")
+
+
+def test_command_line_encoder_flags(encoder_file, trained_run, other_words, tmp_path):
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+    from speechlstm.config import save_toml
+
+    runner = CliRunner()
+    both = runner.invoke(
+        app, ["train", str(other_words), "--from-scratch", "--encoder", str(encoder_file)]
+    )
+    assert both.exit_code == 2 and "choose one" in both.stderr
+    bad = runner.invoke(
+        app, ["export", str(trained_run / "best.pt"), "--as-encoder", "--int8", "-o", "x"]
+    )
+    assert bad.exit_code == 2 and "--as-encoder" in bad.stderr
+    out = tmp_path / "enc2.safetensors"
+    ok = runner.invoke(
+        app, ["export", str(trained_run / "best.pt"), "--as-encoder", "-o", str(out)]
+    )
+    assert ok.exit_code == 0 and out.is_file(), ok.output
+    save_toml(_run_cfg("auto", 0.1, epochs=1), tmp_path / "cfg.toml")
+    args = ["train", str(other_words), "--config", str(tmp_path / "cfg.toml"), "--no-cache"]
+    run = runner.invoke(app, args + ["--encoder", str(out), "--out", str(tmp_path / "r")])
+    assert run.exit_code == 0, run.output
+    assert "starting from the pretrained encoder" in run.stderr
+    scratch = runner.invoke(app, args + ["--from-scratch", "--out", str(tmp_path / "s")])
+    assert scratch.exit_code == 0, scratch.output
+    assert 'encoder = "none"' in (tmp_path / "s" / "config.toml").read_text()
+    exported = runner.invoke(
+        app, ["export", str(tmp_path / "r" / "best.pt"), "-o", str(tmp_path / "r.onnx")]
+    )
+    assert exported.exit_code == 0, exported.output  # self-contained, as from scratch
