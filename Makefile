@@ -9,7 +9,7 @@ SUBSET ?= ../shared/data/speech_commands_subset
 # The Speech Commands tree the default model's real clips come from.
 SC ?= $(SUBSET)
 
-.PHONY: demo install install-inference test test-inference lint default-model synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install install-inference test test-inference lint default-model encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -39,6 +39,11 @@ lint: install
 
 default-model: install
 	SC=$(SC) bash scripts/default_model.sh
+
+# The pretrained encoder new words start from (speechlstm/assets/encoder.safetensors),
+# from the Speech Commands tree SC plus synthesized speech of a large vocabulary.
+encoder: install
+	SC=$(SC) bash scripts/encoder.sh
 
 # The synthetic-only preset (no human recording), written to runs/synthetic/.
 synthetic-model: install

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Rebuild the shipped pretrained encoder (speechlstm/assets/encoder.safetensors):
+# real Speech Commands speech (the clips of data/sc12_clips.csv from the tree
+# given as SC) plus synthesized speech of a large vocabulary, one class per
+# word, then everything but the last layer kept (export --as-encoder).
+# EXCLUDE=w1,w2 leaves words out of all of it and OUT names another file
+# (bench/custom_words.py's measurement encoder never hears the commands).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SL=.venv/bin/speechlstm
+PY=.venv/bin/python
+SC=${SC:-../shared/data/speech_commands_subset}
+SYNTH=${SYNTH:-data/synth_vocab}
+MIX=${MIX:-data/encoder_mix}
+RUN=${RUN:-runs/encoder}
+OUT=${OUT:-speechlstm/assets/encoder.safetensors}
+EXCLUDE=${EXCLUDE:-}
+CLIPS=${CLIPS:-20}
+start=$(date +%s)
+words=$($PY -c "
+from speechlstm.labels import SC35_WORDS
+from pathlib import Path
+vocab = [w for w in Path('speechlstm/assets/vocabulary.txt').read_text().split('\n') if w and not w.startswith('#')]
+print(','.join(list(SC35_WORDS) + [w for w in vocab if w not in SC35_WORDS]))")
+$SL data synth --words "$words" --clips "$CLIPS" --unknown-clips 0 --seed 0 --out "$SYNTH"
+$PY scripts/encoder_data.py "$SC" data/sc12_clips.csv "$SYNTH" "$MIX" --exclude "$EXCLUDE"
+rm -rf "$RUN"
+$SL train "$MIX" --out "$RUN" --config speechlstm/assets/encoder.recipe.toml --device "${DEVICE:-cpu}"
+$SL export "$RUN/best.pt" --as-encoder -o "$OUT"
+echo "encoder rebuilt in $(( $(date +%s) - start )) s: $OUT"
