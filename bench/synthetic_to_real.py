@@ -32,10 +32,11 @@ from speechlstm.labels import SILENCE, UNKNOWN  # noqa: E402
 from speechlstm.runtime import ASSETS_DIR, OnnxRecognizer  # noqa: E402
 
 
-def real_accuracy(model: Path, subset: Path) -> dict:
+def real_accuracy(model: Path, subset: Path, split: str = "test") -> dict:
+    """12-class accuracy of `model` on the subset's `split` list ("test" or "validation")."""
     rec = OnnxRecognizer(model, threads=2)
     labels = rec.labels
-    test = discover(subset).split("test")
+    test = discover(subset).split(split)
     targets, waves = [], []
     for clip in test:
         word = clip.word if clip.word in labels else (SILENCE if clip.word == SILENCE else UNKNOWN)

@@ -125,6 +125,12 @@ class SynthConfig:
     # Voice ids starting with any of these are left out: pins a recipe's voice
     # set when more voices get installed later.
     exclude_voices: tuple[str, ...] = ()
+    # At most this many voices, a seeded draw of those that speak `lang`
+    # (bench/custom_words.py's voice-count lever); 0: every one.
+    max_voices: int = 0
+    # Vocal-tract warps each voice is heard under (a subset of WARPS): each
+    # is another "speaker"; (1.0,) is the engines' own voices.
+    warps: tuple[float, ...] = WARPS
     rate_range: tuple[float, float] = (0.75, 1.35)  # speaking-rate factor
     pitch_range: tuple[float, float] = (0.75, 1.35)  # engine pitch factor
     level_dbfs_range: tuple[float, float] = (-32.0, -14.0)  # RMS level of the speech
@@ -189,7 +195,7 @@ def plan(cfg: SynthConfig, voices: list[Voice]) -> list[Job]:
     for text, folder in items:
         engine = engines[rng.choice(len(engines), p=weights)]
         voice = by_engine[engine][rng.integers(len(by_engine[engine]))]
-        warp = WARPS[rng.integers(len(WARPS))]
+        warp = cfg.warps[rng.integers(len(cfg.warps))]
         key = (folder, voice.id, warp)
         jobs.append(
             Job(
@@ -261,6 +267,11 @@ def synthesize_dataset(cfg: SynthConfig, out_dir: str | Path, show_progress=None
     engines = [e for e in engines if any(v.engine == e.name for v in voices)]
     by_name = {e.name: e for e in engines}
     voices = [v for v in voices if not (cfg.exclude_voices and v.id.startswith(cfg.exclude_voices))]
+    if not cfg.warps or any(w not in WARPS for w in cfg.warps):
+        raise ValueError(f"warps {cfg.warps}: choose from {WARPS}")
+    if 0 < cfg.max_voices < len(voices):
+        pick = np.random.default_rng([cfg.seed, 7]).choice(len(voices), cfg.max_voices, False)
+        voices = [voices[i] for i in sorted(pick)]
     jobs = plan(cfg, voices)
     todo = [j for j in jobs if not (out / j.relpath()).is_file()]
     failures: list[str] = []
