@@ -37,7 +37,7 @@ RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
 
 
 def pack(src: Path, out: Path) -> None:
-    """Re-encode a Speech Commands folder to Ogg Opus (lists and noise kept)."""
+    """Re-encode a Speech Commands folder (WAV or FLAC) to Ogg Opus (lists and noise kept)."""
     import soundfile as sf
 
     from speechlstm.audio import load_audio
@@ -46,7 +46,7 @@ def pack(src: Path, out: Path) -> None:
         Path(d) / f
         for d, _, names in os.walk(src, followlinks=True)  # noise is a linked folder
         for f in names
-        if f.endswith(".wav")
+        if f.endswith((".wav", ".flac"))
     )
     out.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(files):
