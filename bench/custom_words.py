@@ -65,6 +65,8 @@ MODES = {  # transfer mode: (encoder_lr_scale, freeze_epochs)
     "staged": (0.1, 5),
 }
 SYNTH_LEVERS = {  # name: SynthConfig changes from the sc12 preset
+    # 20 voices drawn from all (mostly espeak-ng's 416): fewer voices, and with
+    # them a mix of engines closer to espeak-ng alone.
     "voices20": {"max_voices": 20},
     "prosody5": {"rate_range": (0.95, 1.05), "pitch_range": (0.95, 1.05)},
     "nowarp": {"warps": (1.0,)},
@@ -72,11 +74,12 @@ SYNTH_LEVERS = {  # name: SynthConfig changes from the sc12 preset
 
 
 # -- data -------------------------------------------------------------------
-def build_encoder() -> None:
+def build_encoder(subset: Path) -> None:
     if ENCODER.is_file():
         return
     env = {
         **os.environ,
+        "SC": str(subset),
         "EXCLUDE": ",".join(SC12_WORDS),
         "MIX": str(ROOT / "data/encoder_mix_nocmd"),
         "RUN": str(RUNS / "encoder_nocmd"),
@@ -281,13 +284,14 @@ def best_mode(subset: Path) -> str | None:
     return max(scores, key=scores.get)
 
 
-def report(subset: Path, runs: list[Run], mode: str | None) -> None:
+def report(subset: Path, runs: list[Run], mode: str | None, encoder: Path) -> None:
     rows = [r for r in (measure(run, subset) for run in runs) if r is not None]
     base = next((r for r in rows if r["run"] == "scratch-k0"), None)
     for r in rows:
         if base is not None:
             r["d_test_vs_scratch"] = round(r["test_accuracy"] - base["test_accuracy"], 4)
     out_dir = OUT_DIR if RUNS == ROOT / "runs/cw" else RUNS  # a smoke run keeps to itself
+    out_dir.mkdir(parents=True, exist_ok=True)
     for k in (0, *TAKES):
         src = model_of(f"{mode}-k{k}") if mode else None
         if src is not None:
@@ -296,7 +300,7 @@ def report(subset: Path, runs: list[Run], mode: str | None) -> None:
     result = {
         "benchmark": "custom_words",
         "machine": machine(),
-        "encoder": str(ENCODER.relative_to(ROOT)),
+        "encoder": str(encoder.relative_to(ROOT) if encoder.is_relative_to(ROOT) else encoder),
         "mode_chosen_on_validation": mode,
         "goals": {"k0_test": 0.90, "k5_test": 0.95},
         "rows": rows,
@@ -332,11 +336,10 @@ def main() -> None:
     for need in (REAL / "testing_list.txt", SYNTH):
         if not need.exists():
             raise SystemExit(f"{need}: run `make default-model` first (it makes the data)")
+    encoder = args.encoder.resolve() if args.encoder else ENCODER
     if not args.report:
-        encoder = args.encoder
-        if encoder is None:
-            build_encoder()
-            encoder = ENCODER
+        if args.encoder is None:
+            build_encoder(subset)
         chosen = set(filter(None, args.runs.split(",")))
         first = [r for r in plan_runs("frozen")[:4] if not chosen or r.name in chosen]
         for run in first:
@@ -348,7 +351,7 @@ def main() -> None:
                     train(run, encoder, args.epochs)
     mode = best_mode(subset)
     runs = plan_runs(mode or "frozen")
-    report(subset, runs, mode)
+    report(subset, runs, mode, encoder)
 
 
 if __name__ == "__main__":

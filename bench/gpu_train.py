@@ -7,7 +7,7 @@ SpecAugment, all drawn on the GPU). The sample bank, augmentation, MFCC and
 model all live on the device; the only per-step transfers are the batch's
 indices and targets.
 
-    # here: a compact copy to carry to the GPU machine (Opus 32 kbit/s, ~40 MB)
+    # here: a compact copy to carry to the GPU machine (Opus, ~40 MB)
     python bench/gpu_train.py --pack data/gpu_pack
     # there (`device` run, carry data/gpu_pack): everything, into $OUT
     python bench/gpu_train.py --data data/gpu_pack --out "$OUT" [--parity-epochs 15]
@@ -57,7 +57,7 @@ def pack(src: Path, out: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         wave = load_audio(path)
         tmp = target.with_suffix(".part")
-        sf.write(tmp, wave, 16000, format="OGG", subtype="OPUS", compression_level=0.6)
+        sf.write(tmp, wave, 16000, format="OGG", subtype="OPUS")  # ~32 kbit/s: 4 kB a clip
         tmp.replace(target)
         if i % 1000 == 0:
             print(f"{i}/{len(files)}", file=sys.stderr, flush=True)

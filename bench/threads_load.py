@@ -5,8 +5,9 @@ schedule) on a generated Speech Commands-style set, in a fresh process each,
 on an idle machine and next to one single-threaded busy process (a Python
 loop on one core), in these settings:
 
-- old default: torch's own thread count (all cores) with OpenMP's default
-  wait policy (threads spin while they wait), as before threads.py;
+- old default: torch's own thread count (its default, the physical cores:
+  pinned to 2 on this 2-core machine) with OpenMP's default wait policy
+  (threads spin while they wait), as before threads.py;
 - new default: `speechlstm train` as shipped: threads from the cores free
   now (train.threads = 0) and OMP_WAIT_POLICY=PASSIVE;
 - pinned 2: the recipe's own `threads = 2`, with the passive wait policy;

@@ -67,7 +67,7 @@ def train(
         None,
         "--encoder",
         help="Start from this pretrained encoder (.safetensors, `speechlstm export "
-        "--encoder`) instead of the shipped one.",
+        "--as-encoder`) instead of the shipped one.",
     ),
     settings: list[str] = typer.Option(
         [], "--set", help="Any setting: --set model.dropout=0.3 (repeatable)."

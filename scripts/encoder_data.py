@@ -33,7 +33,10 @@ def main() -> None:
     parser.add_argument("--exclude", default="", help="Comma-separated words to leave out.")
     args = parser.parse_args()
     exclude = {w.strip() for w in args.exclude.split(",") if w.strip()}
+    marker = args.out / ".encoder_data"
     if args.out.exists():
+        if not marker.is_file():
+            raise SystemExit(f"error: {args.out} exists and was not made by this script; refusing")
         shutil.rmtree(args.out)  # links only: rebuilt from the list every time
     with args.clip_list.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["clip"].split("/", 1)[0] not in exclude]
@@ -44,6 +47,7 @@ def main() -> None:
             writer.writeheader()
             writer.writerows({"clip": r["clip"], "split": r["split"]} for r in rows)
         counts = build(args.root, kept, args.out)
+    marker.write_text("links made by scripts/encoder_data.py; rebuilt on every run\n")
     synthetic = 0
     for folder in sorted(p for p in args.synth.iterdir() if p.is_dir()):
         if folder.name in exclude or folder.name.startswith("_"):

@@ -34,14 +34,6 @@ def passive_wait() -> None:
     os.environ.setdefault(WAIT_POLICY, "PASSIVE")
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _cpu_times(cores: set[int]) -> tuple[float, float] | None:
     """(busy, total) jiffies summed over `cores`, or None where /proc/stat is absent."""
     try:
@@ -87,15 +79,16 @@ def free_cores(sample_s: float = SAMPLE_S) -> int:
     return max(1, len(cores) - int(max(0.0, others) + 0.4))
 
 
-def auto_threads(requested: int) -> int | None:
+def auto_threads(requested: int, ceiling: int) -> int | None:
     """The intra-op thread count to set for a run, or None to leave torch's as it is.
 
     Pinned (`requested` > 0): that. A count in OMP_NUM_THREADS (set by the user,
     or by torchrun, which gives each rank 1): None, the launcher decided.
-    Otherwise the cores free right now.
+    Otherwise the cores free right now, at most `ceiling` (torch's own default:
+    physical cores, which suit small LSTM products better than hyperthreads).
     """
     if requested > 0:
         return requested
     if os.environ.get("OMP_NUM_THREADS"):
         return None
-    return free_cores()
+    return min(free_cores(), max(1, ceiling))

@@ -195,12 +195,13 @@ class Espeak:
                 Voice(self.name, f"{lang}+{v}", f"espeak-{lang}-{v}".lower(), lang)
                 for v in self.variants
             ]
-        english = {"mb-us1", "mb-us2", "mb-us3", "mb-en1"}  # listed above
-        voices += [
-            Voice(self.name, mb, f"espeak-{mb}", lang)
-            for lang, mb in _mbrola_voices()
-            if mb not in english
-        ]
+        if shutil.which("mbrola"):
+            english = {"mb-us1", "mb-us2", "mb-us3", "mb-en1"}  # listed above
+            voices += [
+                Voice(self.name, mb, f"espeak-{mb}", lang)
+                for lang, mb in _mbrola_voices()
+                if mb not in english
+            ]
         return voices
 
     def render(self, text: str, voice: Voice, rate: float, pitch: float) -> tuple[np.ndarray, int]:

@@ -41,6 +41,11 @@ def _run_cfg(encoder: str, scale: float, freeze: int = 0, epochs: int = 2):
     )
 
 
+def _said(capsys) -> str:
+    """What went to stderr, with the terminal's line wrapping undone."""
+    return " ".join(capsys.readouterr().err.split())
+
+
 def _classifier_weights(path):
     from speechlstm.train import checkpoint
 
@@ -139,7 +144,7 @@ def test_auto_adopts_the_shipped_encoders_shape_or_says_why_not(
     monkeypatch.setattr(encoder, "SHIPPED", tmp_path / "absent.safetensors")
     cfg, enc = encoder.resolve(RunConfig())
     assert enc is None and cfg.train.encoder == "none"
-    assert "no pretrained encoder in this install" in capsys.readouterr().err
+    assert "no pretrained encoder in this install" in _said(capsys)
 
     monkeypatch.setattr(encoder, "SHIPPED", encoder_file)
     cfg, enc = encoder.resolve(RunConfig())  # defaults: take the encoder's shape
@@ -148,14 +153,32 @@ def test_auto_adopts_the_shipped_encoders_shape_or_says_why_not(
     other = dataclasses.replace(RunConfig().model, hidden_size=40)
     cfg, enc = encoder.resolve(dataclasses.replace(RunConfig(), model=other))
     assert enc is None and cfg.model.hidden_size == 40  # the user's shape wins
-    assert "training from scratch" in capsys.readouterr().err
+    assert "training from scratch" in _said(capsys)
     explicit = dataclasses.replace(
         RunConfig(),
         model=other,
         train=dataclasses.replace(RunConfig().train, encoder=str(encoder_file)),
     )
-    with pytest.raises(encoder.EncoderError, match="--from-scratch"):
+    with pytest.raises(encoder.EncoderError, match="model.hidden_size 40 .encoder 24."):
         encoder.resolve(explicit)
+    # A finished run's config.toml as --config names its encoder by digest only.
+    recorded = dataclasses.replace(
+        RunConfig(), train=dataclasses.replace(RunConfig().train, encoder="sha256:" + "0" * 64)
+    )
+    with pytest.raises(encoder.EncoderError, match="--encoder PATH or --from-scratch"):
+        encoder.resolve(recorded)
+    same = dataclasses.replace(
+        RunConfig(),
+        train=dataclasses.replace(
+            RunConfig().train, encoder="sha256:" + encoder.load_encoder(encoder_file).sha256
+        ),
+    )
+    assert encoder.resolve(same)[1] is not None  # the shipped file itself: fine
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not an encoder")
+    monkeypatch.setattr(encoder, "SHIPPED", broken)
+    cfg, enc = encoder.resolve(RunConfig())
+    assert enc is None and "the shipped encoder cannot be used" in _said(capsys)
 
 
 def test_files_that_are_not_encoders_are_refused_by_name(tmp_path, trained_run):

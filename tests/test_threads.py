@@ -17,10 +17,12 @@ from speechlstm import threads
 
 def test_pinned_count_is_kept_and_a_launcher_count_is_left_alone(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert threads.auto_threads(3) == 3
+    assert threads.auto_threads(3, 2) == 3
+    monkeypatch.setattr(threads, "free_cores", lambda *a, **k: 16)
+    assert threads.auto_threads(0, 8) == 8  # no more than torch's own default
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torchrun gives each rank 1
-    assert threads.auto_threads(0) is None
-    assert threads.auto_threads(2) == 2
+    assert threads.auto_threads(0, 8) is None
+    assert threads.auto_threads(2, 8) == 2
 
 
 def test_passive_wait_is_the_default_and_a_users_policy_wins(monkeypatch):
@@ -66,9 +68,11 @@ def test_automatic_threads_follow_the_free_cores_each_epoch(
 ):
     import torch
 
+    from speechlstm.train import trainer
     from speechlstm.train.trainer import run_training
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(trainer, "TORCH_DEFAULT_THREADS", 2)
     counts = iter([2, 1, 1])  # free at start, then a job starts beside the run
     monkeypatch.setattr(threads, "free_cores", lambda *a, **k: next(counts))
     cfg = tiny_config(epochs=3)

@@ -42,6 +42,19 @@ class EncoderError(ValueError):
     """An encoder file that cannot be used; the message names the file and why."""
 
 
+def _safetensors():
+    """The safetensors module, or an EncoderError saying how to install it (torch
+    installs without it: the GPU machine's preinstalled stack has no index)."""
+    try:
+        import safetensors
+        import safetensors.torch
+    except ImportError:
+        raise EncoderError(
+            "encoders need the safetensors package: pip install 'speechlstm[train]'"
+        ) from None
+    return safetensors
+
+
 @dataclass(frozen=True)
 class Encoder:
     tensors: dict[str, torch.Tensor]
@@ -60,8 +73,7 @@ def save_encoder(
     info: dict,
 ) -> Path:
     """Write the encoder part of `classifier` (fp32, contiguous) to `path`."""
-    from safetensors.torch import save_file
-
+    save_file = _safetensors().torch.save_file
     tensors = {
         k: v.detach().float().contiguous().cpu()
         for k, v in classifier.state_dict().items()
@@ -75,17 +87,23 @@ def save_encoder(
         "info": json.dumps(info),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EncoderError(f"{path}: cannot write ({exc.strerror or exc})") from None
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    tmp.replace(path)
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        tmp.replace(path)
+    except Exception as exc:  # safetensors raises its own error type for I/O failures
+        tmp.unlink(missing_ok=True)
+        raise EncoderError(f"{path}: cannot write ({exc})") from None
     return path
 
 
 def load_encoder(path: str | Path) -> Encoder:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
+    st = _safetensors()
+    load_file, safe_open, SafetensorError = st.torch.load_file, st.safe_open, st.SafetensorError
     path = Path(path)
     if not path.is_file():
         raise EncoderError(f"{path}: no such encoder file")
@@ -156,23 +174,46 @@ def resolve(cfg, default_cfg=None):
 
     default_cfg = default_cfg or RunConfig()
     choice = cfg.train.encoder
-    if choice == NONE or choice.startswith("sha256:"):
+    if choice == NONE:
         return cfg, None
+    if choice.startswith("sha256:"):
+        # A finished run's config.toml used as --config: only the same file will do.
+        if SHIPPED.is_file() and load_encoder(SHIPPED).sha256 == choice[7:]:
+            choice = str(SHIPPED)
+        else:
+            raise EncoderError(
+                f"train.encoder = {choice[:19]}...: a run's record of the encoder it started "
+                "from, not one this install has; pass --encoder PATH or --from-scratch"
+            )
     explicit = choice != AUTO
     path = Path(choice) if explicit else SHIPPED
     if not explicit and not path.is_file():
         note("no pretrained encoder in this install: training from scratch")
         return _named(cfg, NONE), None
-    encoder = load_encoder(path)
+    try:
+        encoder = load_encoder(path)
+    except EncoderError as exc:
+        if explicit:
+            raise
+        note(f"the shipped encoder cannot be used ({exc}): training from scratch")
+        return _named(cfg, NONE), None
     fits = _same_shape(cfg.model, encoder.model) and _same_features(cfg.features, encoder.features)
     untouched = _same_shape(cfg.model, default_cfg.model) and _same_features(
         cfg.features, default_cfg.features
     )
     if not fits and not untouched:
-        why = (
-            f"model {[getattr(cfg.model, f) for f in SHAPE_FIELDS]} / features differ from "
-            f"the encoder's {[getattr(encoder.model, f) for f in SHAPE_FIELDS]} ({path})"
-        )
+        differ = [
+            f"model.{f} {getattr(cfg.model, f)} (encoder {getattr(encoder.model, f)})"
+            for f in SHAPE_FIELDS
+            if getattr(cfg.model, f) != getattr(encoder.model, f)
+        ] + [
+            f"features.{f.name} {getattr(cfg.features, f.name)} "
+            f"(encoder {getattr(encoder.features, f.name)})"
+            for f in dataclasses.fields(FeatureConfig)
+            if f.name != "clip_ms"
+            and getattr(cfg.features, f.name) != getattr(encoder.features, f.name)
+        ]
+        why = f"{', '.join(differ)} differ from the encoder {path}"
         if explicit:
             raise EncoderError(f"{why}; leave them at their defaults or train --from-scratch")
         note(f"{why}: training from scratch")

@@ -42,6 +42,10 @@ from .distributed import SINGLE, Ranks, barrier, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .model import Recognizer, count_parameters
 
+# torch's own thread count (physical cores), read before any run changes it:
+# the ceiling of the automatic count (threads.py).
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training; `last.pt` holds the state to resume from."""
@@ -122,8 +126,8 @@ class Trainer:
         self.verbose = verbose  # per-layer gradient norms on the terminal too
         self.labels = list(data.task.labels)
         tc = cfg.train
-        self._set_threads()
         self.device = pick_device(tc.device)
+        self._set_threads()
         if ranks.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", ranks.local_rank)  # one GPU a rank
             torch.cuda.set_device(self.device)
@@ -301,7 +305,9 @@ class Trainer:
 
     def _set_threads(self) -> None:
         """torch's intra-op threads: the pinned count, or the cores free now (threads.py)."""
-        want = threads.auto_threads(self.cfg.train.threads)
+        if self.cfg.train.threads == 0 and self.device.type == "cuda":
+            return  # the GPU does the work; no 0.25 s sample an epoch
+        want = threads.auto_threads(self.cfg.train.threads, TORCH_DEFAULT_THREADS)
         if want is None or want == torch.get_num_threads():
             return
         if self.cfg.train.threads == 0 and hasattr(self, "state"):
