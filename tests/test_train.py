@@ -389,3 +389,28 @@ def test_set_value_survives_flags_left_out(tmp_path, tone_dataset):
     text = (out / "config.toml").read_text()
     assert "batch_size = 8" in text and "hidden_size = 8" in text and "ema_decay = 0.5" in text
     assert "epochs = 1" in text
+
+
+def test_deferred_step_statistics_equal_per_step_ones(tmp_path, tone_dataset, monkeypatch):
+    """A GPU run syncs its loss, accuracy and gradient norms every 50 steps, not
+    every step: the records (and a resume from inside a batch of them) are the same."""
+    from speechlstm.train import trainer
+    from speechlstm.train.trainer import TrainingInterrupted, run_training
+
+    cfg = tiny_config(epochs=2)
+    run_training(tone_dataset, tmp_path / "each", cfg, show_progress=False)
+    monkeypatch.setattr(trainer, "flush_interval", lambda device: 7)
+    run_training(tone_dataset, tmp_path / "every7", cfg, show_progress=False)
+    with pytest.raises(TrainingInterrupted):
+        _interrupted_at(5, monkeypatch, tone_dataset, tmp_path / "cut", cfg)
+    run_training(tone_dataset, tmp_path / "cut", cfg, resume=True, show_progress=False)
+    records = [
+        json.loads((tmp_path / name / "metrics.json").read_text())["history"]
+        for name in ("each", "every7", "cut")
+    ]
+    for key in ("train_loss", "train_accuracy", "grad_norm", "clipped_steps"):
+        assert [r[key] for r in records[0]] == [r[key] for r in records[1]], key
+        assert [r[key] for r in records[0]] == [r[key] for r in records[2]], key
+    _assert_same_weights(
+        _weights(tmp_path / "each" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
+    )

@@ -59,6 +59,11 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) 
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def flush_interval(device: torch.device) -> int:
+    """Training steps between syncs of the step statistics (Trainer._flush)."""
+    return 50 if device.type == "cuda" else 1
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -202,6 +207,11 @@ class Trainer:
             else contextlib.nullcontext()
         )
         self.state = TrainState()
+        # Step statistics not yet in the state (_flush).
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self._pending_norms: list[dict[str, torch.Tensor]] = []
+        self._pending_clipped: list[torch.Tensor] = []
+        self.flush_every = flush_interval(self.device)
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -272,6 +282,7 @@ class Trainer:
                 if self._end_epoch(clips_per_s):
                     break
         except KeyboardInterrupt:
+            self._flush()
             s = self.state
             if self.ranks.main:
                 checkpoint.save(self.checkpoint(), self.out_dir / "last.pt")
@@ -337,21 +348,27 @@ class Trainer:
                 idx = order[k * tc.batch_size : (k + 1) * tc.batch_size]
                 idx = idx[self.ranks.rank :: self.ranks.world]
                 loss, correct = self._step(idx, seed=(tc.seed, s.epoch, k))
-                s.loss_sum += loss * len(idx)
-                s.correct += correct
-                s.seen += len(idx)
+                self._pending.append((loss, correct, len(idx)))
                 s.step_in_epoch += 1
                 s.global_step += 1
                 clips += len(idx)
+                if len(self._pending) >= self.flush_every or (
+                    s.step_in_epoch == self.steps_per_epoch
+                ):
+                    self._flush()
                 rate = clips / max(time.perf_counter() - started, 1e-9)
+                seen = max(s.seen, 1)  # 0 until a GPU run's first flush
                 adv(
                     1,
-                    info=f"loss {s.loss_sum / s.seen:.3f} acc {s.correct / s.seen:.3f} "
+                    info=f"loss {s.loss_sum / seen:.3f} acc {s.correct / seen:.3f} "
                     f"{rate:.0f} clips/s",
                 )
         return clips / max(time.perf_counter() - started, 1e-9)
 
-    def _step(self, idx: np.ndarray, seed: tuple[int, int, int]) -> tuple[float, int]:
+    def _step(
+        self, idx: np.ndarray, seed: tuple[int, int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns the loss and the number right, on the device."""
         tc, ac = self.cfg.train, self.cfg.augment
         step_seed = (seed[0] * 1_000_003 + seed[1]) * 100_003 + seed[2]
         if self.ranks.enabled:  # each rank its own draws (one process: unchanged)
@@ -393,13 +410,12 @@ class Trainer:
         self._record_grad_norms()
         if tc.grad_clip > 0:
             total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
-            self.state.clipped += int(float(total) > tc.grad_clip)
+            self._pending_clipped.append(total > tc.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        correct = int((logits.argmax(-1) == target).sum())
-        return float(loss.detach()), correct
+        return loss.detach(), (logits.argmax(-1) == target).sum()
 
     def _teacher_probs(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
         """The teachers' mean temperature-softened posteriors on the augmented batch
@@ -422,12 +438,31 @@ class Trainer:
     def _record_grad_norms(self) -> None:
         """Add this step's gradient norm per layer group (before clipping) to the
         epoch's sums: vanishing or exploding gradients show up in metrics.json."""
-        sums = self.state.grad_norm_sums
+        norms = {}
         for name, params in self.grad_groups.items():
             grads = [p.grad for p in params if p.grad is not None]
             if grads:
-                norm = float(torch.nn.utils.get_total_norm(grads))
-                sums[name] = sums.get(name, 0.0) + norm
+                norms[name] = torch.nn.utils.get_total_norm(grads)
+        self._pending_norms.append(norms)
+
+    def _flush(self) -> None:
+        """Move the pending steps' loss, accuracy and gradient statistics into the
+        state, with one device sync for all of them: on a GPU a sync per step would
+        stall the queue of kernels (flush_every = 50 there, 1 on the CPU)."""
+        s = self.state
+        if self._pending:
+            values = torch.stack(
+                [torch.stack([loss.float(), correct.float()]) for loss, correct, _ in self._pending]
+            ).tolist()
+            for (loss, correct), (_, _, n) in zip(values, self._pending, strict=True):
+                s.loss_sum += loss * n
+                s.correct += int(correct)
+                s.seen += n
+        for norms in self._pending_norms:
+            for name, norm in norms.items():
+                s.grad_norm_sums[name] = s.grad_norm_sums.get(name, 0.0) + float(norm)
+        s.clipped += sum(int(c) for c in self._pending_clipped)
+        self._pending, self._pending_norms, self._pending_clipped = [], [], []
 
     def _end_epoch(self, clips_per_s: float) -> bool:
         """Validate, record and checkpoint the epoch, print its line; True to stop early."""
