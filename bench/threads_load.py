@@ -41,7 +41,7 @@ from common import OUT_DIR, ROOT, machine  # noqa: E402
 from synth_audio import make_dataset  # noqa: E402
 
 RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
-WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+WORDS = ("yes", "no", "up", "down", "left", "right", "stop")  # synth_audio's tone words
 # The old entry point: the typer app without main(), so no wait policy is set.
 OLD_ENTRY = "from speechlstm.cli.main import app; app()"
 # name: (entry code or None for the installed command, --threads value or None)
