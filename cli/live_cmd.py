@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,7 @@ def live(
 
     failed = None
     overflows = 0
+    close_hung = False
     try:
         if input_file is not None:
             blocks = live_lib.file_blocks(input_file, detector.rate_hz, realtime=not fast)
@@ -127,6 +129,7 @@ def live(
                     failed = str(exc)
                     summary = live_lib.LiveSummary([], 0.0, 0.0, 0.0)
                 overflows = mic.overflows
+            close_hung = mic.close_hung
     except InvalidAudio as exc:
         fail(str(exc))
     except MicError as exc:
@@ -140,5 +143,12 @@ def live(
         f"hops; {overflows} overflow(s)",
         err=True,
     )
+    if close_hung:
+        # The audio device did not close: PortAudio's exit-time clean-up would
+        # wait on it for ever, so leave now, with everything printed.
+        typer.echo("note: the audio device did not close in time; exiting anyway", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_SOME_FAILED if failed else 0)
     if failed:
         fail(f"audio input stopped: {failed}", EXIT_SOME_FAILED)

@@ -9,11 +9,14 @@ silently dropped.
 from __future__ import annotations
 
 import queue
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
+
+CLOSE_TIMEOUT_S = 3.0
 
 INSTALL_HINT = "pip install 'speechlstm[mic]' and apt-get install libportaudio2"
 
@@ -89,6 +92,9 @@ class Microphone:
         self.blocks: queue.Queue = queue.Queue(maxsize=queue_blocks)
         self.overflows = 0  # blocks PortAudio or the queue could not keep
         self.failed: str | None = None
+        # True when closing the stream did not return within CLOSE_TIMEOUT_S:
+        # the caller should leave without PortAudio's own exit-time clean-up.
+        self.close_hung = False
         self._stream = None
         self._resampler = None
 
@@ -130,12 +136,26 @@ class Microphone:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._stream is not None:
+        if self._stream is None:
+            return
+        stream, self._stream = self._stream, None
+
+        def close() -> None:
             # abort, not stop: an input stream has nothing to drain, and stop()
             # waits on the audio server, which can hang after Ctrl-C (seen with
             # PulseAudio through ALSA).
-            self._stream.abort()
-            self._stream.close()
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:  # closing is best effort: the summary must still print
+                pass
+
+        # Even abort() has hung on a loaded machine (PulseAudio through ALSA):
+        # wait a bounded time, then let the program end without it.
+        closer = threading.Thread(target=close, daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        self.close_hung = closer.is_alive()
 
     def read(self, timeout_s: float = 1.0) -> np.ndarray | None:
         """The next block at `target_rate_hz`, or None if none arrived within `timeout_s`."""

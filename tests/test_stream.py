@@ -201,3 +201,29 @@ def test_live_ends_with_a_message_when_the_device_disappears(onnx_model, tmp_pat
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
     assert "audio input stopped" in err and "Traceback" not in err
+
+
+def test_a_microphone_that_will_not_close_does_not_hold_the_program(monkeypatch):
+    """PortAudio's abort() has hung after Ctrl-C on a loaded machine: closing waits
+    a bounded time and says so, so `live` can print its summary and leave."""
+    import threading
+
+    from speechlstm import mic as mic_lib
+
+    release = threading.Event()
+
+    class StuckStream:
+        def abort(self):
+            release.wait(30)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(mic_lib, "CLOSE_TIMEOUT_S", 0.5)
+    m = object.__new__(mic_lib.Microphone)
+    m._stream = StuckStream()
+    started = time.perf_counter()
+    m.__exit__(None, None, None)
+    assert time.perf_counter() - started < 2.0
+    assert m.close_hung and m._stream is None
+    release.set()
