@@ -160,7 +160,7 @@ def _same_shape(a: ModelConfig, b: ModelConfig) -> bool:
     return all(getattr(a, f) == getattr(b, f) for f in SHAPE_FIELDS)
 
 
-def resolve(cfg, default_cfg=None):
+def resolve(cfg, default_cfg=None, say=note):
     """The run's settings with the encoder decided, and the encoder (or None).
 
     train.encoder = "none": from scratch. A path: that encoder; the run's
@@ -169,6 +169,7 @@ def resolve(cfg, default_cfg=None):
     when the package has one and the run's shape is its own or the defaults;
     otherwise from scratch, with a note saying why. The returned settings
     name the encoder's file and SHA-256, so a run says what it started from.
+    `say` prints the notes (a no-op on torchrun's other ranks).
     """
     from ..config import RunConfig
 
@@ -188,14 +189,14 @@ def resolve(cfg, default_cfg=None):
     explicit = choice != AUTO
     path = Path(choice) if explicit else SHIPPED
     if not explicit and not path.is_file():
-        note("no pretrained encoder in this install: training from scratch")
+        say("no pretrained encoder in this install: training from scratch")
         return _named(cfg, NONE), None
     try:
         encoder = load_encoder(path)
     except EncoderError as exc:
         if explicit:
             raise
-        note(f"the shipped encoder cannot be used ({exc}): training from scratch")
+        say(f"the shipped encoder cannot be used ({exc}): training from scratch")
         return _named(cfg, NONE), None
     fits = _same_shape(cfg.model, encoder.model) and _same_features(cfg.features, encoder.features)
     untouched = _same_shape(cfg.model, default_cfg.model) and _same_features(
@@ -216,7 +217,7 @@ def resolve(cfg, default_cfg=None):
         why = f"{', '.join(differ)} differ from the encoder {path}"
         if explicit:
             raise EncoderError(f"{why}; leave them at their defaults or train --from-scratch")
-        note(f"{why}: training from scratch")
+        say(f"{why}: training from scratch")
         return _named(cfg, NONE), None
     model = dataclasses.replace(cfg.model, **{f: getattr(encoder.model, f) for f in SHAPE_FIELDS})
     features = dataclasses.replace(encoder.features, clip_ms=cfg.features.clip_ms)

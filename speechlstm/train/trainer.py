@@ -665,7 +665,7 @@ def run_training(
     elif (out_dir / "last.pt").exists():
         raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
     else:
-        cfg, encoder = resolve(cfg)
+        cfg, encoder = resolve(cfg, say=note if ranks.main else lambda _: None)
         if encoder is not None and ranks.main:
             m = cfg.model
             note(
