@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import typer
 
-from ..threads import passive_wait
 from . import data_cmd, live_cmd, score_cmd, train_cmd, transcribe_cmd
 from .common import EXIT_INTERRUPTED, EXIT_USAGE
 
@@ -36,9 +35,6 @@ app.add_typer(data_cmd.app, name="data")
 
 def main() -> None:
     import sys
-
-    # Before anything imports torch: waiting OpenMP threads sleep (threads.py).
-    passive_wait()
 
     # File names need not be UTF-8 on Linux: print them as their own bytes.
     for stream in (sys.stdout, sys.stderr):

@@ -5,14 +5,14 @@ another busy process holds one of the cores, the thread that lost its core
 stalls every parallel region and the spinning ones burn the time it needs:
 training the recipe with 2 threads on this 2-core machine next to one
 single-threaded job fell to 16-21 clips/s, against 142-149 with 1 thread.
-Two things prevent that by default:
 
-- `passive_wait()`: OMP_WAIT_POLICY=PASSIVE, so waiting threads sleep instead
-  of spinning. It must be in the environment before libgomp starts, that is
-  before torch is imported; the command line sets it first thing.
-- `free_cores()`: the automatic thread count (train.threads = 0) is the number
-  of cores idle right now, measured from /proc/stat, and the trainer measures
-  again each epoch, so a job that starts or ends next to a run moves it.
+The automatic thread count (train.threads = 0, the default) is the number
+of cores idle right now, measured from /proc/stat, and the trainer measures
+again each epoch, so a job that starts or ends next to a run moves it. A
+single thread has nobody to wait for, so nothing spins. Making the waits
+passive instead (OMP_WAIT_POLICY=PASSIVE) was measured and rejected: it
+fixes the loaded case but costs a third of the speed on an idle machine
+(bench/threads_load.py); a user who wants it can still set it.
 
 A pinned count (train.threads > 0, as the shipped recipe pins 2 so that its
 weights do not depend on the machine) is kept as given.
@@ -23,15 +23,9 @@ from __future__ import annotations
 import os
 import time
 
-WAIT_POLICY = "OMP_WAIT_POLICY"
 # Shorter samples misread a core that a busy process shares with the kernel's
 # own work; longer ones delay the start of a run for nothing.
 SAMPLE_S = 0.25
-
-
-def passive_wait() -> None:
-    """Make OpenMP threads sleep while they wait, unless the user chose a policy."""
-    os.environ.setdefault(WAIT_POLICY, "PASSIVE")
 
 
 def _cpu_times(cores: set[int]) -> tuple[float, float] | None:
@@ -75,8 +69,10 @@ def free_cores(sample_s: float = SAMPLE_S) -> int:
         return len(cores)
     busy_share = (second[0] - first[0]) / (second[1] - first[1])  # 0..1 of all cores
     others = busy_share * len(cores) - own / sample_s
-    # A core counts as taken when another process used most of it.
-    return max(1, len(cores) - int(max(0.0, others) + 0.4))
+    # A core counts as taken when others used three quarters of it: a busy
+    # job takes a whole core, while a VM's background noise must not cost
+    # an idle run half its threads (measured: 1 thread is 0.56x of 2 idle).
+    return max(1, len(cores) - int(max(0.0, others) + 0.25))
 
 
 def auto_threads(requested: int, ceiling: int) -> int | None:

@@ -25,27 +25,6 @@ def test_pinned_count_is_kept_and_a_launcher_count_is_left_alone(monkeypatch):
     assert threads.auto_threads(2, 8) == 2
 
 
-def test_passive_wait_is_the_default_and_a_users_policy_wins(monkeypatch):
-    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    threads.passive_wait()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    threads.passive_wait()
-    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
-
-
-def test_the_command_line_sets_the_policy_before_torch_starts():
-    code = (
-        "import os, sys; from speechlstm.cli import main as m; "
-        "sys.argv = ['speechlstm', '--help']; "
-        "import atexit; atexit.register(lambda: print('POLICY', os.environ.get('OMP_WAIT_POLICY'), "
-        "'torch' in sys.modules)); m.main()"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert "POLICY PASSIVE False" in out.stdout, out.stdout + out.stderr
-
-
 @pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and at least 2 usable cores",
