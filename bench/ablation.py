@@ -77,7 +77,7 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
         SCREEN + [f"train.teacher={TEACHERS}", "train.distill_weight=0.5"],
         True,
     ),
-    "e40": ("baseline, the recipe's 40 epochs (= shipped run)", [], True),
+    "e40": ("baseline, the recipe's 40 epochs (= the first shipped run)", [], True),
     "e60": ("schedule 60 epochs", ["train.epochs=60", "train.patience=15"], True),
     "e40-realonly": ("no synthetic speech (mix ratio 0)", [], False),
     "e40-speed": ("speed perturbation 0.1", ["augment.speed=0.1"], True),
