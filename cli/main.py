@@ -34,7 +34,13 @@ app.add_typer(data_cmd.app, name="data")
 
 
 def main() -> None:
+    import signal
     import sys
+
+    # Ctrl-C is how live, train and score are stopped (each keeps its work): a
+    # parent that ignores SIGINT (nohup, some CI runners and test harnesses)
+    # would otherwise pass that on and leave them unstoppable but by SIGKILL.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     # File names need not be UTF-8 on Linux: print them as their own bytes.
     for stream in (sys.stdout, sys.stderr):
