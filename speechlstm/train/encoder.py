@@ -232,14 +232,12 @@ def _named(cfg, value: str):
 def export_encoder(ckpt_path: str | Path, out_path: str | Path) -> Path:
     """Write the encoder of a trained run's checkpoint (its weights as validated:
     the moving average when the run kept one) to a .safetensors file."""
-    from ..outputs import same_file
-    from .export import load_recognizer
+    from .export import load_recognizer, output_problem
 
     out_path = Path(out_path)
-    if out_path.is_dir():
-        raise EncoderError(f"{out_path}: is a folder; give the .safetensors file to write")
-    if same_file(out_path, Path(ckpt_path)):
-        raise EncoderError(f"{out_path}: is the input checkpoint; refusing to overwrite it")
+    problem = output_problem(out_path, Path(ckpt_path), ".safetensors")
+    if problem:
+        raise EncoderError(problem)
     model, ckpt, cfg = load_recognizer(ckpt_path)
     summary = ckpt.summary
     info = {

@@ -54,6 +54,15 @@ class ExportResult:
     size_bytes: int
 
 
+def output_problem(out_path: Path, ckpt_path: Path, suffix: str) -> str | None:
+    """Why `out_path` cannot take what is exported from `ckpt_path` (None: it can)."""
+    if out_path.is_dir():
+        return f"{out_path}: is a folder; give the {suffix} file to write"
+    if same_file(out_path, ckpt_path):
+        return f"{out_path}: is the input checkpoint; refusing to overwrite it"
+    return None
+
+
 def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, Checkpoint, RunConfig]:
     """The model in eval mode, its checkpoint record and config.
 
@@ -103,10 +112,9 @@ def export(
     """`detector`: the detector defaults to store in the model (tuned on a
     stream, bench/streaming.py --tune) instead of the training config's."""
     out_path = Path(out_path)
-    if out_path.is_dir():
-        raise ExportError(f"{out_path}: is a folder; give the .onnx file to write")
-    if same_file(out_path, Path(ckpt_path)):
-        raise ExportError(f"{out_path}: is the input checkpoint; refusing to overwrite it")
+    problem = output_problem(out_path, Path(ckpt_path), ".onnx")
+    if problem:
+        raise ExportError(problem)
     model, ckpt, cfg = load_recognizer(ckpt_path)
     if detector is not None:
         cfg = replace(cfg, detector=detector)
