@@ -24,7 +24,13 @@ vocab = [w for w in Path('speechlstm/assets/vocabulary.txt').read_text().split('
 print(','.join(list(SC35_WORDS) + [w for w in vocab if w not in SC35_WORDS]))")
 $SL data synth --words "$words" --clips "$CLIPS" --unknown-clips 0 --seed 0 --out "$SYNTH"
 $PY scripts/encoder_data.py "$SC" data/sc12_clips.csv "$SYNTH" "$MIX" --exclude "$EXCLUDE"
-rm -rf "$RUN"
-$SL train "$MIX" --out "$RUN" --config speechlstm/assets/encoder.recipe.toml --device "${DEVICE:-cpu}"
+if [ -f "$RUN/last.pt" ] && [ -z "${FRESH:-}" ]; then
+  # An interrupted build (an hour on 2 cores) goes on where it stopped;
+  # FRESH=1 starts over.
+  $SL train "$MIX" --out "$RUN" --resume --device "${DEVICE:-cpu}"
+else
+  rm -rf "$RUN"
+  $SL train "$MIX" --out "$RUN" --config speechlstm/assets/encoder.recipe.toml --device "${DEVICE:-cpu}"
+fi
 $SL export "$RUN/best.pt" --as-encoder -o "$OUT"
 echo "encoder rebuilt in $(( $(date +%s) - start )) s: $OUT"

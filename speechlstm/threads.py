@@ -26,6 +26,12 @@ import time
 # Shorter samples misread a core that a busy process shares with the kernel's
 # own work; longer ones delay the start of a run for nothing.
 SAMPLE_S = 0.25
+# A core counts as taken only when it was busy in every one of these windows:
+# a job beside the run stays busy, while the VM's bursts (and this process's
+# own helpers winding down after an epoch) come and go. With one window, an
+# idle 2-core run read a core as taken in some epochs and trained at 0.84x
+# the speed of 2 pinned threads (bench/threads_load.py).
+SAMPLES = 2
 
 
 def _cpu_times(cores: set[int]) -> tuple[float, float] | None:
@@ -47,17 +53,22 @@ def _cpu_times(cores: set[int]) -> tuple[float, float] | None:
     return busy, total
 
 
-def free_cores(sample_s: float = SAMPLE_S) -> int:
+def free_cores(sample_s: float = SAMPLE_S, samples: int = SAMPLES) -> int:
     """Cores of this process's affinity that nobody else keeps busy, at least 1.
 
-    Measured over `sample_s` while this process sleeps (the trainer calls it
-    between epochs), minus this process's own CPU time in that window. Without
-    /proc/stat (not Linux) every usable core counts as free.
+    Measured over `samples` windows of `sample_s` while this process sleeps
+    (the trainer calls it between epochs), minus this process's own CPU time
+    in each; the most free cores any window saw. Without /proc/stat (not
+    Linux) every usable core counts as free.
     """
     try:
         cores = set(os.sched_getaffinity(0))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+    return max(_free_once(cores, sample_s) for _ in range(max(1, samples)))
+
+
+def _free_once(cores: set[int], sample_s: float) -> int:
     first = _cpu_times(cores)
     if first is None:
         return len(cores)

@@ -317,7 +317,7 @@ class Trainer:
     def _set_threads(self) -> None:
         """torch's intra-op threads: the pinned count, or the cores free now (threads.py)."""
         if self.cfg.train.threads == 0 and self.device.type == "cuda":
-            return  # the GPU does the work; no 0.25 s sample an epoch
+            return  # the GPU does the work; no half-second sample an epoch
         want = threads.auto_threads(self.cfg.train.threads, TORCH_DEFAULT_THREADS)
         if want is None or want == torch.get_num_threads():
             return
