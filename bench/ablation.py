@@ -69,6 +69,16 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
         SCREEN + ["augment.edge_negatives=0.1"],
         True,
     ),
+    "e20-vocab": (
+        "+ synthesized speech of ~460 other words as _unknown_ (data/synth_vocab)",
+        SCREEN,
+        True,
+    ),
+    "e20-unk2": (
+        "_unknown_ drawn twice as often as each command",
+        SCREEN + ["data.unknown_weight=2"],
+        True,
+    ),
     "e20-h128": ("width 128 (recipe 96)", SCREEN + ["model.hidden_size=128"], True),
     "e20-l3": ("depth 3 layers (recipe 2)", SCREEN + ["model.num_layers=3"], True),
     "e20-fs1": ("no frame stacking (recipe 2)", SCREEN + ["model.frame_stack=1"], True),
@@ -87,6 +97,11 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
     "final-seed1": ("shipped recipe (combination), seed 1", ["train.seed=1"], True),
 }
 FINAL = {"final", "final-seed1"}
+# Variants with a further training source: the words of `make encoder`'s
+# synthesized vocabulary outside the 35 Speech Commands words (the negatives
+# a stream meets: most false alarms are other words taken for commands).
+VOCAB = ROOT / "data/synth_vocab"
+EXTRA = {"e20-vocab": ROOT / "data/vocab_unknown"}
 # Runs trained before this script existed, with the same command line (e40
 # is the run the first shipped model came from: moved from runs/default).
 EARLIER = {
@@ -99,6 +114,27 @@ EARLIER = {
 
 def run_dir(name: str) -> Path:
     return EARLIER.get(name, RUNS / name)
+
+
+def vocab_unknown(out: Path) -> Path:
+    """Links to the synthesized vocabulary's clips of words outside Speech Commands."""
+    from speechlstm.labels import SC35_WORDS
+
+    if out.is_dir():
+        return out
+    if not VOCAB.is_dir():
+        raise SystemExit(f"{VOCAB}: missing; `make encoder` synthesizes it first")
+    tmp = out.with_suffix(".tmp")
+    for folder in sorted(p for p in VOCAB.iterdir() if p.is_dir()):
+        if folder.name in SC35_WORDS or folder.name.startswith("_"):
+            continue
+        (tmp / folder.name).mkdir(parents=True, exist_ok=True)
+        for clip in sorted(folder.glob("*.wav")):
+            link = tmp / folder.name / clip.name
+            if not link.is_symlink():
+                link.symlink_to(clip.resolve())
+    tmp.rename(out)
+    return out
 
 
 def train(name: str) -> None:
@@ -115,6 +151,8 @@ def train(name: str) -> None:
         cmd += ["--config", str(recipe), "--device", "cpu"]
         if with_synth:
             cmd += ["--add", str(SYNTH)]
+        if name in EXTRA:
+            cmd += ["--add", str(vocab_unknown(EXTRA[name]))]
         for item in overrides:
             cmd += ["--set", item]
     print(f"{name}: {what}", flush=True)

@@ -209,6 +209,10 @@ class DataConfig:
     # all. Balanced sampling already shows each class equally often, so keeping
     # every unknown word only adds variety.
     unknown_share: float = 0.0
+    # How much more often `_unknown_` is drawn than each other class (balanced
+    # sampling draws every class alike: 1). A stream meets other words as
+    # often as commands, and most false alarms are such words taken for one.
+    unknown_weight: float = 1.0
     # Extra training sources (`train --add DIR`): every clip of each, whatever
     # its split, joins the training split only (words outside the task become
     # `_unknown_`), and their background noise joins the noise bank. Validation
@@ -221,6 +225,8 @@ class DataConfig:
     def validate(self) -> DataConfig:
         if not 0.0 <= self.extra_share <= 1.0:
             raise ValueError(f"data.extra_share={self.extra_share}: must be in [0, 1]")
+        if not 0.0 < self.unknown_weight <= 100.0:
+            raise ValueError(f"data.unknown_weight={self.unknown_weight}: must be in (0, 100]")
         return self
 
 

@@ -247,6 +247,22 @@ def test_balanced_order_draws_classes_equally():
     assert np.allclose(shares, 1 / 3, atol=0.02)
 
 
+def test_balanced_order_draws_a_weighted_class_that_much_more_often():
+    import numpy as np
+
+    from speechlstm.config import DataConfig
+    from speechlstm.train.trainer import balanced_order
+
+    targets = np.array([0] * 900 + [1] * 90 + [2] * 10)  # class 2: `_unknown_`, say
+    picks = targets[
+        balanced_order(targets, 40000, np.random.default_rng(0), class_weights={2: 2.0})
+    ]
+    shares = np.bincount(picks) / len(picks)
+    assert np.allclose(shares, [0.25, 0.25, 0.5], atol=0.02)
+    with pytest.raises(ValueError, match="unknown_weight"):
+        DataConfig(unknown_weight=0.0).validate()
+
+
 @pytest.mark.gpu
 def test_training_on_cuda_with_bf16_autocast(tone_dataset, tmp_path):
     import dataclasses

@@ -78,12 +78,14 @@ def balanced_order(
     rng: np.random.Generator,
     from_extra: np.ndarray | None = None,
     extra_share: float = 0.0,
+    class_weights: dict[int, float] | None = None,
 ) -> np.ndarray:
     """`n` indices drawn so that every class present is equally likely.
 
     With `from_extra` and an `extra_share` > 0, that share of each class's
     draws comes from its extra-source clips (all of them when the class has
-    no primary clip, none when it has no extra one).
+    no primary clip, none when it has no extra one). `class_weights` makes a
+    class that many times as likely as the others (unlisted classes: 1).
     """
     classes, counts = np.unique(targets, return_counts=True)
     weights = (1.0 / counts)[np.searchsorted(classes, targets)]
@@ -94,6 +96,8 @@ def balanced_order(
             if extra.any() and primary.any():
                 weights[extra] = extra_share / extra.sum()
                 weights[primary] = (1 - extra_share) / primary.sum()
+    for cls, weight in (class_weights or {}).items():
+        weights[targets == cls] *= weight
     return rng.choice(len(targets), size=n, replace=True, p=weights / weights.sum())
 
 
@@ -325,6 +329,12 @@ class Trainer:
             self._note(f"threads: {torch.get_num_threads()} -> {want} (cores free now)")
         torch.set_num_threads(want)
 
+    def _class_weights(self) -> dict[int, float] | None:
+        weight = self.cfg.data.unknown_weight
+        if weight == 1.0 or self.unknown_id < 0:
+            return None  # the draws stay those of runs before the setting existed
+        return {self.unknown_id: weight}
+
     def _train_epoch(self, show_progress: bool | None) -> float:
         """Run the epoch's remaining steps; returns the training rate in clips/s."""
         tc, s = self.cfg.train, self.state
@@ -335,6 +345,7 @@ class Trainer:
             rng,
             self.train_from_extra,
             self.cfg.data.extra_share,
+            self._class_weights(),
         )
         self.model.train()
         self._freeze_encoder()
