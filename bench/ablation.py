@@ -10,6 +10,7 @@ schedule (a 40-epoch run takes about 17 minutes here); `e40` variants use
 the recipe's own.
 
     python bench/ablation.py run NAME [NAME ...]   # train the variants not yet trained
+    python bench/ablation.py stream NAME [NAME ...]  # + the stream (bench/streaming.py, int8)
     python bench/ablation.py report                # the table (bench/out/ablation.{json,md})
     python bench/ablation.py list
 
@@ -162,6 +163,26 @@ def train(name: str) -> None:
     print(f"{name}: trained in {time.perf_counter() - started:.0f} s", flush=True)
 
 
+def stream(name: str) -> None:
+    """The variant in a stream: bench/streaming.py on the test speakers, int8, with
+    the detector defaults (0.8 / 300 ms), into bench/out/streaming_NAME.json."""
+    out = run_dir(name)
+    if not (out / "best.pt").is_file():
+        raise SystemExit(f"{name}: not trained yet (python bench/ablation.py run {name})")
+    model = out / "model.int8.onnx"
+    sl = str(ROOT / ".venv/bin/speechlstm")
+    if not model.is_file():
+        subprocess.run([sl, "export", str(out / "best.pt"), "-o", str(model), "--int8"],
+                       check=True, cwd=ROOT)  # fmt: skip
+    print(f"{name}: streaming benchmark", flush=True)
+    subprocess.run([sys.executable, str(ROOT / "bench/streaming.py"), "--model", str(model),
+                    "--out", str(stream_file(name))], check=True, cwd=ROOT)  # fmt: skip
+
+
+def stream_file(name: str) -> Path:
+    return OUT_DIR / f"streaming_{name}.json"
+
+
 def row(name: str, base: dict | None) -> dict | None:
     path = run_dir(name) / "metrics.json"
     if not path.is_file():
@@ -184,6 +205,9 @@ def row(name: str, base: dict | None) -> dict | None:
     if base is not None:
         out["d_val"] = round(val - base["val_accuracy"], 4)
         out["d_test"] = round(test - base["test_accuracy"], 4)
+    if stream_file(name).is_file():
+        t = json.loads(stream_file(name).read_text())["test_speakers"]
+        out["stream"] = {k: t[k] for k in ("matched", "false_per_hour", "latency_median_ms")}
     return out
 
 
@@ -197,14 +221,16 @@ def report() -> None:
             rows.append(r)
     result = {"benchmark": "ablation", "machine": machine(), "split": "test", "rows": rows}
     lines = [
-        "| variant | change | val | test | Δval | Δtest | best epoch |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | change | val | test | Δval | Δtest | best epoch | stream matched / FA/h |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        st = r.get("stream")
+        st = f"{st['matched']:.3f} / {st['false_per_hour']:.0f}" if st else ""
         lines.append(
             f"| {r['variant']} | {r['change']} | {r['val_accuracy']:.3f} | "
             f"{r['test_accuracy']:.3f} | {r.get('d_val', 0):+.3f} | {r.get('d_test', 0):+.3f} | "
-            f"{r['best_epoch']}/{r['epochs']} |"
+            f"{r['best_epoch']}/{r['epochs']} | {st} |"
         )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "ablation.json").write_text(json.dumps(result, indent=2))
@@ -218,6 +244,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run")
     run.add_argument("names", nargs="+", choices=sorted(VARIANTS))
+    streams = sub.add_parser("stream")
+    streams.add_argument("names", nargs="+", choices=sorted(VARIANTS))
     sub.add_parser("report")
     sub.add_parser("list")
     args = parser.parse_args()
@@ -225,6 +253,10 @@ def main() -> None:
         RUNS.mkdir(parents=True, exist_ok=True)
         for name in args.names:
             train(name)
+        report()
+    elif args.cmd == "stream":
+        for name in args.names:
+            stream(name)
         report()
     elif args.cmd == "report":
         report()
