@@ -21,7 +21,8 @@ def live(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Smoothed probability needed to report a command.",
+        help="Smoothed probability needed to report a command, every label "
+        "(default: the model's tuned values).",
     ),
     hop_ms: float | None = typer.Option(
         None, "--hop-ms", min=10.0, max=60000.0, help="Run the model every N ms."

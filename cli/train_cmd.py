@@ -204,7 +204,7 @@ def export(
     detector: Path | None = typer.Option(
         None,
         "--detector",
-        help="TOML with a [detector] section: the streaming defaults to store in the model "
+        help="TOML with a \\[detector] section: the streaming defaults to store in the model "
         "(bench/streaming.py --tune writes one); default: the training config's.",
     ),
     as_encoder: bool = typer.Option(

@@ -27,7 +27,8 @@ def transcribe(
         "--threshold",
         min=0.0,
         max=1.0,
-        help="Long recordings: probability needed for a detection (default: the model's).",
+        help="Long recordings: probability needed for a detection, every label "
+        "(default: the model's tuned values).",
     ),
     hop_ms: float | None = typer.Option(
         None,
@@ -136,6 +137,9 @@ def info(
         f"{det.smoothing_ms} ms, refractory {det.refractory_ms} ms, "
         + (f"gate {det.gate_dbfs} dBFS" if det.gate else "no gate"),
     ]
+    if det.thresholds:
+        per_label = ", ".join(f"{label} {value}" for label, value in det.thresholds)
+        lines.append(f"           per label: {per_label}")
     if t.source:
         lines.append(
             f"trained:   {t.epochs_completed} epochs on {t.source} "

@@ -256,8 +256,12 @@ class DetectorConfig:
 
     def with_overrides(self, **values: Any) -> DetectorConfig:
         """A copy with the given settings replaced; None means "keep this one"
-        (the CLI's unset flags), so a model's stored defaults stay in force."""
+        (the CLI's unset flags), so a model's stored defaults stay in force.
+        A threshold given alone replaces the per-label ones too: `--threshold
+        0.8` means 0.8 for every command, not only for those the tuning left."""
         given = {k: v for k, v in values.items() if v is not None}
+        if "threshold" in given and "thresholds" not in given:
+            given["thresholds"] = ()
         out = dataclasses.replace(self, **given)
         out.validate()
         return out

@@ -77,6 +77,8 @@ def test_cli_detector_flags_override_the_model_defaults_only_when_given():
     assert stored.with_overrides(threshold=None, hop_ms=None) == stored
     changed = stored.with_overrides(threshold=0.75, gate=False)
     assert changed.threshold == 0.75 and changed.gate is False
-    assert changed.smoothing_ms == 500.0 and changed.threshold_for("no") == 0.9
+    assert changed.smoothing_ms == 500.0
+    assert changed.threshold_for("no") == 0.75  # the user's threshold is for every label
+    assert stored.with_overrides(gate=False).threshold_for("no") == 0.9
     with pytest.raises(ValueError, match="hop_ms"):
         stored.with_overrides(hop_ms=0.0)

@@ -186,7 +186,18 @@ def test_live_ends_with_a_message_when_the_device_disappears(onnx_model, tmp_pat
     reason = missing()
     if reason:
         pytest.skip(reason)
+    import threading
+
     mic = VirtualMic(tmp_path).start()
+    lines: list[str] = []
+    listening = threading.Event()
+
+    def read_stderr(stream):
+        for line in stream:
+            lines.append(line)
+            if line.startswith("listening on"):
+                listening.set()
+
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "speechlstm", "live", "-m", str(onnx_model)],
@@ -195,10 +206,17 @@ def test_live_ends_with_a_message_when_the_device_disappears(onnx_model, tmp_pat
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3.0)
+        reader = threading.Thread(target=read_stderr, args=(proc.stderr,), daemon=True)
+        reader.start()
+        # Pull the device only once live holds it: a loaded machine takes
+        # longer than any fixed wait to start Python and onnxruntime.
+        assert listening.wait(60), "".join(lines)
+        time.sleep(1.0)
     finally:
         mic.stop()  # the sound server, and with it the device, goes away
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    reader.join(timeout=5)
+    err = "".join(lines)
     assert proc.returncode == 1, err
     assert "audio input stopped" in err and "Traceback" not in err
 
