@@ -34,17 +34,26 @@ def plot_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+MAX_CONFUSION_INCHES = 22.0
+MAX_CONFUSION_TICKS = 80
+
+
 def plot_confusion(cm: np.ndarray, labels, path: Path, title: str = "") -> None:
     """Row-normalised confusion matrix with the counts written in each cell."""
     plt = _pyplot()
     n = len(labels)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-    size = max(5.0, 0.5 * n + 2)
+    # At most 22 inches (2,200 pixels): an encoder's ~500 words once asked for
+    # 267 inches, a 27,000-pixel square that took 24 GB to draw.
+    size = min(max(5.0, 0.5 * n + 2), MAX_CONFUSION_INCHES)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), labels, rotation=60, ha="right")
-    ax.set_yticks(range(n), labels)
+    if n <= MAX_CONFUSION_TICKS:
+        ax.set_xticks(range(n), labels, rotation=60, ha="right")
+        ax.set_yticks(range(n), labels)
+    else:  # unreadable at this size: the order of metrics.json's labels instead
+        title = f"{title} ({n} classes in label order)".strip()
     ax.set(xlabel="predicted", ylabel="true", title=title)
     if n <= 40:
         for i in range(n):
