@@ -71,7 +71,7 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
         True,
     ),
     "e20-vocab": (
-        "+ synthesized speech of ~460 other words as _unknown_ (data/synth_vocab)",
+        "+ synthesized speech of 497 other words as _unknown_ (data/vocab_unknown)",
         SCREEN,
         True,
     ),
@@ -103,8 +103,8 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
     ),
 }
 FINAL = {"final", "final-seed1", "final-vocab"}
-# Variants with a further training source: the words of `make encoder`'s
-# synthesized vocabulary outside the 35 Speech Commands words (the negatives
+# Variants with a further training source: the words of the synthesized
+# vocabulary (scripts/synth_vocab.sh) outside the 35 Speech Commands words (the negatives
 # a stream meets: most false alarms are other words taken for commands).
 VOCAB = ROOT / "data/synth_vocab"
 EXTRA = {"e20-vocab": ROOT / "data/vocab_unknown", "final-vocab": ROOT / "data/vocab_unknown"}
@@ -124,23 +124,10 @@ def run_dir(name: str) -> Path:
 
 def vocab_unknown(out: Path) -> Path:
     """Links to the synthesized vocabulary's clips of words outside Speech Commands."""
-    from speechlstm.labels import SC35_WORDS
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from vocab_unknown import link_unknown
 
-    if out.is_dir():
-        return out
-    if not VOCAB.is_dir():
-        raise SystemExit(f"{VOCAB}: missing; `make encoder` synthesizes it first")
-    tmp = out.with_suffix(".tmp")
-    for folder in sorted(p for p in VOCAB.iterdir() if p.is_dir()):
-        if folder.name in SC35_WORDS or folder.name.startswith("_"):
-            continue
-        (tmp / folder.name).mkdir(parents=True, exist_ok=True)
-        for clip in sorted(folder.glob("*.wav")):
-            link = tmp / folder.name / clip.name
-            if not link.is_symlink():
-                link.symlink_to(clip.resolve())
-    tmp.rename(out)
-    return out
+    return link_unknown(VOCAB, out)
 
 
 def train(name: str) -> None:

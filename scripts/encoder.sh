@@ -17,12 +17,7 @@ OUT=${OUT:-speechlstm/assets/encoder.safetensors}
 EXCLUDE=${EXCLUDE:-}
 CLIPS=${CLIPS:-20}
 start=$(date +%s)
-words=$($PY -c "
-from speechlstm.labels import SC35_WORDS
-from pathlib import Path
-vocab = [w for w in Path('speechlstm/assets/vocabulary.txt').read_text().split('\n') if w and not w.startswith('#')]
-print(','.join(list(SC35_WORDS) + [w for w in vocab if w not in SC35_WORDS]))")
-$SL data synth --words "$words" --clips "$CLIPS" --unknown-clips 0 --seed 0 --out "$SYNTH"
+SYNTH="$SYNTH" CLIPS="$CLIPS" bash scripts/synth_vocab.sh
 $PY scripts/encoder_data.py "$SC" data/sc12_clips.csv "$SYNTH" "$MIX" --exclude "$EXCLUDE"
 if [ -f "$RUN/last.pt" ] && [ -z "${FRESH:-}" ]; then
   # An interrupted build (an hour on 2 cores) goes on where it stopped;
