@@ -33,11 +33,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
+from speechlstm.config import load_toml  # noqa: E402
+
 RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
 
 
-def pack(src: Path, out: Path) -> None:
-    """Re-encode a Speech Commands folder (WAV or FLAC) to Ogg Opus (lists and noise kept)."""
+def pack(src: Path, out: Path, level: float | None = None) -> None:
+    """Re-encode a Speech Commands folder (WAV or FLAC) to Ogg Opus (lists and noise kept).
+
+    `level` is libsndfile's compression level (0-1; None: its default, ~32 kbit/s,
+    4 kB a clip; 0.95: ~2.8 kB, to fit real and synthetic clips in one carry).
+    """
     import soundfile as sf
 
     from speechlstm.audio import load_audio
@@ -57,11 +63,14 @@ def pack(src: Path, out: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         wave = load_audio(path)
         tmp = target.with_suffix(".part")
-        sf.write(tmp, wave, 16000, format="OGG", subtype="OPUS")  # ~32 kbit/s: 4 kB a clip
+        extra = {} if level is None else {"compression_level": level}
+        sf.write(tmp, wave, 16000, format="OGG", subtype="OPUS", **extra)
         tmp.replace(target)
         if i % 1000 == 0:
             print(f"{i}/{len(files)}", file=sys.stderr, flush=True)
     for name in ("validation_list.txt", "testing_list.txt"):
+        if not (src / name).is_file():  # an --add folder (synthetic speech) has none
+            continue
         lines = (src / name).read_text().split()
         (out / name).write_text("".join(str(Path(x).with_suffix(".ogg")) + "\n" for x in lines))
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -120,43 +129,63 @@ def throughput(data, cfg, device: str, clips: int, batch: int) -> dict:
     }
 
 
-def parity(data_dir: Path, device: str, epochs: int, out: Path) -> dict:
-    """The recipe for `epochs` on the GPU and on this machine's CPU: the same result?"""
+def parity(data_dir: Path, runs: str, epochs: int, out: Path) -> dict:
+    """The recipe for `epochs` on the GPU and on this machine's CPU: the same result?
+
+    `runs` is a comma list of DEVICE:BATCH[:SEED]; a batch other than the recipe's
+    scales the learning rate by sqrt(batch / recipe batch) (the usual rule for Adam).
+    """
+    recipe = load_toml(RECIPE).train
     rows = {}
-    for dev in (device, "cpu"):
-        run = out / f"parity-{dev.replace(':', '')}"
+    # The runs go to a temporary folder: a GPU machine returns only 8 files from $OUT.
+    out = Path(tempfile.mkdtemp(prefix="speechlstm-parity-"))
+    for spec in runs.split(","):
+        dev, batch, *rest = spec.split(":")
+        batch, seed = int(batch), int(rest[0]) if rest else 0
+        lr = recipe.lr * (batch / recipe.batch_size) ** 0.5
+        name = f"{dev}-b{batch}-s{seed}"
+        run = out / f"parity-{name}"
         cmd = [sys.executable, "-m", "speechlstm", "train", str(data_dir), "--out", str(run),
                "--config", str(RECIPE), "--epochs", str(epochs), "--set", "train.patience=0",
+               "--set", f"train.batch_size={batch}", "--set", f"train.lr={lr:.6g}",
+               "--set", f"train.seed={seed}",
                "--device", dev, "--no-progress", "--no-cache"]  # fmt: skip
         if dev == "cpu":
             cmd += ["--threads", str(min(16, os.cpu_count() or 1))]
         started = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         m = json.loads((run / "metrics.json").read_text())
-        rows[dev] = {
+        rows[name] = {
+            "lr": round(lr, 6),
             "wall_s": round(time.perf_counter() - started, 1),
             "best_val_accuracy": round(m["best_val_accuracy"], 4),
             "test_accuracy": round(m["test_accuracy"], 4),
         }
+        print(name, rows[name], flush=True)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pack", type=Path, default=None, help="Write a compact copy and stop.")
+    parser.add_argument("--pack-level", type=float, default=None, help="Opus compression, 0-1.")
     parser.add_argument("--data", type=Path, default=ROOT / "data/sc12_real")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--clips", type=int, default=85_000)
     parser.add_argument("--batch-sizes", default="64,256,1024")
     parser.add_argument("--parity-epochs", type=int, default=15)
+    parser.add_argument(
+        "--parity-runs",
+        default="cuda:64,cuda:256,cpu:64",
+        help="DEVICE:BATCH[:SEED],... trained for --parity-epochs each",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args()
     if args.pack is not None:
-        pack(args.data, args.pack)
+        pack(args.data, args.pack, args.pack_level)
         return
     import torch
 
-    from speechlstm.config import load_toml
     from speechlstm.prepare import prepare
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -166,7 +195,9 @@ def main() -> None:
     data = prepare(args.data, cfg.data, cfg.features, 0, cache_dir=None, show_progress=False)
     decode_s = time.perf_counter() - started
     rows = [
-        throughput(data, cfg, args.device, args.clips, int(b)) for b in args.batch_sizes.split(",")
+        throughput(data, cfg, args.device, args.clips, int(b))
+        for b in args.batch_sizes.split(",")
+        if b.strip()
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     result = {
@@ -180,7 +211,7 @@ def main() -> None:
         "throughput": rows,
     }
     if args.parity_epochs:
-        result["parity"] = parity(args.data, args.device, args.parity_epochs, args.out)
+        result["parity"] = parity(args.data, args.parity_runs, args.parity_epochs, args.out)
     (args.out / "gpu_train.json").write_text(json.dumps(result, indent=2))
     print(f"{result['device']} ({result['machine']}), torch {result['torch']}")
     print(

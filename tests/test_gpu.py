@@ -1,6 +1,6 @@
 """The GPU path against the CPU one: cuDNN LSTM forward and backward, bf16 training
 steps, and the GPU-resident augmentation and features. Skipped where no CUDA device is
-(run them on the GPU machine: DEVELOPERS.md)."""
+(run them on a GPU machine: DEVELOPERS.md says how)."""
 
 from __future__ import annotations
 
