@@ -109,9 +109,9 @@ FINAL = {"final", "final-seed1", "final-vocab"}
 VOCAB = ROOT / "data/synth_vocab"
 EXTRA = {"e20-vocab": ROOT / "data/vocab_unknown", "final-vocab": ROOT / "data/vocab_unknown"}
 # Runs trained before this script existed, with the same command line (e40
-# is the run the first shipped model came from: moved from runs/default).
+# is the run the first shipped model came from; final, the second).
 EARLIER = {
-    "final": ROOT / "runs/default",
+    "final": RUNS / "final",  # the shipped run before final-vocab (was runs/default)
     "e60": RUNS / "epochs60",
     "e40-realonly": ROOT / "runs/realonly",
     "e40-speed": ROOT / "runs/speed",
