@@ -80,6 +80,16 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
         SCREEN + ["data.unknown_weight=2"],
         True,
     ),
+    "e20-bursts": (
+        "noise bursts (30-300 ms) as _silence_, 5%",
+        SCREEN + ["augment.noise_bursts=0.05"],
+        True,
+    ),
+    "e20-swa": (
+        "SWA over the last 5 epochs at 0.1x lr",
+        SCREEN + ["train.swa_epochs=5", "train.swa_lr_ratio=0.1"],
+        True,
+    ),
     "e20-h128": ("width 128 (recipe 96)", SCREEN + ["model.hidden_size=128"], True),
     "e20-l3": ("depth 3 layers (recipe 2)", SCREEN + ["model.num_layers=3"], True),
     "e20-fs1": ("no frame stacking (recipe 2)", SCREEN + ["model.frame_stack=1"], True),

@@ -194,6 +194,18 @@ def plan_runs(mode: str) -> list[Run]:
             real_unknown=True,
         )
     )
+    # Real takes drawn by count are ~2-6% of a word's draws beside its 300
+    # synthesized clips; here they are 30% of them (data.extra_share).
+    runs += [
+        Run(
+            f"{mode}-k{k}-share30",
+            f"encoder {mode}, + {k} real takes per word drawn as 30% of its clips",
+            mode,
+            k,
+            sets=("data.extra_share=0.3",),
+        )
+        for k in (5, 20)
+    ]
     return runs
 
 

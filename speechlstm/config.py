@@ -120,12 +120,17 @@ class AugmentConfig:
     # at the window's edge and relabelled `_unknown_`: a sliding window sees
     # such fragments between words, and should not fire on them. 0 disables.
     edge_negatives: float = 0.0
+    # Share of training clips replaced by a noise burst labelled `_silence_`:
+    # 30-300 ms of a background-noise recording, loud, at a random place in
+    # the window (a door, a cough, a clap), so a stream's transients do not
+    # fire a command. 0 disables.
+    noise_bursts: float = 0.0
 
     def validate(self) -> AugmentConfig:
         for name in ("speed", "pitch"):
             if not 0.0 <= getattr(self, name) < 0.5:
                 raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 0.5)")
-        for name in ("noise_prob", "reverb_prob", "edge_negatives"):
+        for name in ("noise_prob", "reverb_prob", "edge_negatives", "noise_bursts"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 1]")
         for name in ("time_shift_ms", "noise_volume_max", "gain_db"):
@@ -161,6 +166,12 @@ class TrainConfig:
     # Exponential moving average of the weights (decay per step), validated,
     # kept and exported in place of the raw weights; 0 disables.
     ema_decay: float = 0.0
+    # Stochastic weight averaging (Izmailov et al. 2018): the last
+    # `swa_epochs` epochs hold the learning rate at lr * swa_lr_ratio (the
+    # cosine decays to it before) and the weights are averaged at each of
+    # their ends; the average is validated, kept and exported. 0 disables.
+    swa_epochs: int = 0
+    swa_lr_ratio: float = 0.1
     # Knowledge distillation: checkpoints (best.pt of earlier runs with the
     # same labels) whose averaged, temperature-softened outputs are a second
     # target; the loss is (1 - w) * cross-entropy + w * T^2 * KL.
@@ -185,6 +196,14 @@ class TrainConfig:
             raise ValueError(f"train.label_smoothing={self.label_smoothing}: must be in [0, 1)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay={self.ema_decay}: must be in [0, 1)")
+        if not 0 <= self.swa_epochs < self.epochs:
+            raise ValueError(
+                f"train.swa_epochs={self.swa_epochs}: must be >= 0 and under train.epochs"
+            )
+        if not 0.0 < self.swa_lr_ratio <= 1.0:
+            raise ValueError(f"train.swa_lr_ratio={self.swa_lr_ratio}: must be in (0, 1]")
+        if self.swa_epochs and self.ema_decay:
+            raise ValueError("train.swa_epochs and train.ema_decay: choose one weight average")
         if self.mixup < 0:
             raise ValueError(f"train.mixup={self.mixup}: must be >= 0")
         if not 0.0 <= self.distill_weight <= 1.0:

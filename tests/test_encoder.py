@@ -231,3 +231,34 @@ def test_command_line_encoder_flags(encoder_file, trained_run, other_words, tmp_
         app, ["export", str(tmp_path / "r" / "best.pt"), "-o", str(tmp_path / "r.onnx")]
     )
     assert exported.exit_code == 0, exported.output  # self-contained, as from scratch
+
+
+def test_runs_from_an_encoder_store_the_transfer_detector_without_label_thresholds(
+    encoder_file, monkeypatch, tmp_path
+):
+    from speechlstm.config import DetectorConfig, RunConfig
+    from speechlstm.train import encoder
+
+    tuned = tmp_path / "transfer.detector.toml"
+    tuned.write_text(
+        "[detector]\nthreshold = 0.93\nsmoothing_ms = 500.0\n"
+        'thresholds = [["yes", 0.9]]\nrefractory_ms = 800.0\n'
+    )
+    monkeypatch.setattr(encoder, "SHIPPED", encoder_file)
+    monkeypatch.setattr(encoder, "TRANSFER_DETECTOR", tuned)
+    cfg, enc = encoder.resolve(RunConfig())
+    assert enc is not None
+    assert (cfg.detector.threshold, cfg.detector.smoothing_ms) == (0.93, 500.0)
+    assert cfg.detector.thresholds == () and cfg.detector.refractory_ms == 800.0
+    # A detector the user set is theirs; from scratch keeps the default.
+    own = dataclasses.replace(RunConfig(), detector=DetectorConfig(threshold=0.7))
+    assert encoder.resolve(own)[0].detector.threshold == 0.7
+    scratch = dataclasses.replace(
+        RunConfig(), train=dataclasses.replace(RunConfig().train, encoder="none")
+    )
+    assert encoder.resolve(scratch)[0].detector == DetectorConfig()
+    # A broken or absent file: the default detector, not a failed run.
+    tuned.write_text("[detector]\nthreshold = 7\n")
+    assert encoder.resolve(RunConfig())[0].detector == DetectorConfig()
+    monkeypatch.setattr(encoder, "TRANSFER_DETECTOR", tmp_path / "absent.toml")
+    assert encoder.resolve(RunConfig())[0].detector == DetectorConfig()

@@ -430,3 +430,81 @@ def test_deferred_step_statistics_equal_per_step_ones(tmp_path, tone_dataset, mo
     _assert_same_weights(
         _weights(tmp_path / "each" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
     )
+
+
+def test_noise_bursts_replace_a_share_by_short_loud_silence():
+    import torch
+
+    from speechlstm.train.augment import noise_bursts
+
+    wave = torch.full((300, 16000), 0.01)
+    target = torch.tensor([0, 1, 2] * 100)  # 2 = _silence_
+    noise = torch.randn(3, 32000) * 0.05
+    out, new = noise_bursts(wave, target, 0.3, noise, 2, 16000, torch.Generator().manual_seed(3))
+    changed = (out != wave).any(1)
+    assert 0.2 < changed.float().mean() < 0.4
+    assert (new[changed] == 2).all() and torch.equal(new[~changed], target[~changed])
+    assert torch.equal(out[~changed], wave[~changed])
+    bursts = out[changed]
+    peak = bursts.abs().amax(1)
+    assert (peak >= 0.2 - 1e-4).all() and (peak <= 0.9 + 1e-4).all()
+    # The burst is short: every sample outside at most 300 ms is zero.
+    span = [(row.nonzero().max() - row.nonzero().min()).item() for row in bursts]
+    assert max(span) <= 0.3 * 16000 and min(span) >= 0.02 * 16000
+    off, same = noise_bursts(wave, target, 0.0, noise, 2, 16000, torch.Generator())
+    assert off is wave and same is target
+
+
+def test_swa_averages_the_last_epochs_at_a_constant_rate_and_resumes(
+    tmp_path, tone_dataset, monkeypatch
+):
+    import dataclasses
+    import json
+
+    import torch
+
+    from speechlstm.train import checkpoint
+    from speechlstm.train.trainer import TrainingInterrupted, run_training
+
+    base = tiny_config(epochs=4)
+    cfg = dataclasses.replace(
+        base, train=dataclasses.replace(base.train, swa_epochs=2, swa_lr_ratio=0.2)
+    )
+    saved = []
+    real_save = checkpoint.save
+
+    def keep(ckpt, path):
+        if path.name == "last.pt":
+            saved.append(
+                (
+                    {k: v.clone() for k, v in ckpt.model.items()},
+                    None if ckpt.ema is None else {k: v.clone() for k, v in ckpt.ema.items()},
+                )
+            )
+        return real_save(ckpt, path)
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save", keep)
+        run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
+    assert len(saved) == 4
+    assert saved[0][1] is None and saved[1][1] is None  # averaging starts at epoch 3
+    (w3, avg3), (w4, avg4) = saved[2], saved[3]
+    for key in w3:
+        if w3[key].is_floating_point():
+            assert torch.allclose(avg3[key], w3[key])
+            assert torch.allclose(avg4[key], (w3[key] + w4[key]) / 2, atol=1e-6)
+    history = json.loads((tmp_path / "a/metrics.json").read_text())["history"]
+    lrs = [h["lr"] for h in history]
+    assert lrs[2] == pytest.approx(lrs[3]) == pytest.approx(cfg.train.lr * 0.2)
+    assert lrs[0] > lrs[2]
+
+    # Interrupted inside the averaging epochs and resumed: the same average.
+    last = checkpoint.load(tmp_path / "a/last.pt", resumable=True)
+    per_epoch = last.train_state.global_step // 4
+    with pytest.raises(TrainingInterrupted):
+        _interrupted_at(3 * per_epoch + 2, monkeypatch, tone_dataset, tmp_path / "b", cfg)
+    run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
+    resumed = checkpoint.load(tmp_path / "b/last.pt")
+    _assert_same_weights(last.model, resumed.model)
+    for key in last.ema:
+        assert torch.allclose(last.ema[key], resumed.ema[key], atol=1e-6), key

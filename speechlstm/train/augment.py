@@ -166,3 +166,39 @@ def edge_fragments(
     valid = (src >= 0) & (src < s)
     moved = torch.where(valid, wave.gather(1, src.clamp(0, s - 1)), torch.zeros_like(wave))
     return moved, torch.where(pick, torch.full_like(target, unknown_id), target)
+
+
+def noise_bursts(
+    wave: torch.Tensor,
+    target: torch.Tensor,
+    share: float,
+    noise: torch.Tensor,
+    silence_id: int,
+    sample_rate: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace a `share` of the clips of (B, S) `wave` by `_silence_` windows
+    holding one noise burst: 30-300 ms of a background-noise recording under
+    a Hann envelope, peak 0.2-0.9, at a random place. The waveform stage adds
+    its usual background noise afterwards."""
+    if share <= 0 or silence_id < 0 or noise.numel() == 0:
+        return wave, target
+    b, s = wave.shape
+    dev = wave.device
+    pick = torch.rand(b, generator=gen, device=dev) < share
+    n, length = noise.shape
+    which = torch.randint(0, n, (b,), generator=gen, device=dev)
+    start = (torch.rand(b, generator=gen, device=dev) * (length - s + 1)).long()
+    idx = start.unsqueeze(1) + torch.arange(s, device=dev).unsqueeze(0)
+    segment = noise.to(dev)[which.unsqueeze(1), idx]  # (B, S)
+    width = (sample_rate * (0.03 + 0.27 * torch.rand(b, 1, generator=gen, device=dev))).clamp(max=s)
+    offset = torch.rand(b, 1, generator=gen, device=dev) * (s - width)
+    pos = (torch.arange(s, device=dev).unsqueeze(0) - offset) / width  # 0..1 inside the burst
+    envelope = torch.where(
+        (pos >= 0) & (pos <= 1), torch.sin(torch.pi * pos.clamp(0, 1)) ** 2, torch.zeros_like(pos)
+    )
+    burst = segment * envelope
+    peak = 0.2 + 0.7 * torch.rand(b, 1, generator=gen, device=dev)
+    burst = burst * peak / burst.abs().amax(dim=1, keepdim=True).clamp_min(1e-6)
+    wave = torch.where(pick.unsqueeze(1), burst, wave)
+    return wave, torch.where(pick, torch.full_like(target, silence_id), target)

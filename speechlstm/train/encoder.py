@@ -35,6 +35,10 @@ PARTS = ("input_norm.", "rnn.", "pool.")
 # The settings that fix the encoder's tensors; dropout is a training setting.
 SHAPE_FIELDS = ("cell", "hidden_size", "num_layers", "frame_stack", "pooling")
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
+# The streaming detector tuned for a model trained from the encoder on
+# synthesized speech (bench/streaming.py --tune on bench/custom_words.py's
+# k=0 model): runs from an encoder that keep the default detector store it.
+TRANSFER_DETECTOR = SHIPPED.with_name("transfer.detector.toml")
 AUTO, NONE = "auto", "none"
 
 
@@ -168,12 +172,36 @@ def resolve(cfg, default_cfg=None, say=note):
     adopted), else an EncoderError. "auto" (the default): the shipped encoder
     when the package has one and the run's shape is its own or the defaults;
     otherwise from scratch, with a note saying why. The returned settings
-    name the encoder's file and SHA-256, so a run says what it started from.
+    name the encoder's file and SHA-256, so a run says what it started from,
+    and, when the run keeps the default detector, the detector tuned for
+    models trained from an encoder (TRANSFER_DETECTOR), which export stores.
     `say` prints the notes (a no-op on torchrun's other ranks).
     """
     from ..config import RunConfig
 
     default_cfg = default_cfg or RunConfig()
+    cfg, encoder = _resolve(cfg, default_cfg, say)
+    if encoder is not None and cfg.detector == default_cfg.detector:
+        cfg = dataclasses.replace(cfg, detector=transfer_detector(cfg.detector))
+    return cfg, encoder
+
+
+def transfer_detector(fallback):
+    """The detector defaults tuned for models trained from an encoder, or `fallback`
+    when the install has none. Only its label-independent settings: a custom
+    model's labels are not the ones it was tuned on."""
+    from ..config import load_detector_toml
+
+    if not TRANSFER_DETECTOR.is_file():
+        return fallback
+    try:
+        return dataclasses.replace(load_detector_toml(TRANSFER_DETECTOR), thresholds=())
+    except ValueError as exc:
+        note(f"{exc}: keeping the default detector")
+        return fallback
+
+
+def _resolve(cfg, default_cfg, say):
     choice = cfg.train.encoder
     if choice == NONE:
         return cfg, None

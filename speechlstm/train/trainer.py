@@ -32,11 +32,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import metrics, threads
 from ..config import RunConfig, save_toml
-from ..labels import UNKNOWN
+from ..labels import SILENCE, UNKNOWN
 from ..prepare import Prepared, SplitData
 from ..progress import note, progress_bar
 from . import checkpoint
-from .augment import WaveAugment, edge_fragments, pitch_warp, spec_augment
+from .augment import WaveAugment, edge_fragments, noise_bursts, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
 from .distributed import SINGLE, Ranks, barrier, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
@@ -171,6 +171,7 @@ class Trainer:
             device=self.device,
         )
         self.unknown_id = self.labels.index(UNKNOWN) if UNKNOWN in self.labels else -1
+        self.silence_id = self.labels.index(SILENCE) if SILENCE in self.labels else -1
         self.teachers = load_teachers(tc.teacher, self.labels, self.device)
         # The moving average (train.ema_decay) is what is validated and kept.
         self.ema = (
@@ -180,9 +181,16 @@ class Trainer:
             if tc.ema_decay > 0
             else None
         )
+        # Stochastic weight averaging (train.swa_epochs): an equal-weight average
+        # of the weights at the end of each of the last epochs.
+        self.swa_start = tc.epochs - tc.swa_epochs
+        self.swa = AveragedModel(self.model, use_buffers=True) if tc.swa_epochs else None
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
+        # With SWA the cosine ends where averaging starts, at the constant SWA rate.
+        decay_steps = self.steps_per_epoch * self.swa_start
+        floor = tc.swa_lr_ratio if tc.swa_epochs else tc.min_lr_ratio
         # Groups: (encoder?, decayed?). Norms and biases are not weight-decayed
         # (nanoGPT's split); without an encoder there are the two usual groups.
         groups: dict[tuple[bool, bool], list] = {}
@@ -197,7 +205,7 @@ class Trainer:
 
         def schedule(enc: bool):
             return lambda s: (
-                lr_factor(s, self.total_steps, warmup, tc.min_lr_ratio)
+                lr_factor(s, decay_steps, warmup, floor)
                 * (self._encoder_rate(s // self.steps_per_epoch) if enc else 1.0)
             )
 
@@ -230,13 +238,22 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             train_state=self.state,
-            ema=None if self.ema is None else self.ema.module.state_dict(),
+            ema=None if self.average is None else self.average.module.state_dict(),
         )
+
+    @property
+    def average(self) -> AveragedModel | None:
+        """The weight average in use: the EMA, or SWA once it has averaged an epoch."""
+        if self.ema is not None:
+            return self.ema
+        if self.swa is not None and int(self.swa.n_averaged) > 0:
+            return self.swa
+        return None
 
     @property
     def eval_model(self) -> Recognizer:
         """The weights validation, test and export see."""
-        return self.model if self.ema is None else self.ema.module
+        return self.model if self.average is None else self.average.module
 
     def load_resume(self, ckpt: Checkpoint, path: Path) -> None:
         checkpoint.load_weights(self.model, ckpt.model, path)
@@ -245,6 +262,9 @@ class Trainer:
                 raise checkpoint.CheckpointError(f"{path}: holds no moving average to resume")
             checkpoint.load_weights(self.ema.module, ckpt.ema, path, "ema")
             self.ema.n_averaged.fill_(max(1, ckpt.train_state.global_step))
+        elif self.swa is not None and ckpt.ema is not None:
+            checkpoint.load_weights(self.swa.module, ckpt.ema, path, "ema")
+            self.swa.n_averaged.fill_(max(1, ckpt.train_state.epoch - self.swa_start))
         try:
             self.optimizer.load_state_dict(ckpt.optimizer)
             self.scheduler.load_state_dict(ckpt.scheduler)
@@ -393,6 +413,15 @@ class Trainer:
             wave, target = edge_fragments(
                 wave, target, ac.edge_negatives, self.word_ids, self.unknown_id, gen
             )
+            wave, target = noise_bursts(
+                wave,
+                target,
+                ac.noise_bursts,
+                self.augment.noise,
+                self.silence_id,
+                self.cfg.features.sample_rate,
+                gen,
+            )
             wave = self.augment(wave, gen)
             mix = None
             if tc.mixup > 0:
@@ -479,6 +508,8 @@ class Trainer:
         """Validate, record and checkpoint the epoch, print its line; True to stop early."""
         # Every rank validates on the whole split: the same weights give the
         # same decision everywhere, with no broadcast.
+        if self.swa is not None and self.state.epoch >= self.swa_start:
+            self.swa.update_parameters(self.model)
         val = evaluate(self.eval_model, self.data.splits["validation"], self.device)
         s = self.state
         loss_sum, correct, seen, rate = sum_across(
