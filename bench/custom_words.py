@@ -16,11 +16,18 @@ The protocol (the encoder must not have heard the words it is measured on):
 4. Synthesis levers, each alone against step 2's k = 0 run: voice count (20
    voices), prosody range (rate and pitch within 5%), vocal-tract warping
    (engines' own voices only), room simulation (no reverberation), and the
-   encoder's real non-command speech (training-list speakers) as `_unknown_`.
+   encoder's real non-command speech (training-list speakers) as `_unknown_`;
+   and the takes drawn as 30% of a word's clips, an encoder of width 128.
 
 Every run is exported to int8 ONNX and measured on the real subset's
 validation and test lists (12-class); the table reports both, and the k
 runs' models are copied to bench/out/custom_words_k{0,1,5,20}.int8.onnx.
+The k = 0 model's stream and stored detector (README, "Custom words from text"):
+
+    python bench/streaming.py --model bench/out/custom_words_k0.int8.onnx --tune \
+        --max-false-per-hour 10 --write-detector bench/custom_k0.detector.toml
+    speechlstm export runs/cw/tuned-k0/best.pt -o runs/cw/tuned-k0/model.int8.onnx \
+        --int8 --detector bench/custom_k0.detector.toml
 
     python bench/custom_words.py                 # what is not done yet, then the table
     python bench/custom_words.py --report        # the table only
@@ -58,6 +65,8 @@ SYNTH = ROOT / "data/synth_sc12"
 RUNS = ROOT / "runs/cw"
 DATA = ROOT / "data/cw"
 ENCODER = OUT_DIR / "encoder_no_commands.safetensors"
+# Other measurement encoders (same data, no command words): name -> --set items.
+ENCODER_VARIANTS = {"h128": ("model.hidden_size=128",)}
 TAKES = (1, 5, 20)
 MODES = {  # transfer mode: (encoder_lr_scale, freeze_epochs)
     "frozen": (0.0, 0),
@@ -74,18 +83,24 @@ SYNTH_LEVERS = {  # name: SynthConfig changes from the sc12 preset
 
 
 # -- data -------------------------------------------------------------------
-def build_encoder(subset: Path) -> None:
-    if ENCODER.is_file():
+def encoder_path(variant: str = "") -> Path:
+    return ENCODER.with_name(f"encoder_no_commands_{variant}.safetensors") if variant else ENCODER
+
+
+def build_encoder(subset: Path, variant: str = "") -> None:
+    out = encoder_path(variant)
+    if out.is_file():
         return
     env = {
         **os.environ,
         "SC": str(subset),
         "EXCLUDE": ",".join(SC12_WORDS),
         "MIX": str(ROOT / "data/encoder_mix_nocmd"),
-        "RUN": str(RUNS / "encoder_nocmd"),
-        "OUT": str(ENCODER),
+        "RUN": str(RUNS / ("encoder_nocmd" + (f"_{variant}" if variant else ""))),
+        "OUT": str(out),
+        "SETS": " ".join(ENCODER_VARIANTS.get(variant, ())),
     }
-    print("measurement encoder (no command words): scripts/encoder.sh", flush=True)
+    print(f"measurement encoder {variant} (no command words): scripts/encoder.sh", flush=True)
     started = time.perf_counter()
     subprocess.run(["bash", str(ROOT / "scripts/encoder.sh")], check=True, env=env, cwd=ROOT)
     print(f"measurement encoder built in {time.perf_counter() - started:.0f} s", flush=True)
@@ -166,6 +181,7 @@ class Run:
     synth: str = "default"
     sets: tuple[str, ...] = ()
     real_unknown: bool = False
+    encoder: str = ""  # a measurement encoder variant (ENCODER_VARIANTS); "" the standard one
 
 
 def plan_runs(mode: str) -> list[Run]:
@@ -192,6 +208,14 @@ def plan_runs(mode: str) -> list[Run]:
             f"encoder {mode}, + real non-command words as _unknown_",
             mode,
             real_unknown=True,
+        )
+    )
+    runs.append(
+        Run(
+            f"{mode}-k0-enc128",
+            f"encoder {mode} of width 128 (the default model's), synthetic only",
+            mode,
+            encoder="h128",
         )
     )
     # Real takes drawn by count are ~2-6% of a word's draws beside its 300
@@ -233,6 +257,9 @@ def train(run: Run, encoder: Path, epochs: int | None) -> Path:
             cmd += ["--from-scratch"]
         else:
             scale, freeze = MODES[run.mode]
+            if run.encoder:
+                build_encoder(require_subset(), run.encoder)
+                encoder = encoder_path(run.encoder)
             cmd += ["--encoder", str(encoder), "--set", f"train.encoder_lr_scale={scale}"]
             cmd += ["--set", f"train.freeze_epochs={freeze}"]
         if run.takes:

@@ -4,7 +4,8 @@
 # given as SC) plus synthesized speech of a large vocabulary, one class per
 # word, then everything but the last layer kept (export --as-encoder).
 # EXCLUDE=w1,w2 leaves words out of all of it and OUT names another file
-# (bench/custom_words.py's measurement encoder never hears the commands).
+# (bench/custom_words.py's measurement encoder never hears the commands);
+# SETS="section.key=value ..." changes the recipe (another width, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
@@ -16,6 +17,9 @@ RUN=${RUN:-runs/encoder}
 OUT=${OUT:-speechlstm/assets/encoder.safetensors}
 EXCLUDE=${EXCLUDE:-}
 CLIPS=${CLIPS:-20}
+SETS=${SETS:-}
+set_args=()
+for item in $SETS; do set_args+=(--set "$item"); done
 start=$(date +%s)
 SYNTH="$SYNTH" CLIPS="$CLIPS" bash scripts/synth_vocab.sh
 $PY scripts/encoder_data.py "$SC" data/sc12_clips.csv "$SYNTH" "$MIX" --exclude "$EXCLUDE"
@@ -25,7 +29,7 @@ if [ -f "$RUN/last.pt" ] && [ -z "${FRESH:-}" ]; then
   $SL train "$MIX" --out "$RUN" --resume --device "${DEVICE:-cpu}"
 else
   rm -rf "$RUN"
-  $SL train "$MIX" --out "$RUN" --config speechlstm/assets/encoder.recipe.toml --device "${DEVICE:-cpu}"
+  $SL train "$MIX" --out "$RUN" --config speechlstm/assets/encoder.recipe.toml --device "${DEVICE:-cpu}" "${set_args[@]}"
 fi
 $SL export "$RUN/best.pt" --as-encoder -o "$OUT"
 echo "encoder rebuilt in $(( $(date +%s) - start )) s: $OUT"
