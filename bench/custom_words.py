@@ -215,6 +215,7 @@ def plan_runs(mode: str) -> list[Run]:
             f"{mode}-k0-enc128",
             f"encoder {mode} of width 128 (the default model's), synthetic only",
             mode,
+            sets=ENCODER_VARIANTS["h128"],  # the preset's recipe says 96
             encoder="h128",
         )
     )

@@ -23,9 +23,10 @@ for item in $SETS; do set_args+=(--set "$item"); done
 start=$(date +%s)
 SYNTH="$SYNTH" CLIPS="$CLIPS" bash scripts/synth_vocab.sh
 $PY scripts/encoder_data.py "$SC" data/sc12_clips.csv "$SYNTH" "$MIX" --exclude "$EXCLUDE"
-if [ -f "$RUN/last.pt" ] && [ -z "${FRESH:-}" ]; then
-  # An interrupted build (an hour on 2 cores) goes on where it stopped;
-  # FRESH=1 starts over.
+if [ -f "$RUN/last.pt" ] && [ ! -f "$RUN/metrics.json" ] && [ -z "${FRESH:-}" ]; then
+  # An interrupted build (a quarter of an hour on 2 cores) goes on where it
+  # stopped (a finished one, with its metrics.json, is rebuilt: the recipe
+  # may have changed); FRESH=1 starts over.
   $SL train "$MIX" --out "$RUN" --resume --device "${DEVICE:-cpu}"
 else
   rm -rf "$RUN"

@@ -262,3 +262,22 @@ def test_runs_from_an_encoder_store_the_transfer_detector_without_label_threshol
     assert encoder.resolve(RunConfig())[0].detector == DetectorConfig()
     monkeypatch.setattr(encoder, "TRANSFER_DETECTOR", tmp_path / "absent.toml")
     assert encoder.resolve(RunConfig())[0].detector == DetectorConfig()
+
+
+def test_the_shipped_encoder_and_transfer_detector_load_and_are_adopted():
+    import tomllib
+
+    from speechlstm.config import DetectorConfig, RunConfig
+    from speechlstm.train import encoder
+
+    assert encoder.SHIPPED.is_file(), "make encoder writes speechlstm/assets/encoder.safetensors"
+    shipped = encoder.load_encoder(encoder.SHIPPED)
+    recipe = tomllib.loads((encoder.SHIPPED.with_name("encoder.recipe.toml")).read_text())
+    for field in encoder.SHAPE_FIELDS:
+        assert getattr(shipped.model, field) == recipe["model"][field], field
+    cfg, enc = encoder.resolve(RunConfig(), say=lambda _: None)
+    assert enc is not None and cfg.train.encoder == f"sha256:{shipped.sha256}"
+    assert cfg.model.hidden_size == shipped.model.hidden_size
+    # The stored detector is the shipped transfer detector, not the plain default.
+    assert cfg.detector != DetectorConfig() and cfg.detector.thresholds == ()
+    assert cfg.detector == encoder.transfer_detector(DetectorConfig())
