@@ -9,7 +9,7 @@ SUBSET ?= ../shared/data/speech_commands_subset
 # The Speech Commands tree the default model's real clips come from.
 SC ?= $(SUBSET)
 
-.PHONY: demo install install-inference test test-inference lint default-model encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install voices install-inference test test-inference lint default-model encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -17,6 +17,11 @@ demo: install
 
 install:
 	bash scripts/setup.sh
+
+# Optional voices from Debian contrib/non-free (mbrola, pico): enables those
+# sections, then installs them (scripts/setup.sh EXTRA_VOICES).
+voices:
+	EXTRA_VOICES=1 bash scripts/setup.sh
 
 install-inference:
 	VENV=$(INFER_VENV) EXTRAS=dev,mic bash scripts/setup.sh

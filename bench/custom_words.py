@@ -79,6 +79,10 @@ SYNTH_LEVERS = {  # name: SynthConfig changes from the sc12 preset
     "voices20": {"max_voices": 20},
     "prosody5": {"rate_range": (0.95, 1.05), "pitch_range": (0.95, 1.05)},
     "nowarp": {"warps": (1.0,)},
+    # Every installed voice: the preset's set plus festival's ked and cmu and,
+    # after `make voices` (Debian contrib/non-free), mbrola's us1 us2 us3 en1
+    # and pico's en-US and en-GB.
+    "allvoices": {"engines": (), "exclude_voices": ()},
 }
 
 
@@ -219,6 +223,21 @@ def plan_runs(mode: str) -> list[Run]:
             encoder="h128",
         )
     )
+    # The levers that helped on real validation, together.
+    runs += [
+        Run(
+            f"{mode}-k{k}-combined",
+            f"encoder {mode} of width 128, + real non-command words as _unknown_, "
+            f"every installed voice" + (f", + {k} takes as 30% of a word's clips" if k else ""),
+            mode,
+            k,
+            synth="allvoices",
+            sets=ENCODER_VARIANTS["h128"] + (("data.extra_share=0.3",) if k else ()),
+            real_unknown=True,
+            encoder="h128",
+        )
+        for k in (0, 5)
+    ]
     # Real takes drawn by count are ~2-6% of a word's draws beside its 300
     # synthesized clips; here they are 30% of them (data.extra_share).
     runs += [

@@ -6,6 +6,10 @@
 # VENV and EXTRAS choose another environment: `make test-inference` builds the
 # inference-only one with VENV=.venv-infer EXTRAS=dev,mic (no train extra, so
 # no torch is installed and none may be present).
+# EXTRA_VOICES=1 (`make voices`) also enables Debian's contrib and non-free
+# sections and installs mbrola's English voices and SVOX pico: more voices to
+# synthesize from (the custom-words bench measures what they bring). Opt-in,
+# because those sections hold software under other licences.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +34,21 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ -n "${EXTRA_VOICES:-}" ] && ! dpkg-query -W -f='${Status}' libttspico-utils 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  sources=/etc/apt/sources.list.d/speechlstm-contrib-nonfree.sources
+  if ! grep -rqs "non-free" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "setup: enabling Debian contrib and non-free ($sources)" >&2
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$codename" | $SUDO tee "$sources" >/dev/null
+  fi
+  echo "setup: installing mbrola (us1 us2 us3 en1 de1) and pico" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-de1 libttspico-utils >/dev/null
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

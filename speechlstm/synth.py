@@ -27,8 +27,17 @@ from .progress import note, progress_bar
 from .tts import EngineError, Voice, available_engines, normalize_lang, speaks
 
 # Share of clips per engine (renormalised over the engines present): espeak
-# brings accents and many voices, piper the most natural prosody.
-ENGINE_WEIGHTS = {"espeak": 0.5, "piper": 0.25, "flite": 0.15, "festival": 0.1, "pico": 0.1}
+# brings accents and many voices, piper the most natural prosody. espeak-ng's
+# mbrola voices (diphone recordings of real speakers, not formants) draw as
+# their own family: among espeak-ng's 416 variants they would get 1% of clips.
+ENGINE_WEIGHTS = {
+    "espeak": 0.5,
+    "piper": 0.25,
+    "flite": 0.15,
+    "mbrola": 0.15,
+    "festival": 0.1,
+    "pico": 0.1,
+}
 WARPS = (0.86, 0.94, 1.0, 1.08, 1.16)  # vocal-tract warp per speaker (resampling factor)
 FILLER_WORDS = (
     "apple",
@@ -177,12 +186,17 @@ def sc12_config(clips_per_word: int = 300, seed: int = 0) -> SynthConfig:
     )
 
 
+def voice_family(voice: Voice) -> str:
+    """The group a voice is drawn in (ENGINE_WEIGHTS): its engine, or "mbrola"."""
+    return "mbrola" if voice.id.startswith("espeak-mb-") else voice.engine
+
+
 def plan(cfg: SynthConfig, voices: list[Voice]) -> list[Job]:
     """Every clip to make, derived from the seed alone (so runs repeat and resume)."""
     rng = np.random.default_rng(cfg.seed)
     by_engine: dict[str, list[Voice]] = {}
     for v in voices:
-        by_engine.setdefault(v.engine, []).append(v)
+        by_engine.setdefault(voice_family(v), []).append(v)
     engines = sorted(by_engine)
     weights = np.array([ENGINE_WEIGHTS.get(e, 0.1) for e in engines])
     weights /= weights.sum()

@@ -70,6 +70,17 @@ def test_plan_is_seeded_and_keeps_one_speaker_per_voice_and_warp():
     assert all(0.75 <= j.rate <= 1.35 for j in a)
 
 
+def test_mbrola_voices_draw_as_their_own_family_not_as_one_espeak_variant_of_hundreds():
+    voices = [Voice("espeak", f"en+v{i}", f"espeak-en-v{i}") for i in range(400)] + [
+        Voice("espeak", "mb-us1", "espeak-mb-us1"),
+        Voice("espeak", "mb-us2", "espeak-mb-us2"),
+    ]
+    jobs = plan(SynthConfig(words=("yes",), clips_per_word=2000), voices)
+    mbrola_share = sum(j.voice.id.startswith("espeak-mb-") for j in jobs) / len(jobs)
+    # espeak 0.5 and mbrola 0.15 renormalised: 0.23 (as an espeak variant: 0.005)
+    assert 0.18 < mbrola_share < 0.28
+
+
 def test_trim_cuts_silence_around_speech():
     wave = np.zeros(16000, np.float32)
     wave[4000:8000] = np.sin(np.arange(4000) * 0.3) * 0.5
