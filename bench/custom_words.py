@@ -83,6 +83,8 @@ SYNTH_LEVERS = {  # name: SynthConfig changes from the sc12 preset
     # after `make voices` (Debian contrib/non-free), mbrola's us1 us2 us3 en1
     # and pico's en-US and en-GB.
     "allvoices": {"engines": (), "exclude_voices": ()},
+    # More of the same: 1,000 clips a word (and 4,000 unknown) instead of 300.
+    "clips1000": {"clips_per_word": 1000, "unknown_clips": 4000},
 }
 
 
@@ -204,6 +206,14 @@ def plan_runs(mode: str) -> list[Run]:
             f"encoder {mode}, no room simulation (reverb 0)",
             mode,
             sets=("augment.reverb_prob=0",),
+        )
+    )
+    runs.append(
+        Run(
+            f"{mode}-k0-augreal",
+            f"encoder {mode}, the default model's augmentation (SpecAugment off, pitch warp 0.1)",
+            mode,
+            sets=("augment.spec_augment=false", "augment.pitch=0.1"),
         )
     )
     runs.append(
