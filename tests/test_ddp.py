@@ -97,6 +97,23 @@ def test_ctrl_c_stops_every_rank_and_resume_finishes(tone_dataset, tmp_path):
     assert len(json.loads((out / "metrics.json").read_text())["history"]) == 30
 
 
+def test_sigterm_stops_one_process_training_like_ctrl_c_and_keeps_the_work(tone_dataset, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "speechlstm", "train", str(tone_dataset), "--out", str(out),
+           "--epochs", "30", *TINY]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    deadline = time.time() + 240
+    while not (out / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # kill, a job scheduler
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "continue with --resume" in " ".join(stderr.decode().split())
+    from speechlstm.train import checkpoint
+
+    assert checkpoint.load(out / "last.pt", resumable=True).train_state.epoch < 30
+
+
 def _rank_pid(parent: int, rank: int) -> int | None:
     for child in Path("/proc").iterdir():
         if not child.name.isdigit():

@@ -20,6 +20,8 @@ import contextlib
 import json
 import math
 import re
+import signal
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -112,6 +114,39 @@ def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.devic
             )
         teachers.append(checkpoint.build_model(ckpt, path).to(device))
     return teachers
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM stops training the way Ctrl-C does, keeping the work: `kill`, a
+    job scheduler, and torchrun, which sends it to its workers when it stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _stop_signals_held():
+    """While an interrupted run saves last.pt, a second Ctrl-C (or torchrun's
+    SIGTERM right after the first) must not cut the save and its message short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Trainer:
@@ -299,17 +334,19 @@ class Trainer:
             + (f"; {self.ranks.world} ranks" if self.ranks.enabled else "")
         )
         try:
-            while self.state.epoch < self.cfg.train.epochs:
-                if self.state.step_in_epoch == 0 and self.state.epoch > 0:
-                    self._set_threads()  # a job started or ended beside this run
-                clips_per_s = self._train_epoch(show_progress)
-                if self._end_epoch(clips_per_s):
-                    break
+            with _terminate_as_interrupt():
+                while self.state.epoch < self.cfg.train.epochs:
+                    if self.state.step_in_epoch == 0 and self.state.epoch > 0:
+                        self._set_threads()  # a job started or ended beside this run
+                    clips_per_s = self._train_epoch(show_progress)
+                    if self._end_epoch(clips_per_s):
+                        break
         except KeyboardInterrupt:
-            self._flush()
-            s = self.state
-            if self.ranks.main:
-                checkpoint.save(self.checkpoint(), self.out_dir / "last.pt")
+            with _stop_signals_held():
+                self._flush()
+                s = self.state
+                if self.ranks.main:
+                    checkpoint.save(self.checkpoint(), self.out_dir / "last.pt")
             if not self.ranks.main:
                 raise TrainingInterrupted(f"rank {self.ranks.rank}: interrupted") from None
             raise TrainingInterrupted(
