@@ -117,36 +117,22 @@ def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.devic
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM stops training the way Ctrl-C does, keeping the work: `kill`, a
-    job scheduler, and torchrun, which sends it to its workers when it stops."""
+def _signal_handler(handler, *signals: signal.Signals):
+    """`handler` for `signals` within the block (main thread only: Python runs
+    signal handlers there and refuses to set them elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
-@contextlib.contextmanager
-def _stop_signals_held():
-    """While an interrupted run saves last.pt, a second Ctrl-C (or torchrun's
-    SIGTERM right after the first) must not cut the save and its message short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 class Trainer:
@@ -334,7 +320,9 @@ class Trainer:
             + (f"; {self.ranks.world} ranks" if self.ranks.enabled else "")
         )
         try:
-            with _terminate_as_interrupt():
+            # SIGTERM stops training as Ctrl-C does, keeping the work: `kill`, a job
+            # scheduler, and torchrun, which sends it to its workers when it stops.
+            with _signal_handler(_raise_interrupt, signal.SIGTERM):
                 while self.state.epoch < self.cfg.train.epochs:
                     if self.state.step_in_epoch == 0 and self.state.epoch > 0:
                         self._set_threads()  # a job started or ended beside this run
@@ -342,7 +330,9 @@ class Trainer:
                     if self._end_epoch(clips_per_s):
                         break
         except KeyboardInterrupt:
-            with _stop_signals_held():
+            # While last.pt is saved, a second Ctrl-C (or torchrun's SIGTERM right
+            # after the first) must not cut the save and its message short.
+            with _signal_handler(signal.SIG_IGN, signal.SIGINT, signal.SIGTERM):
                 self._flush()
                 s = self.state
                 if self.ranks.main:
