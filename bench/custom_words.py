@@ -66,7 +66,12 @@ RUNS = ROOT / "runs/cw"
 DATA = ROOT / "data/cw"
 ENCODER = OUT_DIR / "encoder_no_commands.safetensors"
 # Other measurement encoders (same data, no command words): name -> --set items.
-ENCODER_VARIANTS = {"h128": ("model.hidden_size=128",)}
+ENCODER_VARIANTS = {
+    "h128": ("model.hidden_size=128",),
+    # Larger than the default model (the issue: "its shape or larger"); twice
+    # the width, about 3x the parameters and the training time.
+    "h256": ("model.hidden_size=256",),
+}
 TAKES = (1, 5, 20)
 MODES = {  # transfer mode: (encoder_lr_scale, freeze_epochs)
     "frozen": (0.0, 0),
@@ -231,6 +236,15 @@ def plan_runs(mode: str) -> list[Run]:
             mode,
             sets=ENCODER_VARIANTS["h128"],  # the preset's recipe says 96
             encoder="h128",
+        )
+    )
+    runs.append(
+        Run(
+            f"{mode}-k0-enc256",
+            f"encoder {mode} of width 256 (larger than the default model), synthetic only",
+            mode,
+            sets=ENCODER_VARIANTS["h256"],
+            encoder="h256",
         )
     )
     # The levers that helped on real validation, together.

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Synthesize the vocabulary (the 35 Speech Commands words plus the ~500 everyday
-# words of speechlstm/assets/vocabulary.txt, every installed voice, CLIPS per
-# word) into SYNTH (default data/synth_vocab). Seeded, and an interrupted run
+# words of speechlstm/assets/vocabulary.txt, the voices of synth.vocabulary_config,
+# CLIPS per word) into SYNTH (default data/synth_vocab). Seeded, and an interrupted run
 # continues: `make encoder` and bench/ablation.py's vocabulary variants share it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SL=.venv/bin/speechlstm
 PY=.venv/bin/python
 SYNTH=${SYNTH:-data/synth_vocab}
 CLIPS=${CLIPS:-20}
-words=$($PY -c "
-from speechlstm.labels import SC35_WORDS
+# The voice set is pinned (synth.vocabulary_config): voices installed later
+# (make voices) would otherwise change every clip's draw and add clips.
+$PY - "$SYNTH" "$CLIPS" <<'PYEOF'
+import sys
 from pathlib import Path
-vocab = [w for w in Path('speechlstm/assets/vocabulary.txt').read_text().split('\n') if w and not w.startswith('#')]
-print(','.join(list(SC35_WORDS) + [w for w in vocab if w not in SC35_WORDS]))")
-$SL data synth --words "$words" --clips "$CLIPS" --unknown-clips 0 --seed 0 --out "$SYNTH"
+
+from speechlstm.labels import SC35_WORDS
+from speechlstm.synth import synthesize_dataset, vocabulary_config
+
+out, clips = Path(sys.argv[1]), int(sys.argv[2])
+lines = Path("speechlstm/assets/vocabulary.txt").read_text().split("\n")
+vocab = [w for w in lines if w and not w.startswith("#")]
+words = tuple(SC35_WORDS) + tuple(w for w in vocab if w not in SC35_WORDS)
+counts = synthesize_dataset(vocabulary_config(words, clips), out)
+print(f"{out}: {counts['clips']} clips ({counts['made']} made now), {counts['voices']} voices")
+PYEOF

@@ -186,6 +186,20 @@ def sc12_config(clips_per_word: int = 300, seed: int = 0) -> SynthConfig:
     )
 
 
+def vocabulary_config(words: tuple[str, ...], clips_per_word: int, seed: int = 0) -> SynthConfig:
+    """The pretrained encoder's synthesized vocabulary (scripts/synth_vocab.sh): `words`
+    in the voices it was made with, so that installing more (mbrola, pico) does
+    not change its clips: 416 espeak-ng, 4 flite, festival kal, ked and cmu, piper joe."""
+    return SynthConfig(
+        words=words,
+        clips_per_word=clips_per_word,
+        unknown_clips=0,
+        seed=seed,
+        engines=("espeak", "festival", "flite", "piper"),
+        exclude_voices=("espeak-mb-",),
+    )
+
+
 def voice_family(voice: Voice) -> str:
     """The group a voice is drawn in (ENGINE_WEIGHTS): its engine, or "mbrola"."""
     return "mbrola" if voice.id.startswith("espeak-mb-") else voice.engine

@@ -152,6 +152,40 @@ def test_sc12_preset_pins_its_voice_set(tmp_path, monkeypatch):
     assert seen["ids"] == ["festival-kal"]  # a voice installed later does not change the draw
 
 
+def test_the_encoder_vocabulary_pins_its_voice_set(tmp_path, monkeypatch):
+    """make encoder's synthesized words keep their clips when mbrola or pico are
+    installed later (they would change every draw and add clips)."""
+    import speechlstm.synth as synth
+    from speechlstm.synth import vocabulary_config
+
+    cfg = vocabulary_config(("apple", "river"), clips_per_word=2)
+    assert cfg.unknown_clips == 0 and "pico" not in cfg.engines
+    seen = {}
+
+    def fake_plan(c, voices):
+        seen["ids"] = [v.id for v in voices]
+        return []
+
+    class Engine:
+        name = "espeak"
+
+        def voices(self):
+            return [
+                Voice("espeak", "en-us", "espeak-en-us", lang="en-us"),
+                Voice("espeak", "mb-us1", "espeak-mb-us1", lang="en-us"),
+            ]
+
+    def engines(names):
+        assert names == list(cfg.engines)  # pico is never asked for
+        return [Engine()], []
+
+    monkeypatch.setattr(synth, "available_engines", engines)
+    monkeypatch.setattr(synth, "plan", fake_plan)
+    monkeypatch.setattr(synth, "write_noise", lambda *a: None)
+    synthesize_dataset(cfg, tmp_path / "d", show_progress=False)
+    assert seen["ids"] == ["espeak-en-us"]
+
+
 def test_languages_choose_voices_and_english_keeps_the_presets_set():
     from speechlstm.tts import speaks
 
