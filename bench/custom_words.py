@@ -262,6 +262,24 @@ def plan_runs(mode: str) -> list[Run]:
         )
         for k in (0, 5)
     ]
+    # Domain-adversarial training (train.domain_adversarial) on the combined
+    # run: the real non-command words are also the "real" domain the encoder
+    # must not tell from the synthesized one.
+    runs += [
+        Run(
+            f"{mode}-k{k}-combined-dann{tag}",
+            f"combined (k = {k}) + domain-adversarial training, weight {weight}",
+            mode,
+            k,
+            synth="allvoices",
+            sets=ENCODER_VARIANTS["h128"]
+            + (f"train.domain_adversarial={weight}",)
+            + (("data.extra_share=0.3",) if k else ()),
+            real_unknown=True,
+            encoder="h128",
+        )
+        for k, weight, tag in ((0, 1.0, "1"), (0, 0.3, "03"), (5, 1.0, "1"))
+    ]
     # Real takes drawn by count are ~2-6% of a word's draws beside its 300
     # synthesized clips; here they are 30% of them (data.extra_share).
     runs += [

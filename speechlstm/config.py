@@ -186,6 +186,11 @@ class TrainConfig:
     # epochs it stays frozen first (the head learns before the encoder moves).
     encoder_lr_scale: float = 0.1
     freeze_epochs: int = 0
+    # Domain-adversarial training (train/domain.py): weight of a discriminator
+    # that tells the `--add` clips (real recordings) from the main dataset's
+    # (synthesized), its gradient reversed into the encoder so that the two
+    # look alike to the head. Needs --add; 0 disables.
+    domain_adversarial: float = 0.0
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
@@ -212,6 +217,10 @@ class TrainConfig:
             raise ValueError("train.distill_temperature must be > 0")
         if not 0.0 <= self.encoder_lr_scale <= 10.0:
             raise ValueError(f"train.encoder_lr_scale={self.encoder_lr_scale}: must be in [0, 10]")
+        if not 0.0 <= self.domain_adversarial <= 10.0:
+            raise ValueError(
+                f"train.domain_adversarial={self.domain_adversarial}: must be in [0, 10]"
+            )
         if self.freeze_epochs < 0:
             raise ValueError(f"train.freeze_epochs={self.freeze_epochs}: must be >= 0")
         return self

@@ -378,6 +378,58 @@ def test_ema_mixup_distillation_and_all_augmentations_train_resume_and_export(
     assert list(OnnxRecognizer(result.path).labels) == list(last.labels)
 
 
+def test_domain_adversarial_training_uses_the_added_clips_resumes_and_exports(
+    tmp_path, tone_dataset, monkeypatch
+):
+    import dataclasses
+
+    import torch
+    from synth_audio import make_dataset
+
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train import checkpoint
+    from speechlstm.train.domain import DomainDiscriminator
+    from speechlstm.train.export import export
+    from speechlstm.train.trainer import TrainingInterrupted, run_training
+
+    # The "real" clips: other speakers of two words plus an unknown word.
+    extra = make_dataset(tmp_path / "extra", words=("yes", "no", "left"), speakers=4, seed=3)
+    base = tiny_config(epochs=2)
+    cfg = dataclasses.replace(
+        base,
+        data=dataclasses.replace(base.data, extra=(str(extra),)),
+        train=dataclasses.replace(base.train, domain_adversarial=1.0),
+    )
+    plain = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, domain_adversarial=0.0))
+    run_training(tone_dataset, tmp_path / "plain", plain, show_progress=False)
+    run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
+    last = checkpoint.load(tmp_path / "a/last.pt", resumable=True)
+    # The discriminator is kept to resume; its reversed gradient moved the encoder
+    # (the same seed without it gives other recurrent weights).
+    fresh = DomainDiscriminator(2 * cfg.model.hidden_size, len(last.labels)).state_dict()
+    assert last.domain is not None and last.domain.keys() == fresh.keys()
+    without = _weights(tmp_path / "plain/last.pt")
+    assert any(not torch.equal(last.model[k], without[k]) for k in last.model if "rnn" in k)
+
+    # Interrupted and resumed: the same model and discriminator.
+    with pytest.raises(TrainingInterrupted):
+        _interrupted_at(5, monkeypatch, tone_dataset, tmp_path / "b", cfg)
+    run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
+    resumed = checkpoint.load(tmp_path / "b/last.pt")
+    _assert_same_weights(last.model, resumed.model)
+    _assert_same_weights(last.domain, resumed.domain)
+
+    # The exported model is the recognizer alone.
+    result = export(tmp_path / "a/best.pt", tmp_path / "a.onnx")
+    assert result.max_abs_diff < 1e-4
+    assert list(OnnxRecognizer(result.path).labels) == list(last.labels)
+
+    # Without --add there is no other domain: a clear error before training.
+    alone = dataclasses.replace(cfg, data=base.data)
+    with pytest.raises(ValueError, match="--add"):
+        run_training(tone_dataset, tmp_path / "c", alone, show_progress=False)
+
+
 def test_teacher_with_other_labels_is_refused(tmp_path, trained_run):
     import torch
 

@@ -80,6 +80,8 @@ class Checkpoint:
     # The moving average of the weights (train.ema_decay > 0): what is
     # validated, tested and exported; `model` keeps the raw weights to resume.
     ema: dict[str, torch.Tensor] | None = None
+    # The domain discriminator (train.domain_adversarial): to resume only.
+    domain: dict[str, torch.Tensor] | None = None
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:
@@ -100,6 +102,7 @@ def to_state(ckpt: Checkpoint) -> dict[str, Any]:
         "scheduler": ckpt.scheduler,
         "train_state": None if ckpt.train_state is None else dataclasses.asdict(ckpt.train_state),
         "ema": ckpt.ema,
+        "domain": ckpt.domain,
     }
     return {k: v for k, v in state.items() if v is not None}
 
@@ -132,6 +135,7 @@ def from_state(state: dict[str, Any], path: Path, resumable: bool = False) -> Ch
         scheduler=state.get("scheduler"),
         train_state=_train_state(state.get("train_state"), path),
         ema=state.get("ema"),
+        domain=state.get("domain"),
     )
 
 

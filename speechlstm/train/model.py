@@ -73,8 +73,13 @@ class SpeechClassifier(nn.Module):
         """Recurrent outputs (B, T', 2H) -> logits (B, C)."""
         return self.head(self.dropout(self.pool(h)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.recur(self.prepare(x))
+    def forward(self, x: torch.Tensor, with_pooled: bool = False):
+        """Logits (B, C); with `with_pooled` also the pooled encoder output (B, 2H)
+        (domain-adversarial training's discriminator reads it)."""
+        if not with_pooled:
+            return self.recur(self.prepare(x))
+        pooled = self.pool(self.rnn(self.prepare(x)))
+        return self.head(self.dropout(pooled)), pooled
 
 
 def stack_frames(x: torch.Tensor, k: int) -> torch.Tensor:

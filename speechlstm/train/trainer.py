@@ -41,6 +41,7 @@ from . import checkpoint
 from .augment import WaveAugment, edge_fragments, noise_bursts, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
 from .distributed import SINGLE, Ranks, barrier, sum_across
+from .domain import DomainDiscriminator, domain_loss, reversal_strength, reverse_gradient
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .model import Recognizer, count_parameters
 
@@ -181,6 +182,22 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
         self.n_params = count_parameters(self.model)
+        # Domain-adversarial training (train.domain_adversarial): the discriminator
+        # is a training aid, kept in checkpoints to resume but never exported.
+        self.domain = None
+        if tc.domain_adversarial > 0:
+            if self.train_from_extra_of(data) is None:
+                raise ValueError(
+                    "train.domain_adversarial needs clips of the other domain: add real "
+                    "recordings with --add DIR (the main dataset is the synthesized one)"
+                )
+            self.domain = DomainDiscriminator(2 * cfg.model.hidden_size, len(self.labels))
+            self.domain.to(self.device)
+        self.domain_net = self.domain
+        if self.domain is not None and ranks.enabled:
+            self.domain_net = DistributedDataParallel(
+                self.domain, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.grad_groups = grad_groups(self.model.classifier)
         self.augment = WaveAugment(cfg.augment, cfg.features, torch.from_numpy(data.noise))
         self.augment.to(self.device)
@@ -219,10 +236,13 @@ class Trainer:
             enc = self.uses_encoder and is_encoder_param(name)
             groups.setdefault((enc, not (p.ndim < 2 or "norm" in name)), []).append(p)
         keys = sorted(groups, key=lambda k: (k[0], not k[1]))
-        self.optimizer = torch.optim.AdamW(
-            [{"params": groups[k], "weight_decay": tc.weight_decay if k[1] else 0.0} for k in keys],
-            lr=tc.lr,
-        )
+        param_groups = [
+            {"params": groups[k], "weight_decay": tc.weight_decay if k[1] else 0.0} for k in keys
+        ]
+        if self.domain is not None:  # learns at the head's rate
+            param_groups.append({"params": list(self.domain.parameters()), "weight_decay": 0.0})
+            keys.append((False, False))
+        self.optimizer = torch.optim.AdamW(param_groups, lr=tc.lr)
 
         def schedule(enc: bool):
             return lambda s: (
@@ -260,6 +280,7 @@ class Trainer:
             scheduler=self.scheduler.state_dict(),
             train_state=self.state,
             ema=None if self.average is None else self.average.module.state_dict(),
+            domain=None if self.domain is None else self.domain.state_dict(),
         )
 
     @property
@@ -278,6 +299,10 @@ class Trainer:
 
     def load_resume(self, ckpt: Checkpoint, path: Path) -> None:
         checkpoint.load_weights(self.model, ckpt.model, path)
+        if self.domain is not None:
+            if ckpt.domain is None:
+                raise checkpoint.CheckpointError(f"{path}: holds no domain discriminator")
+            checkpoint.load_weights(self.domain, ckpt.domain, path, "domain")
         if self.ema is not None:
             if ckpt.ema is None:
                 raise checkpoint.CheckpointError(f"{path}: holds no moving average to resume")
@@ -344,6 +369,12 @@ class Trainer:
                 f"saved {self.out_dir / 'last.pt'}; continue with --resume"
             ) from None
         return self.state
+
+    @staticmethod
+    def train_from_extra_of(data: Prepared) -> np.ndarray | None:
+        """Which training clips came from `--add` sources (None: there are none)."""
+        extra = data.splits["train"].from_extra
+        return extra if extra is not None and extra.any() else None
 
     def _encoder_rate(self, epoch: int) -> float:
         """The encoder's learning-rate factor in `epoch` (0 while frozen)."""
@@ -461,8 +492,18 @@ class Trainer:
             feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
             teacher_probs = self._teacher_probs(wave, clean_mel) if self.teachers else None
         with self.autocast:
-            logits = self.classifier(feats).float()
+            if self.domain is None:
+                logits = self.classifier(feats).float()
+            else:
+                logits, pooled = self.classifier(feats, with_pooled=True)
+                logits = logits.float()
             loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
+            if self.domain is not None:
+                progress = self.state.global_step / max(1, self.total_steps)
+                reversed_ = reverse_gradient(pooled.float(), reversal_strength(progress))
+                is_extra = torch.from_numpy(self.train_from_extra[idx]).to(self.device)
+                d_logits = self.domain_net(reversed_, target).float()
+                loss = loss + tc.domain_adversarial * domain_loss(d_logits, is_extra)
             if mix is not None:
                 lam, other = mix
                 loss = lam * loss + (1 - lam) * F.cross_entropy(
