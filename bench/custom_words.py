@@ -71,7 +71,11 @@ ENCODER_VARIANTS = {
     # Larger than the default model (the issue: "its shape or larger"); twice
     # the width, about 3x the parameters and the training time.
     "h256": ("model.hidden_size=256",),
+    # Width 128, domain-adversarial (ENCODER_DOMAIN): its real and synthesized
+    # clips of a word made alike to the encoder.
+    "h128dann": ("model.hidden_size=128",),
 }
+ENCODER_DOMAIN = {"h128dann": "1.0"}  # variant -> train.domain_adversarial
 TAKES = (1, 5, 20)
 MODES = {  # transfer mode: (encoder_lr_scale, freeze_epochs)
     "frozen": (0.0, 0),
@@ -106,7 +110,10 @@ def build_encoder(subset: Path, variant: str = "") -> None:
         **os.environ,
         "SC": str(subset),
         "EXCLUDE": ",".join(SC12_WORDS),
-        "MIX": str(ROOT / "data/encoder_mix_nocmd"),
+        "MIX": str(
+            ROOT / ("data/encoder_mix_nocmd" + ("_dann" if variant in ENCODER_DOMAIN else ""))
+        ),
+        "DOMAIN": ENCODER_DOMAIN.get(variant, ""),
         "RUN": str(RUNS / ("encoder_nocmd" + (f"_{variant}" if variant else ""))),
         "OUT": str(out),
         "SETS": " ".join(ENCODER_VARIANTS.get(variant, ())),
@@ -262,6 +269,17 @@ def plan_runs(mode: str) -> list[Run]:
         )
         for k in (0, 5)
     ]
+    runs.append(
+        Run(
+            f"{mode}-k0-combined-encdann",
+            "combined (k = 0), its encoder trained domain-adversarially (weight 1.0)",
+            mode,
+            synth="allvoices",
+            sets=ENCODER_VARIANTS["h128dann"],
+            real_unknown=True,
+            encoder="h128dann",
+        )
+    )
     # Domain-adversarial training (train.domain_adversarial) on the combined
     # run: the real non-command words are also the "real" domain the encoder
     # must not tell from the synthesized one.

@@ -2,12 +2,16 @@
 speech of a large vocabulary, linked into one Speech Commands folder (no audio copied).
 
     python scripts/encoder_data.py SC_ROOT LIST.csv SYNTH_DIR OUT_DIR [--exclude w1,w2]
+        [--real-train-out DIR]
 
 The real clips are those LIST.csv names (sc_subset.py), with their validation
 and test lists, so selection and reports stay on real speakers; every
 synthesized clip of SYNTH_DIR is training data (its speakers are in no list).
 `--exclude` leaves words out of both (bench/custom_words.py measures an
-encoder that never heard the ten command words).
+encoder that never heard the ten command words). `--real-train-out` links the
+real training clips into a folder of their own instead, for `train --add`: the
+encoder's domain-adversarial variant (train.domain_adversarial) tells the two
+domains apart by it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sc_subset import build  # noqa: E402
 
 
+def fresh(out: Path) -> Path:
+    """`out` emptied (a folder this script made: links only) and marked as its own."""
+    marker = out / ".encoder_data"
+    if out.exists():
+        if not marker.is_file():
+            raise SystemExit(f"error: {out} exists and was not made by this script; refusing")
+        shutil.rmtree(out)  # links only: rebuilt from the list every time
+    out.mkdir(parents=True)
+    marker.write_text("links made by scripts/encoder_data.py; rebuilt on every run\n")
+    return out
+
+
+def link_real(root: Path, rows: list[dict], out: Path) -> dict[str, int]:
+    """Link the real clips of `rows` into `out` with their lists (sc_subset.build)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        kept = Path(tmp) / "clips.csv"
+        with kept.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["clip", "split"])
+            writer.writeheader()
+            writer.writerows({"clip": r["clip"], "split": r["split"]} for r in rows)
+        return build(root, kept, out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path)
@@ -31,23 +58,18 @@ def main() -> None:
     parser.add_argument("synth", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--exclude", default="", help="Comma-separated words to leave out.")
+    parser.add_argument("--real-train-out", type=Path, default=None)
     args = parser.parse_args()
     exclude = {w.strip() for w in args.exclude.split(",") if w.strip()}
-    marker = args.out / ".encoder_data"
-    if args.out.exists():
-        if not marker.is_file():
-            raise SystemExit(f"error: {args.out} exists and was not made by this script; refusing")
-        shutil.rmtree(args.out)  # links only: rebuilt from the list every time
     with args.clip_list.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["clip"].split("/", 1)[0] not in exclude]
-    with tempfile.TemporaryDirectory() as tmp:
-        kept = Path(tmp) / "clips.csv"
-        with kept.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["clip", "split"])
-            writer.writeheader()
-            writer.writerows({"clip": r["clip"], "split": r["split"]} for r in rows)
-        counts = build(args.root, kept, args.out)
-    marker.write_text("links made by scripts/encoder_data.py; rebuilt on every run\n")
+    apart = args.real_train_out
+    real = [r for r in rows if apart is None or r["split"] != "train"]
+    counts = link_real(args.root, real, fresh(args.out))
+    if apart is not None:
+        train = [r for r in rows if r["split"] == "train"]
+        counts["train"] = link_real(args.root, train, fresh(apart))["train"]
+        (apart / "_background_noise_").unlink(missing_ok=True)  # the primary brings it
     synthetic = 0
     for folder in sorted(p for p in args.synth.iterdir() if p.is_dir()):
         if folder.name in exclude or folder.name.startswith("_"):
