@@ -280,6 +280,19 @@ def plan_runs(mode: str) -> list[Run]:
             encoder="h128dann",
         )
     )
+    runs += [
+        Run(
+            f"{mode}-k{k}-combined256",
+            f"combined (k = {k}) with the width-256 encoder",
+            mode,
+            k,
+            synth="allvoices",
+            sets=ENCODER_VARIANTS["h256"] + (("data.extra_share=0.3",) if k else ()),
+            real_unknown=True,
+            encoder="h256",
+        )
+        for k in (0, 5)
+    ]
     # Domain-adversarial training (train.domain_adversarial) on the combined
     # run: the real non-command words are also the "real" domain the encoder
     # must not tell from the synthesized one.
