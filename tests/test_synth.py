@@ -124,66 +124,61 @@ def test_no_engine_is_a_clear_error(tmp_path, monkeypatch):
         synthesize_dataset(SynthConfig(words=("a",)), tmp_path / "x", show_progress=False)
 
 
-def test_sc12_preset_pins_its_voice_set(tmp_path, monkeypatch):
+def _voices_drawn(cfg, offered, monkeypatch, tmp_path, asked=None) -> list[str]:
+    """The voice ids `synthesize_dataset(cfg)` plans with when one engine offers `offered`."""
     import speechlstm.synth as synth
-    from speechlstm.synth import sc12_config
 
-    cfg = sc12_config(clips_per_word=1)
-    assert cfg.words[:3] == ("yes", "no", "up") and cfg.unknown_layout == "folders"
     seen = {}
 
-    def fake_plan(c, voices):
-        seen["ids"] = [v.id for v in voices]
-        return []
-
     class Engine:
-        name = "festival"
+        name = offered[0].engine
 
         def voices(self):
-            return [
-                Voice("festival", "kal_diphone", "festival-kal"),
-                Voice("festival", "ked_diphone", "festival-ked"),
-            ]
-
-    monkeypatch.setattr(synth, "available_engines", lambda names: ([Engine()], []))
-    monkeypatch.setattr(synth, "plan", fake_plan)
-    monkeypatch.setattr(synth, "write_noise", lambda *a: None)
-    synthesize_dataset(cfg, tmp_path / "d", show_progress=False)
-    assert seen["ids"] == ["festival-kal"]  # a voice installed later does not change the draw
-
-
-def test_the_encoder_vocabulary_pins_its_voice_set(tmp_path, monkeypatch):
-    """make encoder's synthesized words keep their clips when mbrola or pico are
-    installed later (they would change every draw and add clips)."""
-    import speechlstm.synth as synth
-    from speechlstm.synth import vocabulary_config
-
-    cfg = vocabulary_config(("apple", "river"), clips_per_word=2)
-    assert cfg.unknown_clips == 0 and "pico" not in cfg.engines
-    seen = {}
-
-    def fake_plan(c, voices):
-        seen["ids"] = [v.id for v in voices]
-        return []
-
-    class Engine:
-        name = "espeak"
-
-        def voices(self):
-            return [
-                Voice("espeak", "en-us", "espeak-en-us", lang="en-us"),
-                Voice("espeak", "mb-us1", "espeak-mb-us1", lang="en-us"),
-            ]
+            return offered
 
     def engines(names):
-        assert names == list(cfg.engines)  # pico is never asked for
+        if asked is not None:
+            assert names == asked
         return [Engine()], []
+
+    def fake_plan(c, vs):
+        seen["ids"] = [v.id for v in vs]
+        return []
 
     monkeypatch.setattr(synth, "available_engines", engines)
     monkeypatch.setattr(synth, "plan", fake_plan)
     monkeypatch.setattr(synth, "write_noise", lambda *a: None)
     synthesize_dataset(cfg, tmp_path / "d", show_progress=False)
-    assert seen["ids"] == ["espeak-en-us"]
+    return seen["ids"]
+
+
+def test_sc12_preset_pins_its_voice_set(tmp_path, monkeypatch):
+    from speechlstm.synth import sc12_config
+
+    cfg = sc12_config(clips_per_word=1)
+    assert cfg.words[:3] == ("yes", "no", "up") and cfg.unknown_layout == "folders"
+    voices = [
+        Voice("festival", "kal_diphone", "festival-kal"),
+        Voice("festival", "ked_diphone", "festival-ked"),
+    ]
+    # a voice installed later does not change the draw
+    assert _voices_drawn(cfg, voices, monkeypatch, tmp_path) == ["festival-kal"]
+
+
+def test_the_encoder_vocabulary_pins_its_voice_set(tmp_path, monkeypatch):
+    """make encoder's synthesized words keep their clips when mbrola or pico are
+    installed later (they would change every draw and add clips)."""
+    from speechlstm.synth import vocabulary_config
+
+    cfg = vocabulary_config(("apple", "river"), clips_per_word=2)
+    assert cfg.unknown_clips == 0 and "pico" not in cfg.engines
+    voices = [
+        Voice("espeak", "en-us", "espeak-en-us", lang="en-us"),
+        Voice("espeak", "mb-us1", "espeak-mb-us1", lang="en-us"),
+    ]
+    # pico is never asked for, mbrola's voices are left out
+    ids = _voices_drawn(cfg, voices, monkeypatch, tmp_path, asked=list(cfg.engines))
+    assert ids == ["espeak-en-us"]
 
 
 def test_languages_choose_voices_and_english_keeps_the_presets_set():
