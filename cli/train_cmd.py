@@ -233,7 +233,10 @@ def export(
         from speechlstm.train.encoder import EncoderError, export_encoder
 
         if int8 or detector is not None:
-            fail("--as-encoder writes fp32 encoder weights; leave out --int8 and --detector")
+            fail(
+                "--as-encoder writes the encoder's weights (fp16 safetensors); "
+                "leave out --int8 and --detector"
+            )
         try:
             path = export_encoder(checkpoint, output)
         except (CheckpointError, EncoderError, OSError) as exc:

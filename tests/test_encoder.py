@@ -53,6 +53,7 @@ def _classifier_weights(path):
 
 
 def test_encoder_file_is_safetensors_with_its_settings(encoder_file, trained_run):
+    import torch
     from safetensors import safe_open
 
     from speechlstm.train.encoder import PARTS, load_encoder
@@ -60,14 +61,18 @@ def test_encoder_file_is_safetensors_with_its_settings(encoder_file, trained_run
     with safe_open(str(encoder_file), framework="pt") as f:
         keys = list(f.keys())
         header = f.metadata()
+        stored = {f.get_slice(k).get_dtype() for k in keys}
     assert keys and all(k.startswith(PARTS) for k in keys)
     assert not any(k.startswith("head.") for k in keys)  # the head is not part of it
+    assert stored == {"F16"}  # half the bytes in the package
     enc = load_encoder(encoder_file)
     assert enc.model.hidden_size == tiny_config().model.hidden_size
     assert json.loads(header["info"])["labels"][:2] == ["down", "no"]
     weights = _classifier_weights(trained_run / "best.pt")
-    for k, v in enc.tensors.items():
-        assert (weights[k].float() == v).all(), k
+    for k, v in enc.tensors.items():  # stored in fp16, returned in fp32
+        assert v.dtype == torch.float32, k
+        assert (weights[k].half().float() == v).all(), k
+        assert not (weights[k].float() - v).abs().gt(1e-3 * weights[k].abs() + 1e-6).any(), k
 
 
 def test_frozen_encoder_stays_and_a_new_head_learns_other_words(
