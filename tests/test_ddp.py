@@ -26,6 +26,16 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "SPEECHLSTM_DIST_TIMEOUT_S": "20"}
 
 
+def _why(stderr: bytes) -> str:
+    """A failed job's story: torchrun's summary names only the signal, so first
+    the ranks' own last words (a C++ abort's "terminate called ... what()",
+    our errors), then the tail."""
+    lines = stderr.decode(errors="replace").splitlines()
+    keys = ("terminate", "what()", "error", "gloo", "abort", "interrupted", "epoch ")
+    said = [x for x in lines if any(k in x.lower() for k in keys)]
+    return "\n".join(said[-40:]) + "\n--- tail ---\n" + "\n".join(lines[-25:])
+
+
 def _torchrun(data: Path, out: Path, *extra: str, epochs: int = 8) -> subprocess.Popen:
     cmd = [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "-m", "speechlstm",
            "train", str(data), "--out", str(out), *extra]  # fmt: skip
@@ -41,7 +51,7 @@ def ddp_run(tone_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "run"
     proc = _torchrun(tone_dataset, out)
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert proc.returncode == 0, _why(stderr)
     return out, stdout.decode(), stderr.decode()
 
 
@@ -93,7 +103,7 @@ def test_ctrl_c_stops_every_rank_and_resume_finishes(tone_dataset, tmp_path):
     assert stopped < 30
     proc = _torchrun(tone_dataset, out, "--resume")
     stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert proc.returncode == 0, _why(stderr)
     assert len(json.loads((out / "metrics.json").read_text())["history"]) == 30
 
 
@@ -155,6 +165,6 @@ def test_domain_adversarial_training_runs_under_two_ranks(tone_dataset, tmp_path
     proc = _torchrun(tone_dataset, out, "--add", str(extra), "--set",
                      "train.domain_adversarial=1.0", epochs=2)  # fmt: skip
     _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert proc.returncode == 0, _why(stderr)
     last = checkpoint.load(out / "last.pt", resumable=True)
     assert last.domain is not None and "net.0.weight" in last.domain
