@@ -21,7 +21,8 @@ The protocol (the encoder must not have heard the words it is measured on):
 
 Every run is exported to int8 ONNX and measured on the real subset's
 validation and test lists (12-class); the table reports both, and the k
-runs' models are copied to bench/out/custom_words_k{0,1,5,20}.int8.onnx.
+runs' models are copied to bench/out/custom_words_k{0,1,5,20}.int8.onnx
+(the width-256 series, the shipped encoder's width, where it was run).
 The k = 0 model's stream and stored detector (README, "Custom words from text"):
 
     python bench/streaming.py --model bench/out/custom_words_k0.int8.onnx --tune \
@@ -254,6 +255,18 @@ def plan_runs(mode: str) -> list[Run]:
             encoder="h256",
         )
     )
+    # The takes series at the shipped encoder's width (the k rows above: 96).
+    runs += [
+        Run(
+            f"{mode}-k{k}-enc256",
+            f"encoder {mode} of width 256 (the shipped width), + {k} real take(s) per word",
+            mode,
+            k,
+            sets=ENCODER_VARIANTS["h256"],
+            encoder="h256",
+        )
+        for k in TAKES
+    ]
     # The levers that helped on real validation, together.
     runs += [
         Run(
@@ -425,7 +438,8 @@ def report(subset: Path, runs: list[Run], mode: str | None, encoder: Path) -> No
     out_dir = OUT_DIR if RUNS == ROOT / "runs/cw" else RUNS  # a smoke run keeps to itself
     out_dir.mkdir(parents=True, exist_ok=True)
     for k in (0, *TAKES):
-        src = model_of(f"{mode}-k{k}") if mode else None
+        # The shipped encoder's width when that series was run, else the 96-wide one.
+        src = (model_of(f"{mode}-k{k}-enc256") or model_of(f"{mode}-k{k}")) if mode else None
         if src is not None:
             kind = src.name.split(".")[1]
             shutil.copyfile(src, out_dir / f"custom_words_k{k}.{kind}.onnx")

@@ -141,3 +141,23 @@ def test_export_stores_tuned_detector_defaults(trained_run, tmp_path):
         app, ["export", str(trained_run / "best.pt"), "-o", str(out), "--detector", str(bad)]
     )
     assert result.exit_code == 2 and "refractory_ms" in result.output
+
+
+@pytest.mark.train
+def test_int8_probe_tops_up_a_small_validation_split_with_the_other_clips(tmp_path):
+    from synth_audio import make_dataset
+
+    from speechlstm.config import FeatureConfig
+    from speechlstm.train.export import probe_set
+
+    # 4 words x 10 speakers x 3 takes: 24 validation clips of 120.
+    data = make_dataset(tmp_path / "d", noise=False)
+    probe, name = probe_set(str(data), FeatureConfig(), n=100)
+    assert probe.shape == (100, FeatureConfig().clip_samples)
+    assert name == f"clips of {data}"
+    few, few_name = probe_set(str(data), FeatureConfig(), n=20)  # validation suffices
+    assert len(few) == 20 and few_name == f"validation clips of {data}"
+    # The validation clips come first: the small probe is the large one's start.
+    np.testing.assert_array_equal(few, probe[:20])
+    tones, tones_name = probe_set(str(tmp_path / "gone"), FeatureConfig(), n=30)
+    assert len(tones) == 30 and tones_name == "generated tones"

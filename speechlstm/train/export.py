@@ -340,8 +340,9 @@ def probe_set(
     source: str | None, features: FeatureConfig, n: int = PROBE_CLIPS
 ) -> tuple[np.ndarray, str]:
     """Clips to compare int8 with fp32 on: the training dataset's validation
-    clips when it is still on disk (real inputs, the ones that matter), else
-    generated speech-like tones."""
+    clips when it is still on disk (real inputs, the ones that matter), topped
+    up from its other clips to `n` (a small validation split makes one flip
+    in 70 look like a broken model), else generated speech-like tones."""
     from ..audio import InvalidAudio, fix_length, load_audio
     from ..datasets import DatasetError, discover
 
@@ -350,18 +351,24 @@ def probe_set(
     except DatasetError:
         index = None
     if index is not None:
-        clips = index.split("validation") or list(index.clips)
         rng = np.random.default_rng(0)
-        chosen = rng.permutation(len(clips))[:n]
+        validation = index.split("validation")
+        held = {c.path for c in validation}
+        others = [c for c in index.clips if c.path not in held]
+        clips = [validation[i] for i in rng.permutation(len(validation))]
+        clips += [others[i] for i in rng.permutation(len(others))]
         waves = []
-        for i in chosen:
+        for clip in clips:
+            if len(waves) >= n:
+                break
             try:
-                wave = load_audio(clips[i].path, features.sample_rate)
+                wave = load_audio(clip.path, features.sample_rate)
                 waves.append(fix_length(wave, features.clip_samples))
             except InvalidAudio:
                 continue
         if len(waves) >= 20:
-            return np.stack(waves), f"validation clips of {source}"
+            name = "validation clips" if len(waves) <= len(validation) else "clips"
+            return np.stack(waves), f"{name} of {source}"
     return probe_waveforms(features.clip_samples, features.sample_rate, n), "generated tones"
 
 
