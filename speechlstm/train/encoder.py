@@ -15,7 +15,7 @@ The file is safetensors (tensors and a string header; nothing that can run
 code when loaded). Its header holds the feature and model settings the
 tensors belong to, so a run adopts them and an export stays self-contained.
 The tensors are stored in fp16 and loaded as fp32: the package carries half
-the bytes (5 MB for the 2x256 encoder), and the weights are only where
+the bytes (4.6 MB for the 2x256 encoder), and the weights are only where
 training starts, so a rounding of 1 part in 2,000 changes nothing measurable.
 """
 

@@ -357,17 +357,18 @@ def probe_set(
         others = [c for c in index.clips if c.path not in held]
         clips = [validation[i] for i in rng.permutation(len(validation))]
         clips += [others[i] for i in rng.permutation(len(others))]
-        waves = []
-        for clip in clips:
+        waves, topped_up = [], False
+        for i, clip in enumerate(clips):
             if len(waves) >= n:
                 break
             try:
                 wave = load_audio(clip.path, features.sample_rate)
-                waves.append(fix_length(wave, features.clip_samples))
             except InvalidAudio:
                 continue
+            waves.append(fix_length(wave, features.clip_samples))
+            topped_up = topped_up or i >= len(validation)
         if len(waves) >= 20:
-            name = "validation clips" if len(waves) <= len(validation) else "clips"
+            name = "clips" if topped_up else "validation clips"
             return np.stack(waves), f"{name} of {source}"
     return probe_waveforms(features.clip_samples, features.sample_rate, n), "generated tones"
 
