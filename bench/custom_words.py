@@ -17,7 +17,7 @@ The protocol (the encoder must not have heard the words it is measured on):
    voices), prosody range (rate and pitch within 5%), vocal-tract warping
    (engines' own voices only), room simulation (no reverberation), and the
    encoder's real non-command speech (training-list speakers) as `_unknown_`;
-   and the takes drawn as 30% of a word's clips, an encoder of width 128.
+   and the takes drawn as 30% of a word's clips, encoders of width 128, 256 and 384.
 
 Every run is exported to int8 ONNX and measured on the real subset's
 validation and test lists (12-class); the table reports both, and the k
