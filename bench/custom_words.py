@@ -307,28 +307,16 @@ def plan_runs(mode: str) -> list[Run]:
     )
     runs += [
         Run(
-            f"{mode}-k{k}-combined256",
-            f"combined (k = {k}) with the width-256 encoder",
+            f"{mode}-k{k}-combined{width}",
+            f"combined (k = {k}) with the width-{width} encoder",
             mode,
             k,
             synth="allvoices",
-            sets=ENCODER_VARIANTS["h256"] + (("data.extra_share=0.3",) if k else ()),
+            sets=ENCODER_VARIANTS[f"h{width}"] + (("data.extra_share=0.3",) if k else ()),
             real_unknown=True,
-            encoder="h256",
+            encoder=f"h{width}",
         )
-        for k in (0, 5)
-    ]
-    runs += [
-        Run(
-            f"{mode}-k{k}-combined384",
-            f"combined (k = {k}) with the width-384 encoder",
-            mode,
-            k,
-            synth="allvoices",
-            sets=ENCODER_VARIANTS["h384"] + (("data.extra_share=0.3",) if k else ()),
-            real_unknown=True,
-            encoder="h384",
-        )
+        for width in (256, 384)
         for k in (0, 5)
     ]
     # Domain-adversarial training (train.domain_adversarial) on the combined
