@@ -34,6 +34,8 @@ The k = 0 model's stream and stored detector (README, "Custom words from text"):
     python bench/custom_words.py --report        # the table only
     python bench/custom_words.py --encoder E --epochs 1 --runs scratch-k0,frozen-k0 \
         --runs-dir /tmp/cw                       # a smoke run (its table stays in /tmp/cw)
+    python bench/custom_words.py --mode tuned --encoder speechlstm/assets/encoder.safetensors \
+        --runs tuned-k0-enc384                   # one row on a fresh machine (mode chosen before)
 
 Needs `make default-model`'s data (data/sc12_real, data/synth_sc12) and the
 subset beside the project. Runs one training at a time (2 cores).
@@ -72,8 +74,8 @@ ENCODER_VARIANTS = {
     # Larger than the default model (the issue: "its shape or larger"); twice
     # the width, about 3x the parameters and the training time.
     "h256": ("model.hidden_size=256",),
-    # Wider still (~2x the parameters of 256, ~10 MB in fp16: the top of "a
-    # few MB"): does the width series 96 -> 128 -> 256 keep paying?
+    # Wider still (~2x the parameters of 256, ~10 MB in fp16: past "a few
+    # MB"): does the width series 96 -> 128 -> 256 keep paying? (It does not.)
     "h384": ("model.hidden_size=384",),
     # Width 128, domain-adversarial (ENCODER_DOMAIN): its real and synthesized
     # clips of a word made alike to the encoder.
@@ -240,33 +242,18 @@ def plan_runs(mode: str) -> list[Run]:
             real_unknown=True,
         )
     )
-    runs.append(
+    # The encoder's width (the preset's recipe says 96).
+    widths = {128: " (the default model's)", 256: " (larger than the default model)", 384: ""}
+    runs += [
         Run(
-            f"{mode}-k0-enc128",
-            f"encoder {mode} of width 128 (the default model's), synthetic only",
+            f"{mode}-k0-enc{width}",
+            f"encoder {mode} of width {width}{note}, synthetic only",
             mode,
-            sets=ENCODER_VARIANTS["h128"],  # the preset's recipe says 96
-            encoder="h128",
+            sets=ENCODER_VARIANTS[f"h{width}"],
+            encoder=f"h{width}",
         )
-    )
-    runs.append(
-        Run(
-            f"{mode}-k0-enc256",
-            f"encoder {mode} of width 256 (larger than the default model), synthetic only",
-            mode,
-            sets=ENCODER_VARIANTS["h256"],
-            encoder="h256",
-        )
-    )
-    runs.append(
-        Run(
-            f"{mode}-k0-enc384",
-            f"encoder {mode} of width 384, synthetic only",
-            mode,
-            sets=ENCODER_VARIANTS["h384"],
-            encoder="h384",
-        )
-    )
+        for width, note in widths.items()
+    ]
     # The takes series at the shipped encoder's width (the k rows above: 96).
     runs += [
         Run(
