@@ -86,6 +86,13 @@ def train(
         "-v",
         help="Also print each epoch's gradient norm per layer (always in metrics.json).",
     ),
+    frontend: str = typer.Option(
+        "mfcc",
+        "--frontend",
+        help="mfcc: the recognizer (MFCC -> BiLSTM). embedding: a teacher on Google's "
+        "pretrained speech embedding (openwakeword 0.4.0's files) plus a BiLSTM head, "
+        "written as teacher.safetensors for --set 'train.teacher=[\"DIR/teacher.safetensors\"]'.",
+    ),
 ) -> None:
     """Train a recognizer and write best.pt, last.pt, metrics.json and plots to --out.
 
@@ -112,6 +119,10 @@ def train(
       speechlstm train data/sc --add data/synth_sc12 --add data/mine --out runs/mixed
 
       torchrun --nproc-per-node 2 -m speechlstm train data/sc --out runs/ddp
+
+      speechlstm train data/sc --frontend embedding --out runs/teacher
+
+      speechlstm train data/sc --set 'train.teacher=["runs/teacher/teacher.safetensors"]'
     """
     require_training_side()
     import torch
@@ -157,6 +168,13 @@ def train(
     except ValueError as exc:
         fail(str(exc))
     cache = None if no_cache else (cache_dir or default_cache_dir())
+    if frontend not in ("mfcc", "embedding"):
+        fail(f"--frontend {frontend!r}: choose mfcc or embedding")
+    if frontend == "embedding":
+        _train_teacher(
+            data, out, cfg, resume, hidden, epochs, batch_size, lr, seed, noise, cache, progress
+        )
+        return
     try:
         # Under torchrun: join the process group (NCCL on GPUs, gloo on CPU).
         ranks = distributed.Ranks.from_env()
@@ -262,3 +280,39 @@ def export(
     if result.int8_agreement is not None:
         parts.append(f"int8 top-1 agreement {result.int8_agreement:.1%}")
     stdout_line("; ".join(parts))
+
+
+def _train_teacher(
+    data, out, cfg, resume, hidden, epochs, batch_size, lr, seed, noise, cache, progress
+):
+    """`train --frontend embedding`: the embedding teacher (speechlstm/train/teacher.py)."""
+    from speechlstm.datasets import DatasetError
+    from speechlstm.train.embedding import EmbeddingUnavailable
+    from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, run_teacher
+
+    if resume:
+        fail("--resume: a teacher run is short and its embeddings are cached; start it again")
+    tcfg = TeacherConfig.from_run(
+        cfg, hidden_size=hidden, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+    )
+    try:
+        report = run_teacher(
+            data,
+            out,
+            cfg,
+            tcfg,
+            noise_dir=noise,
+            cache_dir=cache,
+            show_progress=None if progress else False,
+        )
+    except KeyboardInterrupt:
+        fail(
+            "interrupted; the embeddings computed so far are cached: run it again", EXIT_INTERRUPTED
+        )
+    except (ValueError, DatasetError, OSError, EmbeddingUnavailable) as exc:
+        fail(str(exc))
+    stdout_line(
+        f"teacher test accuracy {report['test_accuracy']:.4f} on {report['test_clips']} clips "
+        f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})"
+    )
+    stdout_line(f"wrote {out}/{TEACHER_FILE}, metrics.json, config.toml")

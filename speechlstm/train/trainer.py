@@ -44,6 +44,7 @@ from .distributed import SINGLE, Ranks, barrier, sum_across
 from .domain import DomainDiscriminator, domain_loss, reversal_strength, reverse_gradient
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .model import Recognizer, count_parameters
+from .teacher import is_teacher_file
 
 # torch's own thread count (physical cores), read before any run changes it:
 # the ceiling of the automatic count (threads.py).
@@ -105,9 +106,12 @@ def balanced_order(
 
 
 def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.device) -> list:
-    """The distillation teachers, in eval mode; each must have the run's labels."""
+    """The checkpoint teachers, in eval mode; each must have the run's labels
+    (embedding teachers, `.safetensors`, are clip_teacher_probs')."""
     teachers = []
     for path in paths:
+        if is_teacher_file(path):
+            continue
         ckpt = checkpoint.load(path)
         if list(ckpt.labels) != labels:
             raise ValueError(
@@ -115,6 +119,34 @@ def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.devic
             )
         teachers.append(checkpoint.build_model(ckpt, path).to(device))
     return teachers
+
+
+def clip_teacher_probs(
+    paths: tuple[str, ...],
+    labels: list[str],
+    audio_int16: np.ndarray,
+    temperature: float,
+    cache_dir: Path | None,
+) -> np.ndarray | None:
+    """The embedding teachers' mean temperature-softened posteriors on each training
+    clip as stored (N, C), or None when there is no embedding teacher. Computed once:
+    the embedding costs ~30 ms a clip, too much to run on every augmented batch; the
+    student's augmentation (shift, gain, noise, room) keeps the word, so the clean
+    clip's posteriors stay a fitting target."""
+    from .teacher import EmbeddingTeacher
+
+    probs = []
+    for path in paths:
+        if not is_teacher_file(path):
+            continue
+        teacher = EmbeddingTeacher(path, cache_dir)
+        if teacher.labels != labels:
+            raise ValueError(
+                f"teacher {path}: labels {teacher.labels} differ from this run's {labels}"
+            )
+        logits = torch.from_numpy(teacher.logits(audio_int16))
+        probs.append(F.softmax(logits / temperature, -1).numpy())
+    return np.mean(probs, axis=0).astype(np.float32) if probs else None
 
 
 @contextlib.contextmanager
@@ -148,6 +180,7 @@ class Trainer:
         verbose: bool = False,
         ranks: Ranks = SINGLE,
         encoder: Encoder | None = None,
+        cache_dir: Path | None = None,
     ):
         self.cfg = cfg
         self.ranks = ranks
@@ -211,6 +244,23 @@ class Trainer:
         self.unknown_id = self.labels.index(UNKNOWN) if UNKNOWN in self.labels else -1
         self.silence_id = self.labels.index(SILENCE) if SILENCE in self.labels else -1
         self.teachers = load_teachers(tc.teacher, self.labels, self.device)
+        clip_probs = clip_teacher_probs(
+            tc.teacher,
+            self.labels,
+            data.splits["train"].audio,
+            tc.distill_temperature,
+            cache_dir,
+        )
+        if clip_probs is not None and (
+            tc.mixup > 0 or cfg.augment.edge_negatives > 0 or cfg.augment.noise_bursts > 0
+        ):
+            raise ValueError(
+                "an embedding teacher's targets are per clip: they do not follow "
+                "train.mixup, augment.edge_negatives or augment.noise_bursts; leave those at 0"
+            )
+        self.clip_teacher = (
+            None if clip_probs is None else torch.from_numpy(clip_probs).to(self.device)
+        )
         # The moving average (train.ema_decay) is what is validated and kept.
         self.ema = (
             AveragedModel(
@@ -491,6 +541,15 @@ class Trainer:
             log_mel = spec_augment(pitch_warp(clean_mel, ac.pitch, gen), ac, gen)
             feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
             teacher_probs = self._teacher_probs(wave, clean_mel) if self.teachers else None
+            if self.clip_teacher is not None:
+                # Each teacher counts alike, checkpoint or embedding.
+                n_ckpt = len(self.teachers)
+                clip_p = self.clip_teacher[index]
+                teacher_probs = (
+                    clip_p
+                    if teacher_probs is None
+                    else (teacher_probs * n_ckpt + clip_p) / (n_ckpt + 1)
+                )
         with self.autocast:
             if self.domain is None:
                 logits = self.classifier(feats).float()
@@ -816,7 +875,14 @@ def run_training(
             why = f" ({len(data.errors)} file(s) could not be decoded, e.g. {path}: {reason})"
         raise ValueError(f"{source}: no training clips for this task{why}")
     trainer = Trainer(
-        cfg, data, out_dir, str(source), verbose=verbose, ranks=ranks, encoder=encoder
+        cfg,
+        data,
+        out_dir,
+        str(source),
+        verbose=verbose,
+        ranks=ranks,
+        encoder=encoder,
+        cache_dir=cache_dir,
     )
     if resume_from is not None:
         trainer.load_resume(resume_from, out_dir / "last.pt")

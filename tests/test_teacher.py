@@ -1,0 +1,134 @@
+"""The embedding teacher (train/embedding.py, train/teacher.py) on a stand-in
+embedding built in the test (stand_in_embedding.py): no real model files needed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+from stand_in_embedding import build_stand_in
+from synth_audio import tone_word
+
+pytestmark = pytest.mark.train
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory):
+    folder = build_stand_in(tmp_path_factory.mktemp("embedding"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEECHLSTM_EMBEDDING_DIR", str(folder))
+        yield folder
+
+
+def _clips(words=("yes", "no", "up", "down")) -> np.ndarray:
+    return np.stack([(tone_word(w) * 32767).astype(np.int16) for w in words])
+
+
+def test_embedding_frames_have_openwakewords_shape_and_cache_round_trips(stand_in, tmp_path):
+    from speechlstm.train import embedding as E
+
+    model = E.SpeechEmbedding()
+    clips = _clips()
+    cache = E.EmbeddingCache(tmp_path / "cache")
+    first = E.embed_cached(model, clips, cache)
+    assert first.shape == (4, E.N_FRAMES, E.EMBED_DIM) == (4, 16, 96)
+    # Different words give different frames.
+    assert np.abs(first[0] - first[1]).max() > 1e-2
+    # The second pass reads every clip from the cache: the model is not called.
+    model.embed = lambda _: pytest.fail("a cached clip was embedded again")
+    again = E.embed_cached(model, clips, cache)
+    np.testing.assert_array_equal(first, again)
+    # Another augmentation key is another entry.
+    assert cache.key(model.digest, clips[0], "noise:1") != cache.key(model.digest, clips[0])
+
+
+def test_a_clip_is_embedded_alone_whatever_the_batch(stand_in):
+    from speechlstm.train.embedding import SpeechEmbedding
+
+    model = SpeechEmbedding()
+    clips = _clips()
+    together = model.embed(clips)
+    for i, clip in enumerate(clips):
+        np.testing.assert_allclose(model.embed(clip[None]), together[i : i + 1], atol=1e-5)
+
+
+def test_missing_model_files_name_the_package(monkeypatch, tmp_path):
+    from speechlstm.train import embedding as E
+
+    monkeypatch.setenv("SPEECHLSTM_EMBEDDING_DIR", str(tmp_path))
+    with pytest.raises(E.EmbeddingUnavailable, match="openwakeword==0.4.0"):
+        E.find_model_files()
+
+
+def test_teacher_learns_the_words_and_a_student_distils_from_it(stand_in, tmp_path, tone_dataset):
+    from speechlstm.train.teacher import TEACHER_FILE, EmbeddingTeacher, TeacherConfig, run_teacher
+    from speechlstm.train.trainer import run_training
+
+    cfg = tiny_config(epochs=2)
+    report = run_teacher(
+        tone_dataset,
+        tmp_path / "teacher",
+        cfg,
+        TeacherConfig(epochs=15, hidden_size=16, batch_size=16, lr=1e-2),
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
+    # Five classes (four words and _silence_): chance is 0.2.
+    assert report["best_val_accuracy"] >= 0.8
+    assert report["test_accuracy"] >= 0.8
+    path = tmp_path / "teacher" / TEACHER_FILE
+    saved = json.loads((tmp_path / "teacher/metrics.json").read_text())
+    assert saved["labels"] == report["labels"]
+    # The same folder is not overwritten.
+    with pytest.raises(ValueError, match="already holds a teacher"):
+        run_teacher(tone_dataset, tmp_path / "teacher", cfg, TeacherConfig(epochs=1))
+
+    # The file loads back and agrees with the report on the test clips.
+    teacher = EmbeddingTeacher(path, tmp_path / "cache")
+    assert teacher.labels == report["labels"]
+
+    # A student distils from it: with weight 1 the loss is the KL alone, so two
+    # runs that differ only in the teacher's temperature train differently.
+    def student(name, temperature):
+        c = dataclasses.replace(
+            cfg,
+            train=dataclasses.replace(
+                cfg.train,
+                teacher=(str(path),),
+                distill_weight=1.0,
+                distill_temperature=temperature,
+            ),
+        )
+        return run_training(
+            tone_dataset, tmp_path / name, c, cache_dir=tmp_path / "cache", show_progress=False
+        )
+
+    a, b = student("s1", 1.0), student("s2", 4.0)
+    assert a["history"][-1]["train_loss"] != b["history"][-1]["train_loss"]
+
+
+def test_embedding_teacher_with_other_labels_or_other_files_is_refused(
+    stand_in, tmp_path, tone_dataset
+):
+    from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, run_teacher
+    from speechlstm.train.trainer import clip_teacher_probs
+
+    run_teacher(
+        tone_dataset,
+        tmp_path / "t",
+        tiny_config(),
+        TeacherConfig(epochs=1, hidden_size=8),
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
+    path = str(tmp_path / "t" / TEACHER_FILE)
+    with pytest.raises(ValueError, match="labels"):
+        clip_teacher_probs((path,), ["yes", "no"], _clips(), 2.0, tmp_path / "cache")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a teacher")
+    with pytest.raises(ValueError, match="junk.safetensors"):
+        clip_teacher_probs(
+            (str(tmp_path / "junk.safetensors"),), ["yes"], _clips(), 2.0, tmp_path / "cache"
+        )
