@@ -99,11 +99,25 @@ class OnnxRecognizer:
         self.background = np.array([lab in BACKGROUND_LABELS for lab in self.labels])
 
     def predict(self, waveforms: np.ndarray) -> np.ndarray:
-        """(B, samples) float32 at the model's rate -> probabilities (B, classes)."""
+        """(B, samples) float32 at the model's rate -> probabilities (B, classes).
+
+        Each clip runs in a call of its own: int8 models quantize activations
+        with one scale per call (onnxruntime's DynamicQuantizeLSTM and
+        DynamicQuantizeLinear), so clips sharing a call would change each other's
+        probabilities (by up to 0.1 measured), and a clip's answer would depend on
+        its batch, shard or chunking. One call a clip costs little: these models
+        run at batch 1 within ~10% of their batched speed on one thread
+        (bench/inference.py)."""
         waveforms = np.ascontiguousarray(waveforms, dtype=np.float32)
         if waveforms.ndim != 2:
             raise ValueError(f"expected (batch, samples) waveforms, got shape {waveforms.shape}")
-        return self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: waveforms})[0]
+        out = [
+            self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: waveforms[i : i + 1]})[0]
+            for i in range(len(waveforms))
+        ]
+        if not out:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return np.concatenate(out)
 
     def predict_clip(self, waveform: np.ndarray) -> np.ndarray:
         """One clip of any length up to the window -> probabilities (classes,)."""
