@@ -19,19 +19,49 @@ EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # the command ran, some inputs failed
 EXIT_USAGE = 2  # bad arguments, missing files given as options, unusable model
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # stdout's reader went away (128 + SIGPIPE), as Unix tools end
 
 MODEL_HELP = "ONNX model; default: the shipped one."
 
 
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control and format characters (escape
+    sequences, line and paragraph separators, bidi overrides) shown as escapes,
+    so a file name cannot move the cursor, recolour or rewrite what is shown."""
+    import unicodedata
+
+    return "".join(
+        ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if ch != "\t" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+        else ch
+        for ch in text
+    )
+
+
+def err_line(text: str) -> None:
+    """One line of diagnostics on stderr, made printable."""
+    typer.echo(printable(text), err=True)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print `error: message` on stderr and exit with `code` (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+    err_line(f"error: {message}")
     raise typer.Exit(code)
 
 
 def stdout_line(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()  # a consumer piping --json sees each result as it is made
+    """One line of results on stdout, flushed (a consumer piping --json sees each
+    result as it is made). A reader that closed the pipe raises BrokenPipeError
+    (main ends quietly); any other failure is one line naming stdout, exit 2."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        fail("standard output: cannot write (it is closed)")
+    try:
+        sys.stdout.write(printable(text) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:  # ValueError: stdout closed inside Python
+        fail(f"standard output: cannot write ({getattr(exc, 'strerror', None) or exc})")
 
 
 def resolve_model(model: Path | None) -> Path:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import typer
 
+from speechlstm.runtime import ModelError
+
 from . import data_cmd, live_cmd, score_cmd, train_cmd, transcribe_cmd
-from .common import EXIT_INTERRUPTED, EXIT_USAGE
+from .common import EXIT_INTERRUPTED, EXIT_PIPE_CLOSED, EXIT_USAGE, printable
 
 app = typer.Typer(
     name="speechlstm",
@@ -46,11 +48,24 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
+    # Past a file-size limit (ulimit -f) a write fails with EFBIG, reported by
+    # name like a full disk, instead of SIGXFSZ killing the process mid-row.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         app()
+    except BrokenPipeError:
+        # A reader that stopped early (`| head -1`): end quietly, as Unix tools do
+        # (they die of SIGPIPE: 128 + 13). Output files were flushed row by row.
+        _silence_stdout()
+        sys.exit(EXIT_PIPE_CLOSED)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(EXIT_INTERRUPTED)
+    except ModelError as exc:
+        # A model found broken while running (NaN or non-probabilities out): an
+        # unusable model, as at load; the rows written before it are kept.
+        sys.stderr.write(f"error: {printable(str(exc))}\n")
+        sys.exit(EXIT_USAGE)
     except Exception as exc:  # the last line of defence: one line, never a traceback
         where = exc.__traceback__
         while where is not None and where.tb_next is not None:
@@ -61,6 +76,18 @@ def main() -> None:
             "(a bug: please report it with the command line)\n"
         )
         sys.exit(EXIT_USAGE)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not complain."""
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

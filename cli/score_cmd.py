@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 import typer
 
-from .common import EXIT_SOME_FAILED, MODEL_HELP, fail, load_recognizer, stdout_line
+from .common import EXIT_SOME_FAILED, MODEL_HELP, err_line, fail, load_recognizer, stdout_line
 
 THREADS_HELP = "onnxruntime runs at once, one core and one batch each"
 # One thread decodes 16-bit WAV at ~30,000 files/s; more only contend for the
@@ -76,7 +77,7 @@ def score(
             rows, count = shards.merge([Path(p) for p in inputs], out)
         except (shards.ShardError, OutputError) as exc:
             fail(str(exc))
-        typer.echo(f"merged {count} shard(s), {rows} row(s) into {out}", err=True)
+        err_line(f"merged {count} shard(s), {rows} row(s) into {out}")
         return
     part = None
     if shard is not None:
@@ -125,12 +126,17 @@ def score(
                     shown, shown_at = total, now
             rate = total / max(now - started, 1e-9)
             advance(total - shown, info=f"{rate:.0f} files/s, {failed} failed")
+    except OutputError as exc:
+        # The rows written so far stay (each is flushed); --resume continues.
+        fail(f"{exc}; {total} row(s) written before it")
     finally:
-        writer.close()
+        # A failed close was reported above, or the rows were already flushed.
+        with contextlib.suppress(OSError):
+            writer.close()
     if part is not None:
         rows = len(shards.read_rows(out, fmt)[1])
         shards.write_receipt(out, part, rows, fmt)
-        typer.echo(f"shard {part}: {rows} row(s) in {out}", err=True)
+        err_line(f"shard {part}: {rows} row(s) in {out}")
     if skip:
         typer.echo(f"resumed: {len(skip)} file(s) were already scored", err=True)
     typer.echo(f"scored {total - failed} file(s), {failed} failed", err=True)
@@ -152,6 +158,9 @@ def evaluate(
     threads: int = typer.Option(
         0, "--threads", min=0, max=256, help=THREADS_HELP + " (0: all cores)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace report files in --report-dir that evaluate did not write."
+    ),
 ) -> None:
     """Accuracy, balanced accuracy, per-class precision/recall/F1, confusions, calibration.
 
@@ -162,12 +171,19 @@ def evaluate(
       speechlstm evaluate data/speech_commands --split test --report-dir reports/sc12
     """
     from speechlstm.datasets import DatasetError
+    from speechlstm.evaluation import check_report_dir, report, write_report
     from speechlstm.evaluation import evaluate as run_eval
-    from speechlstm.evaluation import report, write_report
+    from speechlstm.files import FileRefused
     from speechlstm.progress import progress_bar
     from speechlstm.scoring import usable_cores
 
     recognizer = load_recognizer(model, threads=1)
+    if report_dir is not None:
+        # Found now, not after an hour of evaluation.
+        try:
+            check_report_dir(report_dir, force)
+        except FileRefused as exc:
+            fail(str(exc))
     try:
         with progress_bar("evaluating", None) as advance:
             ev = run_eval(
@@ -207,12 +223,14 @@ def evaluate(
             )
         )
     if report_dir is not None:
-        files = write_report(rep, report_dir, f"speechlstm evaluation: {data} ({split})")
+        try:
+            files = write_report(rep, report_dir, f"speechlstm evaluation: {data} ({split})", force)
+        except (FileRefused, OSError) as exc:
+            fail(f"{report_dir}: cannot write the report ({getattr(exc, 'strerror', None) or exc})")
         stdout_line("wrote " + ", ".join(str(f) for f in files))
     if ev.errors:
-        typer.echo(
+        err_line(
             f"{len(ev.errors)} file(s) could not be read, e.g. "
-            f"{next(iter(ev.errors))}: {next(iter(ev.errors.values()))}",
-            err=True,
+            f"{next(iter(ev.errors))}: {next(iter(ev.errors.values()))}"
         )
         raise typer.Exit(EXIT_SOME_FAILED)

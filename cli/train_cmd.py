@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_INTERRUPTED, EXIT_SOME_FAILED, fail, require_training_side, stdout_line
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_SOME_FAILED,
+    err_line,
+    fail,
+    require_training_side,
+    stdout_line,
+)
 
 
 def train(
@@ -86,12 +93,15 @@ def train(
         "-v",
         help="Also print each epoch's gradient norm per layer (always in metrics.json).",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Start a new run even if --out holds another run's files."
+    ),
     frontend: str = typer.Option(
         "mfcc",
         "--frontend",
         help="mfcc: the recognizer (MFCC -> BiLSTM). embedding: a teacher on Google's "
         "pretrained speech embedding (openwakeword 0.4.0's files) plus a BiLSTM head, "
-        "written as teacher.safetensors for --set 'train.teacher=[\"DIR/teacher.safetensors\"]'.",
+        "written as teacher.safetensors for --set train.teacher=DIR/teacher.safetensors.",
     ),
 ) -> None:
     """Train a recognizer and write best.pt, last.pt, metrics.json and plots to --out.
@@ -122,7 +132,7 @@ def train(
 
       speechlstm train data/sc --frontend embedding --out runs/teacher
 
-      speechlstm train data/sc --set 'train.teacher=["runs/teacher/teacher.safetensors"]'
+      speechlstm train data/sc --set train.teacher=runs/teacher/teacher.safetensors
     """
     require_training_side()
     import torch
@@ -190,6 +200,7 @@ def train(
             show_progress=None if progress else False,
             verbose=verbose,
             ranks=ranks,
+            force=force,
         )
     except TrainingInterrupted as exc:
         fail(str(exc), EXIT_INTERRUPTED)
@@ -207,10 +218,9 @@ def train(
     skipped = report.get("skipped_files") or {}
     if skipped:
         path, reason = next(iter(skipped.items()))
-        typer.echo(
+        err_line(
             f"{len(skipped)} file(s) could not be decoded and were left out, e.g. {path}: "
-            f"{reason} (all in {out}/metrics.json, skipped_files)",
-            err=True,
+            f"{reason} (all in {out}/metrics.json, skipped_files)"
         )
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -230,6 +240,9 @@ def export(
         "--as-encoder",
         help="Write the pretrained-encoder part instead (.safetensors), for "
         "`train --encoder` (make encoder builds the shipped one this way).",
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace --output even if it is not a file speechlstm wrote."
     ),
 ) -> None:
     """Export a checkpoint to a self-describing ONNX model (waveform in, probabilities out).
@@ -256,7 +269,7 @@ def export(
                 "leave out --int8 and --detector"
             )
         try:
-            path = export_encoder(checkpoint, output)
+            path = export_encoder(checkpoint, output, force=force)
         except (CheckpointError, EncoderError, OSError) as exc:
             fail(str(exc))
         stdout_line(
@@ -270,7 +283,7 @@ def export(
 
     try:
         tuned = load_detector_toml(detector) if detector is not None else None
-        result = do_export(checkpoint, output, int8=int8, detector=tuned)
+        result = do_export(checkpoint, output, int8=int8, detector=tuned, force=force)
     except (CheckpointError, ExportError, ValueError) as exc:
         fail(str(exc))
     parts = [

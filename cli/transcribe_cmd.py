@@ -10,6 +10,7 @@ import typer
 from .common import (
     EXIT_SOME_FAILED,
     MODEL_HELP,
+    err_line,
     fail,
     load_recognizer,
     resolve_model,
@@ -69,7 +70,7 @@ def transcribe(
     for result in transcribe_files(recognizer, files, k=top_k, detector=detector):
         if result.error is not None:
             failed += 1
-            typer.echo(f"error: {result.path}: {result.error}", err=True)
+            err_line(f"error: {result.path}: {result.error}")
         if as_json:
             stdout_line(json.dumps(result.to_json()))
         elif result.detections is not None:

@@ -60,7 +60,25 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     with sound_file(path, p) as f:
         native_rate = f.samplerate
         data = f.read(dtype="float32", always_2d=True)  # (samples, channels)
+        _check_complete(path, f, len(data))
     return to_mono_16k(data, native_rate, sample_rate, path=path)
+
+
+# Containers whose header gives the exact frame count (compressed streams such
+# as MP3 only estimate it).
+EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "AIFF", "FLAC", "CAF", "W64", "RF64", "AU"})
+
+
+def _check_complete(path, f, frames_read: int) -> None:
+    """InvalidAudio when fewer frames were read than the header declared at open:
+    the file was cut (truncated while being read, or a copy still in progress),
+    which must not pass as a shorter recording."""
+    if f.format in EXACT_LENGTH_FORMATS and 0 < frames_read < f.frames:
+        raise InvalidAudio(
+            path,
+            f"truncated while being read: {frames_read} of the {f.frames} frames its "
+            "header declared",
+        )
 
 
 @contextmanager
@@ -92,12 +110,19 @@ def _check_file(path: str | os.PathLike) -> Path:
         raise InvalidAudio(path, "no such file") from None
     except OSError as exc:
         raise InvalidAudio(path, f"cannot read: {exc.strerror or exc}") from None
+    except ValueError:  # os.stat refuses a name with a NUL byte in it
+        raise InvalidAudio(path, "the name holds a NUL byte; no file can have it") from None
     if stat.S_ISDIR(st.st_mode):
         try:
             os.listdir(p)
         except OSError as exc:
             raise InvalidAudio(path, f"folder cannot be listed: {exc.strerror or exc}") from None
         raise InvalidAudio(path, "is a directory, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO would hang the decoder; /dev/zero or /dev/urandom would never end.
+        from .files import kind
+
+        raise InvalidAudio(path, f"is {kind(st.st_mode)}, not an audio file")
     if st.st_size == 0:
         raise InvalidAudio(path, "empty file (0 bytes)")
     return p
@@ -114,7 +139,7 @@ def is_large(path: str | os.PathLike) -> bool:
     """True for a file to stream rather than decode whole (see STREAM_ABOVE_BYTES)."""
     try:
         return os.stat(path).st_size > STREAM_ABOVE_BYTES
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL byte in the name
         return False  # load_audio words the error
 
 
@@ -156,6 +181,7 @@ def stream_audio(
             if mono.size:
                 yield np.clip(mono, -1.0, 1.0)
             if last:
+                _check_complete(path, f, total)
                 break
     if total == 0:
         raise InvalidAudio(path, "no audio frames (empty or truncated)")

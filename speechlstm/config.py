@@ -55,6 +55,14 @@ class FeatureConfig:
         return self.clip_samples // self.hop_samples + 1
 
     def validate(self) -> None:
+        if self.sample_rate != SAMPLE_RATE:
+            # The runtime, the streaming detector and the exported graph all work at
+            # one rate (audio of any rate is resampled to it on the way in).
+            raise ValueError(
+                f"features.sample_rate={self.sample_rate}: speechlstm works at "
+                f"{SAMPLE_RATE} Hz throughout (input audio of any rate is resampled); "
+                "leave it out"
+            )
         if self.window_samples > self.n_fft:
             raise ValueError(
                 f"features.window_ms={self.window_ms} gives {self.window_samples} samples, "
@@ -355,31 +363,39 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"setting {where}{name}: expected a [{where}{name}] table")
             kwargs[name] = from_dict(hint, value, where=f"{where}{name}.")
         else:
             kwargs[name] = _coerce(hint, value, f"{where}{name}")
     return cls(**kwargs)
 
 
-def load_toml(path: str | Path) -> RunConfig:
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A settings file's TOML: a regular file (a FIFO or /dev/zero is refused, not
+    waited on or read forever) of at most files.MAX_SETTINGS_BYTES, parsed."""
+    from .files import FileRefused, read_text_capped
+
+    if not Path(path).exists() and not Path(path).is_symlink():
+        raise ValueError(f"{what} {path} does not exist")
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"config file {path} does not exist") from None
+        return tomllib.loads(read_text_capped(path, what=what))
+    except FileRefused as exc:
+        raise ValueError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config file {path}: {exc}") from None
-    return from_dict(RunConfig, data).validate()
+        raise ValueError(f"{what} {path}: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{what} {path}: nested too deeply to be settings") from None
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    return from_dict(RunConfig, read_toml(path, "config file")).validate()
 
 
 def load_detector_toml(path: str | Path) -> DetectorConfig:
     """The [detector] section of a TOML file (a run's config.toml, or the
     defaults bench/streaming.py --tune writes)."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"detector file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"detector file {path}: {exc}") from None
+    data = read_toml(path, "detector file")
     if not isinstance(data.get("detector"), dict):
         raise ValueError(f"detector file {path}: no [detector] section")
     cfg = from_dict(DetectorConfig, data["detector"], where="detector.")

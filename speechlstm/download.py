@@ -41,13 +41,39 @@ class DownloadError(RuntimeError):
     """A download or extraction that failed; the message says what to do."""
 
 
-def download(url: str, dest: Path, sha256: str, timeout_s: float = 60.0, progress=None) -> Path:
+URL_SCHEMES = ("http", "https", "ftp", "file")
+
+
+def check_url(url: str) -> str:
+    """`url` if it names a scheme urllib can fetch; DownloadError otherwise."""
+    import urllib.parse
+
+    scheme = urllib.parse.urlsplit(str(url)).scheme.lower()
+    if scheme not in URL_SCHEMES:
+        raise DownloadError(
+            f"--url {url!r}: expected an address starting with "
+            + ", ".join(f"{s}://" for s in URL_SCHEMES)
+        )
+    return url
+
+
+def download(
+    url: str,
+    dest: Path,
+    sha256: str,
+    timeout_s: float = 60.0,
+    progress=None,
+    max_bytes: int | None = None,
+) -> Path:
     """Fetch `url` to `dest`, resuming `dest.part`; verify SHA-256. Returns `dest`.
 
-    `progress(done_bytes, total_bytes)` is called as data arrives.
+    `progress(done_bytes, total_bytes)` is called as data arrives. The transfer
+    stops past `max_bytes` (a mirror that sends more than the archive's size, or
+    an endless source such as file:///dev/zero, cannot fill the disk).
     """
     dest = Path(dest)
     sha256 = normalize_sha256(sha256)  # before any transfer: a typo costs nothing
+    check_url(url)
     if dest.is_file() and _sha256(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -66,12 +92,25 @@ def download(url: str, dest: Path, sha256: str, timeout_s: float = 60.0, progres
         if have and response.status != 206:  # server ignored Range: start over
             have = 0
         length = response.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
+        try:
+            total = have + int(length) if length is not None else None
+        except ValueError:
+            total = None  # a malformed header: the cap and the checksum still hold
+        if max_bytes is not None and total is not None and total > max_bytes:
+            raise DownloadError(
+                f"{url}: announces {total:,} bytes, more than the {max_bytes:,} expected; "
+                "refusing it"
+            )
         mode = "ab" if have else "wb"
         done = have
         try:
             with part.open(mode) as fh:
                 while chunk := response.read(CHUNK_BYTES):
+                    if max_bytes is not None and done + len(chunk) > max_bytes:
+                        raise DownloadError(
+                            f"{url}: sent more than the {max_bytes:,} bytes expected; "
+                            f"stopped (the partial {part.name} is kept for a look)"
+                        )
                     fh.write(chunk)
                     done += len(chunk)
                     if progress:
@@ -197,8 +236,14 @@ def fetch_dataset(
     done_marker = target / ".extracted"
     if done_marker.is_file():
         return target
+    # A mirror serves the same archive: twice its size leaves room for another
+    # compression and still stops an endless source long before the disk fills.
     path = download(
-        url or archive.url, out_dir / archive.name, sha256 or archive.sha256, progress=progress
+        url or archive.url,
+        out_dir / archive.name,
+        sha256 or archive.sha256,
+        progress=progress,
+        max_bytes=2 * archive.size_bytes,
     )
     safe_extract(path, target)
     done_marker.write_text(archive.sha256 if sha256 is None else sha256)

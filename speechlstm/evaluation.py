@@ -12,6 +12,7 @@ probabilities, which are kept as they are.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,15 +160,54 @@ def report(ev: Evaluation) -> dict:
     }
 
 
-def write_report(rep: dict, out_dir: Path, title: str) -> list[Path]:
+REPORT_FILES = ("report.json", "report.md", "confusion.png", "reliability.png")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def is_our_report_file(path: Path) -> bool:
+    """A report file evaluate wrote (so a later evaluate may replace it)."""
+    from .files import FileRefused, read_capped
+
+    try:
+        head = read_capped(path, 64 << 20, "report file")
+    except FileRefused:
+        return False
+    if path.suffix == ".png":
+        return head.startswith(PNG_MAGIC)
+    if path.suffix == ".md":
+        return head.startswith(b"# ") and b"\n- accuracy: " in head and b"| class |" in head
+    try:
+        rep = json.loads(head)
+    except ValueError:
+        return False
+    return isinstance(rep, dict) and {"accuracy", "confusion_matrix", "labels"} <= rep.keys()
+
+
+def check_report_dir(out_dir: Path, force: bool = False) -> None:
+    """Before the evaluation starts: the folder can be written, and each report file
+    in it is one of ours (or `force`). FileRefused names the problem."""
+    from .files import FileRefused, check_output
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileRefused(f"{out_dir}: is not a folder; --report-dir needs one")
+    folder = out_dir
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileRefused(f"{out_dir}: cannot write the report there ({folder} is not writable)")
+    for name in REPORT_FILES:
+        check_output(out_dir / name, is_our_report_file, force, what="report file")
+
+
+def write_report(rep: dict, out_dir: Path, title: str, force: bool = False) -> list[Path]:
+    from .files import write_atomic
     from .plots import plot_confusion, plot_reliability
 
+    check_report_dir(out_dir, force)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [
-        out_dir / n for n in ("report.json", "report.md", "confusion.png", "reliability.png")
-    ]
-    written[0].write_text(json.dumps(rep, indent=2))
-    written[1].write_text(markdown(rep, title))
+    written = [out_dir / n for n in REPORT_FILES]
+    write_atomic(written[0], json.dumps(rep, indent=2))
+    write_atomic(written[1], markdown(rep, title))
     plot_confusion(
         np.asarray(rep["confusion_matrix"]),
         rep["labels"],

@@ -51,6 +51,10 @@ def open_rows(
     """
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise OutputError(
+            f"{path}: is not a regular file (a device, FIFO or socket); give a file name"
+        )
     try:
         had_rows = path.is_file() and path.stat().st_size > 0
         if had_rows and not is_ours(first_line(path), csv_header, json_keys):

@@ -19,6 +19,8 @@ from .modelmeta import INPUT_NAME, OUTPUT_NAMES, DescriptionError, ModelDescript
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 DEFAULT_MODEL_NAME = "sc12.int8.onnx"
+MAX_CLASSES = 100_000  # more declared classes is a corrupt or hostile file
+PROB_TOLERANCE = 1e-3  # softmax in float32 stays well inside this
 
 
 class ModelError(ValueError):
@@ -77,6 +79,7 @@ def read_model(path: str | os.PathLike, session=None) -> ModelFile:
     outputs = {o.name: o for o in session.get_outputs()}
     if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:
         raise ModelError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAMES[0]!r}")
+    check_signature(path, inputs, outputs[OUTPUT_NAMES[0]], description.clip_samples)
     classes = outputs[OUTPUT_NAMES[0]].shape[-1] if outputs[OUTPUT_NAMES[0]].shape else None
     if isinstance(classes, int) and classes != len(description.labels):
         raise ModelError(
@@ -84,6 +87,55 @@ def read_model(path: str | os.PathLike, session=None) -> ModelFile:
             f"model outputs {classes} classes"
         )
     return ModelFile(path, path.stat().st_size, description)
+
+
+def check_signature(path: Path, inputs: dict, probs, clip_samples: int) -> None:
+    """The graph's inputs and output as the contract has them, refused at load with
+    the problem named (not at the first batch): one input `waveform`, float32
+    (batch, samples); `probabilities` float32 (batch, classes). A fixed size must
+    be one the runtime can give: batch 1 (it runs a clip a call), the model's
+    clip length."""
+    extra = sorted(set(inputs) - {INPUT_NAME})
+    if extra:
+        raise ModelError(
+            f"{path}: needs inputs {extra} besides {INPUT_NAME!r}; the contract has one"
+        )
+    wave = inputs[INPUT_NAME]
+    for what, arg, dims in (
+        (f"input {INPUT_NAME!r}", wave, (("batch", 1), ("samples", clip_samples))),
+        (f"output {OUTPUT_NAMES[0]!r}", probs, (("batch", 1), ("classes", None))),
+    ):
+        if arg.type != "tensor(float)":
+            raise ModelError(f"{path}: {what} is {arg.type}; expected tensor(float) (float32)")
+        shape = arg.shape
+        if shape is None or len(shape) != 2:
+            rank = "unknown" if shape is None else len(shape)
+            raise ModelError(f"{path}: {what} has rank {rank}; expected 2 (batch, {dims[1][0]})")
+        for (name, wanted), size in zip(dims, shape):
+            if isinstance(size, int) and wanted is not None and size != wanted:
+                raise ModelError(
+                    f"{path}: {what} declares {name} = {size}; the runtime gives {wanted} "
+                    "(or leave the dimension dynamic)"
+                )
+            if isinstance(size, int) and not 1 <= size <= MAX_CLASSES and name == "classes":
+                raise ModelError(f"{path}: {what} declares {size} classes")
+
+
+class ModelOutputError(ModelError):
+    """A model that computed something that is not probabilities (NaN, outside [0, 1])."""
+
+
+def check_probabilities(path: Path, probs: np.ndarray) -> np.ndarray:
+    """`probs` if every row is a probability vector; ModelOutputError otherwise: a
+    broken model's NaN must never be printed as a label with exit 0."""
+    if not np.isfinite(probs).all():
+        raise ModelOutputError(f"{path}: the model output NaN or infinite probabilities")
+    if probs.size and (probs.min() < -PROB_TOLERANCE or probs.max() > 1 + PROB_TOLERANCE):
+        raise ModelOutputError(
+            f"{path}: the model output values outside [0, 1] "
+            f"({probs.min():.3g} to {probs.max():.3g}); not probabilities"
+        )
+    return probs
 
 
 class OnnxRecognizer:
@@ -117,7 +169,13 @@ class OnnxRecognizer:
         ]
         if not out:
             return np.zeros((0, len(self.labels)), np.float32)
-        return np.concatenate(out)
+        probs = np.concatenate(out)
+        if probs.ndim != 2 or probs.shape[1] != len(self.labels):
+            raise ModelOutputError(
+                f"{self.file.path}: the model output shape {probs.shape}, expected "
+                f"(clips, {len(self.labels)})"
+            )
+        return check_probabilities(self.file.path, probs)
 
     def predict_clip(self, waveform: np.ndarray) -> np.ndarray:
         """One clip of any length up to the window -> probabilities (classes,)."""

@@ -17,6 +17,7 @@ its file scored again.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import hashlib
 import io
@@ -75,9 +76,38 @@ def iter_inputs(inputs: Iterable[str]) -> Iterator[str]:
                     if entry and not entry.startswith("#"):
                         yield entry if os.path.isabs(entry) else str(path.parent / entry)
         elif any(ch in item for ch in "*?[") and not path.exists():
-            yield from sorted(glob.iglob(item, recursive=True))
+            yield from (recursive_glob(item) if "**" in item else sorted(glob.iglob(item)))
         else:
             yield item  # a file, or a missing one: reported as an error row
+
+
+def _segments_match(patterns: list[str], parts: list[str]) -> bool:
+    """fnmatch per path segment; "**" matches any number of segments (0 included)."""
+    if not patterns:
+        return not parts
+    head, rest = patterns[0], patterns[1:]
+    if head == "**":
+        return any(_segments_match(rest, parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], head) and _segments_match(rest, parts[1:])
+
+
+def recursive_glob(pattern: str) -> Iterator[str]:
+    """The files matching a pattern with "**", sorted per folder, found by a walk
+    that never follows a link to a folder: glob.iglob(recursive=True) follows
+    them, and a link loop (a -> ..) makes its walk grow without end."""
+    segments = pattern.split(os.sep)
+    first_wild = next(i for i, seg in enumerate(segments) if any(c in seg for c in "*?["))
+    base = os.sep.join(segments[:first_wild]) or ("/" if pattern.startswith(os.sep) else ".")
+    rest = segments[first_wild:]
+    for root, dirs, files in os.walk(base, followlinks=False):
+        dirs.sort()
+        rel = os.path.relpath(root, base)
+        parts = [] if rel == "." else rel.split(os.sep)
+        for name in sorted(files):
+            if _segments_match(rest, [*parts, name]):
+                found = os.path.join(root, name)
+                # A pattern without a folder part gives names as glob does: "a/x.wav".
+                yield os.path.normpath(found) if base == "." else found
 
 
 def usable_cores() -> int:
@@ -151,6 +181,7 @@ class RowWriter:
         self.labels = labels
         self.k = k
         self._owned = output is not None
+        self.name = "standard output" if output is None else str(output)
         exists = False
         if output is None:
             self.fh = stream
@@ -162,6 +193,17 @@ class RowWriter:
             self.fh.flush()
 
     def write(self, result: Scored) -> None:
+        """One row, flushed. OutputError names the output when it cannot take it (a
+        full disk, a file-size limit, a closed stdout); a reader that closed the
+        pipe early raises BrokenPipeError, which the command ends on quietly."""
+        try:
+            self._write(result)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"{self.name}: cannot write ({exc.strerror or exc})") from None
+
+    def _write(self, result: Scored) -> None:
         top = []
         if result.probs is not None:
             top = [

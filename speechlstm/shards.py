@@ -22,9 +22,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .outputs import CSV_FIELDS, ENCODING, OutputError, first_line, is_ours
+from .files import FileRefused, check_regular, open_regular, read_capped, write_atomic
+from .outputs import CSV_FIELDS, OutputError, first_line, is_ours
 
 RECEIPT_SUFFIX = ".shard.json"
+MAX_SHARDS = 1_000_000
+MAX_RECEIPT_BYTES = 4096
 
 
 class ShardError(ValueError):
@@ -42,7 +45,7 @@ class Shard:
         if not match:
             raise ShardError(f"--shard {text!r}: expected K/N, e.g. 0/8 (K from 0 to N-1)")
         index, count = int(match.group(1)), int(match.group(2))
-        if not 1 <= count <= 1_000_000 or not 0 <= index < count:
+        if not 1 <= count <= MAX_SHARDS or not 0 <= index < count:
             raise ShardError(f"--shard {text!r}: K must be in 0..N-1 and N in 1..1000000")
         return cls(index, count)
 
@@ -65,9 +68,42 @@ def receipt_path(output: Path) -> Path:
 def write_receipt(output: Path, shard: Shard, rows: int, fmt: str) -> None:
     """Mark `output` as the finished run of `shard` with `rows` rows."""
     receipt = {"shard": shard.index, "count": shard.count, "rows": rows, "format": fmt}
-    tmp = receipt_path(output).with_suffix(".tmp")
-    tmp.write_text(json.dumps(receipt) + "\n")
-    tmp.replace(receipt_path(output))
+    write_atomic(receipt_path(output), json.dumps(receipt) + "\n")
+
+
+def read_receipt(part: Path) -> dict:
+    """A part's receipt, checked field by field: it is read from disk, so it may be
+    stale, edited or planted. ShardError names the part and what is wrong."""
+    path = receipt_path(part)
+    try:
+        receipt = json.loads(read_capped(path, MAX_RECEIPT_BYTES, "shard receipt"))
+    except FileRefused as exc:
+        if not path.exists():
+            raise ShardError(
+                f"{part}: its shard run did not finish (no {path.name}); run it again with --resume"
+            ) from None
+        raise ShardError(str(exc)) from None
+    except (ValueError, RecursionError):
+        raise ShardError(f"{path}: not a shard receipt (not JSON)") from None
+    if not isinstance(receipt, dict):
+        raise ShardError(f"{path}: not a shard receipt (not a JSON object)")
+
+    def integer(key: str, low: int, high: int) -> int:
+        value = receipt.get(key)
+        if type(value) is not int or not low <= value <= high:
+            raise ShardError(f"{path}: {key}={value!r} is not an integer in {low}..{high}")
+        return value
+
+    count = integer("count", 1, MAX_SHARDS)
+    out = {
+        "count": count,
+        "shard": integer("shard", 0, count - 1),
+        "rows": integer("rows", 0, 10**12),
+        "format": receipt.get("format"),
+    }
+    if out["format"] not in ("csv", "jsonl"):
+        raise ShardError(f"{path}: format={out['format']!r} is not csv or jsonl")
+    return out
 
 
 def clear_receipt(output: Path) -> None:
@@ -76,9 +112,14 @@ def clear_receipt(output: Path) -> None:
 
 
 def read_rows(path: Path, fmt: str) -> tuple[list[str], list[str]]:
-    """(header lines, row lines) of a results file, text as written."""
-    text = path.read_bytes().decode("utf-8", "surrogateescape")
-    lines = text.splitlines(keepends=True)
+    """(header lines, row lines) of a results file, text as written. Rows end at
+    "\n" alone: a file name may hold a form feed, U+0085 or U+2028, which
+    str.splitlines would take for line ends and cut the row in two."""
+    with open_regular(path, "part file") as fh:
+        text = fh.read().decode("utf-8", "surrogateescape")
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    lines = [line for line in lines if line]
     if fmt == "csv":
         return lines[:1], lines[1:]
     return [], [line for line in lines if line.strip()]
@@ -98,15 +139,13 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
     for part in parts:
         if part in receipts:
             raise ShardError(f"{part}: given twice")
-        if not part.is_file():
+        if not part.exists():
             raise ShardError(f"{part}: no such part file")
         try:
-            receipts[part] = json.loads(receipt_path(part).read_text())
-        except (OSError, ValueError):
-            raise ShardError(
-                f"{part}: its shard run did not finish (no {receipt_path(part).name}); "
-                "run it again with --resume"
-            ) from None
+            check_regular(part, "part file")
+        except FileRefused as exc:
+            raise ShardError(str(exc)) from None
+        receipts[part] = read_receipt(part)
     counts = {r["count"] for r in receipts.values()}
     formats = {r["format"] for r in receipts.values()}
     if len(counts) != 1 or len(formats) != 1:
@@ -125,6 +164,8 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
         raise ShardError(f"missing shard(s) {shown}{' ...' if len(missing) > 10 else ''}")
     if output.resolve() in {p.resolve() for p in parts}:
         raise ShardError(f"{output}: is one of the parts; choose another --out")
+    if output.exists() and not output.is_file():
+        raise OutputError(f"{output}: is not a regular file; give a file name for --out")
     if (
         output.is_file()
         and output.stat().st_size
@@ -142,7 +183,10 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
                 f"{part}: holds {len(lines)} rows, its run wrote {receipts[part]['rows']}"
             )
         for line in lines:
-            path = row_path(line, fmt)
+            try:
+                path = row_path(line, fmt)
+            except (ValueError, KeyError, TypeError, IndexError, StopIteration, csv.Error):
+                raise ShardError(f"{part}: a row does not read as {fmt}: {line[:80]!r}") from None
             if shard_of(path, count) != index:
                 raise ShardError(f"{part}: {path} belongs to shard {shard_of(path, count)}")
             if path in seen:
@@ -150,10 +194,10 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
             seen[path] = index
             rows.append(line if line.endswith("\n") else line + "\n")
     try:
-        tmp = output.with_name(f".{output.name}.merge.tmp")
-        with tmp.open("w", newline="", **ENCODING) as fh:
-            fh.writelines((header or []) + rows)
-        tmp.replace(output)
+        # An unpredictable temporary name, created exclusively: a link planted
+        # at a guessable name is never followed.
+        text = "".join((header or []) + rows)
+        write_atomic(output, text.encode("utf-8", "surrogateescape"))
     except OSError as exc:
         raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
     return len(rows), count

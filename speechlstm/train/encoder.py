@@ -264,13 +264,23 @@ def _named(cfg, value: str):
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, encoder=value))
 
 
-def export_encoder(ckpt_path: str | Path, out_path: str | Path) -> Path:
+def is_our_encoder(path: Path) -> bool:
+    """An encoder file speechlstm wrote: export --as-encoder may replace it."""
+    try:
+        load_encoder(path)
+    except (EncoderError, OSError, ValueError):
+        return False
+    return True
+
+
+def export_encoder(ckpt_path: str | Path, out_path: str | Path, force: bool = False) -> Path:
     """Write the encoder of a trained run's checkpoint (its weights as validated:
-    the moving average when the run kept one) to a .safetensors file."""
+    the moving average when the run kept one) to a .safetensors file; an existing
+    file is replaced only if it is an encoder speechlstm wrote, or `force`."""
     from .export import load_recognizer, output_problem
 
     out_path = Path(out_path)
-    problem = output_problem(out_path, Path(ckpt_path), ".safetensors")
+    problem = output_problem(out_path, Path(ckpt_path), ".safetensors", is_our_encoder, force)
     if problem:
         raise EncoderError(problem)
     model, ckpt, cfg = load_recognizer(ckpt_path)

@@ -54,13 +54,34 @@ class ExportResult:
     size_bytes: int
 
 
-def output_problem(out_path: Path, ckpt_path: Path, suffix: str) -> str | None:
-    """Why `out_path` cannot take what is exported from `ckpt_path` (None: it can)."""
+def output_problem(
+    out_path: Path, ckpt_path: Path, suffix: str, is_ours=None, force: bool = False
+) -> str | None:
+    """Why `out_path` cannot take what is exported from `ckpt_path` (None: it can).
+    An existing file is replaced only when `is_ours(path)` recognises it (a model
+    or encoder speechlstm wrote), or with `force`."""
+    from ..files import FileRefused, check_output
+
     if out_path.is_dir():
         return f"{out_path}: is a folder; give the {suffix} file to write"
     if same_file(out_path, ckpt_path):
         return f"{out_path}: is the input checkpoint; refusing to overwrite it"
+    try:
+        check_output(out_path, is_ours, force, what=f"{suffix} file")
+    except FileRefused as exc:
+        return str(exc)
     return None
+
+
+def is_our_model(path: Path) -> bool:
+    """A speechlstm ONNX model (readable, with our metadata): export may replace it."""
+    from ..runtime import ModelError, read_model
+
+    try:
+        read_model(path)
+    except (ModelError, OSError):
+        return False
+    return True
 
 
 def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, Checkpoint, RunConfig]:
@@ -108,11 +129,13 @@ def export(
     int8: bool = False,
     min_agreement: float = INT8_MIN_AGREEMENT,
     detector: DetectorConfig | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """`detector`: the detector defaults to store in the model (tuned on a
-    stream, bench/streaming.py --tune) instead of the training config's."""
+    stream, bench/streaming.py --tune) instead of the training config's.
+    An existing `out_path` is replaced only if it is a speechlstm model, or `force`."""
     out_path = Path(out_path)
-    problem = output_problem(out_path, Path(ckpt_path), ".onnx")
+    problem = output_problem(out_path, Path(ckpt_path), ".onnx", is_our_model, force)
     if problem:
         raise ExportError(problem)
     model, ckpt, cfg = load_recognizer(ckpt_path)

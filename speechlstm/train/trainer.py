@@ -34,6 +34,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import metrics, threads
 from ..config import RunConfig, save_toml
+from ..files import FolderLock
 from ..labels import SILENCE, UNKNOWN
 from ..prepare import Prepared, SplitData
 from ..progress import note, progress_bar
@@ -46,6 +47,9 @@ from .encoder import Encoder, apply_encoder, is_encoder_param
 from .model import Recognizer, count_parameters
 from .teacher import is_teacher_file
 
+# What a run writes into its folder: a new run refuses to replace them (unless forced).
+RUN_FILES = ("last.pt", "best.pt", "config.toml", "metrics.json", "curves.png", "confusion.png")
+
 # torch's own thread count (physical cores), read before any run changes it:
 # the ceiling of the automatic count (threads.py).
 TORCH_DEFAULT_THREADS = torch.get_num_threads()
@@ -53,6 +57,10 @@ TORCH_DEFAULT_THREADS = torch.get_num_threads()
 
 class TrainingInterrupted(Exception):
     """Ctrl-C during training; `last.pt` holds the state to resume from."""
+
+
+class TrainingDiverged(ValueError):
+    """A non-finite loss: the run stops before saving weights it would have ruined."""
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -621,7 +629,17 @@ class Trainer:
             values = torch.stack(
                 [torch.stack([loss.float(), correct.float()]) for loss, correct, _ in self._pending]
             ).tolist()
-            for (loss, correct), (_, _, n) in zip(values, self._pending, strict=True):
+            for k, ((loss, correct), (_, _, n)) in enumerate(
+                zip(values, self._pending, strict=True)
+            ):
+                if not math.isfinite(loss):
+                    step = s.step_in_epoch - len(self._pending) + k + 1
+                    self._pending = []
+                    raise TrainingDiverged(
+                        f"training diverged at epoch {s.epoch + 1}, step {step}: the loss is "
+                        f"{loss}; nothing was saved from this epoch (last.pt and best.pt "
+                        "hold the last good epochs); try a lower --lr or --grad-clip"
+                    )
                 s.loss_sum += loss * n
                 s.correct += int(correct)
                 s.seen += n
@@ -815,24 +833,45 @@ def run_training(
     show_progress: bool | None = None,
     verbose: bool = False,
     ranks: Ranks = SINGLE,
+    force: bool = False,
 ) -> dict:
     """Train on `source`, write the run folder, return the final report.
 
     `verbose` also prints each epoch's gradient norm per layer group (always in metrics.json).
     Under torchrun (`ranks`), only rank 0 writes and reports; the others return {}.
+    A new run refuses a folder holding another run's files unless `force`.
     """
+    out_dir = Path(out_dir)
+    # One run a folder: a second run into it is refused while this one holds it.
+    lock = FolderLock(out_dir, "run folder") if ranks.main else None
+    try:
+        return _run_training(
+            source, out_dir, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_training(
+    source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
+) -> dict:
     from ..prepare import prepare
     from .encoder import resolve
 
-    out_dir = Path(out_dir)
     resume_from, encoder = None, None
     if resume:
         resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
         cfg, source = resume_from.config, resume_from.source
         if ranks.main:
             note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
-    elif (out_dir / "last.pt").exists():
+    elif (out_dir / "last.pt").exists() and not force:
         raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
+    elif (held := [n for n in RUN_FILES if (out_dir / n).exists()]) and not force:
+        raise ValueError(
+            f"{out_dir} already holds {', '.join(held)}; a new run would replace them: "
+            "choose another --out (or --force)"
+        )
     else:
         cfg, encoder = resolve(cfg, say=note if ranks.main else lambda _: None)
         if encoder is not None and ranks.main:
