@@ -218,6 +218,8 @@ def download(
             folder = fetch_dataset(archive, out, url=url, sha256=sha256, progress=progress)
         except DownloadError as exc:
             fail(str(exc), EXIT_SOME_FAILED)
+        except ValueError as exc:  # files.FileRefused: the folder is in use or unusable
+            fail(str(exc))
         except OSError as exc:
             fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")
     stdout_line(f"{dataset} is ready in {folder}")
@@ -263,7 +265,7 @@ def record(
             seconds=seconds,
             prompt=lambda m: typer.echo(m, err=True),
         )
-    except MicError as exc:
+    except (MicError, ValueError) as exc:  # ValueError: files.FileRefused (folder in use)
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")

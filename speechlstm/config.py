@@ -186,6 +186,11 @@ class TrainConfig:
     teacher: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    # Feature distillation (train/distill.py): weight of a loss that makes the
+    # recurrent encoder predict Google's speech embedding of each training clip
+    # (16 frames of 96, standardised) through a linear projector that is never
+    # exported; needs openwakeword 0.4.0's model files. 0 disables.
+    feature_distill: float = 0.0
     # Start from a pretrained encoder (train/encoder.py): "auto" = the shipped
     # one when the model keeps the default or the encoder's shape, "none" =
     # from scratch, or a .safetensors path. A run records "sha256:<digest>".
@@ -221,6 +226,8 @@ class TrainConfig:
             raise ValueError(f"train.mixup={self.mixup}: must be >= 0")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"train.distill_weight={self.distill_weight}: must be in [0, 1]")
+        if not 0.0 <= self.feature_distill <= 100.0:
+            raise ValueError(f"train.feature_distill={self.feature_distill}: must be in [0, 100]")
         if self.distill_temperature <= 0:
             raise ValueError("train.distill_temperature must be > 0")
         if not 0.0 <= self.encoder_lr_scale <= 10.0:

@@ -231,11 +231,18 @@ def fetch_dataset(
     progress=None,
 ) -> Path:
     """Download (resumably) and extract a dataset archive; returns the dataset folder."""
+    from .files import FolderLock
+
     out_dir = Path(out_dir)
     target = out_dir / archive.folder
     done_marker = target / ".extracted"
     if done_marker.is_file():
         return target
+    with FolderLock(out_dir, "download folder"):
+        return _fetch(archive, out_dir, target, done_marker, url, sha256, progress)
+
+
+def _fetch(archive, out_dir, target, done_marker, url, sha256, progress) -> Path:
     # A mirror serves the same archive: twice its size leaves room for another
     # compression and still stops an endless source long before the disk fills.
     path = download(

@@ -129,9 +129,10 @@ def check_output(
         )
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes | str, fsync: bool = True) -> Path:
     """Write `data` to `path` whole: an exclusive, unpredictable temporary file in
-    the same folder, flushed, then renamed over `path`."""
+    the same folder, flushed (and synced to disk unless `fsync` is False: many
+    small files whose loss in a power cut costs only a re-run), then renamed."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
@@ -139,7 +140,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -153,7 +155,12 @@ class FolderLock:
 
     def __init__(self, folder: str | os.PathLike, what: str = "output folder"):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FileRefused(
+                f"{self.folder}: cannot use as the {what} ({exc.strerror or exc})"
+            ) from None
         lock = self.folder / LOCK_NAME
         try:
             self.fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)

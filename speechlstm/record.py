@@ -14,6 +14,7 @@ from pathlib import Path
 import soundfile as sf
 
 from .audio import SAMPLE_RATE, crop_loudest, level_dbfs
+from .files import FolderLock
 from .mic import Microphone
 
 MIN_LEVEL_DBFS = -50.0  # quieter than this: nothing was said, the take is repeated
@@ -37,7 +38,7 @@ def record_takes(
 ) -> dict[str, int]:
     """Record `takes` clips of each word; returns clips written per word."""
     written = {w: 0 for w in words}
-    with Microphone(device) as mic:
+    with FolderLock(out_dir, "dataset folder"), Microphone(device) as mic:
         prompt(f"recording from [{mic.device.index}] {mic.device.name}")
         for word in words:
             folder = Path(out_dir) / word

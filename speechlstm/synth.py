@@ -12,6 +12,7 @@ interrupted run continues: files already written are skipped.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from .audio import SAMPLE_RATE, crop_loudest, to_mono_16k
+from .files import FolderLock, write_atomic
 from .labels import BACKGROUND_NOISE_DIR, SC12_WORDS, SC35_WORDS, UNKNOWN
 from .noise import make_noise
 from .progress import note, progress_bar
@@ -312,11 +314,14 @@ def synthesize_dataset(cfg: SynthConfig, out_dir: str | Path, show_progress=None
             return
         path = out / job.relpath()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        sf.write(tmp, clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        tmp.replace(path)  # a clip is either whole or absent: safe to resume
+        buf = io.BytesIO()
+        sf.write(buf, clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        write_atomic(
+            path, buf.getvalue(), fsync=False
+        )  # a clip is either whole or absent: safe to resume
 
     with (
+        FolderLock(out, "dataset folder"),
         progress_bar("synthesizing", len(todo), enabled=show_progress, unit="clips") as advance,
         ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool,
     ):

@@ -132,3 +132,33 @@ def test_embedding_teacher_with_other_labels_or_other_files_is_refused(
         clip_teacher_probs(
             (str(tmp_path / "junk.safetensors"),), ["yes"], _clips(), 2.0, tmp_path / "cache"
         )
+
+
+def test_feature_distillation_trains_keeps_its_projector_to_resume_and_exports_without_it(
+    stand_in, tmp_path, tone_dataset
+):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train import checkpoint
+    from speechlstm.train.export import export
+    from speechlstm.train.trainer import run_training
+
+    cfg = tiny_config(epochs=2)
+    with_fd = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, feature_distill=1.0))
+    report = run_training(
+        tone_dataset, tmp_path / "fd", with_fd, cache_dir=tmp_path / "cache", show_progress=False
+    )
+    plain = run_training(
+        tone_dataset, tmp_path / "plain", cfg, cache_dir=tmp_path / "cache", show_progress=False
+    )
+    # The regression term adds to the loss: the two runs differ from the first epoch.
+    assert report["history"][0]["train_loss"] > plain["history"][0]["train_loss"]
+    last = checkpoint.load(tmp_path / "fd/last.pt", resumable=True)
+    assert last.projector is not None and last.projector["weight"].shape == (96, 48)
+    # Resuming continues with the projector; the exported model is the recognizer alone.
+    run_training(
+        tone_dataset, tmp_path / "fd", dataclasses.replace(with_fd), resume=True,
+        cache_dir=tmp_path / "cache", show_progress=False,
+    )  # fmt: skip
+    result = export(tmp_path / "fd/best.pt", tmp_path / "fd.onnx")
+    assert result.max_abs_diff < 1e-4
+    assert len(OnnxRecognizer(result.path).labels) == 5

@@ -82,6 +82,8 @@ class Checkpoint:
     ema: dict[str, torch.Tensor] | None = None
     # The domain discriminator (train.domain_adversarial): to resume only.
     domain: dict[str, torch.Tensor] | None = None
+    # The embedding projector (train.feature_distill): to resume only.
+    projector: dict[str, torch.Tensor] | None = None
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:
@@ -103,6 +105,7 @@ def to_state(ckpt: Checkpoint) -> dict[str, Any]:
         "train_state": None if ckpt.train_state is None else dataclasses.asdict(ckpt.train_state),
         "ema": ckpt.ema,
         "domain": ckpt.domain,
+        "projector": ckpt.projector,
     }
     return {k: v for k, v in state.items() if v is not None}
 
@@ -136,6 +139,7 @@ def from_state(state: dict[str, Any], path: Path, resumable: bool = False) -> Ch
         train_state=_train_state(state.get("train_state"), path),
         ema=state.get("ema"),
         domain=state.get("domain"),
+        projector=state.get("projector"),
     )
 
 

@@ -73,9 +73,13 @@ class SpeechClassifier(nn.Module):
         """Recurrent outputs (B, T', 2H) -> logits (B, C)."""
         return self.head(self.dropout(self.pool(h)))
 
-    def forward(self, x: torch.Tensor, with_pooled: bool = False):
+    def forward(self, x: torch.Tensor, with_pooled: bool = False, with_sequence: bool = False):
         """Logits (B, C); with `with_pooled` also the pooled encoder output (B, 2H)
-        (domain-adversarial training's discriminator reads it)."""
+        (domain-adversarial training's discriminator reads it); with
+        `with_sequence` the recurrent outputs (B, T', 2H) (feature distillation)."""
+        if with_sequence:
+            h = self.rnn(self.prepare(x))
+            return self.readout(h), h
         if not with_pooled:
             return self.recur(self.prepare(x))
         pooled = self.pool(self.rnn(self.prepare(x)))

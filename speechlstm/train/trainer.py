@@ -41,6 +41,7 @@ from ..progress import note, progress_bar
 from . import checkpoint
 from .augment import WaveAugment, edge_fragments, noise_bursts, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
+from .distill import EmbeddingTargets, clip_teacher_probs, feature_loss
 from .distributed import SINGLE, Ranks, barrier, sum_across
 from .domain import DomainDiscriminator, domain_loss, reversal_strength, reverse_gradient
 from .encoder import Encoder, apply_encoder, is_encoder_param
@@ -127,34 +128,6 @@ def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.devic
             )
         teachers.append(checkpoint.build_model(ckpt, path).to(device))
     return teachers
-
-
-def clip_teacher_probs(
-    paths: tuple[str, ...],
-    labels: list[str],
-    audio_int16: np.ndarray,
-    temperature: float,
-    cache_dir: Path | None,
-) -> np.ndarray | None:
-    """The embedding teachers' mean temperature-softened posteriors on each training
-    clip as stored (N, C), or None when there is no embedding teacher. Computed once:
-    the embedding costs ~30 ms a clip, too much to run on every augmented batch; the
-    student's augmentation (shift, gain, noise, room) keeps the word, so the clean
-    clip's posteriors stay a fitting target."""
-    from .teacher import EmbeddingTeacher
-
-    probs = []
-    for path in paths:
-        if not is_teacher_file(path):
-            continue
-        teacher = EmbeddingTeacher(path, cache_dir)
-        if teacher.labels != labels:
-            raise ValueError(
-                f"teacher {path}: labels {teacher.labels} differ from this run's {labels}"
-            )
-        logits = torch.from_numpy(teacher.logits(audio_int16))
-        probs.append(F.softmax(logits / temperature, -1).numpy())
-    return np.mean(probs, axis=0).astype(np.float32) if probs else None
 
 
 @contextlib.contextmanager
@@ -259,13 +232,20 @@ class Trainer:
             tc.distill_temperature,
             cache_dir,
         )
-        if clip_probs is not None and (
+        if (clip_probs is not None or tc.feature_distill > 0) and (
             tc.mixup > 0 or cfg.augment.edge_negatives > 0 or cfg.augment.noise_bursts > 0
         ):
             raise ValueError(
                 "an embedding teacher's targets are per clip: they do not follow "
                 "train.mixup, augment.edge_negatives or augment.noise_bursts; leave those at 0"
             )
+        self.targets = None
+        if tc.feature_distill > 0:
+            if self.domain is not None:
+                raise ValueError("train.feature_distill and train.domain_adversarial: choose one")
+            self.targets = EmbeddingTargets(
+                data.splits["train"].audio, 2 * cfg.model.hidden_size, cache_dir
+            ).to(self.device)
         self.clip_teacher = (
             None if clip_probs is None else torch.from_numpy(clip_probs).to(self.device)
         )
@@ -299,6 +279,11 @@ class Trainer:
         ]
         if self.domain is not None:  # learns at the head's rate
             param_groups.append({"params": list(self.domain.parameters()), "weight_decay": 0.0})
+            keys.append((False, False))
+        if self.targets is not None:  # the projector, likewise
+            param_groups.append(
+                {"params": list(self.targets.projector.parameters()), "weight_decay": 0.0}
+            )
             keys.append((False, False))
         self.optimizer = torch.optim.AdamW(param_groups, lr=tc.lr)
 
@@ -339,6 +324,7 @@ class Trainer:
             train_state=self.state,
             ema=None if self.average is None else self.average.module.state_dict(),
             domain=None if self.domain is None else self.domain.state_dict(),
+            projector=None if self.targets is None else self.targets.projector.state_dict(),
         )
 
     @property
@@ -361,6 +347,10 @@ class Trainer:
             if ckpt.domain is None:
                 raise checkpoint.CheckpointError(f"{path}: holds no domain discriminator")
             checkpoint.load_weights(self.domain, ckpt.domain, path, "domain")
+        if self.targets is not None:
+            if ckpt.projector is None:
+                raise checkpoint.CheckpointError(f"{path}: holds no embedding projector")
+            checkpoint.load_weights(self.targets.projector, ckpt.projector, path, "projector")
         if self.ema is not None:
             if ckpt.ema is None:
                 raise checkpoint.CheckpointError(f"{path}: holds no moving average to resume")
@@ -558,8 +548,12 @@ class Trainer:
                     if teacher_probs is None
                     else (teacher_probs * n_ckpt + clip_p) / (n_ckpt + 1)
                 )
+        h = None
         with self.autocast:
-            if self.domain is None:
+            if self.targets is not None:
+                logits, h = self.classifier(feats, with_sequence=True)
+                logits = logits.float()
+            elif self.domain is None:
                 logits = self.classifier(feats).float()
             else:
                 logits, pooled = self.classifier(feats, with_pooled=True)
@@ -580,6 +574,8 @@ class Trainer:
                 t, w = tc.distill_temperature, tc.distill_weight
                 kl = F.kl_div(F.log_softmax(logits / t, -1), teacher_probs, reduction="batchmean")
                 loss = (1 - w) * loss + w * t * t * kl
+            if h is not None:
+                loss = loss + tc.feature_distill * feature_loss(self.targets, h, index)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._record_grad_norms()
