@@ -5,8 +5,10 @@ mutated at random (truncated, bytes flipped, header fields overwritten with
 lies, ranges zeroed, garbage prepended, pure junk), scored in one `score` run
 and transcribed in one `transcribe --json` run. Models: the tiny test model
 with its description mutated field by field (labels, features, model,
-detector, format) and byte-corrupted files, each run through `info` and
-`transcribe`.
+detector, format), its graph's signature mutated (input/output type, rank,
+declared sizes, an extra input) and byte-corrupted files, each run through
+`info` and `transcribe`. Names: FIFOs, devices, NUL bytes, line separators
+and terminal escapes in one list file, scored, then sharded and merged.
 
 An input is held when its command did what the contract says: no traceback
 and no last-resort "unexpected" error; exit 0, 1 (some inputs failed) or 2
@@ -190,6 +192,10 @@ def mutate_model(src: Path, dst: Path, rng: np.random.Generator) -> str:
         dst.write_bytes(bytes(b))
         return what
     model = onnx.load_from_string(blob)
+    if rng.random() < 0.2:  # the graph's signature, not its description
+        what = mutate_signature(model, rng)
+        onnx.save(model, dst)
+        return what
     props = {p.key: p.value for p in model.metadata_props}
     roll = rng.random()
     if roll < 0.25:
@@ -217,6 +223,75 @@ def mutate_model(src: Path, dst: Path, rng: np.random.Generator) -> str:
         model.metadata_props.add(key=k, value=v)
     onnx.save(model, dst)
     return what
+
+
+def mutate_signature(model, rng: np.random.Generator) -> str:
+    """An input or output of another type, rank or size, or an extra input."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    arg = graph.input[0] if rng.random() < 0.5 else graph.output[0]
+    shape = arg.type.tensor_type.shape
+    roll = int(rng.integers(0, 5))
+    if roll == 0:
+        kind = [TensorProto.INT16, TensorProto.DOUBLE, TensorProto.INT64][int(rng.integers(0, 3))]
+        arg.type.tensor_type.elem_type = kind
+        return f"{arg.name} dtype {kind}"
+    if roll == 1:
+        shape.dim.add().dim_value = 1
+        return f"{arg.name} rank {len(shape.dim)}"
+    if roll == 2 and len(shape.dim) > 1:
+        del shape.dim[-1]
+        return f"{arg.name} rank {len(shape.dim)}"
+    if roll == 3 and len(shape.dim):
+        size = int([10**9, 7, 0, 2**31 - 1][int(rng.integers(0, 4))])
+        shape.dim[int(rng.integers(0, len(shape.dim)))].dim_value = size
+        return f"{arg.name} declared size {size}"
+    graph.input.append(helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, 4]))
+    return "extra input"
+
+
+def fuzz_names(folder: Path, model: Path) -> Tally:
+    """Special files, NUL bytes, line separators and escapes in one list file;
+    then the same corpus sharded, merged and compared with one run."""
+    from synth_audio import tone_word
+
+    tally = Tally()
+    corpus = folder / "names"
+    corpus.mkdir()
+    odd = ["form\x0cfeed.wav", "next\x85line.wav", "line\u2028sep.wav", "esc\x1b[2J.wav", "ok.wav"]
+    for name in odd:
+        sf.write(corpus / name, tone_word("up"), 16000)
+    os.mkfifo(corpus / "pipe.wav")
+    entries = [*odd, "pipe.wav", "/dev/zero", "/dev/urandom", "nul\x00name.wav", "missing.wav"]
+    listing = corpus / "list.txt"
+    listing.write_text("\n".join(entries) + "\n", encoding="utf-8")
+    out = folder / "names.csv"
+    code, _, err, exc = run_cli(["score", str(listing), "-m", str(model), "-o", str(out)])
+    rows = {}
+    if out.is_file():
+        with out.open(newline="", encoding="utf-8") as fh:
+            rows = {r["path"]: r for r in csv.DictReader(fh)}
+    for entry in entries:
+        path = entry if entry.startswith("/") else str(corpus / entry)
+        row = rows.get(path)
+        ok = exc is None and code == 1 and row is not None and bool(row["label"] or row["error"])
+        tally.check(f"score name {entry!r}", ok, repr(exc) if exc else f"exit {code}, row {row}")
+    parts = []
+    for k in range(3):
+        part = folder / f"names-{k}.csv"
+        run_cli(["score", str(listing), "-m", str(model), "--shard", f"{k}/3", "-o", str(part)])
+        parts.append(str(part))
+    merged = folder / "names-merged.csv"
+    code, _, err, exc = run_cli(["score", "--merge", *parts, "-o", str(merged)])
+    same = (
+        merged.is_file()
+        and out.is_file()
+        and sorted(merged.read_text(encoding="utf-8").split("\n"))
+        == sorted(out.read_text(encoding="utf-8").split("\n"))
+    )
+    tally.check("merge of odd names equals one run", exc is None and code == 0 and same, err)
+    return tally
 
 
 def fuzz_models(folder: Path, n: int, rng: np.random.Generator, model: Path, clip: Path) -> Tally:
@@ -252,6 +327,7 @@ def run(n_files: int, n_models: int, seed: int) -> dict:
         started = time.perf_counter()
         audio = fuzz_audio(folder, n_files, rng, model)
         models = fuzz_models(folder, n_models, rng, model, clip)
+        names = fuzz_names(folder, model)
         seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -271,8 +347,9 @@ def run(n_files: int, n_models: int, seed: int) -> dict:
             "held": models.held,
             "broken": models.broken,
         },  # fmt: skip
-        "held": audio.held + models.held,
-        "tried": audio.tried + models.tried,
+        "names": {"checks": names.tried, "held": names.held, "broken": names.broken},
+        "held": audio.held + models.held + names.held,
+        "tried": audio.tried + models.tried + names.tried,
         "seconds": round(seconds, 1),
     }
 
