@@ -52,13 +52,14 @@ def latency(checkpoint: Path, workdir: Path) -> dict:
     import torch
 
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.train.export import _dynamo, export, load_recognizer
+    from speechlstm.train.checkpoint import load_model
+    from speechlstm.train.export import _dynamo, export
 
     torch.set_num_threads(1)
     fp32, int8 = workdir / "m.onnx", workdir / "m.int8.onnx"
     export(checkpoint, fp32)
     export(checkpoint, int8, int8=True)
-    model, _, cfg = load_recognizer(checkpoint)
+    model, _, cfg = load_model(checkpoint)
     fc = cfg.features
     head_path = workdir / "head.onnx"
     with torch.no_grad():

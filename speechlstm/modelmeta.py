@@ -1,7 +1,7 @@
 """The typed description of a speechlstm model, from training to every runtime.
 
 Export writes it into the ONNX file's `metadata_props` (each part a JSON
-string under its own key); `read_description` parses it back into frozen
+string under its own key); `from_props` parses it back into frozen
 dataclasses, validating field by field, so inference modules take rates,
 lengths and labels from one typed object and never from raw dicts. A model
 without our keys is not ours and is refused.

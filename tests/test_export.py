@@ -13,9 +13,9 @@ def test_exported_model_matches_pytorch_at_several_batches_and_lengths(trained_r
     import torch
 
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.train.export import load_recognizer
+    from speechlstm.train.checkpoint import load_model
 
-    model, state, _ = load_recognizer(trained_run / "best.pt")
+    model, state, _ = load_model(trained_run / "best.pt")
     rec = OnnxRecognizer(exported_model)
     assert rec.labels == state.labels
     rng = np.random.default_rng(3)

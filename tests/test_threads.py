@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import tiny_config
 
-from speechlstm import threads
+from speechlstm.train import threads
 
 
 def test_pinned_count_is_kept_and_a_launcher_count_is_left_alone(monkeypatch):

@@ -368,9 +368,9 @@ def test_ema_mixup_distillation_and_all_augmentations_train_resume_and_export(
     _assert_same_weights(last.ema, resumed.ema)
 
     # Export runs the averaged weights: its parity check compares the graph with them.
-    from speechlstm.train.export import load_recognizer
+    from speechlstm.train.checkpoint import load_model
 
-    model, _, _ = load_recognizer(tmp_path / "a/best.pt")
+    model, _, _ = load_model(tmp_path / "a/best.pt")
     best = checkpoint.load(tmp_path / "a/best.pt")
     _assert_same_weights(model.state_dict(), best.ema)
     result = export(tmp_path / "a/best.pt", tmp_path / "a.onnx")

@@ -1,13 +1,20 @@
-"""The training side: the only place torch and torchaudio are imported.
+"""The training side: torch and torchaudio are imported only in this package.
 
-    features   MFCC front-end (torchaudio) and the ONNX-friendly DFT mel
-    augment    on-device waveform augmentation and SpecAugment
-    cells      recurrent cells written from their equations
-    model      the bidirectional recurrent classifier
-    trainer    the training loop, resume, the final report
-    checkpoint the checkpoint record: written atomically, loaded with weights_only
-    export     checkpoint -> self-describing ONNX model
-    onnx_rnn   the recurrent part of the ONNX graph, operator by operator
+    features     MFCC front-end (torchaudio) and the ONNX-friendly DFT mel
+    augment      on-device waveform augmentation and SpecAugment
+    cells        recurrent cells written from their equations
+    model        the bidirectional recurrent classifier
+    trainer      the training loop, resume, the final report
+    threads      torch's CPU thread count on a shared machine
+    distributed  torchrun ranks, process groups, barriers
+    domain       the domain-adversarial discriminator
+    encoder      the pretrained encoder: save, load, start a run from it
+    embedding    Google's speech embedding (openwakeword 0.4.0's files), cached
+    teacher      the embedding teacher: embedding + BiLSTM head (train --frontend embedding)
+    distill      logit and feature distillation from the embedding teacher
+    checkpoint   the checkpoint record: written atomically, loaded with weights_only
+    export       checkpoint -> self-describing ONNX model
+    onnx_rnn     the recurrent part of the ONNX graph, operator by operator
 
 Everything outside this package runs with numpy and onnxruntime alone.
 """

@@ -260,3 +260,15 @@ def build_model(ckpt: Checkpoint, path: str | Path):
         ) from None
     load_weights(model, ckpt.weights, path, "ema" if ckpt.ema is not None else "model")
     return model.eval()
+
+
+def load_model(ckpt_path: str | Path):
+    """The recognizer of a checkpoint in eval mode, with its record and config:
+    (Recognizer, Checkpoint, RunConfig). In a finished run folder the record's
+    summary is updated with the run's final one from metrics.json, with the
+    test accuracy (run_summary)."""
+    ckpt = load(ckpt_path)
+    summary = run_summary(ckpt_path, ckpt)
+    if summary is not None:
+        ckpt = dataclasses.replace(ckpt, summary={**ckpt.summary, **summary})
+    return build_model(ckpt, ckpt_path), ckpt, ckpt.config

@@ -277,13 +277,14 @@ def export_encoder(ckpt_path: str | Path, out_path: str | Path, force: bool = Fa
     """Write the encoder of a trained run's checkpoint (its weights as validated:
     the moving average when the run kept one) to a .safetensors file; an existing
     file is replaced only if it is an encoder speechlstm wrote, or `force`."""
-    from .export import load_recognizer, output_problem
+    from .checkpoint import load_model
+    from .export import output_problem
 
     out_path = Path(out_path)
     problem = output_problem(out_path, Path(ckpt_path), ".safetensors", is_our_encoder, force)
     if problem:
         raise EncoderError(problem)
-    model, ckpt, cfg = load_recognizer(ckpt_path)
+    model, ckpt, cfg = load_model(ckpt_path)
     summary = ckpt.summary
     info = {
         "trained_on": str(summary.get("source", ckpt.source)),

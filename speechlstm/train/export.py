@@ -84,19 +84,6 @@ def is_our_model(path: Path) -> bool:
     return True
 
 
-def load_recognizer(ckpt_path: str | Path) -> tuple[Recognizer, Checkpoint, RunConfig]:
-    """The model in eval mode, its checkpoint record and config.
-
-    In a finished run folder the record's summary is updated with the run's
-    final one from metrics.json, with the test accuracy (checkpoint.run_summary).
-    """
-    ckpt = checkpoint.load(ckpt_path)
-    run_summary = checkpoint.run_summary(ckpt_path, ckpt)
-    if run_summary is not None:
-        ckpt = replace(ckpt, summary={**ckpt.summary, **run_summary})
-    return checkpoint.build_model(ckpt, ckpt_path), ckpt, ckpt.config
-
-
 def describe(ckpt: Checkpoint, cfg: RunConfig) -> ModelDescription:
     """The typed description written into the ONNX file (modelmeta.py)."""
     summary = ckpt.summary
@@ -112,7 +99,7 @@ def describe(ckpt: Checkpoint, cfg: RunConfig) -> ModelDescription:
             epochs_completed=int(summary.get("epochs_completed", 0)),
             best_epoch=int(summary.get("best_epoch", 0)),
             best_val_accuracy=summary.get("best_val_accuracy"),
-            # From metrics.json (load_recognizer); older checkpoints had it patched in.
+            # From metrics.json (checkpoint.load_model); older checkpoints had it patched in.
             test_accuracy=summary.get("test_accuracy"),
             device=str(summary.get("device", "")),
             train=cfg.train,
@@ -138,7 +125,7 @@ def export(
     problem = output_problem(out_path, Path(ckpt_path), ".onnx", is_our_model, force)
     if problem:
         raise ExportError(problem)
-    model, ckpt, cfg = load_recognizer(ckpt_path)
+    model, ckpt, cfg = checkpoint.load_model(ckpt_path)
     if detector is not None:
         cfg = replace(cfg, detector=detector)
     description = describe(ckpt, cfg)

@@ -32,13 +32,13 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .. import metrics, threads
+from .. import metrics
 from ..config import RunConfig, save_toml
 from ..files import FolderLock
 from ..labels import SILENCE, UNKNOWN
 from ..prepare import Prepared, SplitData
 from ..progress import note, progress_bar
-from . import checkpoint
+from . import checkpoint, threads
 from .augment import WaveAugment, edge_fragments, noise_bursts, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
 from .distill import EmbeddingTargets, clip_teacher_probs, feature_loss
