@@ -138,43 +138,32 @@ def train(
     import torch
 
     from speechlstm.bank import default_cache_dir
-    from speechlstm.config import RunConfig, apply_overrides, load_toml, parse_set_option
+    from speechlstm.config import layered_config
     from speechlstm.datasets import DatasetError
     from speechlstm.train import distributed
     from speechlstm.train.trainer import TrainingInterrupted, run_training
 
+    flags = {
+        "data.task": task,
+        "data.words": words,
+        "train.epochs": epochs,
+        "train.batch_size": batch_size,
+        "train.lr": lr,
+        "model.cell": cell,
+        "model.hidden_size": hidden,
+        "train.grad_clip": grad_clip,
+        "model.num_layers": layers,
+        "model.pooling": pooling,
+        "train.device": device,
+        "train.seed": seed,
+        "train.threads": threads,
+        "data.extra": [str(p) for p in add] or None,
+        "train.encoder": "none" if from_scratch else (str(encoder) if encoder else None),
+    }
+    if from_scratch and encoder:
+        fail("--from-scratch and --encoder: choose one")
     try:
-        cfg = load_toml(config) if config else RunConfig()
-        overrides = parse_set_option(settings)
-        flags = {
-            "data.task": task,
-            "data.words": words,
-            "train.epochs": epochs,
-            "train.batch_size": batch_size,
-            "train.lr": lr,
-            "model.cell": cell,
-            "model.hidden_size": hidden,
-            "train.grad_clip": grad_clip,
-            "model.num_layers": layers,
-            "model.pooling": pooling,
-            "train.device": device,
-            "train.seed": seed,
-            "train.threads": threads,
-            "data.extra": [str(p) for p in add] or None,
-            "train.encoder": "none" if from_scratch else (str(encoder) if encoder else None),
-        }
-        if from_scratch and encoder:
-            fail("--from-scratch and --encoder: choose one")
-        # A flag left out must not undo the same setting given with --set.
-        overrides.update({k: v for k, v in flags.items() if v is not None})
-        changed = sorted(k for k in overrides if k not in ("train.device", "train.threads"))
-        if resume and (config or changed):
-            fail(
-                "--resume continues the run with the settings saved in it; leave out "
-                + ", ".join(([str(config)] if config else []) + changed)
-                + " (or start a new run with another --out)"
-            )
-        cfg = apply_overrides(cfg, overrides)
+        cfg = layered_config(config, settings, flags, resume)
     except ValueError as exc:
         fail(str(exc))
     cache = None if no_cache else (cache_dir or default_cache_dir())

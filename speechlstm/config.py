@@ -438,6 +438,33 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     return RunConfig(**sections).validate()
 
 
+# Settings `--resume` may still change: where and how fast, not what is trained.
+RESUMABLE_SETTINGS = ("train.device", "train.threads")
+
+
+def layered_config(
+    config_file: str | Path | None,
+    settings: list[str],
+    flags: dict[str, Any],
+    resume: bool = False,
+) -> RunConfig:
+    """A run's settings, layered: the defaults, then the `--config` file, then the
+    `--set section.key=value` items, then the named flags (None: not given, so a
+    `--set` value for the same key holds). A resumed run continues with the
+    settings saved in it: any new setting but RESUMABLE_SETTINGS is refused."""
+    cfg = load_toml(config_file) if config_file else RunConfig()
+    overrides: dict[str, Any] = parse_set_option(settings)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    changed = sorted(k for k in overrides if k not in RESUMABLE_SETTINGS)
+    if resume and (config_file or changed):
+        raise ValueError(
+            "--resume continues the run with the settings saved in it; leave out "
+            + ", ".join(([str(config_file)] if config_file else []) + changed)
+            + " (or start a new run with another --out)"
+        )
+    return apply_overrides(cfg, overrides)
+
+
 def parse_set_option(items: list[str]) -> dict[str, str]:
     """`["model.hidden_size=256", ...]` to a dict; the values are coerced later."""
     out = {}

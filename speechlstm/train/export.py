@@ -174,7 +174,7 @@ class _Front(torch.nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         log_mel = self.features.to_db(self.mel(waveform))
-        return self.classifier.prepare(self.features.cepstrum(log_mel))
+        return self.classifier.recurrent_inputs(self.features.cepstrum(log_mel))
 
 
 class _Readout(torch.nn.Module):

@@ -58,7 +58,7 @@ class SpeechClassifier(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(dim, n_classes)
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+    def recurrent_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """MFCC (B, T, F) -> normalised recurrent inputs (B, T', F * frame_stack)."""
         x = self.input_norm(x.transpose(1, 2)).transpose(1, 2)  # (B, T, F)
         if self.cfg.frame_stack > 1:
@@ -78,11 +78,11 @@ class SpeechClassifier(nn.Module):
         (domain-adversarial training's discriminator reads it); with
         `with_sequence` the recurrent outputs (B, T', 2H) (feature distillation)."""
         if with_sequence:
-            h = self.rnn(self.prepare(x))
+            h = self.rnn(self.recurrent_inputs(x))
             return self.readout(h), h
         if not with_pooled:
-            return self.recur(self.prepare(x))
-        pooled = self.pool(self.rnn(self.prepare(x)))
+            return self.recur(self.recurrent_inputs(x))
+        pooled = self.pool(self.rnn(self.recurrent_inputs(x)))
         return self.head(self.dropout(pooled)), pooled
 
 

@@ -651,7 +651,7 @@ class Trainer:
         # same decision everywhere, with no broadcast.
         if self.swa is not None and self.state.epoch >= self.swa_start:
             self.swa.update_parameters(self.model)
-        val = evaluate(self.eval_model, self.data.splits["validation"], self.device)
+        val = score_split(self.eval_model, self.data.splits["validation"], self.device)
         s = self.state
         loss_sum, correct, seen, rate = sum_across(
             [s.loss_sum, s.correct, s.seen, clips_per_s], self.ranks, self.device
@@ -751,7 +751,7 @@ def grad_groups(classifier) -> dict[str, list[torch.nn.Parameter]]:
 
 
 @torch.no_grad()
-def evaluate(model: Recognizer, split: SplitData, device: torch.device, batch_size: int = 256):
+def score_split(model: Recognizer, split: SplitData, device: torch.device, batch_size: int = 256):
     """Loss, accuracy, predictions and probabilities of `model` on a split (no augmentation)."""
     model.eval()
     n = len(split.targets)
@@ -794,7 +794,7 @@ def final_report(trainer: Trainer) -> dict:
     if best_path.is_file():
         trainer.eval_model.load_state_dict(checkpoint.load(best_path).weights)
     test = trainer.data.splits["test"]
-    result = evaluate(trainer.eval_model, test, trainer.device)
+    result = score_split(trainer.eval_model, test, trainer.device)
     labels = trainer.labels
     cm = metrics.confusion_matrix(test.targets, result["predictions"], len(labels))
     report = {
