@@ -33,7 +33,7 @@ from common import OUT_DIR, ROOT, machine  # noqa: E402
 # The screening's base: the first shipped recipe (40 epochs, width 96). The
 # `final` rows are the shipped recipe as it is now (speechlstm/assets).
 RECIPE = ROOT / "bench/ablation_base.recipe.toml"
-SHIPPED_RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
+SHIPPED_RECIPE = ROOT / "recipes/sc12.recipe.toml"
 REAL, SYNTH = ROOT / "data/sc12_real", ROOT / "data/synth_sc12"
 RUNS = ROOT / "runs/abl"
 TEACHERS = "runs/abl/e40/best.pt,runs/realonly/best.pt,runs/speed/best.pt"
@@ -102,7 +102,7 @@ VARIANTS: dict[str, tuple[str, list[str], bool]] = {
     "e60": ("schedule 60 epochs", ["train.epochs=60", "train.patience=15"], True),
     "e40-realonly": ("no synthetic speech (mix ratio 0)", [], False),
     "e40-speed": ("speed perturbation 0.1", ["augment.speed=0.1"], True),
-    # The shipped recipe (speechlstm/assets/sc12.recipe.toml), the levers that
+    # The shipped recipe (recipes/sc12.recipe.toml), the levers that
     # helped combined: seed 0 is `make default-model`'s run, seed 1 the spread.
     "final": ("shipped recipe (combination), seed 0 = make default-model", [], True),
     "final-seed1": ("shipped recipe (combination), seed 1", ["train.seed=1"], True),

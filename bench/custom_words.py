@@ -62,7 +62,7 @@ from synthetic_to_real import real_accuracy  # noqa: E402
 from speechlstm.labels import SC12_WORDS  # noqa: E402
 
 SL = str(ROOT / ".venv/bin/speechlstm")
-RECIPE = ROOT / "speechlstm/assets/sc12_synthetic.recipe.toml"
+RECIPE = ROOT / "recipes/sc12_synthetic.recipe.toml"
 REAL = ROOT / "data/sc12_real"
 SYNTH = ROOT / "data/synth_sc12"
 RUNS = ROOT / "runs/cw"

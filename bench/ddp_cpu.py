@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
-RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
+RECIPE = ROOT / "recipes/sc12.recipe.toml"
 
 
 def train(cmd: list[str], out: Path, env: dict) -> dict:

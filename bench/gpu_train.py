@@ -35,7 +35,7 @@ from common import OUT_DIR, ROOT, machine  # noqa: E402
 
 from speechlstm.config import load_toml  # noqa: E402
 
-RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
+RECIPE = ROOT / "recipes/sc12.recipe.toml"
 
 
 def pack(src: Path, out: Path, level: float | None = None) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
-RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
+RECIPE = ROOT / "recipes/sc12.recipe.toml"
 FAST = ["train.batch_size=256", "train.lr=0.006"]
 TEACHER = ["model.hidden_size=256", "model.num_layers=3"]
 

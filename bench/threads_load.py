@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 from synth_audio import make_dataset  # noqa: E402
 
-RECIPE = ROOT / "speechlstm/assets/sc12.recipe.toml"
+RECIPE = ROOT / "recipes/sc12.recipe.toml"
 WORDS = ("yes", "no", "up", "down", "left", "right", "stop")  # synth_audio's tone words
 # name: (--threads value, extra environment)
 SETTINGS = {

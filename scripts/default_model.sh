@@ -4,19 +4,19 @@
 # the tree given as SC: the project's subset, or the official v0.02 archive
 # from `speechlstm data download speech-commands`) plus synthesized speech:
 # the sc12 preset's ten commands, and 497 everyday words
-# (speechlstm/assets/vocabulary.txt, scripts/synth_vocab.sh; `make encoder`
+# (recipes/vocabulary.txt, scripts/synth_vocab.sh; `make encoder`
 # shares them) whose clips outside the 35 Speech Commands words join as
 # `_unknown_` (scripts/vocab_unknown.py: the negatives a stream meets),
 # exported to int8. Every step is seeded: the same command gives the same
 # file on the same stack (CPU, torch 2.11, onnxruntime as installed).
 #
-# The detector defaults stored in the model are speechlstm/assets/sc12.detector.toml:
+# The detector defaults stored in the model are recipes/sc12.detector.toml:
 # bench/streaming.py --tune chose them for this recipe's model on a stream of
 # validation speakers (the most commands matched within 1 false alarm an hour
 # of real non-command speech and noise and a 300 ms median latency; a label's
 # own threshold at most 0.05 under the global one, and only where it adds no
 # false alarm). A changed recipe needs a new tuning:
-#   python bench/streaming.py --tune --write-detector speechlstm/assets/sc12.detector.toml
+#   python bench/streaming.py --tune --write-detector recipes/sc12.detector.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
@@ -25,7 +25,7 @@ SC=${SC:-../shared/data/speech_commands_subset}
 SYNTH=${SYNTH:-data/synth_sc12}
 REAL=${REAL:-data/sc12_real}
 RUN=${RUN:-runs/default}
-RECIPE=${RECIPE:-speechlstm/assets/sc12.recipe.toml}
+RECIPE=${RECIPE:-recipes/sc12.recipe.toml}
 start=$(date +%s)
 $SL data synth --preset sc12 --clips 300 --seed 0 --out "$SYNTH"
 bash scripts/synth_vocab.sh
@@ -35,6 +35,6 @@ rm -rf "$RUN"
 $SL train "$REAL" --add "$SYNTH" --add data/vocab_unknown --out "$RUN" --config "$RECIPE" \
   --device cpu
 $SL export "$RUN/best.pt" -o speechlstm/assets/sc12.int8.onnx --int8 \
-  --detector speechlstm/assets/sc12.detector.toml
+  --detector recipes/sc12.detector.toml
 $SL info speechlstm/assets/sc12.int8.onnx
 echo "default model rebuilt in $(( $(date +%s) - start )) s"

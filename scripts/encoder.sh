@@ -40,7 +40,7 @@ if [ -f "$RUN/last.pt" ] && [ ! -f "$RUN/metrics.json" ] && [ -z "${FRESH:-}" ];
   $SL train "$MIX" --out "$RUN" --resume --device "${DEVICE:-cpu}"
 else
   rm -rf "$RUN"
-  $SL train "$MIX" --out "$RUN" --config speechlstm/assets/encoder.recipe.toml --device "${DEVICE:-cpu}" "${set_args[@]}"
+  $SL train "$MIX" --out "$RUN" --config recipes/encoder.recipe.toml --device "${DEVICE:-cpu}" "${set_args[@]}"
 fi
 $SL export "$RUN/best.pt" --as-encoder -o "$OUT"
 echo "encoder rebuilt in $(( $(date +%s) - start )) s: $OUT"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Synthesize the vocabulary (the 35 Speech Commands words plus the ~500 everyday
-# words of speechlstm/assets/vocabulary.txt, the voices of synth.vocabulary_config,
+# words of recipes/vocabulary.txt, the voices of synth.vocabulary_config,
 # CLIPS per word) into SYNTH (default data/synth_vocab). Seeded, and an interrupted run
 # continues: `make encoder` and bench/ablation.py's vocabulary variants share it.
 set -euo pipefail
@@ -18,7 +18,7 @@ from speechlstm.labels import SC35_WORDS
 from speechlstm.synth import synthesize_dataset, vocabulary_config
 
 out, clips = Path(sys.argv[1]), int(sys.argv[2])
-lines = Path("speechlstm/assets/vocabulary.txt").read_text().split("\n")
+lines = Path("recipes/vocabulary.txt").read_text().split("\n")
 vocab = [w for w in lines if w and not w.startswith("#")]
 words = tuple(SC35_WORDS) + tuple(w for w in vocab if w not in SC35_WORDS)
 counts = synthesize_dataset(vocabulary_config(words, clips), out)

@@ -10,6 +10,6 @@ DATA=${DATA:-data/synth_sc12}
 RUN=${RUN:-runs/synthetic}
 $SL data synth --preset sc12 --clips 300 --seed 0 --out "$DATA"
 rm -rf "$RUN"
-$SL train "$DATA" --out "$RUN" --config speechlstm/assets/sc12_synthetic.recipe.toml --device cpu
+$SL train "$DATA" --out "$RUN" --config recipes/sc12_synthetic.recipe.toml --device cpu
 $SL export "$RUN/best.pt" -o "$RUN/sc12_synthetic.int8.onnx" --int8
 $SL info "$RUN/sc12_synthetic.int8.onnx"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from conftest import tiny_config
@@ -277,7 +278,8 @@ def test_the_shipped_encoder_and_transfer_detector_load_and_are_adopted():
 
     assert encoder.SHIPPED.is_file(), "make encoder writes speechlstm/assets/encoder.safetensors"
     shipped = encoder.load_encoder(encoder.SHIPPED)
-    recipe = tomllib.loads((encoder.SHIPPED.with_name("encoder.recipe.toml")).read_text())
+    recipe_path = Path(__file__).resolve().parents[1] / "recipes" / "encoder.recipe.toml"
+    recipe = tomllib.loads(recipe_path.read_text())
     for field in encoder.SHAPE_FIELDS:
         assert getattr(shipped.model, field) == recipe["model"][field], field
     cfg, enc = encoder.resolve(RunConfig(), say=lambda _: None)

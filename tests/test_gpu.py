@@ -5,6 +5,7 @@ steps, and the GPU-resident augmentation and features. Skipped where no CUDA dev
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,9 +30,8 @@ def cuda():
 
 def _recipe():
     from speechlstm.config import load_toml
-    from speechlstm.runtime import ASSETS_DIR
 
-    return load_toml(ASSETS_DIR / "sc12.recipe.toml")
+    return load_toml(Path(__file__).resolve().parents[1] / "recipes" / "sc12.recipe.toml")
 
 
 def test_cudnn_lstm_forward_and_backward_match_the_cpu(cuda):
