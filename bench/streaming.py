@@ -9,9 +9,11 @@ Streams are built from the real-speech subset, one speaker group at a time:
 - a negative stream of at least an hour: background noise and non-command
   words only, so a false-alarm rate of 1 an hour is resolvable.
 
-`--tune` picks the detector defaults (threshold per label, smoothing) on the
-VALIDATION speakers' streams: the most commands matched with at most
-`--max-false-per-hour` false alarms on the negative stream and a median
+`--tune` picks the detector defaults (threshold per label, smoothing; the
+library's tuner, speechlstm/tuning.py, the search `speechlstm tune-detector`
+runs on a user's recordings) on the VALIDATION speakers' streams: the most
+commands matched with at most `--max-false-per-hour` false alarms on the negative
+stream and a median
 latency within `--max-latency-ms` (300); a label's own threshold may sit up to
 0.05 under the global one, and only where it adds no false alarm. `--write-detector
 FILE` saves them as a [detector] TOML section that `speechlstm export
@@ -43,17 +45,17 @@ from common import OUT_DIR, ROOT, machine, require_subset  # noqa: E402
 from speechlstm.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from speechlstm.config import DetectorConfig, to_dict  # noqa: E402
 from speechlstm.datasets import discover  # noqa: E402
-from speechlstm.debounce import TriggerDetector  # noqa: E402
 from speechlstm.labels import BACKGROUND_LABELS, SC12_WORDS  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, default_model_path  # noqa: E402
 from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
+from speechlstm.tuning import (  # noqa: E402
+    LabelledStreams,
+    detector_toml,
+    evaluate_detector,
+    record_all,
+    tune,
+)
 
-MATCH_TOLERANCE_S = 0.5
-# Fine steps near the top: with label smoothing 0.1 over 12 classes a model's
-# posteriors stop near 0.91, so 0.9 to 0.95 is where the false alarms go
-# from a handful an hour to none (and most of the matches with them).
-THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95)
-SMOOTHING_MS = (200.0, 300.0, 500.0)
 NOISE_LEVEL = 0.05  # peak of the background noise stretches
 
 
@@ -79,8 +81,9 @@ def background(waves: list[np.ndarray], n: int, rng) -> np.ndarray:
     return out
 
 
-class Streams:
-    """The command and negative streams of one split's speakers."""
+class Streams(LabelledStreams):
+    """The command and negative streams of one split's speakers (what
+    `speechlstm tune-detector` takes as --commands, --truth and --negatives)."""
 
     def __init__(self, subset: Path, split: str, minutes: float, negative_minutes: float, seed=0):
         rng = np.random.default_rng([seed, {"validation": 1, "test": 2}[split]])
@@ -90,8 +93,13 @@ class Streams:
         commands = [c for c in clips if c.word in SC12_WORDS]
         others = [c for c in clips if c.word not in SC12_WORDS and c.word not in BACKGROUND_LABELS]
         self.split, self.speakers = split, len({c.speaker for c in clips})
-        self.stream, self.truth = self._build(commands, others, noise, minutes, rng, True)
-        self.negative, _ = self._build([], others, noise, negative_minutes, rng, False)
+        stream, truth = self._build(commands, others, noise, minutes, rng, True)
+        negative, _ = self._build([], others, noise, negative_minutes, rng, False)
+        super().__init__(stream, truth, negative, SAMPLE_RATE)
+
+    @property
+    def stream(self) -> np.ndarray:
+        return self.commands
 
     @staticmethod
     def _build(commands, others, noise, minutes, rng, with_commands: bool):
@@ -118,174 +126,6 @@ class Streams:
             pos += len(wave) + int(rng.uniform(1.0, 3.0) * SAMPLE_RATE)
         return np.clip(out, -1, 1), truth
 
-    @property
-    def negative_hours(self) -> float:
-        return len(self.negative) / SAMPLE_RATE / 3600
-
-
-class _Recorder:
-    """Stands in for the detector's decision and keeps every smoothed hop instead."""
-
-    def __init__(self):
-        self.ends: list[int] = []
-        self.scores: list[np.ndarray] = []
-
-    def update(self, probs, end_samples):
-        self.ends.append(end_samples)
-        self.scores.append(probs)
-
-    def flush(self):
-        return None
-
-    def reset(self):
-        self.ends, self.scores = [], []
-
-
-def smoothed_hops(rec, cfg: DetectorConfig, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The exact per-hop inputs `StreamingDetector` gives its decision (buffer, gate,
-    smoothing), computed once so that many decision settings can be replayed."""
-    det = StreamingDetector(rec, cfg)
-    det.trigger = recorder = _Recorder()
-    detect_file(det, wave)
-    return np.asarray(recorder.ends), np.stack(recorder.scores)
-
-
-def replay(rec, cfg: DetectorConfig, ends, scores) -> list[dict]:
-    """Detections of `cfg`'s decision over recorded hops, with the time each is reported."""
-    trigger = TriggerDetector.from_config(rec.labels, rec.background, cfg, rec.sample_rate)
-    out = []
-    for end, probs in zip(ends, scores):
-        fired = trigger.update(probs, int(end))
-        if fired is not None:
-            out.append(_detection(rec, fired, int(end)))
-    fired = trigger.flush()
-    if fired is not None:
-        out.append(_detection(rec, fired, int(ends[-1])))
-    return out
-
-
-def _detection(rec, fired, reported_at: int) -> dict:
-    end_s = fired.end_samples / rec.sample_rate
-    return {
-        "label": fired.label,
-        "centre_s": end_s - rec.clip_samples / rec.sample_rate / 2,
-        "reported_s": reported_at / rec.sample_rate,
-    }
-
-
-def score(detections: list[dict], truth: list[dict]) -> dict:
-    used, matched, wrong, latencies = set(), 0, 0, []
-    for t in truth:
-        centre = (t["start_s"] + t["end_s"]) / 2
-        near = sorted(
-            (abs(d["centre_s"] - centre), i, d)
-            for i, d in enumerate(detections)
-            if i not in used and abs(d["centre_s"] - centre) <= MATCH_TOLERANCE_S
-        )
-        right = [x for x in near if x[2]["label"] == t["label"]]
-        if right:
-            _, i, d = right[0]
-            used.add(i)
-            matched += 1
-            latencies.append(d["reported_s"] - t["end_s"])
-        elif near:
-            wrong += 1
-            used.add(near[0][1])
-    lat = np.array(latencies) if latencies else np.array([np.nan])
-    return {
-        "commands": len(truth),
-        "matched": round(matched / len(truth), 4),
-        "wrong_label": round(wrong / len(truth), 4),
-        "unmatched_detections": len(detections) - len(used),
-        "latency_median_ms": round(float(np.median(lat)) * 1000, 1),
-        "latency_p95_ms": round(float(np.percentile(lat, 95)) * 1000, 1),
-    }
-
-
-def evaluate(rec, cfg: DetectorConfig, hops: dict, streams: Streams) -> dict:
-    """matched/wrong/latency on the command stream and false alarms an hour on the negative."""
-    ends, scores = hops["stream"]
-    row = score(replay(rec, cfg, ends, scores), streams.truth)
-    false = replay(rec, cfg, *hops["negative"])
-    row["false_per_hour"] = round(len(false) / streams.negative_hours, 2)
-    row["false_alarms"] = len(false)
-    return row
-
-
-def record_all(rec, cfg: DetectorConfig, streams: Streams) -> dict:
-    return {
-        "stream": smoothed_hops(rec, cfg, streams.stream),
-        "negative": smoothed_hops(rec, cfg, streams.negative),
-    }
-
-
-# A label's own threshold may sit at most this far under the global one, and
-# lowering it may not add a single false alarm on the validation hour: with
-# ~1 alarm an hour to spend, a per-label step that buys a few matches at the
-# price of one alarm is tuning to the noise of that hour (final-vocab's free
-# tune went to 0.6 on some labels: 1 an hour on validation, 45 on test).
-MAX_LABEL_DROP = 0.05
-
-
-def tune(
-    rec,
-    base: DetectorConfig,
-    streams: Streams,
-    max_false_per_hour: float,
-    max_latency_ms: float | None = None,
-):
-    """Most commands matched with at most `max_false_per_hour` (and a median
-    latency within `max_latency_ms`): a global threshold per smoothing span,
-    then each label's threshold lowered while that holds and adds no alarm."""
-
-    def eligible(row: dict) -> bool:
-        return row["false_per_hour"] <= max_false_per_hour and (
-            max_latency_ms is None or row["latency_median_ms"] <= max_latency_ms
-        )
-
-    best, trace = None, []
-    for smoothing_ms in SMOOTHING_MS:
-        cfg0 = dataclasses.replace(base, smoothing_ms=smoothing_ms, thresholds=())
-        hops = record_all(rec, cfg0, streams)
-        start = None  # this span's best global threshold within the budget
-        for thr in THRESHOLDS:
-            cfg = dataclasses.replace(cfg0, threshold=thr)
-            row = evaluate(rec, cfg, hops, streams)
-            trace.append({"smoothing_ms": smoothing_ms, "threshold": thr, **row})
-            if eligible(row) and (start is None or row["matched"] > start[1]["matched"]):
-                start = (cfg, row)
-        if start is None:  # none within the budget: per-label steps from the strictest
-            cfg = dataclasses.replace(cfg0, threshold=max(THRESHOLDS))
-            start = (cfg, evaluate(rec, cfg, hops, streams))
-        cfg, row = per_label_steps(rec, *start, hops, streams, eligible)
-        trace.append({"smoothing_ms": smoothing_ms, "per_label": to_dict(cfg), **row})
-        if eligible(row) and (best is None or row["matched"] > best[1]["matched"]):
-            best = (cfg, row)
-    if best is None:  # nothing met the budget: the strictest setting
-        cfg = dataclasses.replace(base, threshold=max(THRESHOLDS), thresholds=())
-        hops = record_all(rec, cfg, streams)
-        return cfg, evaluate(rec, cfg, hops, streams), trace
-    return best[0], best[1], trace
-
-
-def per_label_steps(rec, cfg: DetectorConfig, row: dict, hops: dict, streams, eligible):
-    """Each command label's threshold lowered (at most MAX_LABEL_DROP under the
-    global one) to the lowest step that matches more and adds no false alarm."""
-    floor = cfg.threshold - MAX_LABEL_DROP - 1e-9
-    for label in [lab for lab in rec.labels if lab not in BACKGROUND_LABELS]:
-        for thr in sorted(t for t in THRESHOLDS if floor <= t < cfg.threshold_for(label)):
-            per_label = dict(cfg.thresholds) | {label: thr}
-            trial = dataclasses.replace(cfg, thresholds=tuple(sorted(per_label.items())))
-            trial_row = evaluate(rec, trial, hops, streams)
-            if (
-                eligible(trial_row)
-                and trial_row["false_alarms"] <= row["false_alarms"]
-                and trial_row["matched"] > row["matched"]
-            ):
-                cfg, row = trial, trial_row
-                break
-    return cfg, row
-
 
 def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray) -> float:
     """CPU seconds per audio second x 100: % of one core at real time."""
@@ -294,12 +134,6 @@ def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray) -> float:
     started = time.process_time()
     detect_file(det, wave, chunk_samples=block_samples)
     return round(100 * (time.process_time() - started) / (len(wave) / det.rate_hz), 2)
-
-
-def write_detector(cfg: DetectorConfig, path: Path) -> None:
-    import tomli_w
-
-    path.write_text(tomli_w.dumps({"detector": to_dict(cfg)}))
 
 
 def main() -> None:
@@ -347,7 +181,7 @@ def main() -> None:
             "sweep": trace,
         }
         if args.write_detector:
-            write_detector(tuned, args.write_detector)
+            args.write_detector.write_text(detector_toml(tuned))
             result["wrote"] = str(args.write_detector)
         stored = tuned
     if not args.skip_report:
@@ -359,7 +193,7 @@ def main() -> None:
             "speakers": test.speakers,
             "stream_minutes": args.minutes,
             "negative_hours": round(test.negative_hours, 2),
-            **evaluate(rec, stored, hops, test),
+            **evaluate_detector(rec, stored, hops, test),
             "cpu_percent_of_one_core": {
                 "stream": cpu_share(rec, stored, five_min),
                 "stream_gate_off": cpu_share(rec, ungated, five_min),

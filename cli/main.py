@@ -12,7 +12,7 @@ import typer
 
 from speechlstm.runtime import ModelError
 
-from . import data_cmd, live_cmd, score_cmd, train_cmd, transcribe_cmd
+from . import data_cmd, live_cmd, score_cmd, train_cmd, transcribe_cmd, tune_cmd
 from .common import EXIT_INTERRUPTED, EXIT_PIPE_CLOSED, EXIT_USAGE, printable
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command(name="info")(transcribe_cmd.info)
 app.command(name="live")(live_cmd.live)
 app.command(name="score")(score_cmd.score)
 app.command(name="evaluate")(score_cmd.evaluate)
+app.command(name="tune-detector")(tune_cmd.tune_detector)
 app.command(name="train")(train_cmd.train)
 app.command(name="export")(train_cmd.export)
 app.add_typer(data_cmd.app, name="data")

@@ -66,9 +66,19 @@ class DetectorStats:
 
 class StreamingDetector:
     """Audio in, detections out: the ring buffer, batching, energy gate and
-    smoothing live here; the decision is `self.trigger` (debounce.py)."""
+    smoothing live here; the decision is `self.trigger` (debounce.py).
 
-    def __init__(self, recognizer: OnnxRecognizer, cfg: DetectorConfig = DetectorConfig()):
+    `decision` replaces the decision: any object with `update(probs,
+    end_samples) -> Trigger | None`, `flush()` and `reset()`, handed the
+    smoothed posteriors of every hop. The detector tuner (tuning.py) records
+    them through it once and replays many thresholds over the recording."""
+
+    def __init__(
+        self,
+        recognizer: OnnxRecognizer,
+        cfg: DetectorConfig = DetectorConfig(),
+        decision=None,
+    ):
         self.rec = recognizer
         self.cfg = cfg
         rate = recognizer.sample_rate
@@ -76,7 +86,7 @@ class StreamingDetector:
         self.window = recognizer.clip_samples
         self.hop = max(1, round(rate * cfg.hop_ms / 1000))
         self.n_smooth = max(1, round(cfg.smoothing_ms / cfg.hop_ms))
-        self.trigger = TriggerDetector.from_config(
+        self.trigger = decision or TriggerDetector.from_config(
             recognizer.labels, recognizer.background, cfg, rate
         )
         # What a gated window "predicts": certain silence (all zeros without a _silence_ class).

@@ -1,0 +1,124 @@
+"""`speechlstm tune-detector`: choose a model's streaming detector settings (no torch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .common import MODEL_HELP, err_line, fail, load_recognizer, stdout_line
+
+
+def _is_detector_toml(path: Path) -> bool:
+    from speechlstm.files import FileRefused, read_capped
+
+    try:
+        return read_capped(path, 1 << 20, "detector file").startswith(b"[detector]")
+    except FileRefused:
+        return False
+
+
+def tune_detector(
+    commands: Path = typer.Option(
+        ..., "--commands", help="A recording of spoken commands (noise and other words between)."
+    ),
+    truth: Path = typer.Option(
+        ..., "--truth", help="CSV with a header: label,start_s,end_s of each command in it."
+    ),
+    negatives: list[Path] = typer.Option(
+        ...,
+        "--negatives",
+        help="Audio with no command in it: noise, other speech (repeatable; an hour or more "
+        "resolves 1 false alarm an hour).",
+    ),
+    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    max_false_per_hour: float = typer.Option(
+        1.0, "--max-false-per-hour", min=0.0, help="False alarms allowed an hour of negatives."
+    ),
+    max_latency_ms: float = typer.Option(
+        300.0, "--max-latency-ms", min=0.0, help="Median latency allowed from a word's end."
+    ),
+    write: Path | None = typer.Option(
+        None, "--write", help="Write the chosen settings as a [detector] TOML (for export)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace --write even if it is not ours."),
+    as_json: bool = typer.Option(False, "--json", help="The result as one JSON object."),
+) -> None:
+    """Choose the detector settings that catch the most commands within a false-alarm
+    budget, on your own labelled recordings; store them with `export --detector`.
+
+    The smoothing span and a threshold (global, then per label, at most 0.05
+    lower and only where it adds no false alarm) are searched; the detector's
+    inputs are recorded once per span and every threshold replayed over them.
+
+    Examples:
+
+      speechlstm tune-detector -m my.onnx --commands session.wav --truth session.csv \\
+          --negatives kitchen.wav --negatives radio.flac --write my.detector.toml
+
+      speechlstm export runs/my/best.pt -o my.int8.onnx --int8 --detector my.detector.toml
+    """
+    import numpy as np
+
+    from speechlstm.audio import InvalidAudio, load_audio
+    from speechlstm.config import to_dict
+    from speechlstm.files import FileRefused, check_output, write_atomic
+    from speechlstm.progress import progress_bar
+    from speechlstm.tuning import LabelledStreams, detector_toml, read_truth, tune
+
+    recognizer = load_recognizer(model, threads=1)
+    if write is not None:
+        try:
+            check_output(write, _is_detector_toml, force, what="detector file")
+        except FileRefused as exc:
+            fail(str(exc))
+    try:
+        truth_rows = read_truth(truth)
+        wave = load_audio(commands, recognizer.sample_rate)
+        negative = [load_audio(p, recognizer.sample_rate) for p in negatives]
+    except (InvalidAudio, ValueError) as exc:
+        fail(str(exc))
+    known = set(recognizer.labels)
+    unknown = sorted({t["label"] for t in truth_rows} - known)
+    if unknown:
+        fail(f"{truth}: labels {unknown} are not the model's ({', '.join(recognizer.labels)})")
+    streams = LabelledStreams(
+        wave, truth_rows, np.concatenate(negative), rate_hz=recognizer.sample_rate
+    )
+    if streams.negative_hours < 0.25:
+        err_line(
+            f"note: {streams.negative_hours * 60:.0f} minutes of negatives resolve about "
+            f"{1 / streams.negative_hours:.0f} false alarms an hour at best"
+        )
+    base = recognizer.description.detector
+    with progress_bar("tuning (smoothing spans)", 3) as advance:
+        cfg, row, _ = tune(recognizer, base, streams, max_false_per_hour, max_latency_ms, advance)
+    result = {"detector": {**to_dict(cfg), "thresholds": dict(cfg.thresholds)}, **row}
+    if as_json:
+        stdout_line(json.dumps(result))
+    else:
+        stdout_line(
+            f"threshold {cfg.threshold}, smoothing {cfg.smoothing_ms:.0f} ms"
+            + (
+                ", per label " + ", ".join(f"{k} {v}" for k, v in cfg.thresholds)
+                if cfg.thresholds
+                else ""
+            )
+        )
+        stdout_line(
+            f"matched {row['matched']:.3f} of {row['commands']} commands, wrong label "
+            f"{row['wrong_label']:.3f}, {row['false_per_hour']} false alarms an hour, "
+            f"latency median {row['latency_median_ms']:.0f} ms"
+        )
+    if row["false_per_hour"] > max_false_per_hour:
+        err_line(
+            f"note: no setting met {max_false_per_hour} false alarms an hour; "
+            "these are the strictest"
+        )
+    if write is not None:
+        try:
+            write_atomic(write, detector_toml(cfg))
+        except OSError as exc:
+            fail(f"{write}: cannot write ({exc.strerror or exc})")
+        err_line(f"wrote {write}; store it with: speechlstm export RUN/best.pt --detector {write}")
