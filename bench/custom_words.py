@@ -187,7 +187,7 @@ def synth_variant(name: str) -> Path:
     if name == "default":
         return SYNTH
     out = DATA / f"synth_{name}"
-    from speechlstm.synth import sc12_config, synthesize_dataset
+    from speechlstm.data.synth import sc12_config, synthesize_dataset
 
     cfg = dataclasses.replace(sc12_config(300, 0), **SYNTH_LEVERS[name])
     print(f"synthesizing {out.name} ({SYNTH_LEVERS[name]})", flush=True)

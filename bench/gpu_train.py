@@ -78,7 +78,7 @@ def pack(src: Path, out: Path, level: float | None = None) -> None:
 
 
 def tiled(split, n: int):
-    from speechlstm.prepare import SplitData
+    from speechlstm.data.prepare import SplitData
 
     reps = np.resize(np.arange(len(split.targets)), n)
     return SplitData(split.audio[reps], split.targets[reps], [split.paths[i] for i in reps])
@@ -186,7 +186,7 @@ def main() -> None:
         return
     import torch
 
-    from speechlstm.prepare import prepare
+    from speechlstm.data.prepare import prepare
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; run it on the GPU machine or pass --device cpu")

@@ -27,7 +27,7 @@ from common import OUT_DIR, ROOT, machine, require_subset  # noqa: E402
 
 from speechlstm import metrics  # noqa: E402
 from speechlstm.audio import load_audio  # noqa: E402
-from speechlstm.datasets import discover  # noqa: E402
+from speechlstm.data.datasets import discover  # noqa: E402
 from speechlstm.labels import SILENCE, UNKNOWN  # noqa: E402
 from speechlstm.runtime import ASSETS_DIR, OnnxRecognizer  # noqa: E402
 
@@ -57,7 +57,7 @@ def real_accuracy(model: Path, subset: Path, split: str = "test") -> dict:
 
 
 def synthesis_speed(n_words: int = 4, clips: int = 25) -> dict:
-    from speechlstm.synth import SynthConfig, synthesize_dataset
+    from speechlstm.data.synth import SynthConfig, synthesize_dataset
 
     words = ("alpha", "bravo", "charlie", "delta")[:n_words]
     with tempfile.TemporaryDirectory() as tmp:

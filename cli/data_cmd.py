@@ -73,9 +73,9 @@ def synth(
     """
     import dataclasses
 
+    from speechlstm.data.synth import SynthConfig, filler_words, sc12_config
     from speechlstm.labels import parse_words
     from speechlstm.progress import note
-    from speechlstm.synth import SynthConfig, filler_words, sc12_config
 
     engine_names = tuple(e.strip() for e in engines.split(",") if e.strip())
     if list_voices:
@@ -122,8 +122,8 @@ def synth(
 
 def _check_lang(engine_names: tuple[str, ...], lang: str) -> None:
     """Fail naming the languages the installed voices speak when none speaks `lang`."""
-    from speechlstm.synth import voices_for
-    from speechlstm.tts import available_engines
+    from speechlstm.data.synth import voices_for
+    from speechlstm.data.tts import available_engines
 
     try:
         engines, _ = available_engines(list(engine_names) or None)
@@ -136,9 +136,9 @@ def _check_lang(engine_names: tuple[str, ...], lang: str) -> None:
 def _list_voices(engine_names: tuple[str, ...], lang: str | None) -> None:
     from collections import defaultdict
 
+    from speechlstm.data.synth import voices_for
+    from speechlstm.data.tts import available_engines
     from speechlstm.progress import note
-    from speechlstm.synth import voices_for
-    from speechlstm.tts import available_engines
 
     try:
         engines, notes = available_engines(list(engine_names) or None)
@@ -170,7 +170,7 @@ def _list_voices(engine_names: tuple[str, ...], lang: str | None) -> None:
 
 
 def _run_synth(cfg, out: Path) -> None:
-    from speechlstm.synth import synthesize_dataset
+    from speechlstm.data.synth import synthesize_dataset
 
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; --out names the dataset folder to write")
@@ -201,7 +201,7 @@ def download(
 
       speechlstm data download speech-commands --out data/
     """
-    from speechlstm.download import DATASETS, DownloadError, fetch_dataset
+    from speechlstm.data.download import DATASETS, DownloadError, fetch_dataset
     from speechlstm.progress import progress_bar
 
     if dataset not in DATASETS:
@@ -247,9 +247,9 @@ def record(
 
       speechlstm data record --words yes,no --takes 20 --out data/mine
     """
+    from speechlstm.data.record import record_takes
     from speechlstm.labels import parse_words
     from speechlstm.mic import MicError
-    from speechlstm.record import record_takes
 
     try:
         chosen = list(parse_words(words))

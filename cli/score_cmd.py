@@ -170,7 +170,7 @@ def evaluate(
 
       speechlstm evaluate data/speech_commands --split test --report-dir reports/sc12
     """
-    from speechlstm.datasets import DatasetError
+    from speechlstm.data.datasets import DatasetError
     from speechlstm.evaluation import check_report_dir, report, write_report
     from speechlstm.evaluation import evaluate as run_eval
     from speechlstm.files import FileRefused

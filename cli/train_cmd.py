@@ -137,9 +137,9 @@ def train(
     require_training_side()
     import torch
 
-    from speechlstm.bank import default_cache_dir
     from speechlstm.config import layered_config
-    from speechlstm.datasets import DatasetError
+    from speechlstm.data.bank import default_cache_dir
+    from speechlstm.data.datasets import DatasetError
     from speechlstm.train import distributed
     from speechlstm.train.trainer import TrainingInterrupted, run_training
 
@@ -288,7 +288,7 @@ def _train_teacher(
     data, out, cfg, resume, hidden, epochs, batch_size, lr, seed, noise, cache, progress
 ):
     """`train --frontend embedding`: the embedding teacher (speechlstm/train/teacher.py)."""
-    from speechlstm.datasets import DatasetError
+    from speechlstm.data.datasets import DatasetError
     from speechlstm.train.embedding import EmbeddingUnavailable
     from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, run_teacher
 

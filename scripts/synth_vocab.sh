@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from speechlstm.labels import SC35_WORDS
-from speechlstm.synth import synthesize_dataset, vocabulary_config
+from speechlstm.data.synth import synthesize_dataset, vocabulary_config
 
 out, clips = Path(sys.argv[1]), int(sys.argv[2])
 lines = Path("recipes/vocabulary.txt").read_text().split("\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .datasets import SPLITS, discover
+from .data.datasets import SPLITS, discover
 from .labels import SILENCE, Task
 from .runtime import OnnxRecognizer
 from .scoring import score_paths
@@ -103,7 +103,7 @@ def evaluate(
 
 def _silence_clips(index, recognizer: OnnxRecognizer, n: int) -> np.ndarray:
     from .audio import int16_to_float
-    from .prepare import load_noise, make_silence
+    from .data.prepare import load_noise, make_silence
 
     noise, _ = load_noise(index, None, recognizer.description.features)
     return int16_to_float(

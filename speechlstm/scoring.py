@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import InvalidAudio, is_large, load_audio, stream_audio
-from .datasets import AUDIO_SUFFIXES
+from .data.datasets import AUDIO_SUFFIXES
 from .outputs import CSV_FIELDS, ENCODING, OutputError, open_rows
 from .runtime import OnnxRecognizer
 from .transcribe import batch_top_k, classify_stream, classify_waveform

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from synth_audio import make_dataset
 
-from speechlstm.datasets import (
+from speechlstm.data.datasets import (
     DatasetError,
     check_speakers_disjoint,
     discover,
@@ -107,7 +107,7 @@ def test_words_task_and_its_errors():
 
 def test_prepare_builds_banks_with_silence_and_reports_bad_files(tmp_path):
     from speechlstm.config import DataConfig, FeatureConfig
-    from speechlstm.prepare import prepare
+    from speechlstm.data.prepare import prepare
 
     root = make_dataset(tmp_path / "sc", speakers=6, takes=1)
     (root / "yes" / "spk07_nohash_0.wav").write_text("not audio")
@@ -127,7 +127,7 @@ def test_extra_sources_join_the_training_split_only(tmp_path):
     """`train --add DIR`: every clip of an extra source joins training (words
     outside the task as _unknown_), validation and test stay the primary's."""
     from speechlstm.config import DataConfig, FeatureConfig
-    from speechlstm.prepare import prepare
+    from speechlstm.data.prepare import prepare
 
     primary = make_dataset(tmp_path / "primary", words=("yes", "no", "up"), speakers=5, takes=1)
     extra = make_dataset(tmp_path / "extra", words=("yes", "up"), speakers=2, takes=2, lists=False)
@@ -147,7 +147,7 @@ def test_extra_sources_join_the_training_split_only(tmp_path):
 
 def test_a_missing_extra_source_is_an_error_naming_it(tmp_path):
     from speechlstm.config import DataConfig, FeatureConfig
-    from speechlstm.prepare import prepare
+    from speechlstm.data.prepare import prepare
 
     primary = make_dataset(tmp_path / "primary", words=("yes", "no"), speakers=5, takes=1)
     with pytest.raises(DatasetError, match="nowhere"):

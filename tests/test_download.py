@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from speechlstm.download import Archive, DownloadError, download, fetch_dataset, safe_extract
+from speechlstm.data.download import Archive, DownloadError, download, fetch_dataset, safe_extract
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
@@ -163,7 +163,7 @@ def _tar_links(members: list[tuple[str, str | None, bytes]]) -> bytes:
     ],
 )
 def test_link_chains_cannot_step_outside(tmp_path, members, monkeypatch):
-    import speechlstm.download as dl
+    import speechlstm.data.download as dl
 
     # As on a Python without the standard library's extraction filter.
     monkeypatch.delattr(dl.tarfile, "data_filter", raising=False)
@@ -175,7 +175,7 @@ def test_link_chains_cannot_step_outside(tmp_path, members, monkeypatch):
 
 
 def test_extraction_size_cap(tmp_path):
-    import speechlstm.download as dl
+    import speechlstm.data.download as dl
 
     archive = tmp_path / "big.tar.gz"
     archive.write_bytes(_tar({"a.bin": b"\0" * 5000, "b.bin": b"\0" * 5000}))

@@ -126,7 +126,7 @@ def test_gpu_augmentation_draws_like_the_cpu(cuda):
 def test_training_keeps_the_sample_bank_and_augmentation_on_the_gpu(cuda, tone_dataset, tmp_path):
     import torch
 
-    from speechlstm.prepare import prepare
+    from speechlstm.data.prepare import prepare
     from speechlstm.train.trainer import Trainer
 
     cfg = tiny_config(epochs=1)

@@ -410,7 +410,7 @@ def test_deep_toml_and_other_sample_rates_are_refused_up_front(tmp_path):
 
 
 def test_downloads_are_capped_and_need_a_scheme(tmp_path):
-    from speechlstm.download import DownloadError, download
+    from speechlstm.data.download import DownloadError, download
 
     sha = "0" * 64
     with pytest.raises(DownloadError, match="http://"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from synth_audio import make_dataset
 
-from speechlstm.datasets import discover
+from speechlstm.data.datasets import discover
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -52,7 +52,7 @@ def test_no_detection_on_noise_alone(onnx_model):
 
     rng = np.random.default_rng(5)
     for kind in ("white", "pink"):
-        from speechlstm.noise import make_noise
+        from speechlstm.data.noise import make_noise
 
         noise = make_noise(kind, SR * 20, rng) * 0.05
         assert detect_file(_detector(onnx_model), noise) == []

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechlstm.datasets import check_speakers_disjoint, discover
+from speechlstm.data.datasets import check_speakers_disjoint, discover
+from speechlstm.data.synth import SynthConfig, plan, synthesize_dataset, trim
+from speechlstm.data.tts import ENGINES, Voice
 from speechlstm.labels import UNKNOWN, make_task
-from speechlstm.synth import SynthConfig, plan, synthesize_dataset, trim
-from speechlstm.tts import ENGINES, Voice
 
 pytestmark = pytest.mark.tts
 
@@ -117,7 +117,7 @@ def test_synthesized_dataset_is_trainable_layout(tmp_path):
 
 
 def test_no_engine_is_a_clear_error(tmp_path, monkeypatch):
-    import speechlstm.synth as synth
+    import speechlstm.data.synth as synth
 
     monkeypatch.setattr(synth, "available_engines", lambda names: ([], ["espeak not installed"]))
     with pytest.raises(RuntimeError, match="apt-get install espeak-ng"):
@@ -126,7 +126,7 @@ def test_no_engine_is_a_clear_error(tmp_path, monkeypatch):
 
 def _voices_drawn(cfg, offered, monkeypatch, tmp_path, asked=None) -> list[str]:
     """The voice ids `synthesize_dataset(cfg)` plans with when one engine offers `offered`."""
-    import speechlstm.synth as synth
+    import speechlstm.data.synth as synth
 
     seen = {}
 
@@ -153,7 +153,7 @@ def _voices_drawn(cfg, offered, monkeypatch, tmp_path, asked=None) -> list[str]:
 
 
 def test_sc12_preset_pins_its_voice_set(tmp_path, monkeypatch):
-    from speechlstm.synth import sc12_config
+    from speechlstm.data.synth import sc12_config
 
     cfg = sc12_config(clips_per_word=1)
     assert cfg.words[:3] == ("yes", "no", "up") and cfg.unknown_layout == "folders"
@@ -168,7 +168,7 @@ def test_sc12_preset_pins_its_voice_set(tmp_path, monkeypatch):
 def test_the_encoder_vocabulary_pins_its_voice_set(tmp_path, monkeypatch):
     """make encoder's synthesized words keep their clips when mbrola or pico are
     installed later (they would change every draw and add clips)."""
-    from speechlstm.synth import vocabulary_config
+    from speechlstm.data.synth import vocabulary_config
 
     cfg = vocabulary_config(("apple", "river"), clips_per_word=2)
     assert cfg.unknown_clips == 0 and "pico" not in cfg.engines
@@ -182,7 +182,7 @@ def test_the_encoder_vocabulary_pins_its_voice_set(tmp_path, monkeypatch):
 
 
 def test_languages_choose_voices_and_english_keeps_the_presets_set():
-    from speechlstm.tts import speaks
+    from speechlstm.data.tts import speaks
 
     engine = _engine_or_skip("espeak")
     voices = engine.voices()
@@ -217,15 +217,15 @@ def test_synth_in_another_language_from_the_command_line(tmp_path, lang, words):
     from typer.testing import CliRunner
 
     from speechlstm.cli.main import app
-    from speechlstm.synth import FILLER_WORDS_BY_LANG
+    from speechlstm.data.synth import FILLER_WORDS_BY_LANG
 
     _engine_or_skip("espeak")
     out = tmp_path / lang
     args = ["data", "synth", "--lang", lang, "--words", words, "--clips", "4"]
     result = CliRunner().invoke(app, args + ["--unknown-clips", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    from speechlstm.synth import voices_for
-    from speechlstm.tts import available_engines
+    from speechlstm.data.synth import voices_for
+    from speechlstm.data.tts import available_engines
 
     speakers = {v.id for v in voices_for(available_engines()[0], lang)}
     for word in words.split(","):

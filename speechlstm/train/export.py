@@ -354,7 +354,7 @@ def probe_set(
     up from its other clips to `n` (a small validation split makes one flip
     in 70 look like a broken model), else generated speech-like tones."""
     from ..audio import InvalidAudio, fix_length, load_audio
-    from ..datasets import DatasetError, discover
+    from ..data.datasets import DatasetError, discover
 
     try:
         index = discover(source) if source else None

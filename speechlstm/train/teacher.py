@@ -29,9 +29,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import metrics
-from ..bank import default_cache_dir
 from ..config import RunConfig
-from ..prepare import Prepared
+from ..data.bank import default_cache_dir
+from ..data.prepare import Prepared
 from ..progress import note, progress_bar
 from .embedding import EMBED_DIM, EmbeddingCache, SpeechEmbedding, embed_cached
 
@@ -244,7 +244,7 @@ def run_teacher(
     """`speechlstm train --frontend embedding`: prepare the data as a student run
     would (same task, splits and --add sources), then train the teacher's head."""
     from ..config import save_toml
-    from ..prepare import prepare
+    from ..data.prepare import prepare
 
     out_dir = Path(out_dir)
     if (out_dir / TEACHER_FILE).exists():

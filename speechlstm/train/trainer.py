@@ -34,9 +34,9 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import metrics
 from ..config import RunConfig, save_toml
+from ..data.prepare import Prepared, SplitData
 from ..files import FolderLock
 from ..labels import SILENCE, UNKNOWN
-from ..prepare import Prepared, SplitData
 from ..progress import note, progress_bar
 from . import checkpoint, threads
 from .augment import WaveAugment, edge_fragments, noise_bursts, pitch_warp, spec_augment
@@ -852,7 +852,7 @@ def run_training(
 def _run_training(
     source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
 ) -> dict:
-    from ..prepare import prepare
+    from ..data.prepare import prepare
     from .encoder import resolve
 
     resume_from, encoder = None, None

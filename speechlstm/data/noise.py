@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE
 
 NOISE_KINDS = ("white", "pink", "brown", "hum")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, crop_loudest, to_mono_16k
-from .files import FolderLock, write_atomic
-from .labels import BACKGROUND_NOISE_DIR, SC12_WORDS, SC35_WORDS, UNKNOWN
+from ..audio import SAMPLE_RATE, crop_loudest, to_mono_16k
+from ..files import FolderLock, write_atomic
+from ..labels import BACKGROUND_NOISE_DIR, SC12_WORDS, SC35_WORDS, UNKNOWN
+from ..progress import note, progress_bar
 from .noise import make_noise
-from .progress import note, progress_bar
 from .tts import EngineError, Voice, available_engines, normalize_lang, speaks
 
 # Share of clips per engine (renormalised over the engines present): espeak

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .labels import BACKGROUND_NOISE_DIR, SILENCE, Task
+from ..labels import BACKGROUND_NOISE_DIR, SILENCE, Task
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"})
 SPLITS = ("train", "validation", "test")

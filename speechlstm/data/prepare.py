@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import InvalidAudio, float_to_int16, load_audio
+from ..audio import InvalidAudio, float_to_int16, load_audio
+from ..config import DataConfig, FeatureConfig
+from ..labels import SILENCE, Task, make_task
+from ..progress import note, progress_bar
 from .bank import load_bank
-from .config import DataConfig, FeatureConfig
 from .datasets import SPLITS, DatasetIndex, SplitSpec, discover, task_split
-from .labels import SILENCE, Task, make_task
 from .noise import default_noise_bank
-from .progress import note, progress_bar
 
 # Noise recordings are tiled or cut to this length so they stack into one array.
 NOISE_SECONDS = 60.0

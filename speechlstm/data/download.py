@@ -231,7 +231,7 @@ def fetch_dataset(
     progress=None,
 ) -> Path:
     """Download (resumably) and extract a dataset archive; returns the dataset folder."""
-    from .files import FolderLock
+    from ..files import FolderLock
 
     out_dir = Path(out_dir)
     target = out_dir / archive.folder

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import InvalidAudio, crop_loudest, float_to_int16, load_audio
+from ..audio import InvalidAudio, crop_loudest, float_to_int16, load_audio
 
 BANK_FORMAT = 1  # bump when the decoded representation changes
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import soundfile as sf
 
-from .audio import SAMPLE_RATE, crop_loudest, level_dbfs
-from .files import FolderLock
-from .mic import Microphone
+from ..audio import SAMPLE_RATE, crop_loudest, level_dbfs
+from ..files import FolderLock
+from ..mic import Microphone
 
 MIN_LEVEL_DBFS = -50.0  # quieter than this: nothing was said, the take is repeated
 
