@@ -26,6 +26,7 @@ hop the decision is made at, after waiting for the peak), and CPU.
 
     python bench/streaming.py [--model M] [--minutes 12] [--negative-minutes 60]
     python bench/streaming.py --model M --tune --write-detector tuned.toml
+    python bench/streaming.py --model A --det B --det C --det-png docs/det.png  # DET curves
 """
 
 from __future__ import annotations
@@ -136,6 +137,48 @@ def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray) -> float:
     return round(100 * (time.process_time() - started) / (len(wave) / det.rate_hz), 2)
 
 
+# The DET curve's thresholds: the tuner's grid, finer at the top, and the extremes.
+DET_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.91, 0.92, 0.93,
+                  0.94, 0.95, 0.96, 0.97, 0.98, 0.99)  # fmt: skip
+
+
+def det_points(rec, cfg: DetectorConfig, hops: dict, streams) -> list[dict]:
+    """Matched against false alarms an hour, one point per global threshold (the
+    model's smoothing and other settings; per-label thresholds dropped)."""
+    points = []
+    for thr in DET_THRESHOLDS:
+        trial = dataclasses.replace(cfg, threshold=thr, thresholds=())
+        row = evaluate_detector(rec, trial, hops, streams)
+        points.append({"threshold": thr, "matched": row["matched"], "fph": row["false_per_hour"]})
+    return points
+
+
+def plot_det(curves: dict[str, list[dict]], path: Path, hours: float) -> None:
+    """One line per model: matched (y) against false alarms an hour (x, log scale;
+    0 drawn at the resolution of the negative audio)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = 0.5 / max(hours, 1e-9)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name, points in curves.items():
+        xs = [max(p["fph"], floor) for p in points]
+        ax.plot(xs, [p["matched"] for p in points], marker="o", ms=3, label=name)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(f"false alarms an hour (test speakers; {floor:.2g} = none in {hours:.1f} h)")
+    ax.set_ylabel("commands matched")
+    ax.set_title("Streaming detector: DET curve (bench/streaming.py)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -154,6 +197,15 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="report file (default bench/out/streaming.json)"
     )
+    parser.add_argument(
+        "--det",
+        type=Path,
+        action="append",
+        default=None,
+        help="also draw the DET curve of this model on the test streams (repeatable; "
+        "the --model is drawn too)",
+    )
+    parser.add_argument("--det-png", type=Path, default=None, help="default bench/out/det.png")
     args = parser.parse_args()
     subset = require_subset()
     model = args.model or default_model_path()
@@ -199,6 +251,16 @@ def main() -> None:
                 "stream_gate_off": cpu_share(rec, ungated, five_min),
             },
         }
+    if args.det and not args.skip_report:
+        curves = {result["model"]: det_points(rec, stored, hops, test)}
+        for other in args.det:
+            orec = OnnxRecognizer(other, threads=1)
+            ocfg = orec.description.detector
+            curves[str(other)] = det_points(orec, ocfg, record_all(orec, ocfg, test), test)
+        png = args.det_png or OUT_DIR / "det.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        plot_det(curves, png, test.negative_hours)
+        result["det"] = {"png": str(png), "curves": curves}
     out = args.out or OUT_DIR / "streaming.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
