@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine, require_subset  # noqa: E402
 from synthetic_to_real import real_accuracy  # noqa: E402
 
+from speechlstm.data.links import link_clip  # noqa: E402
 from speechlstm.labels import SC12_WORDS  # noqa: E402
 
 SL = str(ROOT / ".venv/bin/speechlstm")
@@ -160,7 +161,7 @@ def take_set(k: int, seed: int = 0) -> Path:
         (tmp / word).mkdir(parents=True)
         for i in rng.choice(len(speakers), k, replace=False):
             clip = by_speaker[speakers[i]]
-            (tmp / word / clip.name).symlink_to(clip.resolve())
+            link_clip(clip, tmp / word / clip.name)
     tmp.rename(out)
     return out
 
@@ -178,7 +179,7 @@ def real_unknown() -> Path:
             continue
         (tmp / folder.name).mkdir(parents=True)
         for clip in training_clips(folder.name):
-            (tmp / folder.name / clip.name).symlink_to(clip.resolve())
+            link_clip(clip, tmp / folder.name / clip.name)
     tmp.rename(out)
     return out
 

@@ -27,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sc_subset import build  # noqa: E402
 
+from speechlstm.data.links import link_folder  # noqa: E402
+
 
 def fresh(out: Path) -> Path:
     """`out` emptied (a folder this script made: links only) and marked as its own."""
@@ -76,9 +78,7 @@ def main() -> None:
             continue  # _unknown_ and _background_noise_: the real set has its own
         target = args.out / folder.name
         target.mkdir(exist_ok=True)
-        for clip in sorted(folder.glob("*.wav")):
-            (target / clip.name).symlink_to(clip.resolve())
-            synthetic += 1
+        synthetic += link_folder(folder, target)
     words = sorted(p.name for p in args.out.iterdir() if p.is_dir() and not p.name.startswith("_"))
     print(
         f"linked {counts} real and {synthetic} synthesized clips of {len(words)} words "

@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from speechlstm.data.links import link_clip  # noqa: E402
+
 SUFFIXES = (".wav", ".flac")
 LISTS = {"validation": "validation_list.txt", "test": "testing_list.txt"}
 
@@ -40,11 +42,7 @@ def build(root: Path, clip_list: Path, out: Path) -> dict[str, int]:
         if source is None:
             missing.append(clip)
             continue
-        target = out / (clip + source.suffix)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        target.symlink_to(source.resolve())
+        link_clip(source, out / (clip + source.suffix))
         counts[split] += 1
         if split in listed:
             listed[split].append(clip + source.suffix)
@@ -58,7 +56,7 @@ def build(root: Path, clip_list: Path, out: Path) -> dict[str, int]:
     noise = root / "_background_noise_"
     link = out / "_background_noise_"
     if noise.is_dir() and not link.exists():
-        link.symlink_to(noise.resolve(), target_is_directory=True)
+        link_clip(noise, link)
     return counts
 
 

@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from speechlstm.data.links import link_folder  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = ".vocab_unknown"
 
@@ -35,8 +37,7 @@ def link_unknown(synth: Path, out: Path) -> Path:
         if folder.name in SC35_WORDS or folder.name.startswith("_"):
             continue
         (tmp / folder.name).mkdir(parents=True)
-        for clip in sorted(folder.glob("*.wav")):
-            (tmp / folder.name / clip.name).symlink_to(clip.resolve())
+        link_folder(folder, tmp / folder.name)
     (tmp / MARKER).write_text(f"links to {synth} made by scripts/vocab_unknown.py\n")
     tmp.rename(out)
     return out
