@@ -534,3 +534,30 @@ def test_threads_do_not_leak_from_the_lock(tmp_path):
     t.join()
     lock.release()
     assert errors
+
+
+def test_a_full_disk_mid_run_names_the_output_and_keeps_the_rows(tmp_path):
+    import errno
+
+    from speechlstm.outputs import OutputError
+    from speechlstm.scoring import RowWriter, Scored
+
+    out = tmp_path / "rows.csv"
+    writer = RowWriter(out, "csv", append=False, labels=("yes", "no"), k=2)
+    probs = np.array([0.7, 0.3], np.float32)
+    writer.write(Scored("a.wav", probs, 1.0))
+    real = writer.fh
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    writer.fh = FullDisk()
+    writer.csv = __import__("csv").writer(writer.fh)
+    with pytest.raises(OutputError, match="rows.csv: cannot write \\(No space left on device\\)"):
+        writer.write(Scored("b.wav", probs, 1.0))
+    real.close()
+    assert out.read_text().splitlines()[1].startswith("a.wav,yes,0.7")
