@@ -78,11 +78,7 @@ ENCODER_VARIANTS = {
     # Wider still (~2x the parameters of 256, ~10 MB in fp16: past "a few
     # MB"): does the width series 96 -> 128 -> 256 keep paying? (It does not.)
     "h384": ("model.hidden_size=384",),
-    # Width 128, domain-adversarial (ENCODER_DOMAIN): its real and synthesized
-    # clips of a word made alike to the encoder.
-    "h128dann": ("model.hidden_size=128",),
 }
-ENCODER_DOMAIN = {"h128dann": "1.0"}  # variant -> train.domain_adversarial
 TAKES = (1, 5, 20)
 MODES = {  # transfer mode: (encoder_lr_scale, freeze_epochs)
     "frozen": (0.0, 0),
@@ -117,10 +113,7 @@ def build_encoder(subset: Path, variant: str = "") -> None:
         **os.environ,
         "SC": str(subset),
         "EXCLUDE": ",".join(SC12_WORDS),
-        "MIX": str(
-            ROOT / ("data/encoder_mix_nocmd" + ("_dann" if variant in ENCODER_DOMAIN else ""))
-        ),
-        "DOMAIN": ENCODER_DOMAIN.get(variant, ""),
+        "MIX": str(ROOT / "data/encoder_mix_nocmd"),
         "RUN": str(RUNS / ("encoder_nocmd" + (f"_{variant}" if variant else ""))),
         "OUT": str(out),
         "SETS": " ".join(ENCODER_VARIANTS.get(variant, ())),
@@ -282,17 +275,6 @@ def plan_runs(mode: str) -> list[Run]:
         )
         for k in (0, 5)
     ]
-    runs.append(
-        Run(
-            f"{mode}-k0-combined-encdann",
-            "combined (k = 0), its encoder trained domain-adversarially (weight 1.0)",
-            mode,
-            synth="allvoices",
-            sets=ENCODER_VARIANTS["h128dann"],
-            real_unknown=True,
-            encoder="h128dann",
-        )
-    )
     runs += [
         Run(
             f"{mode}-k{k}-combined{width}",
@@ -306,24 +288,6 @@ def plan_runs(mode: str) -> list[Run]:
         )
         for width in (256, 384)
         for k in (0, 5)
-    ]
-    # Domain-adversarial training (train.domain_adversarial) on the combined
-    # run: the real non-command words are also the "real" domain the encoder
-    # must not tell from the synthesized one.
-    runs += [
-        Run(
-            f"{mode}-k{k}-combined-dann{tag}",
-            f"combined (k = {k}) + domain-adversarial training, weight {weight}",
-            mode,
-            k,
-            synth="allvoices",
-            sets=ENCODER_VARIANTS["h128"]
-            + (f"train.domain_adversarial={weight}",)
-            + (("data.extra_share=0.3",) if k else ()),
-            real_unknown=True,
-            encoder="h128",
-        )
-        for k, weight, tag in ((0, 1.0, "1"), (0, 0.3, "03"), (5, 1.0, "1"))
     ]
     # Real takes drawn by count are ~2-6% of a word's draws beside its 300
     # synthesized clips; here they are 30% of them (data.extra_share).

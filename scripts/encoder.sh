@@ -6,10 +6,6 @@
 # EXCLUDE=w1,w2 leaves words out of all of it and OUT names another file
 # (bench/custom_words.py's measurement encoder never hears the commands);
 # SETS="section.key=value ..." changes the recipe (another width, say).
-# DOMAIN=w trains it domain-adversarially (train.domain_adversarial=w): the
-# real training clips go to their own folder ($MIX.real, `train --add`), and a
-# discriminator's reversed gradient makes real and synthesized speech of a
-# word alike to the encoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
@@ -22,17 +18,11 @@ OUT=${OUT:-speechlstm/assets/encoder.safetensors}
 EXCLUDE=${EXCLUDE:-}
 CLIPS=${CLIPS:-20}
 SETS=${SETS:-}
-DOMAIN=${DOMAIN:-}
 set_args=()
 for item in $SETS; do set_args+=(--set "$item"); done
-data_args=()
-if [ -n "$DOMAIN" ]; then
-  data_args=(--real-train-out "$MIX.real")
-  set_args+=(--add "$MIX.real" --set "train.domain_adversarial=$DOMAIN")
-fi
 start=$(date +%s)
 SYNTH="$SYNTH" CLIPS="$CLIPS" bash scripts/synth_vocab.sh
-$PY scripts/encoder_data.py "$SC" data/sc12_clips.csv "$SYNTH" "$MIX" --exclude "$EXCLUDE" "${data_args[@]}"
+$PY scripts/encoder_data.py "$SC" data/sc12_clips.csv "$SYNTH" "$MIX" --exclude "$EXCLUDE"
 if [ -f "$RUN/last.pt" ] && [ ! -f "$RUN/metrics.json" ] && [ -z "${FRESH:-}" ]; then
   # An interrupted build (a quarter of an hour on 2 cores) goes on where it
   # stopped (a finished one, with its metrics.json, is rebuilt: the recipe

@@ -2,16 +2,12 @@
 speech of a large vocabulary, linked into one Speech Commands folder (no audio copied).
 
     python scripts/encoder_data.py SC_ROOT LIST.csv SYNTH_DIR OUT_DIR [--exclude w1,w2]
-        [--real-train-out DIR]
 
 The real clips are those LIST.csv names (sc_subset.py), with their validation
 and test lists, so selection and reports stay on real speakers; every
 synthesized clip of SYNTH_DIR is training data (its speakers are in no list).
 `--exclude` leaves words out of both (bench/custom_words.py measures an
-encoder that never heard the ten command words). `--real-train-out` links the
-real training clips into a folder of their own instead, for `train --add`: the
-encoder's domain-adversarial variant (train.domain_adversarial) tells the two
-domains apart by it.
+encoder that never heard the ten command words).
 """
 
 from __future__ import annotations
@@ -60,18 +56,11 @@ def main() -> None:
     parser.add_argument("synth", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--exclude", default="", help="Comma-separated words to leave out.")
-    parser.add_argument("--real-train-out", type=Path, default=None)
     args = parser.parse_args()
     exclude = {w.strip() for w in args.exclude.split(",") if w.strip()}
     with args.clip_list.open(newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh) if r["clip"].split("/", 1)[0] not in exclude]
-    apart = args.real_train_out
-    real = [r for r in rows if apart is None or r["split"] != "train"]
-    counts = link_real(args.root, real, fresh(args.out))
-    if apart is not None:
-        train = [r for r in rows if r["split"] == "train"]
-        counts["train"] = link_real(args.root, train, fresh(apart))["train"]
-        (apart / "_background_noise_").unlink(missing_ok=True)  # the primary brings it
+    counts = link_real(args.root, rows, fresh(args.out))
     synthetic = 0
     for folder in sorted(p for p in args.synth.iterdir() if p.is_dir()):
         if folder.name in exclude or folder.name.startswith("_"):

@@ -108,9 +108,6 @@ class AugmentConfig:
     """Per-batch augmentation on the training device. Each part can be switched off."""
 
     time_shift_ms: float = 100.0  # uniform shift in [-x, +x]; 0 disables
-    # Speed perturbation: each clip resampled by a factor in [1 - x, 1 + x]
-    # (tempo and pitch together, as Kaldi's speed perturbation); 0 disables.
-    speed: float = 0.0
     noise_prob: float = 0.8  # share of clips that get background noise mixed in
     noise_volume_max: float = 0.1  # noise gain drawn uniformly from [0, max]
     gain_db: float = 6.0  # random level change in [-x, +x] dB; 0 disables
@@ -124,21 +121,11 @@ class AugmentConfig:
     # axis warped by a factor in [1 - x, 1 + x], moving pitch and formants
     # without changing duration; 0 disables.
     pitch: float = 0.0
-    # Share of training clips of a target word shifted until the word is cut
-    # at the window's edge and relabelled `_unknown_`: a sliding window sees
-    # such fragments between words, and should not fire on them. 0 disables.
-    edge_negatives: float = 0.0
-    # Share of training clips replaced by a noise burst labelled `_silence_`:
-    # 30-300 ms of a background-noise recording, loud, at a random place in
-    # the window (a door, a cough, a clap), so a stream's transients do not
-    # fire a command. 0 disables.
-    noise_bursts: float = 0.0
 
     def validate(self) -> AugmentConfig:
-        for name in ("speed", "pitch"):
-            if not 0.0 <= getattr(self, name) < 0.5:
-                raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 0.5)")
-        for name in ("noise_prob", "reverb_prob", "edge_negatives", "noise_bursts"):
+        if not 0.0 <= self.pitch < 0.5:
+            raise ValueError(f"augment.pitch={self.pitch}: must be in [0, 0.5)")
+        for name in ("noise_prob", "reverb_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 1]")
         for name in ("time_shift_ms", "noise_volume_max", "gain_db"):
@@ -168,18 +155,6 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # CPU threads for torch; 0 = the cores free now, re-measured each epoch (threads.py)
     threads: int = 0
-    # mixup (Zhang et al. 2018): each batch mixed with a shuffled copy of
-    # itself, weight drawn from Beta(x, x), targets mixed alike; 0 disables.
-    mixup: float = 0.0
-    # Exponential moving average of the weights (decay per step), validated,
-    # kept and exported in place of the raw weights; 0 disables.
-    ema_decay: float = 0.0
-    # Stochastic weight averaging (Izmailov et al. 2018): the last
-    # `swa_epochs` epochs hold the learning rate at lr * swa_lr_ratio (the
-    # cosine decays to it before) and the weights are averaged at each of
-    # their ends; the average is validated, kept and exported. 0 disables.
-    swa_epochs: int = 0
-    swa_lr_ratio: float = 0.1
     # Knowledge distillation: checkpoints (best.pt of earlier runs with the
     # same labels) whose averaged, temperature-softened outputs are a second
     # target; the loss is (1 - w) * cross-entropy + w * T^2 * KL.
@@ -199,11 +174,6 @@ class TrainConfig:
     # epochs it stays frozen first (the head learns before the encoder moves).
     encoder_lr_scale: float = 0.1
     freeze_epochs: int = 0
-    # Domain-adversarial training (train/domain.py): weight of a discriminator
-    # that tells the `--add` clips (real recordings) from the main dataset's
-    # (synthesized), its gradient reversed into the encoder so that the two
-    # look alike to the head. Needs --add; 0 disables.
-    domain_adversarial: float = 0.0
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
@@ -212,18 +182,6 @@ class TrainConfig:
             raise ValueError(f"train.lr={self.lr}: must be a positive number")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"train.label_smoothing={self.label_smoothing}: must be in [0, 1)")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"train.ema_decay={self.ema_decay}: must be in [0, 1)")
-        if not 0 <= self.swa_epochs < self.epochs:
-            raise ValueError(
-                f"train.swa_epochs={self.swa_epochs}: must be >= 0 and under train.epochs"
-            )
-        if not 0.0 < self.swa_lr_ratio <= 1.0:
-            raise ValueError(f"train.swa_lr_ratio={self.swa_lr_ratio}: must be in (0, 1]")
-        if self.swa_epochs and self.ema_decay:
-            raise ValueError("train.swa_epochs and train.ema_decay: choose one weight average")
-        if self.mixup < 0:
-            raise ValueError(f"train.mixup={self.mixup}: must be >= 0")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"train.distill_weight={self.distill_weight}: must be in [0, 1]")
         if not 0.0 <= self.feature_distill <= 100.0:
@@ -232,10 +190,6 @@ class TrainConfig:
             raise ValueError("train.distill_temperature must be > 0")
         if not 0.0 <= self.encoder_lr_scale <= 10.0:
             raise ValueError(f"train.encoder_lr_scale={self.encoder_lr_scale}: must be in [0, 10]")
-        if not 0.0 <= self.domain_adversarial <= 10.0:
-            raise ValueError(
-                f"train.domain_adversarial={self.domain_adversarial}: must be in [0, 10]"
-            )
         if self.freeze_epochs < 0:
             raise ValueError(f"train.freeze_epochs={self.freeze_epochs}: must be >= 0")
         return self
@@ -252,10 +206,6 @@ class DataConfig:
     # all. Balanced sampling already shows each class equally often, so keeping
     # every unknown word only adds variety.
     unknown_share: float = 0.0
-    # How much more often `_unknown_` is drawn than each other class (balanced
-    # sampling draws every class alike: 1). A stream meets other words as
-    # often as commands, and most false alarms are such words taken for one.
-    unknown_weight: float = 1.0
     # Extra training sources (`train --add DIR`): every clip of each, whatever
     # its split, joins the training split only (words outside the task become
     # `_unknown_`), and their background noise joins the noise bank. Validation
@@ -268,8 +218,6 @@ class DataConfig:
     def validate(self) -> DataConfig:
         if not 0.0 <= self.extra_share <= 1.0:
             raise ValueError(f"data.extra_share={self.extra_share}: must be in [0, 1]")
-        if not 0.0 < self.unknown_weight <= 100.0:
-            raise ValueError(f"data.unknown_weight={self.unknown_weight}: must be in (0, 100]")
         return self
 
 
@@ -359,10 +307,50 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build `cls` from a plain dict, refusing unknown keys and coercing simple types."""
+# Levers that were measured, not kept, and removed (docs/models/sc12.md keeps
+# their figures), with the value that switched each off. A saved config (a
+# run's config.toml, a checkpoint, a model's training summary) that holds one
+# at that value reads as before; one that used it is refused by name, since
+# training would now silently do something else.
+RETIRED_SETTINGS = {
+    "augment.speed": 0.0,
+    "augment.edge_negatives": 0.0,
+    "augment.noise_bursts": 0.0,
+    "train.mixup": 0.0,
+    "train.ema_decay": 0.0,
+    "train.swa_epochs": 0,
+    "train.swa_lr_ratio": None,  # meaningful only with swa_epochs
+    "train.domain_adversarial": 0.0,
+    "data.unknown_weight": 1.0,
+}
+
+
+def _retired(dotted: str) -> str | None:
+    """The RETIRED_SETTINGS key `dotted` names (it may sit under a prefix)."""
+    return next((k for k in RETIRED_SETTINGS if dotted == k or dotted.endswith("." + k)), None)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "", retired: str = "refuse") -> Any:
+    """Build `cls` from a plain dict, refusing unknown keys and coercing simple types.
+
+    A retired setting at its neutral value is dropped; at another value it is
+    refused (`retired="refuse"`) or dropped too (`"drop"`: a model's training
+    summary, which only `info` shows)."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
+    data = dict(data)
+    for key in sorted(set(data) - known):
+        name = _retired(f"{where}{key}")
+        if name is None:
+            continue
+        neutral = RETIRED_SETTINGS[name]
+        if retired == "drop" or neutral is None or data[key] == neutral:
+            del data[key]
+        else:
+            raise ValueError(
+                f"setting {where}{key}={data[key]!r}: this lever was removed (measured and "
+                "not kept; docs/models/sc12.md); leave it out"
+            )
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"unknown setting {where}{unknown[0]}; known: {', '.join(sorted(known))}")
@@ -372,7 +360,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ValueError(f"setting {where}{name}: expected a [{where}{name}] table")
-            kwargs[name] = from_dict(hint, value, where=f"{where}{name}.")
+            kwargs[name] = from_dict(hint, value, where=f"{where}{name}.", retired=retired)
         else:
             kwargs[name] = _coerce(hint, value, f"{where}{name}")
     return cls(**kwargs)
@@ -430,6 +418,11 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         current = sections[section]
         hints = typing.get_type_hints(type(current))
         if key not in hints:
+            if _retired(dotted):
+                raise ValueError(
+                    f"setting {dotted!r}: this lever was removed (measured and not kept; "
+                    "docs/models/sc12.md)"
+                )
             known = ", ".join(f.name for f in fields(current))
             raise ValueError(f"unknown setting {dotted!r}; {section} has: {known}")
         sections[section] = dataclasses.replace(

@@ -163,11 +163,13 @@ def _json(props: dict[str, str], key: str) -> Any:
         raise DescriptionError(f"{key}: corrupt metadata ({exc})") from None
 
 
-def _config(cls: type, data: Any, where: str, validate: bool = True) -> Any:
+def _config(
+    cls: type, data: Any, where: str, validate: bool = True, retired: str = "refuse"
+) -> Any:
     if not isinstance(data, dict):
         raise DescriptionError(f"speechlstm.{where}: expected a JSON object")
     try:
-        cfg = from_dict(cls, data, where=f"{where}.")
+        cfg = from_dict(cls, data, where=f"{where}.", retired=retired)
     except (ValueError, TypeError) as exc:
         raise DescriptionError(f"model description: {exc}") from None
     if validate:
@@ -230,7 +232,8 @@ def _training(data: Any) -> TrainingSummary:
         value = data[f.name]
         if f.name in ("train", "augment", "data"):
             cls = {"train": TrainConfig, "augment": AugmentConfig, "data": DataConfig}[f.name]
-            value = _config(cls, value, f"training.{f.name}")
+            # Removed levers are dropped: the summary only informs `info`.
+            value = _config(cls, value, f"training.{f.name}", retired="drop")
         elif f.name == "clips":
             if not isinstance(value, dict):
                 raise DescriptionError(f"{KEY_TRAINING}.clips: expected an object")

@@ -86,23 +86,3 @@ def test_spec_augment_masks_time_and_frequency(enabled):
     assert changed.any()
     fraction = changed.float().mean()
     assert fraction < (10 / 101 + 5 / 40)  # never more than the widest masks
-
-
-def test_speed_perturbation_scales_pitch_within_the_range_and_keeps_the_centre():
-    import numpy as np
-    import torch
-
-    n, rate = 16000, 16000
-    t = torch.arange(n) / rate
-    wave = torch.sin(2 * np.pi * 500.0 * t).repeat(16, 1) * 0.5
-    out = _augmenter(speed=0.1)(wave, torch.Generator().manual_seed(0))
-    middle = slice(4000, 12000)  # away from the silence a slowed clip gets at its ends
-    freqs = []
-    for row in out:
-        spectrum = np.abs(np.fft.rfft(row[middle].numpy()))
-        freqs.append(np.argmax(spectrum) * rate / 8000)
-    freqs = np.array(freqs)
-    assert ((freqs >= 500 * 0.9 - 2) & (freqs <= 500 * 1.1 + 2)).all(), freqs
-    assert freqs.std() > 10  # each clip gets its own factor
-    # The centre sample stays where it was: the word stays in the window.
-    torch.testing.assert_close(out[:, 7999:8001], wave[:, 7999:8001], atol=0.1, rtol=0)

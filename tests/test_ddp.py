@@ -151,20 +151,3 @@ def test_a_dead_rank_ends_the_job_instead_of_hanging(tone_dataset, tmp_path):
     text = " ".join(stderr.decode().split())
     # torchrun names the failed rank; the survivor says it lost contact.
     assert re.search(r"rank\s*:?\s*1\b", text) or "lost contact" in text, text[-1500:]
-
-
-def test_domain_adversarial_training_runs_under_two_ranks(tone_dataset, tmp_path):
-    """The discriminator is wrapped for the ranks like the classifier: the job ends,
-    and rank 0 keeps its weights in the checkpoint."""
-    from synth_audio import make_dataset
-
-    from speechlstm.train import checkpoint
-
-    extra = make_dataset(tmp_path / "extra", words=("yes", "left"), speakers=4, seed=3)
-    out = tmp_path / "run"
-    proc = _torchrun(tone_dataset, out, "--add", str(extra), "--set",
-                     "train.domain_adversarial=1.0", epochs=2)  # fmt: skip
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, _why(stderr)
-    last = checkpoint.load(out / "last.pt", resumable=True)
-    assert last.domain is not None and "net.0.weight" in last.domain

@@ -162,12 +162,12 @@ def test_any_model_description_parses_or_names_the_field(key, field, value, repl
 
 # -- configuration ----------------------------------------------------------------
 SETTINGS = [
-    "train.epochs", "train.lr", "train.batch_size", "train.label_smoothing", "train.ema_decay",
-    "train.mixup", "train.threads", "model.hidden_size", "model.cell", "model.frame_stack",
-    "model.dropout", "augment.noise_prob", "augment.speed", "augment.pitch", "features.n_mfcc",
-    "features.hop_ms", "features.clip_ms", "detector.threshold", "detector.hop_ms",
-    "data.extra_share", "data.words", "nosuch.key", "train.nosuch", "train.swa_epochs",
-    "train.swa_lr_ratio", "augment.noise_bursts",
+    "train.epochs", "train.lr", "train.batch_size", "train.label_smoothing",
+    "train.feature_distill", "train.threads", "model.hidden_size", "model.cell",
+    "model.frame_stack", "model.dropout", "augment.noise_prob", "augment.pitch",
+    "features.n_mfcc", "features.hop_ms", "features.clip_ms", "features.sample_rate",
+    "detector.threshold", "detector.hop_ms", "data.extra_share", "data.words", "nosuch.key",
+    "train.nosuch", "train.mixup", "augment.speed", "train.distill_weight",
 ]  # fmt: skip
 VALUES = st.one_of(
     st.sampled_from(["0", "-5", "inf", "-inf", "nan", "1e308", "abc", "", "true", "3", "0.5",
@@ -190,8 +190,8 @@ def test_any_set_values_give_a_valid_config_or_a_named_error(items):
     assert t.epochs >= 1 and t.batch_size >= 1 and math.isfinite(t.lr) and t.lr > 0
     assert 0 <= t.label_smoothing < 1 and 0 <= cfg.augment.noise_prob <= 1
     assert cfg.model.hidden_size >= 1 and 0 <= cfg.detector.threshold <= 1
-    assert 0 <= t.swa_epochs < t.epochs and 0 < t.swa_lr_ratio <= 1
-    assert not (t.swa_epochs and t.ema_decay) and 0 <= cfg.augment.noise_bursts <= 1
+    assert 0 <= t.feature_distill <= 100 and 0 <= t.distill_weight <= 1
+    assert cfg.features.sample_rate == 16000
 
 
 @FAST

@@ -247,22 +247,6 @@ def test_balanced_order_draws_classes_equally():
     assert np.allclose(shares, 1 / 3, atol=0.02)
 
 
-def test_balanced_order_draws_a_weighted_class_that_much_more_often():
-    import numpy as np
-
-    from speechlstm.config import DataConfig
-    from speechlstm.train.trainer import balanced_order
-
-    targets = np.array([0] * 900 + [1] * 90 + [2] * 10)  # class 2: `_unknown_`, say
-    picks = targets[
-        balanced_order(targets, 40000, np.random.default_rng(0), class_weights={2: 2.0})
-    ]
-    shares = np.bincount(picks) / len(picks)
-    assert np.allclose(shares, [0.25, 0.25, 0.5], atol=0.02)
-    with pytest.raises(ValueError, match="unknown_weight"):
-        DataConfig(unknown_weight=0.0).validate()
-
-
 @pytest.mark.gpu
 def test_training_on_cuda_with_bf16_autocast(tone_dataset, tmp_path):
     import dataclasses
@@ -309,31 +293,10 @@ def test_pitch_warp_moves_energy_up_or_down_and_keeps_shape():
     assert torch.equal(pitch_warp(log_mel, 0.0, torch.Generator()), log_mel)
 
 
-def test_edge_fragments_keep_only_the_words_edge_and_relabel_unknown():
-    import torch
-
-    from speechlstm.train.augment import edge_fragments
-
-    wave = torch.zeros(200, 16000)
-    wave[:, 5000:11000] = 1.0  # a centred 375 ms word
-    target = torch.tensor([0, 1, 2] * 66 + [0, 1])  # 2 = _unknown_
-    moved, new = edge_fragments(
-        wave, target, 0.5, torch.tensor([0, 1]), 2, torch.Generator().manual_seed(1)
-    )
-    changed = new != target
-    assert 0.25 < changed.float().mean() < 0.45  # half of the two thirds that are words
-    assert (new[changed] == 2).all() and (target[changed] != 2).all()
-    kept = moved[changed].sum(1) / 6000
-    assert (kept < 0.5).all()  # under half of the word is left, at an edge
-    assert torch.equal(moved[~changed], wave[~changed])
-
-
-def test_ema_mixup_distillation_and_all_augmentations_train_resume_and_export(
+def test_distillation_and_all_augmentations_train_resume_and_export(
     tmp_path, tone_dataset, trained_run, monkeypatch
 ):
     import dataclasses
-
-    import torch
 
     from speechlstm.runtime import OnnxRecognizer
     from speechlstm.train import checkpoint
@@ -343,91 +306,45 @@ def test_ema_mixup_distillation_and_all_augmentations_train_resume_and_export(
     base = tiny_config(epochs=2)
     cfg = dataclasses.replace(
         base,
-        augment=dataclasses.replace(base.augment, pitch=0.1, edge_negatives=0.2, speed=0.1),
+        augment=dataclasses.replace(base.augment, pitch=0.1, reverb_prob=0.5, spec_augment=True),
         train=dataclasses.replace(
-            base.train,
-            mixup=0.4,
-            ema_decay=0.9,
-            teacher=(str(trained_run / "best.pt"),),
-            distill_weight=0.5,
+            base.train, teacher=(str(trained_run / "best.pt"),), distill_weight=0.5
         ),
     )
     report = run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
     assert 0.0 <= report["test_accuracy"] <= 1.0
     last = checkpoint.load(tmp_path / "a/last.pt", resumable=True)
-    assert last.ema is not None and last.ema.keys() == last.model.keys()
-    assert any(not torch.equal(last.ema[k], last.model[k]) for k in last.model)
-    assert last.weights is last.ema
+    assert last.ema is None and last.weights is last.model
 
-    # Interrupted and resumed: the same raw and averaged weights.
+    # Interrupted and resumed: the same weights.
     with pytest.raises(TrainingInterrupted):
         _interrupted_at(5, monkeypatch, tone_dataset, tmp_path / "b", cfg)
     run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
     resumed = checkpoint.load(tmp_path / "b/last.pt")
     _assert_same_weights(last.model, resumed.model)
-    _assert_same_weights(last.ema, resumed.ema)
 
-    # Export runs the averaged weights: its parity check compares the graph with them.
-    from speechlstm.train.checkpoint import load_model
-
-    model, _, _ = load_model(tmp_path / "a/best.pt")
-    best = checkpoint.load(tmp_path / "a/best.pt")
-    _assert_same_weights(model.state_dict(), best.ema)
     result = export(tmp_path / "a/best.pt", tmp_path / "a.onnx")
     assert result.max_abs_diff < 1e-4
     assert list(OnnxRecognizer(result.path).labels) == list(last.labels)
 
 
-def test_domain_adversarial_training_uses_the_added_clips_resumes_and_exports(
-    tmp_path, tone_dataset, monkeypatch
-):
-    import dataclasses
+def test_removed_levers_read_as_before_when_off_and_are_refused_when_used(tmp_path):
+    from speechlstm.config import RunConfig, apply_overrides, from_dict, load_toml, to_dict
 
-    import torch
-    from synth_audio import make_dataset
-
-    from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.train import checkpoint
-    from speechlstm.train.domain import DomainDiscriminator
-    from speechlstm.train.export import export
-    from speechlstm.train.trainer import TrainingInterrupted, run_training
-
-    # The "real" clips: other speakers of two words plus an unknown word.
-    extra = make_dataset(tmp_path / "extra", words=("yes", "no", "left"), speakers=4, seed=3)
-    base = tiny_config(epochs=2)
-    cfg = dataclasses.replace(
-        base,
-        data=dataclasses.replace(base.data, extra=(str(extra),)),
-        train=dataclasses.replace(base.train, domain_adversarial=1.0),
-    )
-    plain = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, domain_adversarial=0.0))
-    run_training(tone_dataset, tmp_path / "plain", plain, show_progress=False)
-    run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
-    last = checkpoint.load(tmp_path / "a/last.pt", resumable=True)
-    # The discriminator is kept to resume; its reversed gradient moved the encoder
-    # (the same seed without it gives other recurrent weights).
-    fresh = DomainDiscriminator(2 * cfg.model.hidden_size, len(last.labels)).state_dict()
-    assert last.domain is not None and last.domain.keys() == fresh.keys()
-    without = _weights(tmp_path / "plain/last.pt")
-    assert any(not torch.equal(last.model[k], without[k]) for k in last.model if "rnn" in k)
-
-    # Interrupted and resumed: the same model and discriminator.
-    with pytest.raises(TrainingInterrupted):
-        _interrupted_at(5, monkeypatch, tone_dataset, tmp_path / "b", cfg)
-    run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
-    resumed = checkpoint.load(tmp_path / "b/last.pt")
-    _assert_same_weights(last.model, resumed.model)
-    _assert_same_weights(last.domain, resumed.domain)
-
-    # The exported model is the recognizer alone.
-    result = export(tmp_path / "a/best.pt", tmp_path / "a.onnx")
-    assert result.max_abs_diff < 1e-4
-    assert list(OnnxRecognizer(result.path).labels) == list(last.labels)
-
-    # Without --add there is no other domain: a clear error before training.
-    alone = dataclasses.replace(cfg, data=base.data)
-    with pytest.raises(ValueError, match="--add"):
-        run_training(tone_dataset, tmp_path / "c", alone, show_progress=False)
+    old = to_dict(RunConfig())
+    old["train"] |= {"mixup": 0.0, "ema_decay": 0.0, "swa_epochs": 0, "swa_lr_ratio": 0.1}
+    old["augment"] |= {"speed": 0.0, "edge_negatives": 0.0, "noise_bursts": 0.0}
+    old["data"] |= {"unknown_weight": 1.0}
+    assert from_dict(RunConfig, old) == RunConfig()  # an old config.toml or checkpoint
+    old["train"]["ema_decay"] = 0.999
+    with pytest.raises(ValueError, match="train.ema_decay=0.999: this lever was removed"):
+        from_dict(RunConfig, old)
+    assert from_dict(RunConfig, old, retired="drop") == RunConfig()  # a model's summary
+    (tmp_path / "old.toml").write_text("[augment]\nspeed = 0.1\n")
+    with pytest.raises(ValueError, match="augment.speed"):
+        load_toml(tmp_path / "old.toml")
+    with pytest.raises(ValueError, match="removed"):
+        apply_overrides(RunConfig(), {"train.mixup": "0.4"})
 
 
 def test_teacher_with_other_labels_is_refused(tmp_path, trained_run):
@@ -450,12 +367,13 @@ def test_set_value_survives_flags_left_out(tmp_path, tone_dataset):
         [
             "train", str(tone_dataset), "--out", str(out), "--epochs", "1",
             "--set", "train.batch_size=8", "--set", "model.hidden_size=8",
-            "--set", "model.num_layers=1", "--set", "train.ema_decay=0.5",
+            "--set", "model.num_layers=1", "--set", "train.label_smoothing=0.05",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     text = (out / "config.toml").read_text()
-    assert "batch_size = 8" in text and "hidden_size = 8" in text and "ema_decay = 0.5" in text
+    assert "batch_size = 8" in text and "hidden_size = 8" in text
+    assert "label_smoothing = 0.05" in text
     assert "epochs = 1" in text
 
 
@@ -482,81 +400,3 @@ def test_deferred_step_statistics_equal_per_step_ones(tmp_path, tone_dataset, mo
     _assert_same_weights(
         _weights(tmp_path / "each" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
     )
-
-
-def test_noise_bursts_replace_a_share_by_short_loud_silence():
-    import torch
-
-    from speechlstm.train.augment import noise_bursts
-
-    wave = torch.full((300, 16000), 0.01)
-    target = torch.tensor([0, 1, 2] * 100)  # 2 = _silence_
-    noise = torch.randn(3, 32000) * 0.05
-    out, new = noise_bursts(wave, target, 0.3, noise, 2, 16000, torch.Generator().manual_seed(3))
-    changed = (out != wave).any(1)
-    assert 0.2 < changed.float().mean() < 0.4
-    assert (new[changed] == 2).all() and torch.equal(new[~changed], target[~changed])
-    assert torch.equal(out[~changed], wave[~changed])
-    bursts = out[changed]
-    peak = bursts.abs().amax(1)
-    assert (peak >= 0.2 - 1e-4).all() and (peak <= 0.9 + 1e-4).all()
-    # The burst is short: every sample outside at most 300 ms is zero.
-    span = [(row.nonzero().max() - row.nonzero().min()).item() for row in bursts]
-    assert max(span) <= 0.3 * 16000 and min(span) >= 0.02 * 16000
-    off, same = noise_bursts(wave, target, 0.0, noise, 2, 16000, torch.Generator())
-    assert off is wave and same is target
-
-
-def test_swa_averages_the_last_epochs_at_a_constant_rate_and_resumes(
-    tmp_path, tone_dataset, monkeypatch
-):
-    import dataclasses
-    import json
-
-    import torch
-
-    from speechlstm.train import checkpoint
-    from speechlstm.train.trainer import TrainingInterrupted, run_training
-
-    base = tiny_config(epochs=4)
-    cfg = dataclasses.replace(
-        base, train=dataclasses.replace(base.train, swa_epochs=2, swa_lr_ratio=0.2)
-    )
-    saved = []
-    real_save = checkpoint.save
-
-    def keep(ckpt, path):
-        if path.name == "last.pt":
-            saved.append(
-                (
-                    {k: v.clone() for k, v in ckpt.model.items()},
-                    None if ckpt.ema is None else {k: v.clone() for k, v in ckpt.ema.items()},
-                )
-            )
-        return real_save(ckpt, path)
-
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint, "save", keep)
-        run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
-    assert len(saved) == 4
-    assert saved[0][1] is None and saved[1][1] is None  # averaging starts at epoch 3
-    (w3, avg3), (w4, avg4) = saved[2], saved[3]
-    for key in w3:
-        if w3[key].is_floating_point():
-            assert torch.allclose(avg3[key], w3[key])
-            assert torch.allclose(avg4[key], (w3[key] + w4[key]) / 2, atol=1e-6)
-    history = json.loads((tmp_path / "a/metrics.json").read_text())["history"]
-    lrs = [h["lr"] for h in history]
-    assert lrs[2] == pytest.approx(lrs[3]) == pytest.approx(cfg.train.lr * 0.2)
-    assert lrs[0] > lrs[2]
-
-    # Interrupted inside the averaging epochs and resumed: the same average.
-    last = checkpoint.load(tmp_path / "a/last.pt", resumable=True)
-    per_epoch = last.train_state.global_step // 4
-    with pytest.raises(TrainingInterrupted):
-        _interrupted_at(3 * per_epoch + 2, monkeypatch, tone_dataset, tmp_path / "b", cfg)
-    run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
-    resumed = checkpoint.load(tmp_path / "b/last.pt")
-    _assert_same_weights(last.model, resumed.model)
-    for key in last.ema:
-        assert torch.allclose(last.ema[key], resumed.ema[key], atol=1e-6), key

@@ -7,7 +7,6 @@
     trainer      the training loop, resume, the final report
     threads      torch's CPU thread count on a shared machine
     distributed  torchrun ranks, process groups, barriers
-    domain       the domain-adversarial discriminator
     encoder      the pretrained encoder: save, load, start a run from it
     embedding    Google's speech embedding (openwakeword 0.4.0's files), cached
     teacher      the embedding teacher: embedding + BiLSTM head (train --frontend embedding)

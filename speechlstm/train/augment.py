@@ -30,8 +30,6 @@ class WaveAugment(nn.Module):
     def forward(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b, s = wave.shape
         dev = wave.device
-        if self.cfg.speed > 0:
-            wave = self._speed(wave, gen)
         if self.max_shift_samples > 0:
             wave = self._shift(wave, gen)
         if self.cfg.gain_db > 0:
@@ -42,22 +40,6 @@ class WaveAugment(nn.Module):
         if self.cfg.noise_prob > 0 and self.noise.numel() > 0:
             wave = wave + self._noise(b, s, gen)
         return wave.clamp(-1.0, 1.0)
-
-    def _speed(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        # Read each clip at `factor` samples per output sample, about its centre
-        # (linear interpolation; outside the clip is silence): > 1 is faster and
-        # higher, < 1 slower and lower. Voices differ in both.
-        b, s = wave.shape
-        factor = 1 + (torch.rand(b, 1, generator=gen, device=wave.device) * 2 - 1) * self.cfg.speed
-        centre = (s - 1) / 2
-        src = (torch.arange(s, device=wave.device).unsqueeze(0) - centre) * factor + centre
-        low = src.floor()
-        frac = src - low
-        low = low.long()
-        valid = (low >= 0) & (low < s - 1)
-        low = low.clamp(0, s - 2)
-        out = wave.gather(1, low) * (1 - frac) + wave.gather(1, low + 1) * frac
-        return torch.where(valid, out, torch.zeros_like(out))
 
     def _shift(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         # Shift each clip by its own offset, filling with zeros (not wrapping: a
@@ -140,65 +122,3 @@ def pitch_warp(log_mel: torch.Tensor, max_warp: float, gen: torch.Generator) -> 
     frac = src - low
     low = low.expand(-1, log_mel.shape[1], -1)
     return log_mel.gather(2, low) * (1 - frac) + log_mel.gather(2, low + 1) * frac
-
-
-def edge_fragments(
-    wave: torch.Tensor,
-    target: torch.Tensor,
-    share: float,
-    word_ids: torch.Tensor,
-    unknown_id: int,
-    gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Turn a `share` of the target-word clips of (B, S) `wave` into `_unknown_`
-    fragments: shifted left or right by 55-80% of the window, so that only the
-    word's head or tail remains at the window's edge (Speech Commands words are
-    centred and shorter than the window)."""
-    if share <= 0 or unknown_id < 0:
-        return wave, target
-    b, s = wave.shape
-    dev = wave.device
-    pick = (torch.rand(b, generator=gen, device=dev) < share) & torch.isin(target, word_ids)
-    sign = torch.where(torch.rand(b, generator=gen, device=dev) < 0.5, -1, 1)
-    amount = (0.55 + 0.25 * torch.rand(b, generator=gen, device=dev)) * s
-    shift = torch.where(pick, sign * amount.long(), torch.zeros_like(sign)).unsqueeze(1)
-    src = torch.arange(s, device=dev).unsqueeze(0) - shift
-    valid = (src >= 0) & (src < s)
-    moved = torch.where(valid, wave.gather(1, src.clamp(0, s - 1)), torch.zeros_like(wave))
-    return moved, torch.where(pick, torch.full_like(target, unknown_id), target)
-
-
-def noise_bursts(
-    wave: torch.Tensor,
-    target: torch.Tensor,
-    share: float,
-    noise: torch.Tensor,
-    silence_id: int,
-    sample_rate: int,
-    gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace a `share` of the clips of (B, S) `wave` by `_silence_` windows
-    holding one noise burst: 30-300 ms of a background-noise recording under
-    a Hann envelope, peak 0.2-0.9, at a random place. The waveform stage adds
-    its usual background noise afterwards."""
-    if share <= 0 or silence_id < 0 or noise.numel() == 0:
-        return wave, target
-    b, s = wave.shape
-    dev = wave.device
-    pick = torch.rand(b, generator=gen, device=dev) < share
-    n, length = noise.shape
-    which = torch.randint(0, n, (b,), generator=gen, device=dev)
-    start = (torch.rand(b, generator=gen, device=dev) * (length - s + 1)).long()
-    idx = start.unsqueeze(1) + torch.arange(s, device=dev).unsqueeze(0)
-    segment = noise.to(dev)[which.unsqueeze(1), idx]  # (B, S)
-    width = (sample_rate * (0.03 + 0.27 * torch.rand(b, 1, generator=gen, device=dev))).clamp(max=s)
-    offset = torch.rand(b, 1, generator=gen, device=dev) * (s - width)
-    pos = (torch.arange(s, device=dev).unsqueeze(0) - offset) / width  # 0..1 inside the burst
-    envelope = torch.where(
-        (pos >= 0) & (pos <= 1), torch.sin(torch.pi * pos.clamp(0, 1)) ** 2, torch.zeros_like(pos)
-    )
-    burst = segment * envelope
-    peak = 0.2 + 0.7 * torch.rand(b, 1, generator=gen, device=dev)
-    burst = burst * peak / burst.abs().amax(dim=1, keepdim=True).clamp_min(1e-6)
-    wave = torch.where(pick.unsqueeze(1), burst, wave)
-    return wave, torch.where(pick, torch.full_like(target, silence_id), target)

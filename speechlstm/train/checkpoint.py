@@ -14,7 +14,7 @@ plain tensors and built-in types (format 1):
     optimizer    AdamW state_dict()                             required to resume
     scheduler    LambdaLR state_dict()                          required to resume
     train_state  TrainState fields (counters, running sums, history)  required to resume
-    ema          moving average of `model` (train.ema_decay > 0): what runs
+    ema          (runs before 2026-12-02 with a weight average) the averaged weights: what runs
 
 Loading uses `torch.load(weights_only=True)`, which refuses pickled objects,
 so a checkpoint from anywhere can never run code. The test accuracy is not
@@ -77,10 +77,11 @@ class Checkpoint:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     train_state: TrainState | None = None
-    # The moving average of the weights (train.ema_decay > 0): what is
-    # validated, tested and exported; `model` keeps the raw weights to resume.
+    # Runs made before the weight averages were removed (2026-12-02) may hold
+    # the averaged weights here: what they validated, tested and export.
     ema: dict[str, torch.Tensor] | None = None
-    # The domain discriminator (train.domain_adversarial): to resume only.
+    # Runs made before domain-adversarial training was removed hold its
+    # discriminator here; it is read and ignored (it was never exported).
     domain: dict[str, torch.Tensor] | None = None
     # The embedding projector (train.feature_distill): to resume only.
     projector: dict[str, torch.Tensor] | None = None

@@ -13,8 +13,7 @@ every augmented batch) and cached on disk:
   projector is a training aid: kept in checkpoints to resume, never exported.
 
 The student's augmentation (shift, gain, noise, room) keeps the word, so the
-clean clip's targets stay fitting ones; edits that change the clip's label
-(mixup, edge fragments, noise bursts) cannot be used with them.
+clean clip's targets stay fitting ones.
 """
 
 from __future__ import annotations

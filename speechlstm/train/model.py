@@ -73,17 +73,13 @@ class SpeechClassifier(nn.Module):
         """Recurrent outputs (B, T', 2H) -> logits (B, C)."""
         return self.head(self.dropout(self.pool(h)))
 
-    def forward(self, x: torch.Tensor, with_pooled: bool = False, with_sequence: bool = False):
-        """Logits (B, C); with `with_pooled` also the pooled encoder output (B, 2H)
-        (domain-adversarial training's discriminator reads it); with
-        `with_sequence` the recurrent outputs (B, T', 2H) (feature distillation)."""
+    def forward(self, x: torch.Tensor, with_sequence: bool = False):
+        """Logits (B, C); with `with_sequence` also the recurrent outputs (B, T', 2H)
+        (feature distillation reads them)."""
         if with_sequence:
             h = self.rnn(self.recurrent_inputs(x))
             return self.readout(h), h
-        if not with_pooled:
-            return self.recur(self.recurrent_inputs(x))
-        pooled = self.pool(self.rnn(self.recurrent_inputs(x)))
-        return self.head(self.dropout(pooled)), pooled
+        return self.recur(self.recurrent_inputs(x))
 
 
 def stack_frames(x: torch.Tensor, k: int) -> torch.Tensor:

@@ -30,20 +30,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import metrics
 from ..config import RunConfig, save_toml
 from ..data.prepare import Prepared, SplitData
 from ..files import FolderLock
-from ..labels import SILENCE, UNKNOWN
 from ..progress import note, progress_bar
 from . import checkpoint, threads
-from .augment import WaveAugment, edge_fragments, noise_bursts, pitch_warp, spec_augment
+from .augment import WaveAugment, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
 from .distill import EmbeddingTargets, clip_teacher_probs, feature_loss
 from .distributed import SINGLE, Ranks, barrier, sum_across
-from .domain import DomainDiscriminator, domain_loss, reversal_strength, reverse_gradient
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .model import Recognizer, count_parameters
 from .teacher import is_teacher_file
@@ -91,14 +88,12 @@ def balanced_order(
     rng: np.random.Generator,
     from_extra: np.ndarray | None = None,
     extra_share: float = 0.0,
-    class_weights: dict[int, float] | None = None,
 ) -> np.ndarray:
     """`n` indices drawn so that every class present is equally likely.
 
     With `from_extra` and an `extra_share` > 0, that share of each class's
     draws comes from its extra-source clips (all of them when the class has
-    no primary clip, none when it has no extra one). `class_weights` makes a
-    class that many times as likely as the others (unlisted classes: 1).
+    no primary clip, none when it has no extra one).
     """
     classes, counts = np.unique(targets, return_counts=True)
     weights = (1.0 / counts)[np.searchsorted(classes, targets)]
@@ -109,8 +104,6 @@ def balanced_order(
             if extra.any() and primary.any():
                 weights[extra] = extra_share / extra.sum()
                 weights[primary] = (1 - extra_share) / primary.sum()
-    for cls, weight in (class_weights or {}).items():
-        weights[targets == cls] *= weight
     return rng.choice(len(targets), size=n, replace=True, p=weights / weights.sum())
 
 
@@ -196,34 +189,12 @@ class Trainer:
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
             )
         self.n_params = count_parameters(self.model)
-        # Domain-adversarial training (train.domain_adversarial): the discriminator
-        # is a training aid, kept in checkpoints to resume but never exported.
-        self.domain = None
-        if tc.domain_adversarial > 0:
-            if self.train_from_extra_of(data) is None:
-                raise ValueError(
-                    "train.domain_adversarial needs clips of the other domain: add real "
-                    "recordings with --add DIR (the main dataset is the synthesized one)"
-                )
-            self.domain = DomainDiscriminator(2 * cfg.model.hidden_size, len(self.labels))
-            self.domain.to(self.device)
-        self.domain_net = self.domain
-        if self.domain is not None and ranks.enabled:
-            self.domain_net = DistributedDataParallel(
-                self.domain, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
         self.grad_groups = grad_groups(self.model.classifier)
         self.augment = WaveAugment(cfg.augment, cfg.features, torch.from_numpy(data.noise))
         self.augment.to(self.device)
         self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
         self.train_targets = data.splits["train"].targets
         self.train_from_extra = data.splits["train"].from_extra
-        self.word_ids = torch.tensor(
-            [i for i, label in enumerate(self.labels) if not label.startswith("_")],
-            device=self.device,
-        )
-        self.unknown_id = self.labels.index(UNKNOWN) if UNKNOWN in self.labels else -1
-        self.silence_id = self.labels.index(SILENCE) if SILENCE in self.labels else -1
         self.teachers = load_teachers(tc.teacher, self.labels, self.device)
         clip_probs = clip_teacher_probs(
             tc.teacher,
@@ -232,41 +203,19 @@ class Trainer:
             tc.distill_temperature,
             cache_dir,
         )
-        if (clip_probs is not None or tc.feature_distill > 0) and (
-            tc.mixup > 0 or cfg.augment.edge_negatives > 0 or cfg.augment.noise_bursts > 0
-        ):
-            raise ValueError(
-                "an embedding teacher's targets are per clip: they do not follow "
-                "train.mixup, augment.edge_negatives or augment.noise_bursts; leave those at 0"
-            )
         self.targets = None
         if tc.feature_distill > 0:
-            if self.domain is not None:
-                raise ValueError("train.feature_distill and train.domain_adversarial: choose one")
             self.targets = EmbeddingTargets(
                 data.splits["train"].audio, 2 * cfg.model.hidden_size, cache_dir
             ).to(self.device)
         self.clip_teacher = (
             None if clip_probs is None else torch.from_numpy(clip_probs).to(self.device)
         )
-        # The moving average (train.ema_decay) is what is validated and kept.
-        self.ema = (
-            AveragedModel(
-                self.model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True
-            )
-            if tc.ema_decay > 0
-            else None
-        )
-        # Stochastic weight averaging (train.swa_epochs): an equal-weight average
-        # of the weights at the end of each of the last epochs.
-        self.swa_start = tc.epochs - tc.swa_epochs
-        self.swa = AveragedModel(self.model, use_buffers=True) if tc.swa_epochs else None
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
-        # With SWA the cosine ends where averaging starts, at the constant SWA rate.
-        decay_steps = self.steps_per_epoch * self.swa_start
-        floor = tc.swa_lr_ratio if tc.swa_epochs else tc.min_lr_ratio
+        decay_steps = self.total_steps
+        floor = tc.min_lr_ratio
         # Groups: (encoder?, decayed?). Norms and biases are not weight-decayed
         # (nanoGPT's split); without an encoder there are the two usual groups.
         groups: dict[tuple[bool, bool], list] = {}
@@ -277,10 +226,7 @@ class Trainer:
         param_groups = [
             {"params": groups[k], "weight_decay": tc.weight_decay if k[1] else 0.0} for k in keys
         ]
-        if self.domain is not None:  # learns at the head's rate
-            param_groups.append({"params": list(self.domain.parameters()), "weight_decay": 0.0})
-            keys.append((False, False))
-        if self.targets is not None:  # the projector, likewise
+        if self.targets is not None:  # the projector learns at the head's rate
             param_groups.append(
                 {"params": list(self.targets.projector.parameters()), "weight_decay": 0.0}
             )
@@ -322,43 +268,20 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             train_state=self.state,
-            ema=None if self.average is None else self.average.module.state_dict(),
-            domain=None if self.domain is None else self.domain.state_dict(),
             projector=None if self.targets is None else self.targets.projector.state_dict(),
         )
 
     @property
-    def average(self) -> AveragedModel | None:
-        """The weight average in use: the EMA, or SWA once it has averaged an epoch."""
-        if self.ema is not None:
-            return self.ema
-        if self.swa is not None and int(self.swa.n_averaged) > 0:
-            return self.swa
-        return None
-
-    @property
     def eval_model(self) -> Recognizer:
         """The weights validation, test and export see."""
-        return self.model if self.average is None else self.average.module
+        return self.model
 
     def load_resume(self, ckpt: Checkpoint, path: Path) -> None:
         checkpoint.load_weights(self.model, ckpt.model, path)
-        if self.domain is not None:
-            if ckpt.domain is None:
-                raise checkpoint.CheckpointError(f"{path}: holds no domain discriminator")
-            checkpoint.load_weights(self.domain, ckpt.domain, path, "domain")
         if self.targets is not None:
             if ckpt.projector is None:
                 raise checkpoint.CheckpointError(f"{path}: holds no embedding projector")
             checkpoint.load_weights(self.targets.projector, ckpt.projector, path, "projector")
-        if self.ema is not None:
-            if ckpt.ema is None:
-                raise checkpoint.CheckpointError(f"{path}: holds no moving average to resume")
-            checkpoint.load_weights(self.ema.module, ckpt.ema, path, "ema")
-            self.ema.n_averaged.fill_(max(1, ckpt.train_state.global_step))
-        elif self.swa is not None and ckpt.ema is not None:
-            checkpoint.load_weights(self.swa.module, ckpt.ema, path, "ema")
-            self.swa.n_averaged.fill_(max(1, ckpt.train_state.epoch - self.swa_start))
         try:
             self.optimizer.load_state_dict(ckpt.optimizer)
             self.scheduler.load_state_dict(ckpt.scheduler)
@@ -418,12 +341,6 @@ class Trainer:
             ) from None
         return self.state
 
-    @staticmethod
-    def train_from_extra_of(data: Prepared) -> np.ndarray | None:
-        """Which training clips came from `--add` sources (None: there are none)."""
-        extra = data.splits["train"].from_extra
-        return extra if extra is not None and extra.any() else None
-
     def _encoder_rate(self, epoch: int) -> float:
         """The encoder's learning-rate factor in `epoch` (0 while frozen)."""
         tc = self.cfg.train
@@ -455,12 +372,6 @@ class Trainer:
             self._note(f"threads: {torch.get_num_threads()} -> {want} (cores free now)")
         torch.set_num_threads(want)
 
-    def _class_weights(self) -> dict[int, float] | None:
-        weight = self.cfg.data.unknown_weight
-        if weight == 1.0 or self.unknown_id < 0:
-            return None  # the draws stay those of runs before the setting existed
-        return {self.unknown_id: weight}
-
     def _train_epoch(self, show_progress: bool | None) -> float:
         """Run the epoch's remaining steps; returns the training rate in clips/s."""
         tc, s = self.cfg.train, self.state
@@ -471,7 +382,6 @@ class Trainer:
             rng,
             self.train_from_extra,
             self.cfg.data.extra_share,
-            self._class_weights(),
         )
         self.model.train()
         self._freeze_encoder()
@@ -515,26 +425,8 @@ class Trainer:
         index = torch.from_numpy(idx).to(self.device)
         wave = self.train_audio[index].float() / 32767.0  # (B, S)
         target = torch.from_numpy(self.train_targets[idx]).to(self.device)
-        with torch.no_grad():
-            wave, target = edge_fragments(
-                wave, target, ac.edge_negatives, self.word_ids, self.unknown_id, gen
-            )
-            wave, target = noise_bursts(
-                wave,
-                target,
-                ac.noise_bursts,
-                self.augment.noise,
-                self.silence_id,
-                self.cfg.features.sample_rate,
-                gen,
-            )
+        with torch.no_grad():  # augment, features, teachers' targets
             wave = self.augment(wave, gen)
-            mix = None
-            if tc.mixup > 0:
-                lam = float(np.random.default_rng(step_seed).beta(tc.mixup, tc.mixup))
-                perm = torch.randperm(len(idx), generator=gen, device=self.device)
-                wave = lam * wave + (1 - lam) * wave[perm]
-                mix = (lam, target[perm])
             clean_mel = self.model.features.log_mel(wave)
             log_mel = spec_augment(pitch_warp(clean_mel, ac.pitch, gen), ac, gen)
             feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
@@ -549,27 +441,13 @@ class Trainer:
                     else (teacher_probs * n_ckpt + clip_p) / (n_ckpt + 1)
                 )
         h = None
-        with self.autocast:
+        with self.autocast:  # loss
             if self.targets is not None:
                 logits, h = self.classifier(feats, with_sequence=True)
-                logits = logits.float()
-            elif self.domain is None:
-                logits = self.classifier(feats).float()
             else:
-                logits, pooled = self.classifier(feats, with_pooled=True)
-                logits = logits.float()
+                logits = self.classifier(feats)
+            logits = logits.float()
             loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
-            if self.domain is not None:
-                progress = self.state.global_step / max(1, self.total_steps)
-                reversed_ = reverse_gradient(pooled.float(), reversal_strength(progress))
-                is_extra = torch.from_numpy(self.train_from_extra[idx]).to(self.device)
-                d_logits = self.domain_net(reversed_, target).float()
-                loss = loss + tc.domain_adversarial * domain_loss(d_logits, is_extra)
-            if mix is not None:
-                lam, other = mix
-                loss = lam * loss + (1 - lam) * F.cross_entropy(
-                    logits, other, label_smoothing=tc.label_smoothing
-                )
             if teacher_probs is not None:
                 t, w = tc.distill_temperature, tc.distill_weight
                 kl = F.kl_div(F.log_softmax(logits / t, -1), teacher_probs, reduction="batchmean")
@@ -584,8 +462,6 @@ class Trainer:
             self._pending_clipped.append(total > tc.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
         return loss.detach(), (logits.argmax(-1) == target).sum()
 
     def _teacher_probs(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
@@ -649,8 +525,6 @@ class Trainer:
         """Validate, record and checkpoint the epoch, print its line; True to stop early."""
         # Every rank validates on the whole split: the same weights give the
         # same decision everywhere, with no broadcast.
-        if self.swa is not None and self.state.epoch >= self.swa_start:
-            self.swa.update_parameters(self.model)
         val = score_split(self.eval_model, self.data.splits["validation"], self.device)
         s = self.state
         loss_sum, correct, seen, rate = sum_across(
