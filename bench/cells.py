@@ -56,7 +56,7 @@ def measure_onnx(cell: str, out: Path, clip_samples: int) -> dict:
 
 
 def run_cell(cell: str, subset: Path, out: Path, overrides: dict) -> dict:
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     cfg = apply_overrides(RunConfig(), {**overrides, "model.cell": cell})
     if out.exists():

@@ -141,7 +141,8 @@ def train(
     from speechlstm.data.bank import default_cache_dir
     from speechlstm.data.datasets import DatasetError
     from speechlstm.train import distributed
-    from speechlstm.train.trainer import TrainingInterrupted, run_training
+    from speechlstm.train.run import run_training
+    from speechlstm.train.trainer import TrainingInterrupted
 
     flags = {
         "data.task": task,

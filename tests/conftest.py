@@ -81,7 +81,7 @@ def onnx_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tone_dataset) -> Path:
     """One tiny training run shared by the export and training tests (marked `train`)."""
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     run_training(tone_dataset, out, tiny_config(), cache_dir=None, show_progress=False)

@@ -190,8 +190,8 @@ def test_grad_groups_cover_every_layer_once():
     import torch
 
     from speechlstm.config import ModelConfig
+    from speechlstm.train.history import grad_groups
     from speechlstm.train.model import SpeechClassifier
-    from speechlstm.train.trainer import grad_groups
 
     for cell in ("lstm", "gru"):
         clf = SpeechClassifier(40, 5, ModelConfig(cell=cell, num_layers=3, hidden_size=8))

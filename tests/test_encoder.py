@@ -82,7 +82,7 @@ def test_frozen_encoder_stays_and_a_new_head_learns_other_words(
     import torch
 
     from speechlstm.train.encoder import load_encoder
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     enc = load_encoder(encoder_file)
     out = tmp_path / "frozen"
@@ -104,7 +104,7 @@ def test_fine_tuned_encoder_moves_less_than_the_head_and_stages_wait(
     import torch
 
     from speechlstm.train.encoder import load_encoder
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     enc = load_encoder(encoder_file)
     run_training(
@@ -129,7 +129,8 @@ def test_a_run_from_an_encoder_resumes_to_the_same_weights(
 ):
     from test_train import _assert_same_weights, _interrupted_at, _weights
 
-    from speechlstm.train.trainer import TrainingInterrupted, run_training
+    from speechlstm.train.run import run_training
+    from speechlstm.train.trainer import TrainingInterrupted
 
     cfg = _run_cfg(str(encoder_file), 0.1, freeze=1, epochs=3)
     run_training(other_words, tmp_path / "whole", cfg, show_progress=False)

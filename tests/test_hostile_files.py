@@ -474,7 +474,7 @@ def test_train_refuses_another_runs_files_and_a_second_run(tone_dataset, tmp_pat
     from conftest import tiny_config
 
     from speechlstm.files import FileRefused, FolderLock
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     out = tmp_path / "run"
     out.mkdir()
@@ -496,6 +496,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(
     from conftest import tiny_config
 
     from speechlstm.train import checkpoint, trainer
+    from speechlstm.train.run import run_training
 
     real_step = trainer.Trainer._step
 
@@ -508,7 +509,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(
     monkeypatch.setattr(trainer.Trainer, "_step", step)
     out = tmp_path / "nan"
     with pytest.raises(trainer.TrainingDiverged, match="epoch 2, step 1"):
-        trainer.run_training(tone_dataset, out, tiny_config(3), cache_dir=None, show_progress=False)
+        run_training(tone_dataset, out, tiny_config(3), cache_dir=None, show_progress=False)
     last = checkpoint.load(out / "last.pt", resumable=True)
     assert last.train_state.epoch == 1
     assert all(torch.isfinite(v).all() for v in last.model.values() if v.is_floating_point())

@@ -64,8 +64,8 @@ def test_missing_model_files_name_the_package(monkeypatch, tmp_path):
 
 
 def test_teacher_learns_the_words_and_a_student_distils_from_it(stand_in, tmp_path, tone_dataset):
+    from speechlstm.train.run import run_training
     from speechlstm.train.teacher import TEACHER_FILE, EmbeddingTeacher, TeacherConfig, run_teacher
-    from speechlstm.train.trainer import run_training
 
     cfg = tiny_config(epochs=2)
     report = run_teacher(
@@ -113,8 +113,8 @@ def test_teacher_learns_the_words_and_a_student_distils_from_it(stand_in, tmp_pa
 def test_embedding_teacher_with_other_labels_or_other_files_is_refused(
     stand_in, tmp_path, tone_dataset
 ):
+    from speechlstm.train.distill import clip_teacher_probs
     from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, run_teacher
-    from speechlstm.train.trainer import clip_teacher_probs
 
     run_teacher(
         tone_dataset,
@@ -140,7 +140,7 @@ def test_feature_distillation_trains_keeps_its_projector_to_resume_and_exports_w
     from speechlstm.runtime import OnnxRecognizer
     from speechlstm.train import checkpoint
     from speechlstm.train.export import export
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     cfg = tiny_config(epochs=2)
     with_fd = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, feature_distill=1.0))

@@ -48,7 +48,7 @@ def test_automatic_threads_follow_the_free_cores_each_epoch(
     import torch
 
     from speechlstm.train import trainer
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(trainer, "TORCH_DEFAULT_THREADS", 2)

@@ -27,7 +27,8 @@ def _assert_same_weights(a, b):
 
 def _interrupted_at(step: int, monkeypatch, data, out, cfg) -> None:
     """Train until a Ctrl-C at training step `step` (raises TrainingInterrupted)."""
-    from speechlstm.train.trainer import Trainer, run_training
+    from speechlstm.train.run import run_training
+    from speechlstm.train.trainer import Trainer
 
     real_step, calls = Trainer._step, {"n": 0}
 
@@ -68,7 +69,8 @@ def test_trained_run_writes_reports_and_learns(trained_run):
 
 
 def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monkeypatch):
-    from speechlstm.train.trainer import TrainingInterrupted, run_training
+    from speechlstm.train.run import run_training
+    from speechlstm.train.trainer import TrainingInterrupted
 
     cfg = tiny_config(epochs=3)
     run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
@@ -185,7 +187,7 @@ def test_checkpoint_round_trips_and_names_what_is_wrong(trained_run, tmp_path):
 
 def test_epoch_end_helpers():
     from speechlstm.train.checkpoint import TrainState
-    from speechlstm.train.trainer import close_epoch, epoch_record, format_epoch, should_stop
+    from speechlstm.train.history import close_epoch, epoch_record, format_epoch, should_stop
 
     s = TrainState(step_in_epoch=4, loss_sum=8.0, correct=30, seen=40, grad_norm_sums={"head": 2.0})
     record = epoch_record(s, {"loss": 1.5, "accuracy": 0.5}, lr=1e-3, clips_per_s=99.94)
@@ -228,7 +230,7 @@ def test_terminal_shows_one_line_per_epoch_and_grad_norms_only_when_verbose(tmp_
 
 
 def test_lr_schedule_warms_up_then_decays():
-    from speechlstm.train.trainer import lr_factor
+    from speechlstm.train.optim import lr_factor
 
     values = [lr_factor(s, 100, 10, 0.05) for s in range(100)]
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
@@ -239,7 +241,7 @@ def test_lr_schedule_warms_up_then_decays():
 def test_balanced_order_draws_classes_equally():
     import numpy as np
 
-    from speechlstm.train.trainer import balanced_order
+    from speechlstm.train.sampling import balanced_order
 
     targets = np.array([0] * 900 + [1] * 90 + [2] * 10)
     picks = targets[balanced_order(targets, 30000, np.random.default_rng(0))]
@@ -255,7 +257,7 @@ def test_training_on_cuda_with_bf16_autocast(tone_dataset, tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device on this machine")
-    from speechlstm.train.trainer import run_training
+    from speechlstm.train.run import run_training
 
     cfg = tiny_config(epochs=2)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cuda"))
@@ -267,7 +269,7 @@ def test_training_on_cuda_with_bf16_autocast(tone_dataset, tmp_path):
 def test_balanced_order_takes_the_extra_share_of_each_class():
     import numpy as np
 
-    from speechlstm.train.trainer import balanced_order
+    from speechlstm.train.sampling import balanced_order
 
     targets = np.array([0] * 100 + [0] * 900 + [1] * 50)
     extra = np.array([False] * 100 + [True] * 900 + [False] * 50)
@@ -301,7 +303,8 @@ def test_distillation_and_all_augmentations_train_resume_and_export(
     from speechlstm.runtime import OnnxRecognizer
     from speechlstm.train import checkpoint
     from speechlstm.train.export import export
-    from speechlstm.train.trainer import TrainingInterrupted, run_training
+    from speechlstm.train.run import run_training
+    from speechlstm.train.trainer import TrainingInterrupted
 
     base = tiny_config(epochs=2)
     cfg = dataclasses.replace(
@@ -350,7 +353,7 @@ def test_removed_levers_read_as_before_when_off_and_are_refused_when_used(tmp_pa
 def test_teacher_with_other_labels_is_refused(tmp_path, trained_run):
     import torch
 
-    from speechlstm.train.trainer import load_teachers
+    from speechlstm.train.distill import load_teachers
 
     with pytest.raises(ValueError, match="labels"):
         load_teachers((str(trained_run / "best.pt"),), ["yes", "no"], torch.device("cpu"))
@@ -381,7 +384,8 @@ def test_deferred_step_statistics_equal_per_step_ones(tmp_path, tone_dataset, mo
     """A GPU run syncs its loss, accuracy and gradient norms every 50 steps, not
     every step: the records (and a resume from inside a batch of them) are the same."""
     from speechlstm.train import trainer
-    from speechlstm.train.trainer import TrainingInterrupted, run_training
+    from speechlstm.train.run import run_training
+    from speechlstm.train.trainer import TrainingInterrupted
 
     cfg = tiny_config(epochs=2)
     run_training(tone_dataset, tmp_path / "each", cfg, show_progress=False)

@@ -4,7 +4,11 @@
     augment      on-device waveform augmentation and SpecAugment
     cells        recurrent cells written from their equations
     model        the bidirectional recurrent classifier
-    trainer      the training loop, resume, the final report
+    run          a run: the folder, the data, resume, the final report
+    trainer      the loop and the step (augment, features, teachers, loss, step)
+    history      epoch records, formatting, early stopping, validation
+    optim        device, learning-rate schedule, parameter groups
+    sampling     class-balanced draws
     threads      torch's CPU thread count on a shared machine
     distributed  torchrun ranks, process groups, barriers
     encoder      the pretrained encoder: save, load, start a run from it

@@ -1,4 +1,5 @@
-"""Distillation from the speech-embedding teacher (teacher.py, embedding.py).
+"""Distillation: checkpoint teachers (load_teachers) and the speech-embedding
+teacher (teacher.py, embedding.py).
 
 Two ways the student learns from Google's speech embedding, both computed once
 per training clip (the embedding costs ~20-30 ms a clip: far too much to run on
@@ -25,7 +26,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import checkpoint
 from .teacher import embed_split, embedding_cache, is_teacher_file
+
+
+def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.device) -> list:
+    """The checkpoint teachers, in eval mode; each must have the run's labels
+    (embedding teachers, `.safetensors`, are clip_teacher_probs')."""
+    teachers = []
+    for path in paths:
+        if is_teacher_file(path):
+            continue
+        ckpt = checkpoint.load(path)
+        if list(ckpt.labels) != labels:
+            raise ValueError(
+                f"teacher {path}: labels {list(ckpt.labels)} differ from this run's {labels}"
+            )
+        teachers.append(checkpoint.build_model(ckpt, path).to(device))
+    return teachers
 
 
 def clip_teacher_probs(

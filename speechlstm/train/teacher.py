@@ -106,7 +106,7 @@ def train_teacher(
     embedder: SpeechEmbedding | None = None,
 ) -> dict:
     """Train the head on the embedded splits; write teacher.safetensors and metrics.json."""
-    from .trainer import balanced_order  # the student's sampler, shared
+    from .sampling import balanced_order  # the student's sampler, shared
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -5,21 +5,19 @@ Every random draw of step k in epoch e is seeded from (seed, e, k), so a run
 stopped at any step and resumed with `--resume` ends with the same weights as
 one that never stopped (on CPU, where kernels are deterministic).
 
-At the end of an epoch the pure helpers below build its history record
-(epoch_record), advance the loop state (close_epoch) and decide on early
-stopping (should_stop); the trainer saves last.pt (and best.pt on a new best
-validation accuracy) and prints one line (format_epoch) on stderr, under the
-epoch's progress bar. The per-layer gradient norms go to metrics.json, and to
-the terminal only with `verbose`. final_report tests best.pt and writes
-metrics.json and the plots; it never rewrites a checkpoint.
+A step reads: augment, features, teachers' targets, loss, optimiser step. At
+the end of an epoch the pure helpers of history.py build its record, advance
+the loop state and decide on early stopping; the trainer saves last.pt (and
+best.pt on a new best validation accuracy) and prints one line on stderr. The
+run around it (folder, data, final report) is run.py; the schedule and
+parameter groups optim.py; the balanced draws sampling.py; the teachers
+distill.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import re
 import signal
 import threading
 import time
@@ -31,22 +29,27 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from .. import metrics
-from ..config import RunConfig, save_toml
-from ..data.prepare import Prepared, SplitData
-from ..files import FolderLock
+from ..config import RunConfig
+from ..data.prepare import Prepared
 from ..progress import note, progress_bar
 from . import checkpoint, threads
 from .augment import WaveAugment, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
-from .distill import EmbeddingTargets, clip_teacher_probs, feature_loss
-from .distributed import SINGLE, Ranks, barrier, sum_across
+from .distill import EmbeddingTargets, clip_teacher_probs, feature_loss, load_teachers
+from .distributed import SINGLE, Ranks, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
+from .history import (
+    close_epoch,
+    epoch_record,
+    format_epoch,
+    format_grad_norms,
+    grad_groups,
+    score_split,
+    should_stop,
+)
 from .model import Recognizer, count_parameters
-from .teacher import is_teacher_file
-
-# What a run writes into its folder: a new run refuses to replace them (unless forced).
-RUN_FILES = ("last.pt", "best.pt", "config.toml", "metrics.json", "curves.png", "confusion.png")
+from .optim import lr_factor, parameter_groups, pick_device
+from .sampling import balanced_order
 
 # torch's own thread count (physical cores), read before any run changes it:
 # the ceiling of the automatic count (threads.py).
@@ -61,66 +64,9 @@ class TrainingDiverged(ValueError):
     """A non-finite loss: the run stops before saving weights it would have ruined."""
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total_steps`."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 def flush_interval(device: torch.device) -> int:
     """Training steps between syncs of the step statistics (Trainer._flush)."""
     return 50 if device.type == "cuda" else 1
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but no CUDA device is available")
-    return torch.device(name)
-
-
-def balanced_order(
-    targets: np.ndarray,
-    n: int,
-    rng: np.random.Generator,
-    from_extra: np.ndarray | None = None,
-    extra_share: float = 0.0,
-) -> np.ndarray:
-    """`n` indices drawn so that every class present is equally likely.
-
-    With `from_extra` and an `extra_share` > 0, that share of each class's
-    draws comes from its extra-source clips (all of them when the class has
-    no primary clip, none when it has no extra one).
-    """
-    classes, counts = np.unique(targets, return_counts=True)
-    weights = (1.0 / counts)[np.searchsorted(classes, targets)]
-    if from_extra is not None and extra_share > 0:
-        for cls in classes:
-            in_cls = targets == cls
-            extra, primary = in_cls & from_extra, in_cls & ~from_extra
-            if extra.any() and primary.any():
-                weights[extra] = extra_share / extra.sum()
-                weights[primary] = (1 - extra_share) / primary.sum()
-    return rng.choice(len(targets), size=n, replace=True, p=weights / weights.sum())
-
-
-def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.device) -> list:
-    """The checkpoint teachers, in eval mode; each must have the run's labels
-    (embedding teachers, `.safetensors`, are clip_teacher_probs')."""
-    teachers = []
-    for path in paths:
-        if is_teacher_file(path):
-            continue
-        ckpt = checkpoint.load(path)
-        if list(ckpt.labels) != labels:
-            raise ValueError(
-                f"teacher {path}: labels {list(ckpt.labels)} differ from this run's {labels}"
-            )
-        teachers.append(checkpoint.build_model(ckpt, path).to(device))
-    return teachers
 
 
 @contextlib.contextmanager
@@ -216,21 +162,10 @@ class Trainer:
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
         decay_steps = self.total_steps
         floor = tc.min_lr_ratio
-        # Groups: (encoder?, decayed?). Norms and biases are not weight-decayed
-        # (nanoGPT's split); without an encoder there are the two usual groups.
-        groups: dict[tuple[bool, bool], list] = {}
-        for name, p in self.model.named_parameters():
-            enc = self.uses_encoder and is_encoder_param(name)
-            groups.setdefault((enc, not (p.ndim < 2 or "norm" in name)), []).append(p)
-        keys = sorted(groups, key=lambda k: (k[0], not k[1]))
-        param_groups = [
-            {"params": groups[k], "weight_decay": tc.weight_decay if k[1] else 0.0} for k in keys
-        ]
-        if self.targets is not None:  # the projector learns at the head's rate
-            param_groups.append(
-                {"params": list(self.targets.projector.parameters()), "weight_decay": 0.0}
-            )
-            keys.append((False, False))
+        projector = None if self.targets is None else self.targets.projector.parameters()
+        param_groups, keys = parameter_groups(
+            self.model, tc.weight_decay, self.uses_encoder, projector
+        )
         self.optimizer = torch.optim.AdamW(param_groups, lr=tc.lr)
 
         def schedule(enc: bool):
@@ -547,257 +482,3 @@ class Trainer:
             self._note(f"early stop: no validation improvement for {patience} epochs")
             return True
         return False
-
-
-# -- the end of an epoch, as pure functions ----------------------------------
-def epoch_record(s: TrainState, val: dict, lr: float, clips_per_s: float) -> dict:
-    """The history entry (metrics.json, curves.png) of the epoch `s` has just run."""
-    steps = max(s.step_in_epoch, 1)
-    return {
-        "epoch": s.epoch + 1,
-        "train_loss": s.loss_sum / max(s.seen, 1),
-        "train_accuracy": s.correct / max(s.seen, 1),
-        "val_loss": val["loss"],
-        "val_accuracy": val["accuracy"],
-        "lr": lr,
-        "clips_per_s": round(clips_per_s, 1),
-        "grad_norm": {k: round(v / steps, 5) for k, v in s.grad_norm_sums.items()},
-        "clipped_steps": s.clipped,
-    }
-
-
-def close_epoch(s: TrainState, record: dict) -> TrainState:
-    """The state after the epoch of `record`: history extended, best tracked, sums reset."""
-    improved = record["val_accuracy"] > s.best_val_acc
-    return replace(
-        s,
-        epoch=s.epoch + 1,
-        step_in_epoch=0,
-        loss_sum=0.0,
-        correct=0,
-        seen=0,
-        grad_norm_sums={},
-        clipped=0,
-        history=[*s.history, record],
-        best_val_acc=record["val_accuracy"] if improved else s.best_val_acc,
-        best_epoch=s.epoch + 1 if improved else s.best_epoch,
-        bad_epochs=0 if improved else s.bad_epochs + 1,
-    )
-
-
-def should_stop(bad_epochs: int, patience: int) -> bool:
-    """Early stopping: `patience` epochs in a row without a better validation accuracy."""
-    return patience > 0 and bad_epochs >= patience
-
-
-def format_epoch(record: dict, epochs: int, improved: bool) -> str:
-    """The epoch's one terminal line (under 80 columns, so it never wraps); * marks a new best."""
-    return (
-        f"epoch {record['epoch']}/{epochs}: loss {record['train_loss']:.3f} "
-        f"acc {record['train_accuracy']:.3f} | val loss {record['val_loss']:.3f} "
-        f"acc {record['val_accuracy']:.3f}{' *' if improved else ''} | "
-        f"{record['clips_per_s']:.0f} clips/s"
-    )
-
-
-def format_grad_norms(record: dict) -> str:
-    """The --verbose line: mean gradient norm per layer group, and clipped steps."""
-    grads = " ".join(f"{k} {v:.3g}" for k, v in record["grad_norm"].items())
-    clipped = record["clipped_steps"]
-    return f"  gradient norm per layer (mean over steps): {grads}" + (
-        f"; clipped {clipped} steps" if clipped else ""
-    )
-
-
-def grad_groups(classifier) -> dict[str, list[torch.nn.Parameter]]:
-    """Parameters grouped by layer for the gradient-norm log: input_norm,
-    rnn.0 .. rnn.N-1 (both directions of each recurrent layer), pool, head."""
-    groups: dict[str, list] = {}
-    for name, p in classifier.named_parameters():
-        if name.startswith("rnn."):
-            # nn.LSTM names: lstm.weight_ih_l1_reverse; equation stacks: layers.1.0.weight_ih
-            match = re.search(r"_l(\d+)|layers\.(\d+)\.", name)
-            key = f"rnn.{next(g for g in match.groups() if g is not None)}"
-        else:
-            key = name.split(".")[0]
-        groups.setdefault(key, []).append(p)
-    return groups
-
-
-@torch.no_grad()
-def score_split(model: Recognizer, split: SplitData, device: torch.device, batch_size: int = 256):
-    """Loss, accuracy, predictions and probabilities of `model` on a split (no augmentation)."""
-    model.eval()
-    n = len(split.targets)
-    probs = np.zeros((n, model.classifier.head.out_features), dtype=np.float32)
-    for start in range(0, n, batch_size):
-        wave = (
-            torch.from_numpy(split.audio[start : start + batch_size]).to(device).float() / 32767.0
-        )
-        p, _ = model(wave)
-        probs[start : start + len(wave)] = p.float().cpu().numpy()
-    model.train()
-    if n == 0:
-        return {
-            "loss": float("nan"),
-            "accuracy": 0.0,
-            "predictions": np.zeros(0, int),
-            "probs": probs,
-        }
-    picked = probs[np.arange(n), split.targets]
-    loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
-    preds = probs.argmax(axis=1)
-    return {
-        "loss": loss,
-        "accuracy": float((preds == split.targets).mean()),
-        "predictions": preds,
-        "probs": probs,
-    }
-
-
-def final_report(trainer: Trainer) -> dict:
-    """Test the best checkpoint; write metrics.json, curves.png, confusion.png.
-
-    The checkpoints are left as the trainer wrote them: the test accuracy lives
-    in metrics.json, where export finds it (checkpoint.tested_accuracy).
-    """
-    from ..plots import plot_confusion, plot_curves
-
-    out = trainer.out_dir
-    best_path = out / "best.pt"
-    if best_path.is_file():
-        trainer.eval_model.load_state_dict(checkpoint.load(best_path).weights)
-    test = trainer.data.splits["test"]
-    result = score_split(trainer.eval_model, test, trainer.device)
-    labels = trainer.labels
-    cm = metrics.confusion_matrix(test.targets, result["predictions"], len(labels))
-    report = {
-        "labels": labels,
-        "n_params": trainer.n_params,
-        "history": trainer.state.history,
-        "best_epoch": trainer.state.best_epoch,
-        "best_val_accuracy": trainer.state.best_val_acc,
-        "test_accuracy": metrics.accuracy(cm),
-        "test_balanced_accuracy": metrics.balanced_accuracy(cm),
-        "test_clips": len(test.targets),
-        "per_class": metrics.per_class(cm, labels),
-        "confusion_matrix": cm.tolist(),
-        "summary": trainer.summary(),
-        "skipped_files": trainer.data.errors,
-    }
-    (out / checkpoint.METRICS_FILE).write_text(json.dumps(report, indent=2))
-    plot_curves(trainer.state.history, out / "curves.png")
-    plot_confusion(
-        cm, labels, out / "confusion.png", title=f"test accuracy {report['test_accuracy']:.3f}"
-    )
-    return report
-
-
-def run_training(
-    source: str | Path,
-    out_dir: str | Path,
-    cfg: RunConfig,
-    resume: bool = False,
-    noise_dir: str | Path | None = None,
-    cache_dir: Path | None = None,
-    show_progress: bool | None = None,
-    verbose: bool = False,
-    ranks: Ranks = SINGLE,
-    force: bool = False,
-) -> dict:
-    """Train on `source`, write the run folder, return the final report.
-
-    `verbose` also prints each epoch's gradient norm per layer group (always in metrics.json).
-    Under torchrun (`ranks`), only rank 0 writes and reports; the others return {}.
-    A new run refuses a folder holding another run's files unless `force`.
-    """
-    out_dir = Path(out_dir)
-    # One run a folder: a second run into it is refused while this one holds it.
-    lock = FolderLock(out_dir, "run folder") if ranks.main else None
-    try:
-        return _run_training(
-            source, out_dir, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
-        )
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _run_training(
-    source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
-) -> dict:
-    from ..data.prepare import prepare
-    from .encoder import resolve
-
-    resume_from, encoder = None, None
-    if resume:
-        resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
-        cfg, source = resume_from.config, resume_from.source
-        if ranks.main:
-            note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
-    elif (out_dir / "last.pt").exists() and not force:
-        raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
-    elif (held := [n for n in RUN_FILES if (out_dir / n).exists()]) and not force:
-        raise ValueError(
-            f"{out_dir} already holds {', '.join(held)}; a new run would replace them: "
-            "choose another --out (or --force)"
-        )
-    else:
-        cfg, encoder = resolve(cfg, say=note if ranks.main else lambda _: None)
-        if encoder is not None and ranks.main:
-            m = cfg.model
-            note(
-                f"starting from the pretrained encoder {encoder.path} ({m.cell} x{m.num_layers}, "
-                f"hidden {m.hidden_size}, frame stack {m.frame_stack}); --from-scratch opts out"
-            )
-    barrier(ranks)  # every rank has checked before rank 0 writes anything
-    if ranks.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_toml(cfg, out_dir / "config.toml")
-
-    def load():
-        return prepare(
-            source,
-            cfg.data,
-            cfg.features,
-            cfg.train.seed,
-            noise_dir=noise_dir,
-            cache_dir=cache_dir,
-            show_progress=show_progress if ranks.main else False,
-        )
-
-    # Rank 0 decodes first and fills the cache; the others then read it.
-    data = load() if ranks.main else None
-    barrier(ranks)
-    if data is None:
-        data = load()
-    if ranks.main:
-        note(
-            f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
-            f"clips per split: {data.counts()}; noise: {data.noise_source}"
-        )
-    decoded = [p for p in data.splits["train"].paths if not p.startswith("<silence:")]
-    if not decoded:
-        why = ""
-        if data.errors:
-            path, reason = next(iter(data.errors.items()))
-            why = f" ({len(data.errors)} file(s) could not be decoded, e.g. {path}: {reason})"
-        raise ValueError(f"{source}: no training clips for this task{why}")
-    trainer = Trainer(
-        cfg,
-        data,
-        out_dir,
-        str(source),
-        verbose=verbose,
-        ranks=ranks,
-        encoder=encoder,
-        cache_dir=cache_dir,
-    )
-    if resume_from is not None:
-        trainer.load_resume(resume_from, out_dir / "last.pt")
-    trainer.fit(show_progress)
-    report = final_report(trainer) if ranks.main else {}
-    # The others wait for rank 0's report: a rank that tears its process
-    # group down while a peer still holds it aborts (gloo's threads).
-    barrier(ranks)
-    return report

@@ -1,0 +1,168 @@
+"""A training run, orchestrated: the run folder (lock, refusals, config.toml),
+the data, the trainer, resume, and the final report (test accuracy, metrics.json,
+plots)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import metrics
+from ..config import RunConfig, save_toml
+from ..files import FolderLock
+from ..progress import note
+from . import checkpoint
+from .distributed import SINGLE, Ranks, barrier
+from .history import score_split
+from .trainer import Trainer
+
+# What a run writes into its folder: a new run refuses to replace them (unless forced).
+RUN_FILES = ("last.pt", "best.pt", "config.toml", "metrics.json", "curves.png", "confusion.png")
+
+
+def final_report(trainer: Trainer) -> dict:
+    """Test the best checkpoint; write metrics.json, curves.png, confusion.png.
+
+    The checkpoints are left as the trainer wrote them: the test accuracy lives
+    in metrics.json, where export finds it (checkpoint.tested_accuracy).
+    """
+    from ..plots import plot_confusion, plot_curves
+
+    out = trainer.out_dir
+    best_path = out / "best.pt"
+    if best_path.is_file():
+        trainer.eval_model.load_state_dict(checkpoint.load(best_path).weights)
+    test = trainer.data.splits["test"]
+    result = score_split(trainer.eval_model, test, trainer.device)
+    labels = trainer.labels
+    cm = metrics.confusion_matrix(test.targets, result["predictions"], len(labels))
+    report = {
+        "labels": labels,
+        "n_params": trainer.n_params,
+        "history": trainer.state.history,
+        "best_epoch": trainer.state.best_epoch,
+        "best_val_accuracy": trainer.state.best_val_acc,
+        "test_accuracy": metrics.accuracy(cm),
+        "test_balanced_accuracy": metrics.balanced_accuracy(cm),
+        "test_clips": len(test.targets),
+        "per_class": metrics.per_class(cm, labels),
+        "confusion_matrix": cm.tolist(),
+        "summary": trainer.summary(),
+        "skipped_files": trainer.data.errors,
+    }
+    (out / checkpoint.METRICS_FILE).write_text(json.dumps(report, indent=2))
+    plot_curves(trainer.state.history, out / "curves.png")
+    plot_confusion(
+        cm, labels, out / "confusion.png", title=f"test accuracy {report['test_accuracy']:.3f}"
+    )
+    return report
+
+
+def run_training(
+    source: str | Path,
+    out_dir: str | Path,
+    cfg: RunConfig,
+    resume: bool = False,
+    noise_dir: str | Path | None = None,
+    cache_dir: Path | None = None,
+    show_progress: bool | None = None,
+    verbose: bool = False,
+    ranks: Ranks = SINGLE,
+    force: bool = False,
+) -> dict:
+    """Train on `source`, write the run folder, return the final report.
+
+    `verbose` also prints each epoch's gradient norm per layer group (always in metrics.json).
+    Under torchrun (`ranks`), only rank 0 writes and reports; the others return {}.
+    A new run refuses a folder holding another run's files unless `force`.
+    """
+    out_dir = Path(out_dir)
+    # One run a folder: a second run into it is refused while this one holds it.
+    lock = FolderLock(out_dir, "run folder") if ranks.main else None
+    try:
+        return _run_training(
+            source, out_dir, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_training(
+    source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
+) -> dict:
+    from ..data.prepare import prepare
+    from .encoder import resolve
+
+    resume_from, encoder = None, None
+    if resume:
+        resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
+        cfg, source = resume_from.config, resume_from.source
+        if ranks.main:
+            note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
+    elif (out_dir / "last.pt").exists() and not force:
+        raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
+    elif (held := [n for n in RUN_FILES if (out_dir / n).exists()]) and not force:
+        raise ValueError(
+            f"{out_dir} already holds {', '.join(held)}; a new run would replace them: "
+            "choose another --out (or --force)"
+        )
+    else:
+        cfg, encoder = resolve(cfg, say=note if ranks.main else lambda _: None)
+        if encoder is not None and ranks.main:
+            m = cfg.model
+            note(
+                f"starting from the pretrained encoder {encoder.path} ({m.cell} x{m.num_layers}, "
+                f"hidden {m.hidden_size}, frame stack {m.frame_stack}); --from-scratch opts out"
+            )
+    barrier(ranks)  # every rank has checked before rank 0 writes anything
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_toml(cfg, out_dir / "config.toml")
+
+    def load():
+        return prepare(
+            source,
+            cfg.data,
+            cfg.features,
+            cfg.train.seed,
+            noise_dir=noise_dir,
+            cache_dir=cache_dir,
+            show_progress=show_progress if ranks.main else False,
+        )
+
+    # Rank 0 decodes first and fills the cache; the others then read it.
+    data = load() if ranks.main else None
+    barrier(ranks)
+    if data is None:
+        data = load()
+    if ranks.main:
+        note(
+            f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
+            f"clips per split: {data.counts()}; noise: {data.noise_source}"
+        )
+    decoded = [p for p in data.splits["train"].paths if not p.startswith("<silence:")]
+    if not decoded:
+        why = ""
+        if data.errors:
+            path, reason = next(iter(data.errors.items()))
+            why = f" ({len(data.errors)} file(s) could not be decoded, e.g. {path}: {reason})"
+        raise ValueError(f"{source}: no training clips for this task{why}")
+    trainer = Trainer(
+        cfg,
+        data,
+        out_dir,
+        str(source),
+        verbose=verbose,
+        ranks=ranks,
+        encoder=encoder,
+        cache_dir=cache_dir,
+    )
+    if resume_from is not None:
+        trainer.load_resume(resume_from, out_dir / "last.pt")
+    trainer.fit(show_progress)
+    report = final_report(trainer) if ranks.main else {}
+    # The others wait for rank 0's report: a rank that tears its process
+    # group down while a peer still holds it aborts (gloo's threads).
+    barrier(ranks)
+    return report
