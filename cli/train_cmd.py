@@ -234,6 +234,12 @@ def export(
     force: bool = typer.Option(
         False, "--force", help="Replace --output even if it is not a file speechlstm wrote."
     ),
+    calibrate: bool = typer.Option(
+        False,
+        "--calibrate",
+        help="Fit a temperature on the run's validation clips so probabilities mean what "
+        "they say (tune the detector afterwards: thresholds move).",
+    ),
 ) -> None:
     """Export a checkpoint to a self-describing ONNX model (waveform in, probabilities out).
 
@@ -273,7 +279,9 @@ def export(
 
     try:
         tuned = load_detector_toml(detector) if detector is not None else None
-        result = do_export(checkpoint, output, int8=int8, detector=tuned, force=force)
+        result = do_export(
+            checkpoint, output, int8=int8, detector=tuned, force=force, calibrate=calibrate
+        )
     except (CheckpointError, ExportError, ValueError) as exc:
         fail(str(exc))
     parts = [
@@ -282,6 +290,12 @@ def export(
     ]
     if result.int8_agreement is not None:
         parts.append(f"int8 top-1 agreement {result.int8_agreement:.1%}")
+    if result.calibration is not None:
+        c = result.calibration
+        parts.append(
+            f"temperature {c.temperature} (validation NLL {c.nll_before:.3f} -> "
+            f"{c.nll_after:.3f}, {c.clips} clips)"
+        )
     stdout_line("; ".join(parts))
 
 

@@ -37,6 +37,9 @@ KEY_MODEL = "speechlstm.model"
 KEY_TRAINING = "speechlstm.training"
 KEY_DETECTOR = "speechlstm.detector"
 KEY_QUANTIZATION = "speechlstm.quantization"
+# Posterior calibration (export --calibrate): probabilities = softmax(logits / T).
+KEY_CALIBRATION = "speechlstm.calibration"
+TEMPERATURE_RANGE = (0.05, 20.0)
 REQUIRED_KEYS = (KEY_FORMAT, KEY_LABELS, KEY_FEATURES, KEY_MODEL)
 
 INPUT_NAME = "waveform"
@@ -90,6 +93,9 @@ class ModelDescription:
     training: TrainingSummary = field(default_factory=TrainingSummary)
     n_params: int | None = None
     quantization: str = "none"  # one of QUANTIZATIONS
+    # Temperature fitted on validation clips at export (export --calibrate):
+    # the runtime reports softmax(logits / temperature); 1.0 = the graph's own.
+    temperature: float = 1.0
 
     @property
     def sample_rate(self) -> int:
@@ -109,7 +115,11 @@ class ModelDescription:
             KEY_DETECTOR: json.dumps(to_dict(self.detector)),
             KEY_TRAINING: json.dumps(self.training.to_json()),
             KEY_QUANTIZATION: self.quantization,
-        }
+        } | (
+            {KEY_CALIBRATION: json.dumps({"temperature": self.temperature})}
+            if self.temperature != 1.0
+            else {}
+        )
 
 
 def from_props(props: dict[str, str]) -> ModelDescription:
@@ -153,7 +163,18 @@ def from_props(props: dict[str, str]) -> ModelDescription:
         training or TrainingSummary(),
         n_params,
         quantization,
+        _temperature(_json(props, KEY_CALIBRATION)) if KEY_CALIBRATION in props else 1.0,
     )
+
+
+def _temperature(data: Any) -> float:
+    value = data.get("temperature") if isinstance(data, dict) else None
+    low, high = TEMPERATURE_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise DescriptionError(
+            f"{KEY_CALIBRATION}.temperature={value!r}: expected a number in [{low}, {high}]"
+        )
+    return float(value)
 
 
 def _json(props: dict[str, str], key: str) -> Any:

@@ -80,6 +80,11 @@ def read_model(path: str | os.PathLike, session=None) -> ModelFile:
     if INPUT_NAME not in inputs or OUTPUT_NAMES[0] not in outputs:
         raise ModelError(f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAMES[0]!r}")
     check_signature(path, inputs, outputs[OUTPUT_NAMES[0]], description.clip_samples)
+    if description.temperature != 1.0 and OUTPUT_NAMES[1] not in outputs:
+        raise ModelError(
+            f"{path}: calibrated (temperature {description.temperature}) but has no "
+            f"{OUTPUT_NAMES[1]!r} output to apply it to"
+        )
     classes = outputs[OUTPUT_NAMES[0]].shape[-1] if outputs[OUTPUT_NAMES[0]].shape else None
     if isinstance(classes, int) and classes != len(description.labels):
         raise ModelError(
@@ -149,6 +154,7 @@ class OnnxRecognizer:
         self.sample_rate = self.description.sample_rate
         self.clip_samples = self.description.clip_samples
         self.background = np.array([lab in BACKGROUND_LABELS for lab in self.labels])
+        self.temperature = self.description.temperature
 
     def predict(self, waveforms: np.ndarray) -> np.ndarray:
         """(B, samples) float32 at the model's rate -> probabilities (B, classes).
@@ -163,10 +169,7 @@ class OnnxRecognizer:
         waveforms = np.ascontiguousarray(waveforms, dtype=np.float32)
         if waveforms.ndim != 2:
             raise ValueError(f"expected (batch, samples) waveforms, got shape {waveforms.shape}")
-        out = [
-            self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: waveforms[i : i + 1]})[0]
-            for i in range(len(waveforms))
-        ]
+        out = [self._run(waveforms[i : i + 1]) for i in range(len(waveforms))]
         if not out:
             return np.zeros((0, len(self.labels)), np.float32)
         probs = np.concatenate(out)
@@ -176,6 +179,17 @@ class OnnxRecognizer:
                 f"(clips, {len(self.labels)})"
             )
         return check_probabilities(self.file.path, probs)
+
+    def _run(self, clip: np.ndarray) -> np.ndarray:
+        """One clip's probabilities (1, classes); a calibrated model's from its
+        logits at its temperature (export --calibrate)."""
+        if self.temperature == 1.0:
+            return self.session.run([OUTPUT_NAMES[0]], {INPUT_NAME: clip})[0]
+        logits = self.session.run([OUTPUT_NAMES[1]], {INPUT_NAME: clip})[0].astype(np.float64)
+        z = logits / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def predict_clip(self, waveform: np.ndarray) -> np.ndarray:
         """One clip of any length up to the window -> probabilities (classes,)."""

@@ -161,3 +161,36 @@ def test_int8_probe_tops_up_a_small_validation_split_with_the_other_clips(tmp_pa
     np.testing.assert_array_equal(few, probe[:20])
     tones, tones_name = probe_set(str(tmp_path / "gone"), FeatureConfig(), n=30)
     assert len(tones) == 30 and tones_name == "generated tones"
+
+
+@pytest.mark.train
+def test_calibration_fits_a_temperature_that_lowers_the_nll_and_the_runtime_applies_it(
+    trained_run, tmp_path
+):
+    import numpy as np
+
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train.calibrate import fit_temperature, nll
+    from speechlstm.train.export import export
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 4, 500)
+    logits = rng.standard_normal((500, 4)) * 0.5
+    logits[np.arange(500), targets] += 1.0
+    sharp = logits * 5  # overconfident: the best temperature is about 5
+    cal = fit_temperature(sharp, targets)
+    assert 3.5 < cal.temperature < 7 and cal.nll_after < cal.nll_before
+    assert abs(nll(sharp, targets, cal.temperature) - cal.nll_after) < 1e-9
+
+    plain = export(trained_run / "best.pt", tmp_path / "plain.onnx")
+    result = export(trained_run / "best.pt", tmp_path / "cal.onnx", calibrate=True)
+    c = result.calibration
+    assert c is not None and c.nll_after <= c.nll_before and c.clips > 0
+    rec, base = OnnxRecognizer(result.path), OnnxRecognizer(plain.path)
+    assert rec.temperature == c.temperature and base.temperature == 1.0
+    clips = rng.uniform(-0.3, 0.3, (6, 16000)).astype(np.float32)
+    p, q = rec.predict(clips), base.predict(clips)
+    assert np.allclose(p.sum(1), 1, atol=1e-5)
+    assert (p.argmax(1) == q.argmax(1)).all()  # the same answers, other confidences
+    if c.temperature != 1.0:
+        assert not np.allclose(p, q)

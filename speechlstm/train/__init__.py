@@ -17,6 +17,7 @@
     distill      logit and feature distillation from the embedding teacher
     checkpoint   the checkpoint record: written atomically, loaded with weights_only
     export       checkpoint -> self-describing ONNX model
+    calibrate    a temperature fitted on validation clips (export --calibrate)
     onnx_rnn     the recurrent part of the ONNX graph, operator by operator
 
 Everything outside this package runs with numpy and onnxruntime alone.

@@ -52,6 +52,7 @@ class ExportResult:
     max_abs_diff: float  # fp32 parity: worst |ORT - PyTorch| over PARITY_SHAPES
     int8_agreement: float | None  # share of probe clips with equal top-1, when int8
     size_bytes: int
+    calibration: object | None = None  # calibrate.Calibration, with --calibrate
 
 
 def output_problem(
@@ -117,10 +118,13 @@ def export(
     min_agreement: float = INT8_MIN_AGREEMENT,
     detector: DetectorConfig | None = None,
     force: bool = False,
+    calibrate: bool = False,
 ) -> ExportResult:
     """`detector`: the detector defaults to store in the model (tuned on a
     stream, bench/streaming.py --tune) instead of the training config's.
-    An existing `out_path` is replaced only if it is a speechlstm model, or `force`."""
+    An existing `out_path` is replaced only if it is a speechlstm model, or `force`.
+    `calibrate` fits a temperature on the run's validation split (calibrate.py)
+    and stores it in the model's description."""
     out_path = Path(out_path)
     problem = output_problem(out_path, Path(ckpt_path), ".onnx", is_our_model, force)
     if problem:
@@ -129,6 +133,16 @@ def export(
     if detector is not None:
         cfg = replace(cfg, detector=detector)
     description = describe(ckpt, cfg)
+    calibration = None
+    if calibrate:
+        from .calibrate import fit_temperature, validation_logits
+
+        try:
+            logits, targets = validation_logits(model, ckpt.source, cfg)
+            calibration = fit_temperature(logits, targets)
+        except (ValueError, OSError) as exc:
+            raise ExportError(f"--calibrate: {exc}") from None
+        description = replace(description, temperature=calibration.temperature)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         workdir = tempfile.TemporaryDirectory(dir=out_path.parent)
@@ -155,7 +169,7 @@ def export(
             os.replace(final, out_path)  # same folder: atomic
         except OSError as exc:
             raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
-    return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size)
+    return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size, calibration)
 
 
 class _Front(torch.nn.Module):
