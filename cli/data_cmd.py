@@ -274,3 +274,54 @@ def record(
     stdout_line(", ".join(f"{w}: {n} clips" for w, n in written.items()) + f" in {out}")
     if sum(written.values()) < takes * len(chosen):
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command()
+def mine(
+    audio: list[Path] = typer.Argument(
+        ..., help="Recordings with no command in them: noise, other speech, music."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Dataset folder: the windows land in OUT/_unknown_/."
+    ),
+    model: Path | None = typer.Option(None, "--model", "-m", help="ONNX model; default: shipped."),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="Fire at this probability (default: the model's own; lower mines near misses).",
+    ),
+) -> None:
+    """Mine hard negatives: every window a model fires on in audio that holds no
+    command, written as 1 s clips for `train --add` (Mycroft Precise's
+    incremental training). Mine again with the retrained model until it finds
+    no new windows.
+
+    Examples:
+
+      speechlstm data mine kitchen.wav radio.flac -m mywords.onnx --out data/negatives
+
+      speechlstm train data/mywords --add data/negatives --out runs/mywords2
+    """
+    from speechlstm.files import FileRefused
+    from speechlstm.mining import mine as run_mine
+
+    from .common import err_line, load_recognizer
+
+    recognizer = load_recognizer(model, threads=1)
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: is a file; --out names the dataset folder to write")
+    try:
+        found, errors = run_mine(recognizer, [str(p) for p in audio], out, threshold)
+    except (FileRefused, OSError) as exc:
+        fail(str(exc))
+    for path, reason in errors.items():
+        err_line(f"error: {path}: {reason}")
+    by_label: dict[str, int] = {}
+    for m in found:
+        by_label[m.label] = by_label.get(m.label, 0) + 1
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(by_label.items())) or "none"
+    stdout_line(f"mined {len(found)} window(s) into {out}/_unknown_ (taken for: {detail})")
+    if errors:
+        raise typer.Exit(EXIT_SOME_FAILED)

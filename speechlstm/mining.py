@@ -1,0 +1,76 @@
+"""Hard negatives mined from long audio, as Mycroft Precise's incremental training
+does with false activations (`speechlstm data mine`).
+
+Run a model's streaming detector over audio that holds no command (noise,
+other speech, music) and keep every window it fires on, as a 1 s clip in
+`OUT/_unknown_/`, named by its source and its exact offset. `speechlstm train
+... --add OUT` then learns that these are not commands; mine again with the
+new model, and repeat until the mined set stops growing. A threshold under
+the model's own mines the near misses too.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import InvalidAudio, load_audio
+from .files import FolderLock, write_atomic
+from .labels import UNKNOWN
+from .stream import StreamingDetector, detect_file
+
+
+@dataclass(frozen=True)
+class Mined:
+    source: str
+    start_s: float  # where the window starts in the source
+    label: str  # what the model took it for
+    score: float
+    path: Path  # the clip written
+
+
+def _stem(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem)[:60] or "audio"
+
+
+def mine(
+    recognizer, paths: list[str], out_dir: str | Path, threshold: float | None = None
+) -> tuple[list[Mined], dict[str, str]]:
+    """Every window the detector fires on in `paths`, written to out_dir/_unknown_/
+    (a clip already there is kept: mining again adds only new windows). Returns
+    the mined clips and the files that could not be read, with the reason."""
+    import soundfile as sf
+
+    cfg = recognizer.description.detector
+    if threshold is not None:
+        cfg = cfg.with_overrides(threshold=threshold)
+    detector = StreamingDetector(recognizer, cfg)
+    folder = Path(out_dir) / UNKNOWN
+    found, errors = [], {}
+    window = recognizer.clip_samples
+    rate = recognizer.sample_rate
+    with FolderLock(out_dir, "mining folder"):
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            try:
+                wave = load_audio(path, rate)
+            except InvalidAudio as exc:
+                errors[str(path)] = exc.reason
+                continue
+            for det in detect_file(detector, wave):
+                end = min(len(wave), round(det.end_s * rate))
+                start = max(0, end - window)
+                clip = np.zeros(window, np.float32)
+                clip[: end - start] = wave[start:end]
+                name = f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms.wav"
+                target = folder / name
+                if not target.exists():
+                    buf = io.BytesIO()
+                    sf.write(buf, clip, rate, subtype="PCM_16", format="WAV")
+                    write_atomic(target, buf.getvalue(), fsync=False)
+                found.append(Mined(str(path), start / rate, det.label, det.score, target))
+    return found, errors
