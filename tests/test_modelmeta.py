@@ -74,6 +74,9 @@ def _features(**changes) -> str:
         (KEY_MODEL, json.dumps({"cell": "transformer"}), "model.cell"),
         (KEY_DETECTOR, json.dumps({"threshold": 1.5}), "threshold"),
         (KEY_DETECTOR, json.dumps({"hop_ms": 0}), "detector.hop_ms"),
+        ("speechlstm.calibration", json.dumps({"temperature": 0}), "calibration.temperature"),
+        ("speechlstm.calibration", json.dumps({"temperature": "hot"}), "calibration"),
+        ("speechlstm.calibration", "[1]", "calibration.temperature"),
     ],
 )
 def test_malformed_fields_are_refused_by_name(key, value, named):
@@ -99,3 +102,14 @@ def test_runtime_refuses_a_label_count_that_does_not_match_the_output(onnx_model
     onnx.save(proto, str(bad))
     with pytest.raises(ModelError, match="labels but the model outputs"):
         OnnxRecognizer(bad)
+
+
+def test_a_calibration_round_trips_and_is_absent_by_default():
+    import dataclasses
+
+    from speechlstm.modelmeta import KEY_CALIBRATION, from_props
+
+    plain = from_props(_props())
+    assert plain.temperature == 1.0 and KEY_CALIBRATION not in plain.to_props()
+    calibrated = dataclasses.replace(plain, temperature=1.7)
+    assert from_props(calibrated.to_props()).temperature == 1.7
