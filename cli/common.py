@@ -26,13 +26,14 @@ MODEL_HELP = "ONNX model; default: the shipped one."
 
 def printable(text: str) -> str:
     """`text` safe for a terminal: control and format characters (escape
-    sequences, line and paragraph separators, bidi overrides) shown as escapes,
-    so a file name cannot move the cursor, recolour or rewrite what is shown."""
+    sequences, carriage returns, line and paragraph separators, bidi overrides)
+    shown as escapes, so a file name cannot move the cursor, recolour or
+    rewrite what is shown. Tabs and newlines stay (multi-line output uses them)."""
     import unicodedata
 
     return "".join(
         ch.encode("unicode_escape", "backslashreplace").decode("ascii")
-        if ch != "\t" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+        if ch not in "\t\n" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
         else ch
         for ch in text
     )

@@ -179,6 +179,8 @@ class FolderLock:
 
     def release(self) -> None:
         if self.fd >= 0:
+            # Removed while still held, so no lock file is left behind in the folder.
+            (self.folder / LOCK_NAME).unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = -1
 

@@ -177,9 +177,11 @@ def test_calibration_fits_a_temperature_that_lowers_the_nll_and_the_runtime_appl
     targets = rng.integers(0, 4, 500)
     logits = rng.standard_normal((500, 4)) * 0.5
     logits[np.arange(500), targets] += 1.0
-    sharp = logits * 5  # overconfident: the best temperature is about 5
+    base = fit_temperature(logits, targets)
+    sharp = logits * 5  # five times as confident: its best temperature is five times as high
     cal = fit_temperature(sharp, targets)
-    assert 3.5 < cal.temperature < 7 and cal.nll_after < cal.nll_before
+    assert cal.temperature == pytest.approx(5 * base.temperature, rel=0.01)
+    assert cal.nll_after < cal.nll_before
     assert abs(nll(sharp, targets, cal.temperature) - cal.nll_after) < 1e-9
 
     plain = export(trained_run / "best.pt", tmp_path / "plain.onnx")

@@ -418,8 +418,10 @@ def test_fuzz_harness_holds_on_corrupt_files_and_models():
     from fuzz import run
 
     result = run(n_files=120, n_models=40, seed=11)
-    assert result["tried"] == 120 + 40 + 2 * 40  # score + transcribe of a third + 2 per model
-    assert result["held"] == result["tried"], result["audio"]["broken"] + result["models"]["broken"]
+    # score + transcribe of a third + 2 per model + the names stage (10 entries, 1 merge)
+    assert result["tried"] == 120 + 40 + 2 * 40 + 11
+    broken = result["audio"]["broken"] + result["models"]["broken"] + result["names"]["broken"]
+    assert result["held"] == result["tried"], broken
 
 
 def test_a_folder_that_cannot_be_listed_gets_an_error_row(tmp_path, onnx_model, monkeypatch):
