@@ -312,9 +312,11 @@ def mine(
     recognizer = load_recognizer(model, threads=1)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; --out names the dataset folder to write")
+    from speechlstm.runtime import ModelError
+
     try:
         found, errors = run_mine(recognizer, [str(p) for p in audio], out, threshold)
-    except (FileRefused, OSError) as exc:
+    except (FileRefused, OSError, ModelError) as exc:
         fail(str(exc))
     for path, reason in errors.items():
         err_line(f"error: {path}: {reason}")

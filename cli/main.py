@@ -8,12 +8,14 @@ library, so importing this module imports each of them once, with no cycle.
 
 from __future__ import annotations
 
+import functools
+
 import typer
 
 from speechlstm.runtime import ModelError
 
 from . import data_cmd, live_cmd, score_cmd, train_cmd, transcribe_cmd, tune_cmd
-from .common import EXIT_INTERRUPTED, EXIT_PIPE_CLOSED, EXIT_USAGE, printable
+from .common import EXIT_INTERRUPTED, EXIT_PIPE_CLOSED, EXIT_USAGE, fail, printable
 
 app = typer.Typer(
     name="speechlstm",
@@ -25,12 +27,27 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command(name="transcribe")(transcribe_cmd.transcribe)
+
+def _model_errors(command):
+    """A model found broken while running (NaN or non-probabilities out) ends the
+    command like one refused at load: one line, exit 2; rows written are kept."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ModelError as exc:
+            fail(str(exc))
+
+    return run
+
+
+app.command(name="transcribe")(_model_errors(transcribe_cmd.transcribe))
 app.command(name="info")(transcribe_cmd.info)
-app.command(name="live")(live_cmd.live)
-app.command(name="score")(score_cmd.score)
-app.command(name="evaluate")(score_cmd.evaluate)
-app.command(name="tune-detector")(tune_cmd.tune_detector)
+app.command(name="live")(_model_errors(live_cmd.live))
+app.command(name="score")(_model_errors(score_cmd.score))
+app.command(name="evaluate")(_model_errors(score_cmd.evaluate))
+app.command(name="tune-detector")(_model_errors(tune_cmd.tune_detector))
 app.command(name="train")(train_cmd.train)
 app.command(name="export")(train_cmd.export)
 app.add_typer(data_cmd.app, name="data")
