@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 from synth_audio import SR, tone_word
 from typer.testing import CliRunner
@@ -77,16 +78,8 @@ def test_truth_files_are_checked_by_line(tmp_path, onnx_model):
 
     path = tmp_path / "t.csv"
     path.write_text("label,start_s,end_s\nyes,1.0,1.5\nno,2.0,oops\n")
-    try:
+    with pytest.raises(ValueError, match="line 3"):
         read_truth(path)
-    except ValueError as exc:
-        assert "line 3" in str(exc)
-    else:
-        raise AssertionError("a bad line was accepted")
     path.write_text("label,start_s,end_s\n")
-    try:
+    with pytest.raises(ValueError, match="no commands"):
         read_truth(path)
-    except ValueError as exc:
-        assert "no commands" in str(exc)
-    else:
-        raise AssertionError("an empty truth file was accepted")

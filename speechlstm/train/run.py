@@ -58,6 +58,29 @@ def final_report(trainer: Trainer) -> dict:
     return report
 
 
+def prepare_run_data(source, cfg: RunConfig, noise_dir, cache_dir, show_progress, say=True):
+    """The run's data as the trainer (and the embedding teacher) take it: the
+    dataset's splits for the task, `--add` sources, silence and the noise bank;
+    a one-line summary on stderr."""
+    from ..data.prepare import prepare
+
+    data = prepare(
+        source,
+        cfg.data,
+        cfg.features,
+        cfg.train.seed,
+        noise_dir=noise_dir,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
+    )
+    if say:
+        note(
+            f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
+            f"clips per split: {data.counts()}; noise: {data.noise_source}"
+        )
+    return data
+
+
 def run_training(
     source: str | Path,
     out_dir: str | Path,
@@ -91,7 +114,6 @@ def run_training(
 def _run_training(
     source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
 ) -> dict:
-    from ..data.prepare import prepare
     from .encoder import resolve
 
     resume_from, encoder = None, None
@@ -120,27 +142,13 @@ def _run_training(
         out_dir.mkdir(parents=True, exist_ok=True)
         save_toml(cfg, out_dir / "config.toml")
 
-    def load():
-        return prepare(
-            source,
-            cfg.data,
-            cfg.features,
-            cfg.train.seed,
-            noise_dir=noise_dir,
-            cache_dir=cache_dir,
-            show_progress=show_progress if ranks.main else False,
-        )
-
     # Rank 0 decodes first and fills the cache; the others then read it.
-    data = load() if ranks.main else None
+    data = None
+    if ranks.main:
+        data = prepare_run_data(source, cfg, noise_dir, cache_dir, show_progress)
     barrier(ranks)
     if data is None:
-        data = load()
-    if ranks.main:
-        note(
-            f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
-            f"clips per split: {data.counts()}; noise: {data.noise_source}"
-        )
+        data = prepare_run_data(source, cfg, noise_dir, cache_dir, False, say=False)
     decoded = [p for p in data.splits["train"].paths if not p.startswith("<silence:")]
     if not decoded:
         why = ""

@@ -244,24 +244,12 @@ def run_teacher(
     """`speechlstm train --frontend embedding`: prepare the data as a student run
     would (same task, splits and --add sources), then train the teacher's head."""
     from ..config import save_toml
-    from ..data.prepare import prepare
+    from .run import prepare_run_data
 
     out_dir = Path(out_dir)
     if (out_dir / TEACHER_FILE).exists():
         raise ValueError(f"{out_dir} already holds a teacher; use another --out")
-    data = prepare(
-        source,
-        cfg.data,
-        cfg.features,
-        cfg.train.seed,
-        noise_dir=noise_dir,
-        cache_dir=cache_dir,
-        show_progress=show_progress,
-    )
-    note(
-        f"{data.index.summary()}; task: {', '.join(data.task.labels)}; "
-        f"clips per split: {data.counts()}"
-    )
+    data = prepare_run_data(source, cfg, noise_dir, cache_dir, show_progress)
     if len(data.splits["train"].targets) == 0:
         raise ValueError(f"{source}: no training clips for this task")
     out_dir.mkdir(parents=True, exist_ok=True)
