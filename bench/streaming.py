@@ -44,10 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine, require_subset  # noqa: E402
 
 from speechlstm.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from speechlstm.config import DetectorConfig, to_dict  # noqa: E402
+from speechlstm.config import DetectorConfig  # noqa: E402
 from speechlstm.data.datasets import discover  # noqa: E402
 from speechlstm.labels import BACKGROUND_LABELS, SC12_WORDS  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, default_model_path  # noqa: E402
+from speechlstm.settings import to_dict  # noqa: E402
 from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
 from speechlstm.tuning import (  # noqa: E402
     LabelledStreams,

@@ -137,9 +137,9 @@ def train(
     require_training_side()
     import torch
 
-    from speechlstm.config import layered_config
     from speechlstm.data.bank import default_cache_dir
     from speechlstm.data.datasets import DatasetError
+    from speechlstm.settings import layered_config
     from speechlstm.train import distributed
     from speechlstm.train.run import run_training
     from speechlstm.train.trainer import TrainingInterrupted
@@ -272,7 +272,7 @@ def export(
             f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): the encoder of {checkpoint}"
         )
         return
-    from speechlstm.config import load_detector_toml
+    from speechlstm.settings import load_detector_toml
     from speechlstm.train.checkpoint import CheckpointError
     from speechlstm.train.export import ExportError
     from speechlstm.train.export import export as do_export

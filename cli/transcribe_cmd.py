@@ -100,8 +100,8 @@ def info(
 
       speechlstm info model.onnx
     """
-    from speechlstm.config import to_dict
     from speechlstm.runtime import ModelError, read_model
+    from speechlstm.settings import to_dict
 
     try:
         found = read_model(resolve_model(model))

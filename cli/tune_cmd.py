@@ -62,9 +62,9 @@ def tune_detector(
     import numpy as np
 
     from speechlstm.audio import InvalidAudio, load_audio
-    from speechlstm.config import to_dict
     from speechlstm.files import FileRefused, check_output, write_atomic
     from speechlstm.progress import progress_bar
+    from speechlstm.settings import to_dict
     from speechlstm.tuning import LabelledStreams, detector_toml, read_truth, tune
 
     recognizer = load_recognizer(model, threads=1)

@@ -25,9 +25,8 @@ from .config import (
     FeatureConfig,
     ModelConfig,
     TrainConfig,
-    from_dict,
-    to_dict,
 )
+from .settings import from_dict, to_dict
 
 FORMAT_VERSION = 1
 KEY_FORMAT = "speechlstm.format_version"

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DetectorConfig, to_dict
+from .config import DetectorConfig
 from .debounce import TriggerDetector
 from .labels import BACKGROUND_LABELS
+from .settings import to_dict
 from .stream import StreamingDetector, detect_file
 
 MATCH_TOLERANCE_S = 0.5

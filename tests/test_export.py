@@ -101,8 +101,9 @@ def test_export_is_reproducible_byte_for_byte(trained_run, exported_model, tmp_p
 def test_frame_stacking_exports_with_dynamic_length(tmp_path):
     import dataclasses
 
-    from speechlstm.config import RunConfig, to_dict
+    from speechlstm.config import RunConfig
     from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.settings import to_dict
     from speechlstm.train import checkpoint
     from speechlstm.train.export import export
     from speechlstm.train.model import Recognizer

@@ -209,7 +209,7 @@ def test_terminal_shows_one_line_per_epoch_and_grad_norms_only_when_verbose(tmp_
     from typer.testing import CliRunner
 
     from speechlstm.cli.main import app
-    from speechlstm.config import save_toml
+    from speechlstm.settings import save_toml
 
     save_toml(tiny_config(epochs=2), tmp_path / "tiny.toml")
     runner = CliRunner()
@@ -332,7 +332,8 @@ def test_distillation_and_all_augmentations_train_resume_and_export(
 
 
 def test_removed_levers_read_as_before_when_off_and_are_refused_when_used(tmp_path):
-    from speechlstm.config import RunConfig, apply_overrides, from_dict, load_toml, to_dict
+    from speechlstm.config import RunConfig
+    from speechlstm.settings import apply_overrides, from_dict, load_toml, to_dict
 
     old = to_dict(RunConfig())
     old["train"] |= {"mixup": 0.0, "ema_decay": 0.0, "swa_epochs": 0, "swa_lr_ratio": 0.1}

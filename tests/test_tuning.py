@@ -47,7 +47,7 @@ def test_the_decision_seam_records_every_hop_and_replay_equals_the_detector(onnx
 
 
 def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_model, tmp_path):
-    from speechlstm.config import load_detector_toml
+    from speechlstm.settings import load_detector_toml
 
     wave, truth = _stream()
     sf.write(tmp_path / "commands.wav", wave, SR)

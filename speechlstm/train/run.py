@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 from .. import metrics
-from ..config import RunConfig, save_toml
+from ..config import RunConfig
 from ..files import FolderLock
 from ..progress import note
+from ..settings import save_toml
 from . import checkpoint
 from .distributed import SINGLE, Ranks, barrier
 from .history import score_split
