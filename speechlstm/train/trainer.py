@@ -88,6 +88,28 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _held_stop_signals():
+    """Ctrl-C or SIGTERM during an epoch's checkpoint writes waits for them to end,
+    then stops the run as usual: raised inside torch.save's writer, it would cut
+    the file's zip stream and end in a serialization error instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if held:
+        raise KeyboardInterrupt
+
+
 class Trainer:
     """The model, optimizer, schedule and loop state of one run, and the loop over them."""
 
@@ -470,10 +492,11 @@ class Trainer:
         self.state = close_epoch(s, record)
         improved = self.state.best_epoch == self.state.epoch
         if self.ranks.main:
-            ckpt = self.checkpoint()
-            if improved:
-                checkpoint.save(ckpt, self.out_dir / "best.pt")
-            checkpoint.save(ckpt, self.out_dir / "last.pt")
+            with _held_stop_signals():
+                ckpt = self.checkpoint()
+                if improved:
+                    checkpoint.save(ckpt, self.out_dir / "best.pt")
+                checkpoint.save(ckpt, self.out_dir / "last.pt")
         self._note(format_epoch(record, self.cfg.train.epochs, improved))
         if self.verbose:
             self._note(format_grad_norms(record))
