@@ -126,14 +126,6 @@ def test_evaluate_refuses_a_users_report_before_evaluating_and_replaces_its_own(
     assert ok.returncode == 0
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only modes")
-def test_evaluate_into_a_read_only_folder_is_refused_up_front(work):  # pragma: no cover
-    ro = work / "ro"
-    ro.mkdir(mode=0o555)
-    result = _cli("evaluate", work, "-m", "model.onnx", "-r", ro / "sub", cwd=work)
-    assert result.returncode == 2 and "not writable" in _err(result)
-
-
 def test_evaluate_refuses_an_unwritable_report_folder_before_the_work(work, monkeypatch):
     from speechlstm.evaluation import check_report_dir
     from speechlstm.files import FileRefused

@@ -10,6 +10,7 @@
     optim        device, learning-rate schedule, parameter groups
     sampling     class-balanced draws
     threads      torch's CPU thread count on a shared machine
+    signals      Ctrl-C and SIGTERM stop a run cleanly, never mid-write
     distributed  torchrun ranks, process groups, barriers
     encoder      the pretrained encoder: save, load, start a run from it
     embedding    Google's speech embedding (openwakeword 0.4.0's files), cached

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +49,7 @@ from .history import (
 from .model import Recognizer, count_parameters
 from .optim import lr_factor, parameter_groups, pick_device
 from .sampling import balanced_order
+from .signals import held_stop_signals, raise_interrupt, signal_handler
 
 # torch's own thread count (physical cores), read before any run changes it:
 # the ceiling of the automatic count (threads.py).
@@ -67,47 +67,6 @@ class TrainingDiverged(ValueError):
 def flush_interval(device: torch.device) -> int:
     """Training steps between syncs of the step statistics (Trainer._flush)."""
     return 50 if device.type == "cuda" else 1
-
-
-@contextlib.contextmanager
-def _signal_handler(handler, *signals: signal.Signals):
-    """`handler` for `signals` within the block (main thread only: Python runs
-    signal handlers there and refuses to set them elsewhere)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _held_stop_signals():
-    """Ctrl-C or SIGTERM during an epoch's checkpoint writes waits for them to end,
-    then stops the run as usual: raised inside torch.save's writer, it would cut
-    the file's zip stream and end in a serialization error instead."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: held.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    if held:
-        raise KeyboardInterrupt
 
 
 class Trainer:
@@ -275,7 +234,7 @@ class Trainer:
         try:
             # SIGTERM stops training as Ctrl-C does, keeping the work: `kill`, a job
             # scheduler, and torchrun, which sends it to its workers when it stops.
-            with _signal_handler(_raise_interrupt, signal.SIGTERM):
+            with signal_handler(raise_interrupt, signal.SIGTERM):
                 while self.state.epoch < self.cfg.train.epochs:
                     if self.state.step_in_epoch == 0 and self.state.epoch > 0:
                         self._set_threads()  # a job started or ended beside this run
@@ -285,7 +244,7 @@ class Trainer:
         except KeyboardInterrupt:
             # While last.pt is saved, a second Ctrl-C (or torchrun's SIGTERM right
             # after the first) must not cut the save and its message short.
-            with _signal_handler(signal.SIG_IGN, signal.SIGINT, signal.SIGTERM):
+            with signal_handler(signal.SIG_IGN, signal.SIGINT, signal.SIGTERM):
                 self._flush()
                 s = self.state
                 if self.ranks.main:
@@ -492,7 +451,7 @@ class Trainer:
         self.state = close_epoch(s, record)
         improved = self.state.best_epoch == self.state.epoch
         if self.ranks.main:
-            with _held_stop_signals():
+            with held_stop_signals():
                 ckpt = self.checkpoint()
                 if improved:
                     checkpoint.save(ckpt, self.out_dir / "best.pt")
