@@ -38,7 +38,6 @@ import soundfile as sf
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 from common import OUT_DIR, machine  # noqa: E402
 
 
@@ -58,7 +57,7 @@ class Tally:
 # -- audio ---------------------------------------------------------------------
 def seed_files(folder: Path) -> list[bytes]:
     """Valid recordings in the formats users have, as bytes."""
-    from synth_audio import tone_word
+    from speechlstm.testing.synth_audio import tone_word
 
     word = tone_word("yes")
     stereo = np.stack([word, word * 0.5], axis=1)
@@ -254,7 +253,7 @@ def mutate_signature(model, rng: np.random.Generator) -> str:
 def fuzz_names(folder: Path, model: Path) -> Tally:
     """Special files, NUL bytes, line separators and escapes in one list file;
     then the same corpus sharded, merged and compared with one run."""
-    from synth_audio import tone_word
+    from speechlstm.testing.synth_audio import tone_word
 
     tally = Tally()
     corpus = folder / "names"
@@ -315,8 +314,8 @@ def fuzz_models(folder: Path, n: int, rng: np.random.Generator, model: Path, cli
 
 
 def run(n_files: int, n_models: int, seed: int) -> dict:
-    from synth_audio import tone_word
-    from tiny_onnx import build_tiny_model
+    from speechlstm.testing.synth_audio import tone_word
+    from speechlstm.testing.tiny_onnx import build_tiny_model
 
     rng = np.random.default_rng(seed)
     folder = Path(tempfile.mkdtemp(prefix="speechlstm-fuzz-"))

@@ -36,9 +36,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
-from synth_audio import make_dataset  # noqa: E402
+from speechlstm.testing.synth_audio import make_dataset  # noqa: E402
 
 RECIPE = ROOT / "recipes/sc12.recipe.toml"
 WORDS = ("yes", "no", "up", "down", "left", "right", "stop")  # synth_audio's tone words

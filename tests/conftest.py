@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 Inference tests use `onnx_model`: a small template-matching model built with
-`onnx.helper` (tiny_onnx.py), so they run without torch. Tests that train or
+`onnx.helper` (speechlstm/testing/tiny_onnx.py), so they run without torch. Tests that train or
 export need torch (the train extra) and carry the `train` marker; the
 inference-only environment runs `pytest -m "not train"` (make test-inference).
 """
@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from synth_audio import make_dataset  # noqa: F401  (re-exported for tests)
+from speechlstm.testing.synth_audio import make_dataset  # noqa: F401  (re-exported for tests)
 
 # find_spec, not import: collecting tests must not load torch into this process.
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
@@ -73,7 +73,7 @@ def tone_dataset(tmp_path_factory) -> Path:
 def onnx_model(tmp_path_factory) -> Path:
     """A speechlstm model for inference tests, built without torch: it labels
     synth_audio's tone words (down, no, up, yes) and noise/silence (_silence_)."""
-    from tiny_onnx import build_tiny_model
+    from speechlstm.testing.tiny_onnx import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny.onnx")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from synth_audio import SR, tone_word
+from speechlstm.testing.synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synth_audio import make_dataset
+from speechlstm.testing.synth_audio import make_dataset
 
 from speechlstm.data.datasets import (
     DatasetError,

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from synth_audio import tone_word
+from speechlstm.testing.synth_audio import tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app

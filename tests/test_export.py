@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synth_audio import tone_word
+from speechlstm.testing.synth_audio import tone_word
 from typer.testing import CliRunner
 
 
@@ -146,7 +146,7 @@ def test_export_stores_tuned_detector_defaults(trained_run, tmp_path):
 
 @pytest.mark.train
 def test_int8_probe_tops_up_a_small_validation_split_with_the_other_clips(tmp_path):
-    from synth_audio import make_dataset
+    from speechlstm.testing.synth_audio import make_dataset
 
     from speechlstm.config import FeatureConfig
     from speechlstm.train.export import probe_set

@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synth_audio import tone_word
+from speechlstm.testing.synth_audio import tone_word
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -104,7 +104,7 @@ def test_a_recursive_glob_does_not_follow_a_link_loop(work):
 
 # -- 1. outputs that are not ours -----------------------------------------------
 def test_evaluate_refuses_a_users_report_before_evaluating_and_replaces_its_own(work):
-    from synth_audio import make_dataset
+    from speechlstm.testing.synth_audio import make_dataset
 
     data = make_dataset(work / "ds", speakers=4, takes=1)
     reports = work / "reports"
@@ -299,7 +299,7 @@ def _model(tmp_path: Path, name: str, in_type, in_shape, out_shape, extra_input=
            poison: str | None = None) -> Path:  # fmt: skip
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    from tiny_onnx import model_props
+    from speechlstm.testing.tiny_onnx import model_props
 
     n = 5
     inputs = [helper.make_tensor_value_info("waveform", in_type, in_shape)]

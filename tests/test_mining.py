@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import soundfile as sf
-from synth_audio import SR, tone_word
+from speechlstm.testing.synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from synth_audio import SR, tone_word
+from speechlstm.testing.synth_audio import SR, tone_word
 
 pytestmark = pytest.mark.mic
 

@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from synth_audio import make_dataset
+from speechlstm.testing.synth_audio import make_dataset
 
 from speechlstm.data.datasets import discover
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from synth_audio import SR, tone_word
+from speechlstm.testing.synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from synth_audio import SR, tone_word
+from speechlstm.testing.synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
 THRESHOLD = 0.37  # the tiny test model is never very confident (noise peaks at 0.27)
