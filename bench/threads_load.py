@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
+
 from speechlstm.testing.synth_audio import make_dataset  # noqa: E402
 
 RECIPE = ROOT / "recipes/sc12.recipe.toml"

@@ -13,6 +13,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+
 from speechlstm.testing.synth_audio import make_dataset  # noqa: F401  (re-exported for tests)
 
 # find_spec, not import: collecting tests must not load torch into this process.

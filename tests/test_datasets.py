@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from speechlstm.testing.synth_audio import make_dataset
 
 from speechlstm.data.datasets import (
     DatasetError,
@@ -15,6 +14,7 @@ from speechlstm.data.datasets import (
     task_split,
 )
 from speechlstm.labels import SC12_WORDS, SILENCE, UNKNOWN, make_task
+from speechlstm.testing.synth_audio import make_dataset
 
 
 def test_speech_commands_layout_uses_the_lists(tmp_path):

@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from speechlstm.testing.synth_audio import tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app
 from speechlstm.runtime import OnnxRecognizer, default_model_path
+from speechlstm.testing.synth_audio import tone_word
 
 SHIPPED = default_model_path()
 pytestmark = pytest.mark.skipif(SHIPPED is None, reason="no shipped default model")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_config
+
 from speechlstm.testing.synth_audio import make_dataset
 
 pytestmark = pytest.mark.train

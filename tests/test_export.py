@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from speechlstm.testing.synth_audio import tone_word
 from typer.testing import CliRunner
+
+from speechlstm.testing.synth_audio import tone_word
 
 
 @pytest.mark.train
@@ -146,9 +147,8 @@ def test_export_stores_tuned_detector_defaults(trained_run, tmp_path):
 
 @pytest.mark.train
 def test_int8_probe_tops_up_a_small_validation_split_with_the_other_clips(tmp_path):
-    from speechlstm.testing.synth_audio import make_dataset
-
     from speechlstm.config import FeatureConfig
+    from speechlstm.testing.synth_audio import make_dataset
     from speechlstm.train.export import probe_set
 
     # 4 words x 10 speakers x 3 takes: 24 validation clips of 120.

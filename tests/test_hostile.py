@@ -22,6 +22,7 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from speechlstm.testing.synth_audio import tone_word
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -132,9 +133,8 @@ JSONISH = st.recursive(
     replace_whole=st.booleans(),
 )
 def test_any_model_description_parses_or_names_the_field(key, field, value, replace_whole):
-    from speechlstm.testing.tiny_onnx import model_props
-
     from speechlstm.modelmeta import DescriptionError, from_props
+    from speechlstm.testing.tiny_onnx import model_props
 
     props = model_props()
     full = f"speechlstm.{key}"

@@ -22,6 +22,7 @@ import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from speechlstm.testing.synth_audio import tone_word
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -299,6 +300,7 @@ def _model(tmp_path: Path, name: str, in_type, in_shape, out_shape, extra_input=
            poison: str | None = None) -> Path:  # fmt: skip
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
     from speechlstm.testing.tiny_onnx import model_props
 
     n = 5

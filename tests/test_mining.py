@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import soundfile as sf
-from speechlstm.testing.synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app
+from speechlstm.testing.synth_audio import SR, tone_word
 
 
 def test_the_miner_finds_the_planted_false_alarm_at_its_offset(onnx_model, tmp_path):

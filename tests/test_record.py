@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+
 from speechlstm.testing.synth_audio import SR, tone_word
 
 pytestmark = pytest.mark.mic

@@ -6,9 +6,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from speechlstm.testing.synth_audio import make_dataset
 
 from speechlstm.data.datasets import discover
+from speechlstm.testing.synth_audio import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from speechlstm.testing.synth_audio import tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app
 from speechlstm.shards import Shard, ShardError, shard_of
+from speechlstm.testing.synth_audio import tone_word
 
 
 def _score(*args: str):

@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from speechlstm.testing.synth_audio import SR, tone_word
 from typer.testing import CliRunner
+
+from speechlstm.testing.synth_audio import SR, tone_word
 
 THRESHOLD = 0.37  # the tiny test model is never very confident (noise peaks at 0.27)
 TRUTH = [(2.0, "yes"), (5.0, "up"), (8.5, "no"), (11.0, "down")]

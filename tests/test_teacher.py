@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 from stand_in_embedding import build_stand_in
+
 from speechlstm.testing.synth_audio import tone_word
 
 pytestmark = pytest.mark.train

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from speechlstm.testing.synth_audio import SR, tone_word
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app
+from speechlstm.testing.synth_audio import SR, tone_word
 
 
 def _stream(seed: int = 0, n_words: int = 16):

@@ -27,6 +27,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from speechlstm.testing.synth_audio import SR, tone_word
 
 WORDS = ("down", "no", "up", "yes")  # sorted, as the trainer orders word classes
@@ -52,7 +53,8 @@ def model_props(labels: tuple[str, ...] = LABELS) -> dict[str, str]:
     from speechlstm.config import FeatureConfig, ModelConfig
     from speechlstm.modelmeta import ModelDescription, TrainingSummary
 
-    training = TrainingSummary(source="speechlstm/testing/tiny_onnx.py (spectrogram templates, not trained)")
+    source = "speechlstm/testing/tiny_onnx.py (spectrogram templates, not trained)"
+    training = TrainingSummary(source=source)
     return ModelDescription(labels, FeatureConfig(), ModelConfig(), training=training).to_props()
 
 
