@@ -4,7 +4,7 @@
 # given as SC) plus synthesized speech of a large vocabulary, one class per
 # word, then everything but the last layer kept (export --as-encoder).
 # EXCLUDE=w1,w2 leaves words out of all of it and OUT names another file
-# (bench/custom_words.py's measurement encoder never hears the commands);
+# (the custom-words measurement encoder, bench/experiment_data.py, never hears the commands);
 # SETS="section.key=value ..." changes the recipe (another width, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."

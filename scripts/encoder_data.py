@@ -6,7 +6,7 @@ speech of a large vocabulary, linked into one Speech Commands folder (no audio c
 The real clips are those LIST.csv names (sc_subset.py), with their validation
 and test lists, so selection and reports stay on real speakers; every
 synthesized clip of SYNTH_DIR is training data (its speakers are in no list).
-`--exclude` leaves words out of both (bench/custom_words.py measures an
+`--exclude` leaves words out of both (bench/experiment_data.py builds an
 encoder that never heard the ten command words).
 """
 

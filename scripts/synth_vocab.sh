@@ -2,7 +2,7 @@
 # Synthesize the vocabulary (the 35 Speech Commands words plus the ~500 everyday
 # words of recipes/vocabulary.txt, the voices of synth.vocabulary_config,
 # CLIPS per word) into SYNTH (default data/synth_vocab). Seeded, and an interrupted run
-# continues: `make encoder` and bench/ablation.py's vocabulary variants share it.
+# continues: `make encoder` and the default model's `_unknown_` words share it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python

@@ -137,7 +137,7 @@ class SynthConfig:
     # set when more voices get installed later.
     exclude_voices: tuple[str, ...] = ()
     # At most this many voices, a seeded draw of those that speak `lang`
-    # (bench/custom_words.py's voice-count lever); 0: every one.
+    # (the custom-words protocol's voice-count lever); 0: every one.
     max_voices: int = 0
     # Vocal-tract warps each voice is heard under (a subset of WARPS): each
     # is another "speaker"; (1.0,) is the engines' own voices.

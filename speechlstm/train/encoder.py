@@ -40,7 +40,7 @@ PARTS = ("input_norm.", "rnn.", "pool.")
 SHAPE_FIELDS = ("cell", "hidden_size", "num_layers", "frame_stack", "pooling")
 SHIPPED = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
 # The streaming detector tuned for a model trained from the encoder on
-# synthesized speech (bench/streaming.py --tune on bench/custom_words.py's
+# synthesized speech (bench/streaming.py --tune on the custom-words protocol's
 # k=0 model): runs from an encoder that keep the default detector store it.
 TRANSFER_DETECTOR = SHIPPED.with_name("transfer.detector.toml")
 AUTO, NONE = "auto", "none"
