@@ -27,6 +27,14 @@ hop the decision is made at, after waiting for the peak), and CPU.
     python bench/streaming.py [--model M] [--minutes 12] [--negative-minutes 60]
     python bench/streaming.py --model M --tune --write-detector tuned.toml
     python bench/streaming.py --model A --det B --det C --det-png docs/det.png  # DET curves
+    python bench/streaming.py --write-streams data/streams --skip-report   # then:
+    speechlstm tune-detector -m M --commands data/streams/validation_commands.wav \
+        --truth data/streams/validation_truth.csv \
+        --negatives data/streams/validation_negatives.wav --write M.detector.toml
+
+`--write-streams DIR` saves the validation speakers' streams (16 kHz WAV, the
+truth as CSV) for `speechlstm tune-detector`, the product's tuner: the same
+search as `--tune`, from the command line a user runs on their own recordings.
 """
 
 from __future__ import annotations
@@ -129,6 +137,23 @@ class Streams(LabelledStreams):
         return np.clip(out, -1, 1), truth
 
 
+def write_streams(streams: Streams, folder: Path) -> None:
+    """SPLIT_commands.wav, SPLIT_truth.csv (label,start_s,end_s), SPLIT_negatives.wav."""
+    import csv
+
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = streams.split
+    sf.write(folder / f"{name}_commands.wav", streams.commands, SAMPLE_RATE, subtype="PCM_16")
+    sf.write(folder / f"{name}_negatives.wav", streams.negative, SAMPLE_RATE, subtype="PCM_16")
+    with open(folder / f"{name}_truth.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["label", "start_s", "end_s"])
+        writer.writeheader()
+        for row in streams.truth:
+            writer.writerow({k: (round(v, 3) if k != "label" else v) for k, v in row.items()})
+
+
 def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray) -> float:
     """CPU seconds per audio second x 100: % of one core at real time."""
     det = StreamingDetector(rec, cfg)
@@ -207,6 +232,12 @@ def main() -> None:
         "the --model is drawn too)",
     )
     parser.add_argument("--det-png", type=Path, default=None, help="default bench/out/det.png")
+    parser.add_argument(
+        "--write-streams",
+        type=Path,
+        default=None,
+        help="save the validation streams as WAV + truth CSV for `speechlstm tune-detector`",
+    )
     args = parser.parse_args()
     subset = require_subset()
     model = args.model or default_model_path()
@@ -220,6 +251,11 @@ def main() -> None:
         "goals": "test speakers: matched >= 0.90, <= 1 false alarm an hour, median latency "
         "<= 300 ms",
     }
+    if args.write_streams:
+        write_streams(
+            Streams(subset, "validation", args.minutes, args.negative_minutes), args.write_streams
+        )
+        result["wrote_streams"] = str(args.write_streams)
     if args.tune:
         val = Streams(subset, "validation", args.minutes, args.negative_minutes)
         tuned, row, trace = tune(
