@@ -164,7 +164,7 @@ def teacher_accuracy(teacher: Path, subset: Path, split: str) -> dict:
     import numpy as np
 
     from speechlstm import metrics
-    from speechlstm.audio import fix_length, load_audio
+    from speechlstm.audio import crop_loudest, float_to_int16, load_audio
     from speechlstm.data.datasets import discover
     from speechlstm.labels import SILENCE, UNKNOWN
     from speechlstm.train.teacher import EmbeddingTeacher
@@ -176,8 +176,9 @@ def teacher_accuracy(teacher: Path, subset: Path, split: str) -> dict:
         word = clip.word if clip.word in t.labels else UNKNOWN
         word = SILENCE if clip.word == SILENCE else word
         targets.append(t.labels.index(word))
-        waves.append(fix_length(load_audio(clip.path), 16000))
-    audio = (np.clip(np.stack(waves), -1, 1) * 32767).astype(np.int16)
+        # As the training bank holds it, so the cached embeddings are found.
+        waves.append(float_to_int16(crop_loudest(load_audio(clip.path), 16000)))
+    audio = np.stack(waves)
     pred = t.logits(audio, f"{split} clips").argmax(1)
     cm = metrics.confusion_matrix(np.array(targets), pred, len(t.labels))
     per_class = metrics.per_class(cm, t.labels)
