@@ -34,7 +34,10 @@ hop the decision is made at, after waiting for the peak), and CPU.
 
 `--write-streams DIR` saves the validation speakers' streams (16 kHz WAV, the
 truth as CSV) for `speechlstm tune-detector`, the product's tuner: the same
-search as `--tune`, from the command line a user runs on their own recordings.
+search as `--tune`, from the command line a user runs on their own recordings;
+and the TRAINING speakers' negative stream (`--mining-minutes`, noise and
+non-command words only) for `speechlstm data mine`: hard negatives mined from
+it never touch the speakers the detector is tuned or reported on.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine, require_subset  # noqa: E402
@@ -96,7 +100,7 @@ class Streams(LabelledStreams):
     `speechlstm tune-detector` takes as --commands, --truth and --negatives)."""
 
     def __init__(self, subset: Path, split: str, minutes: float, negative_minutes: float, seed=0):
-        rng = np.random.default_rng([seed, {"validation": 1, "test": 2}[split]])
+        rng = np.random.default_rng([seed, {"train": 0, "validation": 1, "test": 2}[split]])
         index = discover(subset)
         noise = [load_audio(p) for p in index.noise_files]
         clips = index.split(split)
@@ -140,8 +144,6 @@ class Streams(LabelledStreams):
 def write_streams(streams: Streams, folder: Path) -> None:
     """SPLIT_commands.wav, SPLIT_truth.csv (label,start_s,end_s), SPLIT_negatives.wav."""
     import csv
-
-    import soundfile as sf
 
     folder.mkdir(parents=True, exist_ok=True)
     name = streams.split
@@ -238,6 +240,12 @@ def main() -> None:
         default=None,
         help="save the validation streams as WAV + truth CSV for `speechlstm tune-detector`",
     )
+    parser.add_argument(
+        "--mining-minutes",
+        type=float,
+        default=120.0,
+        help="with --write-streams: the training speakers' negative stream's length",
+    )
     args = parser.parse_args()
     subset = require_subset()
     model = args.model or default_model_path()
@@ -255,6 +263,9 @@ def main() -> None:
         write_streams(
             Streams(subset, "validation", args.minutes, args.negative_minutes), args.write_streams
         )
+        train = Streams(subset, "train", 0.0, args.mining_minutes)
+        sf.write(args.write_streams / "train_negatives.wav", train.negative, SAMPLE_RATE,
+                 subtype="PCM_16")  # fmt: skip
         result["wrote_streams"] = str(args.write_streams)
     if args.tune:
         val = Streams(subset, "validation", args.minutes, args.negative_minutes)
