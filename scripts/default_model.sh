@@ -7,7 +7,9 @@
 # (recipes/vocabulary.txt, scripts/synth_vocab.sh; `make encoder`
 # shares them) whose clips outside the 35 Speech Commands words join as
 # `_unknown_` (scripts/vocab_unknown.py: the negatives a stream meets),
-# exported to int8. Every step is seeded: the same command gives the same
+# exported to int8. The recipe distils features from the speech embedding
+# (openwakeword 0.4.0's files, installed by the train extra); its per-clip
+# embeddings are cached under ~/.cache/speechlstm/embedding. Every step is seeded: the same command gives the same
 # file on the same stack (CPU, torch 2.11, onnxruntime as installed).
 #
 # The detector defaults stored in the model are recipes/sc12.detector.toml:
