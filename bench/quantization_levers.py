@@ -37,19 +37,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch_independence import clips  # noqa: E402
 from common import machine  # noqa: E402
 
 from speechlstm.modelmeta import INPUT_NAME, OUTPUT_NAMES  # noqa: E402
 from speechlstm.runtime import open_session  # noqa: E402
 
 BATCHES = (1, 8, 64)
-
-
-def clips(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, 16000)).astype(np.float32)
-    x *= (10 ** rng.uniform(-2.5, -0.3, n)).astype(np.float32)[:, None]
-    return np.clip(x, -1, 1)
 
 
 def wrap_rows(proto):
