@@ -253,6 +253,9 @@ def export(
       speechlstm export runs/sc12/best.pt -o sc12.int8.onnx --int8
 
       speechlstm export runs/encoder/best.pt --as-encoder -o encoder.safetensors
+
+      speechlstm export runs/teacher -o teacher.onnx   (a `train --frontend embedding` run:
+      the speech-embedding front-end in the model, fp32; see its licence in `info`)
     """
     require_training_side()
     if as_encoder:
@@ -276,6 +279,11 @@ def export(
     from speechlstm.train.checkpoint import CheckpointError
     from speechlstm.train.export import ExportError
     from speechlstm.train.export import export as do_export
+    from speechlstm.train.frontend_export import teacher_path
+
+    if teacher_path(checkpoint) is not None:
+        _export_embedding(checkpoint, output, int8, detector, force, calibrate)
+        return
 
     try:
         tuned = load_detector_toml(detector) if detector is not None else None
@@ -333,3 +341,28 @@ def _train_teacher(
         f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})"
     )
     stdout_line(f"wrote {out}/{TEACHER_FILE}, metrics.json, config.toml")
+
+
+def _export_embedding(run: Path, output: Path, int8, detector, force, calibrate) -> None:
+    """`export` of a `train --frontend embedding` run: one ONNX model with the
+    speech embedding inside (speechlstm/train/frontend_export.py)."""
+    from speechlstm.settings import load_detector_toml
+    from speechlstm.train.embedding import EmbeddingUnavailable
+    from speechlstm.train.export import ExportError
+    from speechlstm.train.frontend_export import export_embedding
+
+    if int8 or calibrate:
+        fail(
+            f"{run}: an embedding-front-end model is exported fp32 and uncalibrated; "
+            "leave out --int8 and --calibrate"
+        )
+    try:
+        tuned = load_detector_toml(detector) if detector is not None else None
+        result = export_embedding(run, output, detector=tuned, force=force)
+    except (ExportError, EmbeddingUnavailable, ValueError, OSError) as exc:
+        fail(str(exc))
+    stdout_line(
+        f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB), speech-embedding "
+        f"front-end; max |onnx - teacher| {result.max_abs_diff:.1e}. It carries the "
+        "embedding's weights: see `speechlstm info` for their source and terms"
+    )

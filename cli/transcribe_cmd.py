@@ -119,6 +119,7 @@ def info(
                     "detector": to_dict(d.detector),
                     "training": d.training.to_json(),
                     "quantization": d.quantization,
+                    "frontend": {"name": d.frontend, "credit": d.frontend_credit},
                     "size_bytes": found.size_bytes,
                 },
                 indent=2,
@@ -129,8 +130,13 @@ def info(
     lines = [
         f"model:     {found.path} ({found.size_bytes / 1e6:.2f} MB, {d.quantization})",
         f"labels:    {', '.join(d.labels)}",
-        f"features:  {f.n_mfcc} MFCC from {f.n_mels} mels, {f.window_ms} ms window, "
-        f"{f.hop_ms} ms hop, {f.sample_rate} Hz, {f.clip_ms} ms clips",
+        (
+            f"features:  {f.n_mfcc} MFCC from {f.n_mels} mels, {f.window_ms} ms window, "
+            f"{f.hop_ms} ms hop, {f.sample_rate} Hz, {f.clip_ms} ms clips"
+            if d.frontend == "mfcc"
+            else f"features:  speech embedding (16 frames of 96, one per 80 ms) of each "
+            f"{f.clip_ms} ms clip centred in 2 s"
+        ),
         f"network:   bidirectional {m.cell}, {m.num_layers} x {m.hidden_size}, "
         + (f"{m.frame_stack} frames a step, " if m.frame_stack > 1 else "")
         + f"{m.pooling} pooling, {d.n_params or '?'} parameters",
@@ -138,6 +144,8 @@ def info(
         f"{det.smoothing_ms} ms, refractory {det.refractory_ms} ms, "
         + (f"gate {det.gate_dbfs} dBFS" if det.gate else "no gate"),
     ]
+    if d.frontend_credit:
+        lines.append(f"licence:   {d.frontend_credit}")
     if det.thresholds:
         per_label = ", ".join(f"{label} {value}" for label, value in det.thresholds)
         lines.append(f"           per label: {per_label}")

@@ -38,6 +38,11 @@ KEY_DETECTOR = "speechlstm.detector"
 KEY_QUANTIZATION = "speechlstm.quantization"
 # Posterior calibration (export --calibrate): probabilities = softmax(logits / T).
 KEY_CALIBRATION = "speechlstm.calibration"
+# The front-end inside the graph: "mfcc" (the recognizer's own; no key) or
+# "embedding" (`export` of a `train --frontend embedding` run: Google's speech
+# embedding + BiLSTM head in one graph; embedding_stream.py streams it).
+KEY_FRONTEND = "speechlstm.frontend"
+FRONTENDS = ("mfcc", "embedding")
 TEMPERATURE_RANGE = (0.05, 20.0)
 REQUIRED_KEYS = (KEY_FORMAT, KEY_LABELS, KEY_FEATURES, KEY_MODEL)
 
@@ -95,6 +100,9 @@ class ModelDescription:
     # Temperature fitted on validation clips at export (export --calibrate):
     # the runtime reports softmax(logits / temperature); 1.0 = the graph's own.
     temperature: float = 1.0
+    frontend: str = "mfcc"  # one of FRONTENDS
+    # Where the front-end's weights come from and under what terms (shown by `info`).
+    frontend_credit: str = ""
 
     @property
     def sample_rate(self) -> int:
@@ -106,18 +114,26 @@ class ModelDescription:
 
     def to_props(self) -> dict[str, str]:
         """The ONNX `metadata_props` (key -> JSON string) that describe this model."""
-        return {
-            KEY_FORMAT: str(FORMAT_VERSION),
-            KEY_LABELS: json.dumps(list(self.labels)),
-            KEY_FEATURES: json.dumps(to_dict(self.features)),
-            KEY_MODEL: json.dumps({**to_dict(self.model), "n_params": self.n_params}),
-            KEY_DETECTOR: json.dumps(to_dict(self.detector)),
-            KEY_TRAINING: json.dumps(self.training.to_json()),
-            KEY_QUANTIZATION: self.quantization,
-        } | (
-            {KEY_CALIBRATION: json.dumps({"temperature": self.temperature})}
-            if self.temperature != 1.0
-            else {}
+        return (
+            {
+                KEY_FORMAT: str(FORMAT_VERSION),
+                KEY_LABELS: json.dumps(list(self.labels)),
+                KEY_FEATURES: json.dumps(to_dict(self.features)),
+                KEY_MODEL: json.dumps({**to_dict(self.model), "n_params": self.n_params}),
+                KEY_DETECTOR: json.dumps(to_dict(self.detector)),
+                KEY_TRAINING: json.dumps(self.training.to_json()),
+                KEY_QUANTIZATION: self.quantization,
+            }
+            | (
+                {KEY_CALIBRATION: json.dumps({"temperature": self.temperature})}
+                if self.temperature != 1.0
+                else {}
+            )
+            | (
+                {KEY_FRONTEND: json.dumps({"name": self.frontend, "credit": self.frontend_credit})}
+                if self.frontend != "mfcc"
+                else {}
+            )
         )
 
 
@@ -154,6 +170,9 @@ def from_props(props: dict[str, str]) -> ModelDescription:
             f"{KEY_QUANTIZATION}={quantization!r}: expected one of {', '.join(QUANTIZATIONS)}"
         )
     training = _training(_json(props, KEY_TRAINING)) if KEY_TRAINING in props else None
+    frontend, credit = (
+        _frontend(_json(props, KEY_FRONTEND)) if KEY_FRONTEND in props else ("mfcc", "")
+    )
     return ModelDescription(
         labels,
         features,
@@ -163,7 +182,22 @@ def from_props(props: dict[str, str]) -> ModelDescription:
         n_params,
         quantization,
         _temperature(_json(props, KEY_CALIBRATION)) if KEY_CALIBRATION in props else 1.0,
+        frontend,
+        credit,
     )
+
+
+def _frontend(data: Any) -> tuple[str, str]:
+    name = data.get("name") if isinstance(data, dict) else None
+    if name not in FRONTENDS:
+        raise DescriptionError(
+            f"{KEY_FRONTEND}.name={name!r}: expected one of {', '.join(FRONTENDS)} "
+            "(a newer speechlstm's model?)"
+        )
+    credit = data.get("credit", "")
+    if not isinstance(credit, str) or len(credit) > 2000:
+        raise DescriptionError(f"{KEY_FRONTEND}.credit: expected a short text")
+    return name, credit
 
 
 def _temperature(data: Any) -> float:

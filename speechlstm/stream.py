@@ -19,7 +19,7 @@ Audio is at the recognizer's rate (`rate_hz`). numpy + onnxruntime only.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -85,6 +85,18 @@ class StreamingDetector:
         self.rate_hz = rate
         self.window = recognizer.clip_samples
         self.hop = max(1, round(rate * cfg.hop_ms / 1000))
+        # A speech-embedding model streams one embedding frame per 80 ms, its state
+        # carried between hops (embedding_stream.py): its hop is that frame's.
+        self.stream = None
+        if recognizer.description.frontend == "embedding":
+            from .embedding_stream import EmbeddingStream
+
+            self.stream = EmbeddingStream(
+                recognizer.file.path, len(recognizer.labels), recognizer.temperature
+            )
+            self.hop = self.stream.hop_samples
+            cfg = replace(cfg, hop_ms=1000 * self.hop / rate)
+            self.cfg = cfg
         self.n_smooth = max(1, round(cfg.smoothing_ms / cfg.hop_ms))
         self.trigger = decision or TriggerDetector.from_config(
             recognizer.labels, recognizer.background, cfg, rate
@@ -105,6 +117,8 @@ class StreamingDetector:
         self.next_hop = self.hop  # stream position (samples) of the next window end
         self.history: deque[np.ndarray] = deque(maxlen=self.n_smooth)
         self.trigger.reset()
+        if self.stream is not None:
+            self.stream.reset()
         self.stats = DetectorStats()
         self._due: list[tuple[int, np.ndarray]] = []  # (window end, window) awaiting the model
 
@@ -158,7 +172,15 @@ class StreamingDetector:
         self.stats.hops += len(ends)
         probs = np.tile(self.silence_probs, (len(ends), 1))  # (B, classes)
         active = self._gate(windows)
-        if active.any():
+        if self.stream is not None:
+            # Every hop advances the stream's state (one embedding frame each),
+            # gated or not; the gate still turns a silent window into silence.
+            for i, window in enumerate(windows):
+                p = self.stream.step(window[-self.hop :])
+                if active[i]:
+                    probs[i] = p
+            self.stats.inferences += len(windows)
+        elif active.any():
             probs[active] = self.rec.predict(windows[active])
             self.stats.inferences += int(active.sum())
         out = []

@@ -1,0 +1,151 @@
+"""The speech-embedding front-end as a model users run (train/frontend_export.py,
+embedding_stream.py), on the stand-in embedding (stand_in_embedding.py): export
+of a teacher run into one ONNX graph, clips through it, streams one embedding
+frame per hop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+from stand_in_embedding import build_stand_in
+from typer.testing import CliRunner
+
+from speechlstm.cli.main import app
+from speechlstm.testing.synth_audio import SR, tone_word
+
+pytestmark = pytest.mark.train
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, tone_dataset):
+    from speechlstm.train.teacher import TeacherConfig, run_teacher
+
+    folder = build_stand_in(tmp_path_factory.mktemp("embedding"))
+    out = tmp_path_factory.mktemp("runs") / "teacher"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEECHLSTM_EMBEDDING_DIR", str(folder))
+        run_teacher(
+            tone_dataset,
+            out,
+            tiny_config(),
+            TeacherConfig(epochs=15, hidden_size=16, batch_size=16, lr=1e-2),
+            cache_dir=None,
+            show_progress=False,
+        )
+        yield out
+
+
+@pytest.fixture(scope="module")
+def embedding_model(teacher_run, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "teacher.onnx"
+    result = runner.invoke(app, ["export", str(teacher_run), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "speech-embedding front-end" in result.output
+    return path
+
+
+def test_export_joins_embedding_and_head_and_matches_the_teacher(teacher_run, embedding_model):
+    import torch
+
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.train.teacher import EmbeddingTeacher
+
+    rec = OnnxRecognizer(embedding_model)
+    assert rec.description.frontend == "embedding"
+    assert "CC BY-NC-SA" in rec.description.frontend_credit
+    assert rec.description.detector.hop_ms == 80.0
+    words = ("yes", "no", "up", "down")
+    clips = np.stack([tone_word(w, rng=np.random.default_rng(i)) for i, w in enumerate(words)])
+    # The clips as 16-bit audio: what the teacher trained on, and what a file holds.
+    ints = np.round(clips * 32768).clip(-32768, 32767).astype(np.int16)
+    got = rec.predict(ints.astype(np.float32) / 32768)
+    # The graph computes what the teacher computes on the same int16 clip.
+    teacher = EmbeddingTeacher(teacher_run / "teacher.safetensors", cache_dir=teacher_run)
+    with torch.no_grad():
+        frames = torch.from_numpy(teacher.embedder.embed(ints))
+        want = torch.softmax(teacher.head.eval()(frames), -1).numpy()
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    # And it learned the words (chance is 0.2).
+    assert [rec.labels[i] for i in got.argmax(1)] == list(words)
+    metrics = json.loads((teacher_run / "metrics.json").read_text())
+    assert rec.description.training.best_val_accuracy == metrics["best_val_accuracy"]
+
+
+def test_info_names_the_embeddings_source_and_terms(embedding_model):
+    result = runner.invoke(app, ["info", str(embedding_model)])
+    assert result.exit_code == 0, result.output
+    assert "speech embedding" in result.output
+    assert "licence:" in result.output and "openwakeword 0.4.0" in result.output
+
+
+def test_export_of_an_embedding_run_refuses_int8(teacher_run, tmp_path):
+    result = runner.invoke(
+        app, ["export", str(teacher_run), "-o", str(tmp_path / "m.onnx"), "--int8"]
+    )
+    assert result.exit_code != 0
+    assert "fp32" in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+class _Counting:
+    """An onnxruntime session that counts its runs and the rows it is given."""
+
+    def __init__(self, session):
+        self.session, self.calls, self.rows = session, 0, 0
+
+    def run(self, outputs, feeds):
+        self.calls += 1
+        self.rows += len(next(iter(feeds.values())))
+        return self.session.run(outputs, feeds)
+
+
+def test_a_stream_carries_its_state_exactly_as_the_clip_graph_computes(embedding_model):
+    """The stand-in's mel frames depend on their own 160 samples only, so a stream
+    whose last 16 embedding windows line up with a clip's gives the clip's answer
+    exactly; a stream that re-ran or dropped a frame would not."""
+    from speechlstm.embedding_stream import EmbeddingStream
+    from speechlstm.runtime import OnnxRecognizer
+
+    rec = OnnxRecognizer(embedding_model)
+    stream = EmbeddingStream(embedding_model, len(rec.labels))
+    for i, word in enumerate(("down", "yes")):
+        clip = tone_word(word, rng=np.random.default_rng(i))
+        want = rec.predict_clip(clip)
+        # The clip centred in 2 s, as the graph pads it, after 160 samples: the
+        # 25th hop's window then ends where the graph's 16th window ends.
+        centred = np.zeros(32_000, np.float32)
+        centred[8_000:24_000] = clip
+        audio = np.concatenate([np.full(160, 0.01, np.float32), centred])
+        stream.reset()
+        steps = [stream.step(audio[k : k + 1280]) for k in range(0, 25 * 1280, 1280)]
+        np.testing.assert_allclose(steps[-1], want, atol=1e-5)
+        # One hop earlier is another window: not the clip's answer.
+        assert np.abs(steps[-2] - want).max() > 1e-3
+
+
+def test_the_detector_runs_one_embedding_frame_a_hop(embedding_model):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.stream import DetectorConfig, StreamingDetector, detect_file
+
+    rec = OnnxRecognizer(embedding_model)
+    det = StreamingDetector(rec, DetectorConfig(threshold=0.5, hop_ms=100, gate=False))
+    assert det.stream is not None and det.hop == 1280  # 80 ms whatever the config says
+    rng = np.random.default_rng(5)
+    gap = (rng.standard_normal(SR) * 0.003).astype(np.float32)
+    audio = np.concatenate([gap] + [np.concatenate([tone_word(w), gap]) for w in ("down", "yes")])
+    embed = det.stream.embed = _Counting(det.stream.embed)
+    mel = det.stream.mel = _Counting(det.stream.mel)
+    found = detect_file(det, audio)
+    hops = det.stats.hops
+    assert hops == (len(audio) + SR // 2) // 1280  # the stream and the flush's half window
+    # One embedding window and one short mel call a hop, never 2 s of audio again.
+    assert embed.calls == hops and embed.rows == hops
+    assert mel.calls == hops
+    # The answers do not depend on how the audio is chunked.
+    again = detect_file(det, audio, chunk_samples=777)
+    assert [(d.label, d.end_s) for d in again] == [(d.label, d.end_s) for d in found]
+    assert embed.calls == 2 * hops
