@@ -27,6 +27,7 @@ hop the decision is made at, after waiting for the peak), and CPU.
     python bench/streaming.py [--model M] [--minutes 12] [--negative-minutes 60]
     python bench/streaming.py --model M --tune --write-detector tuned.toml
     python bench/streaming.py --model A --det B --det C --det-png docs/det.png  # DET curves
+    python bench/streaming.py --model M --verifier V --verifier-thresholds 0.5,0.7,0.9
     python bench/streaming.py --write-streams data/streams --skip-report   # then:
     speechlstm tune-detector -m M --commands data/streams/validation_commands.wav \
         --truth data/streams/validation_truth.csv \
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -69,6 +71,7 @@ from speechlstm.tuning import (  # noqa: E402
     record_all,
     tune,
 )
+from speechlstm.verify import Verifier, WaveVerifier  # noqa: E402
 
 NOISE_LEVEL = 0.05  # peak of the background noise stretches
 
@@ -156,9 +159,19 @@ def write_streams(streams: Streams, folder: Path) -> None:
             writer.writerow({k: (round(v, 3) if k != "label" else v) for k, v in row.items()})
 
 
-def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray) -> float:
+def wave_verifiers(verifier, streams) -> dict | None:
+    """The second stage over a stream pair, as the tuner's replay takes it."""
+    if verifier is None:
+        return None
+    return {
+        "stream": WaveVerifier(verifier, streams.commands).accepts,
+        "negative": WaveVerifier(verifier, streams.negative).accepts,
+    }
+
+
+def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray, verifier=None) -> float:
     """CPU seconds per audio second x 100: % of one core at real time."""
-    det = StreamingDetector(rec, cfg)
+    det = StreamingDetector(rec, cfg, verifier=verifier)
     block_samples = round(det.rate_hz * 0.05)  # 50 ms blocks, as from the microphone
     started = time.process_time()
     detect_file(det, wave, chunk_samples=block_samples)
@@ -246,6 +259,17 @@ def main() -> None:
         default=120.0,
         help="with --write-streams: the training speakers' negative stream's length",
     )
+    parser.add_argument(
+        "--verifier",
+        type=Path,
+        default=None,
+        help="a second-stage model (speechlstm/verify.py): report (and --tune) with it",
+    )
+    parser.add_argument(
+        "--verifier-thresholds",
+        default="0.5",
+        help="comma-separated verifier thresholds to report; the first is tuned for",
+    )
     args = parser.parse_args()
     subset = require_subset()
     model = args.model or default_model_path()
@@ -267,10 +291,20 @@ def main() -> None:
         sf.write(args.write_streams / "train_negatives.wav", train.negative, SAMPLE_RATE,
                  subtype="PCM_16")  # fmt: skip
         result["wrote_streams"] = str(args.write_streams)
+    verifier = None
+    vthresholds = [float(x) for x in args.verifier_thresholds.split(",")]
+    if args.verifier:
+        verifier = Verifier(OnnxRecognizer(args.verifier, threads=1), vthresholds[0], rec.labels)
+        result["verifier"] = str(args.verifier)
     if args.tune:
         val = Streams(subset, "validation", args.minutes, args.negative_minutes)
         tuned, row, trace = tune(
-            rec, stored, val, args.max_false_per_hour, args.max_latency_ms or None
+            rec,
+            stored,
+            val,
+            args.max_false_per_hour,
+            args.max_latency_ms or None,
+            verify=wave_verifiers(verifier, val),
         )
         result["tuned_on_validation"] = {
             "speakers": val.speakers,
@@ -299,6 +333,21 @@ def main() -> None:
                 "stream_gate_off": cpu_share(rec, ungated, five_min),
             },
         }
+        if verifier is not None:
+            rows = {}
+            verify = wave_verifiers(verifier, test)
+            for vthr in vthresholds:
+                thresholded = {
+                    k: functools.partial(f, threshold=vthr) for k, f in verify.items()
+                }
+                rows[str(vthr)] = evaluate_detector(rec, stored, hops, test, thresholded)
+            calls = verifier.calls
+            share = cpu_share(rec, stored, five_min, verifier)
+            result["test_speakers"]["with_verifier"] = {
+                "by_verifier_threshold": rows,
+                "verifier_runs": calls,
+                "cpu_percent_of_one_core": share,
+            }
     if args.det and not args.skip_report:
         curves = {result["model"]: det_points(rec, stored, hops, test)}
         for other in args.det:

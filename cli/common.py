@@ -90,6 +90,28 @@ def load_recognizer(model: Path | None, threads: int) -> OnnxRecognizer:
         fail(str(exc))
 
 
+VERIFIER_HELP = (
+    "A second model that rules on each detection (e.g. `export` of a `train --frontend "
+    "embedding` run): a detection is reported only if it hears the same command."
+)
+VERIFIER_THRESHOLD_HELP = "With --verifier: its probability needed for the command."
+
+
+def load_verifier(path: Path | None, threshold: float, recognizer, threads: int = 1):
+    """The second stage for `--verifier` (None without one); a usage error if the
+    model is unusable or cannot judge the detector's commands."""
+    if path is None:
+        return None
+    from speechlstm.runtime import ModelError, OnnxRecognizer
+    from speechlstm.verify import Verifier, VerifierError
+
+    try:
+        second = OnnxRecognizer(path, threads=threads)
+        return Verifier(second, threshold, commands=recognizer.labels)
+    except (ModelError, VerifierError) as exc:
+        fail(f"--verifier {exc}")
+
+
 def require_training_side() -> None:
     """Usage error, not a traceback, when the train extra (torch) is not installed."""
     import importlib.util

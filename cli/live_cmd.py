@@ -10,7 +10,16 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_SOME_FAILED, MODEL_HELP, fail, load_recognizer, stdout_line
+from .common import (
+    EXIT_SOME_FAILED,
+    MODEL_HELP,
+    VERIFIER_HELP,
+    VERIFIER_THRESHOLD_HELP,
+    fail,
+    load_recognizer,
+    load_verifier,
+    stdout_line,
+)
 
 
 def live(
@@ -39,6 +48,10 @@ def live(
         None, "--input", "-i", help="Stream a file instead of the microphone."
     ),
     fast: bool = typer.Option(False, "--fast", help="With --input: as fast as possible."),
+    verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
+    verifier_threshold: float = typer.Option(
+        0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
+    ),
     threads: int = typer.Option(1, "--threads", min=0, max=256),
 ) -> None:
     """Listen and print each detected command: wall-clock time, label, confidence.
@@ -55,6 +68,8 @@ def live(
       speechlstm live --model mywords.onnx --threshold 0.7 --device 2
 
       speechlstm live --input recording.wav --fast --json
+
+      speechlstm live --verifier teacher.onnx --verifier-threshold 0.6
     """
     from speechlstm.mic import MicError, Microphone
     from speechlstm.mic import list_devices as query_devices
@@ -85,7 +100,9 @@ def live(
         gate_dbfs=gate_dbfs,
         gate=False if no_gate else None,
     )
-    detector = StreamingDetector(recognizer, cfg)
+    detector = StreamingDetector(
+        recognizer, cfg, verifier=load_verifier(verifier, verifier_threshold, recognizer, threads)
+    )
     tty = sys.stderr.isatty()
 
     def on_detection(det, wall_time: float) -> None:

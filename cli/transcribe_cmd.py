@@ -10,9 +10,12 @@ import typer
 from .common import (
     EXIT_SOME_FAILED,
     MODEL_HELP,
+    VERIFIER_HELP,
+    VERIFIER_THRESHOLD_HELP,
     err_line,
     fail,
     load_recognizer,
+    load_verifier,
     resolve_model,
     stdout_line,
 )
@@ -38,6 +41,10 @@ def transcribe(
         max=60000.0,
         help="Long recordings: model step in ms (default: the model's).",
     ),
+    verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
+    verifier_threshold: float = typer.Option(
+        0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
+    ),
     threads: int = typer.Option(
         1, "--threads", min=0, max=256, help="onnxruntime threads (0: all cores)."
     ),
@@ -56,6 +63,8 @@ def transcribe(
       speechlstm transcribe -m model.onnx --top-k 3 --json clips/*.wav
 
       speechlstm transcribe long_recording.wav --threshold 0.7
+
+      speechlstm transcribe long_recording.wav --verifier teacher.onnx
     """
     from speechlstm.stream import StreamingDetector
     from speechlstm.transcribe import transcribe_files
@@ -63,7 +72,9 @@ def transcribe(
     recognizer = load_recognizer(model, threads)
     defaults = recognizer.description.detector
     detector = StreamingDetector(
-        recognizer, defaults.with_overrides(hop_ms=hop_ms, threshold=threshold)
+        recognizer,
+        defaults.with_overrides(hop_ms=hop_ms, threshold=threshold),
+        verifier=load_verifier(verifier, verifier_threshold, recognizer, threads),
     )
     failed = 0
     width = max(len(str(f)) for f in files)

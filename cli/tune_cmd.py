@@ -7,7 +7,16 @@ from pathlib import Path
 
 import typer
 
-from .common import MODEL_HELP, err_line, fail, load_recognizer, stdout_line
+from .common import (
+    MODEL_HELP,
+    VERIFIER_HELP,
+    VERIFIER_THRESHOLD_HELP,
+    err_line,
+    fail,
+    load_recognizer,
+    load_verifier,
+    stdout_line,
+)
 
 
 def _is_detector_toml(path: Path) -> bool:
@@ -44,6 +53,12 @@ def tune_detector(
     ),
     force: bool = typer.Option(False, "--force", help="Replace --write even if it is not ours."),
     as_json: bool = typer.Option(False, "--json", help="The result as one JSON object."),
+    verifier: Path | None = typer.Option(
+        None, "--verifier", help=VERIFIER_HELP + " Tune the first stage for it."
+    ),
+    verifier_threshold: float = typer.Option(
+        0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
+    ),
 ) -> None:
     """Choose the detector settings that catch the most commands within a false-alarm
     budget, on your own labelled recordings; store them with `export --detector`.
@@ -58,6 +73,9 @@ def tune_detector(
           --negatives kitchen.wav --negatives radio.flac --write my.detector.toml
 
       speechlstm export runs/my/best.pt -o my.int8.onnx --int8 --detector my.detector.toml
+
+    With --verifier, each candidate is judged by the second model as `live
+    --verifier` judges it, so the thresholds found are for the two together.
     """
     import numpy as np
 
@@ -92,8 +110,19 @@ def tune_detector(
             f"{1 / streams.negative_hours:.0f} false alarms an hour at best"
         )
     base = recognizer.description.detector
+    verify = None
+    second = load_verifier(verifier, verifier_threshold, recognizer)
+    if second is not None:
+        from speechlstm.verify import WaveVerifier
+
+        verify = {
+            "stream": WaveVerifier(second, streams.commands).accepts,
+            "negative": WaveVerifier(second, streams.negative).accepts,
+        }
     with progress_bar("tuning (smoothing spans)", 3) as advance:
-        cfg, row, _ = tune(recognizer, base, streams, max_false_per_hour, max_latency_ms, advance)
+        cfg, row, _ = tune(
+            recognizer, base, streams, max_false_per_hour, max_latency_ms, advance, verify
+        )
     result = {"detector": {**to_dict(cfg), "thresholds": dict(cfg.thresholds)}, **row}
     if as_json:
         stdout_line(json.dumps(result))

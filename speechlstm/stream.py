@@ -8,6 +8,8 @@
       -> posteriors averaged over `smoothing_ms`
       -> the decision (debounce.TriggerDetector): arm, follow the peak for up
          to `peak_wait_ms`, refractory, one detection per utterance
+      -> with a verifier (verify.py), a second model on the audio of each
+         candidate keeps it or turns it down
       -> Detection of the peak window, in seconds of the stream
 
 Memory is bounded (one window, one smoothing deque) however long it runs, and
@@ -61,6 +63,8 @@ class DetectorStats:
     hops: int = 0  # windows due
     inferences: int = 0  # windows the model actually ran on (the gate skips the rest)
     detections: int = 0
+    verified: int = 0  # candidates the verifier ruled on
+    rejected: int = 0  # of those, the ones it turned down
     per_label: dict = field(default_factory=dict)
 
 
@@ -78,8 +82,11 @@ class StreamingDetector:
         recognizer: OnnxRecognizer,
         cfg: DetectorConfig = DetectorConfig(),
         decision=None,
+        verifier=None,
     ):
         self.rec = recognizer
+        # The second stage (verify.py): rules on each detection before it is reported.
+        self.verifier = verifier
         self.cfg = cfg
         rate = recognizer.sample_rate
         self.rate_hz = rate
@@ -109,6 +116,16 @@ class StreamingDetector:
         self.gate_power = 10 ** (cfg.gate_dbfs / 10) if cfg.gate else None
         # At most the window: a window shorter than one frame is gated as a whole.
         self.gate_frame = min(self.window, max(1, round(rate * GATE_FRAME_MS / 1000)))
+        self.audio = None
+        if verifier is not None:
+            from .verify import AudioHistory
+
+            if verifier.rec.sample_rate != rate:
+                raise ValueError("the verifier runs at another sample rate than the model")
+            # A detection is decided at most a batch of hops, the peak wait and
+            # the flush's half window after its window ends.
+            lag = (MAX_BATCH + 2) * self.hop + round(rate * cfg.peak_wait_ms / 1000)
+            self.audio = AudioHistory(verifier.window + lag + self.window)
         self.reset()
 
     def reset(self) -> None:
@@ -119,6 +136,8 @@ class StreamingDetector:
         self.trigger.reset()
         if self.stream is not None:
             self.stream.reset()
+        if self.audio is not None:
+            self.audio.reset()
         self.stats = DetectorStats()
         self._due: list[tuple[int, np.ndarray]] = []  # (window end, window) awaiting the model
 
@@ -147,6 +166,8 @@ class StreamingDetector:
 
     def _append(self, samples: np.ndarray) -> None:
         n = samples.size
+        if self.audio is not None:
+            self.audio.push(samples)
         if n >= self.window:
             self.buffer[:] = samples[-self.window :]
         elif n:
@@ -193,6 +214,12 @@ class StreamingDetector:
         """The trigger as a Detection of its window, in seconds; counted in stats."""
         if trigger is None:
             return []
+        if self.verifier is not None:
+            clip = self.audio.window(trigger.end_samples, self.verifier.window)
+            self.stats.verified += 1
+            if not self.verifier.accepts(trigger.label, clip):
+                self.stats.rejected += 1
+                return []
         self.stats.detections += 1
         self.stats.per_label[trigger.label] = self.stats.per_label.get(trigger.label, 0) + 1
         end = trigger.end_samples

@@ -116,17 +116,18 @@ def record_hops(rec, cfg: DetectorConfig, wave: np.ndarray) -> tuple[np.ndarray,
     return np.asarray(recorder.ends), np.stack(recorder.scores)
 
 
-def replay(rec, cfg: DetectorConfig, ends, scores) -> list[dict]:
-    """Detections of `cfg`'s decision over recorded hops, with the time each is reported."""
+def replay(rec, cfg: DetectorConfig, ends, scores, verify=None) -> list[dict]:
+    """Detections of `cfg`'s decision over recorded hops, with the time each is
+    reported; `verify(label, end_samples) -> bool` is the second stage, as
+    StreamingDetector applies it (verify.WaveVerifier.accepts)."""
     trigger = TriggerDetector.from_config(rec.labels, rec.background, cfg, rec.sample_rate)
     out = []
-    for end, probs in zip(ends, scores):
-        fired = trigger.update(probs, int(end))
-        if fired is not None:
-            out.append(_detection(rec, fired, int(end)))
-    fired = trigger.flush()
-    if fired is not None and len(ends):
-        out.append(_detection(rec, fired, int(ends[-1])))
+    fired_at = [(trigger.update(probs, int(end)), int(end)) for end, probs in zip(ends, scores)]
+    if len(ends):
+        fired_at.append((trigger.flush(), int(ends[-1])))
+    for fired, reported in fired_at:
+        if fired is not None and (verify is None or verify(fired.label, fired.end_samples)):
+            out.append(_detection(rec, fired, reported))
     return out
 
 
@@ -177,11 +178,15 @@ def record_all(rec, cfg: DetectorConfig, streams: LabelledStreams) -> dict:
     }
 
 
-def evaluate_detector(rec, cfg: DetectorConfig, hops: dict, streams: LabelledStreams) -> dict:
-    """matched/wrong/latency on the command stream and false alarms an hour on the negative."""
+def evaluate_detector(
+    rec, cfg: DetectorConfig, hops: dict, streams: LabelledStreams, verify=None
+) -> dict:
+    """matched/wrong/latency on the command stream and false alarms an hour on the
+    negative; `verify`: {"stream": f, "negative": f}, each as replay takes it."""
+    verify = verify or {}
     ends, scores = hops["stream"]
-    row = score_detections(replay(rec, cfg, ends, scores), streams.truth)
-    false = replay(rec, cfg, *hops["negative"])
+    row = score_detections(replay(rec, cfg, ends, scores, verify.get("stream")), streams.truth)
+    false = replay(rec, cfg, *hops["negative"], verify=verify.get("negative"))
     row["false_per_hour"] = round(len(false) / max(streams.negative_hours, 1e-9), 2)
     row["false_alarms"] = len(false)
     return row
@@ -194,8 +199,11 @@ def tune(
     max_false_per_hour: float,
     max_latency_ms: float | None = None,
     progress=None,
+    verify=None,
 ):
-    """(detector settings, their row, the trace of every setting tried)."""
+    """(detector settings, their row, the trace of every setting tried). `verify`:
+    a second stage (evaluate_detector), tuned for: the first stage may then fire
+    more freely."""
 
     def eligible(row: dict) -> bool:
         return row["false_per_hour"] <= max_false_per_hour and (
@@ -211,25 +219,27 @@ def tune(
         start = None  # this span's best global threshold within the budget
         for thr in THRESHOLDS:
             cfg = dataclasses.replace(cfg0, threshold=thr)
-            row = evaluate_detector(rec, cfg, hops, streams)
+            row = evaluate_detector(rec, cfg, hops, streams, verify)
             trace.append({"smoothing_ms": smoothing_ms, "threshold": thr, **row})
             if eligible(row) and (start is None or row["matched"] > start[1]["matched"]):
                 start = (cfg, row)
         if start is None:  # none within the budget: per-label steps from the strictest
             cfg = dataclasses.replace(cfg0, threshold=max(THRESHOLDS))
-            start = (cfg, evaluate_detector(rec, cfg, hops, streams))
-        cfg, row = per_label_steps(rec, *start, hops, streams, eligible)
+            start = (cfg, evaluate_detector(rec, cfg, hops, streams, verify))
+        cfg, row = per_label_steps(rec, *start, hops, streams, eligible, verify)
         trace.append({"smoothing_ms": smoothing_ms, "per_label": to_dict(cfg), **row})
         if eligible(row) and (best is None or row["matched"] > best[1]["matched"]):
             best = (cfg, row)
     if best is None:  # nothing met the budget: the strictest setting
         cfg = dataclasses.replace(base, threshold=max(THRESHOLDS), thresholds=())
         hops = record_all(rec, cfg, streams)
-        return cfg, evaluate_detector(rec, cfg, hops, streams), trace
+        return cfg, evaluate_detector(rec, cfg, hops, streams, verify), trace
     return best[0], best[1], trace
 
 
-def per_label_steps(rec, cfg: DetectorConfig, row: dict, hops: dict, streams, eligible):
+def per_label_steps(
+    rec, cfg: DetectorConfig, row: dict, hops: dict, streams, eligible, verify=None
+):
     """Each command label's threshold lowered (at most MAX_LABEL_DROP under the
     global one) to the lowest step that matches more and adds no false alarm."""
     floor = cfg.threshold - MAX_LABEL_DROP - 1e-9
@@ -237,7 +247,7 @@ def per_label_steps(rec, cfg: DetectorConfig, row: dict, hops: dict, streams, el
         for thr in sorted(t for t in THRESHOLDS if floor <= t < cfg.threshold_for(label)):
             per_label = dict(cfg.thresholds) | {label: thr}
             trial = dataclasses.replace(cfg, thresholds=tuple(sorted(per_label.items())))
-            trial_row = evaluate_detector(rec, trial, hops, streams)
+            trial_row = evaluate_detector(rec, trial, hops, streams, verify)
             if (
                 eligible(trial_row)
                 and trial_row["false_alarms"] <= row["false_alarms"]

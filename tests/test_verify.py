@@ -1,0 +1,165 @@
+"""The second stage (speechlstm/verify.py): it runs only on the detector's
+candidates, sees the audio of each, and its rulings are what the tuner replays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from speechlstm.cli.main import app
+from speechlstm.testing.synth_audio import SR, tone_word
+
+THRESHOLD = 0.37  # the tiny test model's working point (tests/test_stream.py)
+TRUTH = [(2.0, "yes"), (5.0, "up"), (8.5, "no"), (11.0, "down")]
+
+
+def _stream(seconds=14.0, noise=0.003, seed=0):
+    rng = np.random.default_rng(seed)
+    stream = (rng.standard_normal(int(SR * seconds)) * noise).astype(np.float32)
+    for start_s, word in TRUTH:
+        start = int(start_s * SR)
+        stream[start : start + SR] += tone_word(word, 1.0, offset_s=0.2, rng=rng)
+    return stream
+
+
+class _Recording:
+    """A Verifier that keeps each clip it is shown and rules by a rule given."""
+
+    def __init__(self, verifier, rule):
+        self.inner, self.rule, self.seen = verifier, rule, []
+        self.window, self.rec, self.calls = verifier.window, verifier.rec, 0
+
+    def accepts(self, label, clip):
+        self.calls += 1
+        self.seen.append((label, clip.copy()))
+        return self.rule(label, clip)
+
+
+def _detector(onnx_model, verifier=None, **changes):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.stream import DetectorConfig, StreamingDetector
+
+    cfg = DetectorConfig(threshold=THRESHOLD, **changes)
+    return StreamingDetector(OnnxRecognizer(onnx_model), cfg, verifier=verifier)
+
+
+def _verifier(onnx_model, threshold=0.3):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.verify import Verifier
+
+    rec = OnnxRecognizer(onnx_model)
+    return Verifier(rec, threshold, commands=rec.labels)
+
+
+def test_the_verifier_runs_only_on_candidates_and_sees_their_audio(onnx_model):
+    from speechlstm.stream import detect_file
+
+    stream = _stream()
+    plain = detect_file(_detector(onnx_model), stream)
+    assert [d.label for d in plain] == [w for _, w in TRUTH]
+    # Turn down "up" only: everything else goes through.
+    spy = _Recording(_verifier(onnx_model), lambda label, clip: label != "up")
+    det = _detector(onnx_model, spy)
+    found = detect_file(det, stream)
+    assert [d.label for d in found] == ["yes", "no", "down"]
+    # Called once per candidate, never per hop.
+    assert spy.calls == len(plain) == det.stats.verified < det.stats.hops
+    assert det.stats.rejected == 1 and det.stats.detections == 3
+    # Each call saw the very window that fired: the stream's samples there.
+    for (label, clip), d in zip(spy.seen, plain):
+        end = round(d.end_s * SR)
+        np.testing.assert_array_equal(clip, stream[end - len(clip) : end])
+        assert label == d.label
+
+
+def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onnx_model):
+    from speechlstm.stream import detect_file
+
+    inner = _verifier(onnx_model)
+    spy = _Recording(inner, lambda label, clip: True)
+    spy.window = int(1.5 * SR)
+    stream = _stream()
+    found = detect_file(_detector(onnx_model, spy), stream)
+    assert len(found) == len(TRUTH)
+    for (_, clip), d in zip(spy.seen, found):
+        end = round(d.end_s * SR)
+        assert len(clip) == int(1.5 * SR)
+        np.testing.assert_array_equal(clip, stream[end - len(clip) : end])
+
+
+def test_a_rejecting_verifier_silences_the_stream_and_a_real_one_agrees(onnx_model):
+    from speechlstm.stream import detect_file
+
+    stream = _stream()
+    strict = _detector(onnx_model, _verifier(onnx_model, threshold=1.0))
+    assert detect_file(strict, stream) == []
+    assert strict.stats.rejected == strict.stats.verified == len(TRUTH)
+    # The same model as its own verifier, at a threshold its peaks clear, keeps all.
+    same = _detector(onnx_model, _verifier(onnx_model, threshold=0.3))
+    assert [d.label for d in detect_file(same, stream)] == [w for _, w in TRUTH]
+
+
+def test_the_tuners_replay_rules_as_the_detector_does(onnx_model):
+    from speechlstm.stream import DetectorConfig, detect_file
+    from speechlstm.tuning import record_hops, replay
+    from speechlstm.verify import WaveVerifier
+
+    stream = _stream(seed=3)
+    for vthr in (0.3, 0.45, 0.6):
+        verifier = _verifier(onnx_model, vthr)
+        det = _detector(onnx_model, verifier)
+        live = [(d.label, round(d.end_s - 0.5, 3)) for d in detect_file(det, stream)]
+        rec = det.rec
+        ends, scores = record_hops(rec, DetectorConfig(threshold=THRESHOLD), stream)
+        wave = WaveVerifier(verifier, stream)
+        replayed = replay(rec, DetectorConfig(threshold=THRESHOLD), ends, scores, wave.accepts)
+        assert [(d["label"], round(d["centre_s"], 3)) for d in replayed] == live
+    # The replayed rulings are cached per candidate: a second pass runs nothing.
+    calls = verifier.calls
+    replay(rec, DetectorConfig(threshold=THRESHOLD), ends, scores, wave.accepts)
+    assert verifier.calls == calls
+
+
+def test_audio_history_returns_stream_positions_and_refuses_what_it_dropped():
+    from speechlstm.verify import AudioHistory
+
+    h = AudioHistory(100)
+    data = np.arange(1, 351, dtype=np.float32)
+    for chunk in np.array_split(data, 7):
+        h.push(chunk)
+    np.testing.assert_array_equal(h.window(350, 40), data[310:350])
+    with pytest.raises(IndexError):
+        h.window(300, 100)  # starts at 200: before the oldest kept (250)
+    fresh = AudioHistory(100)
+    fresh.push(data[:30])
+    out = fresh.window(30, 50)  # before the stream's start: zeros
+    np.testing.assert_array_equal(out[:20], 0)
+    np.testing.assert_array_equal(out[20:], data[:30])
+
+
+def test_transcribe_with_a_verifier_and_a_missing_one_is_a_clear_error(onnx_model, tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, _stream(), SR)
+    runner = CliRunner()
+    ok = runner.invoke(
+        app,
+        ["transcribe", "-m", str(onnx_model), "--verifier", str(onnx_model), "--threshold",
+         str(THRESHOLD), "--verifier-threshold", "0.3", str(wav)],
+    )  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert "4 command(s)" in ok.output
+    strict = runner.invoke(
+        app,
+        ["transcribe", "-m", str(onnx_model), "--verifier", str(onnx_model), "--threshold",
+         str(THRESHOLD), "--verifier-threshold", "1.0", str(wav)],
+    )  # fmt: skip
+    assert strict.exit_code == 0 and "0 command(s)" in strict.output
+    missing = runner.invoke(
+        app, ["transcribe", "-m", str(onnx_model), "--verifier", str(tmp_path / "no.onnx"),
+              str(wav)],
+    )  # fmt: skip
+    assert missing.exit_code == 2
+    assert "no.onnx" in missing.output
