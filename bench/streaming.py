@@ -337,9 +337,7 @@ def main() -> None:
             rows = {}
             verify = wave_verifiers(verifier, test)
             for vthr in vthresholds:
-                thresholded = {
-                    k: functools.partial(f, threshold=vthr) for k, f in verify.items()
-                }
+                thresholded = {k: functools.partial(f, threshold=vthr) for k, f in verify.items()}
                 rows[str(vthr)] = evaluate_detector(rec, stored, hops, test, thresholded)
             calls = verifier.calls
             share = cpu_share(rec, stored, five_min, verifier)
