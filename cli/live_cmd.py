@@ -158,7 +158,13 @@ def live(
     typer.echo(
         f"heard {len(summary.detections)} command(s) in {summary.seconds:.1f} s of audio "
         f"({counts}); model ran on {detector.stats.inferences} of {detector.stats.hops} "
-        f"hops; {overflows} overflow(s)",
+        f"hops; {overflows} overflow(s)"
+        + (
+            f"; the verifier turned down {detector.stats.rejected} of "
+            f"{detector.stats.verified} candidate(s)"
+            if detector.verifier is not None
+            else ""
+        ),
         err=True,
     )
     if close_hung:

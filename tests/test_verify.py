@@ -163,3 +163,18 @@ def test_transcribe_with_a_verifier_and_a_missing_one_is_a_clear_error(onnx_mode
     )  # fmt: skip
     assert missing.exit_code == 2
     assert "no.onnx" in missing.output
+
+
+def test_live_reports_what_the_verifier_turned_down(onnx_model, tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "session.wav"
+    sf.write(wav, _stream(), SR)
+    result = CliRunner().invoke(
+        app,
+        ["live", "-m", str(onnx_model), "--input", str(wav), "--fast", "--threshold",
+         str(THRESHOLD), "--verifier", str(onnx_model), "--verifier-threshold", "1.0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "heard 0 command(s)" in result.output
+    assert "the verifier turned down 4 of 4 candidate(s)" in result.output
