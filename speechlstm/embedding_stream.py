@@ -51,33 +51,45 @@ def stage_sessions(path: str | Path, threads: int = 1):
     """(mel, embedding, head) onnxruntime sessions cut from an embedding-front-end
     model at its named tensors (onnx.utils.Extractor): each stage alone, so a
     stream runs each at its own rate."""
-    import onnx
-    import onnx.utils
-    import onnxruntime as ort
-
-    model = onnx.load(str(path))
-    extractor = onnx.utils.Extractor(model)
     cuts = (
         ([MEL_INPUT], [MEL_FRAMES]),
         ([MEL_WINDOWS], [EMBEDDING_FRAMES + "_raw"]),
         ([EMBEDDING_FRAMES], list(OUTPUT_NAMES)),
     )
+    import onnxruntime as ort
+
+    from .runtime import ModelError
+
+    try:
+        import onnx
+        import onnx.utils
+    except ImportError:
+        raise ModelError(
+            f"{path}: streaming a speech-embedding model needs the onnx package (pip install onnx)"
+        ) from None
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(0, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     sessions = []
-    for inputs, outputs in cuts:
-        part = extractor.extract_model(inputs, outputs)
-        # The graph types its stages at clip sizes; a stream feeds a hop's worth.
-        del part.graph.value_info[:]
-        for value in list(part.graph.input) + list(part.graph.output):
-            for i, dim in enumerate(value.type.tensor_type.shape.dim):
-                dim.Clear()
-                dim.dim_param = f"{value.name}_{i}"
-        sessions.append(
-            ort.InferenceSession(part.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        )
+    try:
+        extractor = onnx.utils.Extractor(onnx.load(str(path)))
+        for inputs, outputs in cuts:
+            part = extractor.extract_model(inputs, outputs)
+            # The graph types its stages at clip sizes; a stream feeds a hop's worth.
+            del part.graph.value_info[:]
+            for value in list(part.graph.input) + list(part.graph.output):
+                for i, dim in enumerate(value.type.tensor_type.shape.dim):
+                    dim.Clear()
+                    dim.dim_param = f"{value.name}_{i}"
+            cpu = ["CPUExecutionProvider"]
+            sessions.append(ort.InferenceSession(part.SerializeToString(), opts, providers=cpu))
+    except Exception as exc:  # onnx and onnxruntime raise several types of their own
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelError(
+            f"{path}: says it has the speech-embedding front-end, but its stages "
+            f"cannot be cut out to stream it ({reason})"
+        ) from None
     return tuple(sessions)
 
 

@@ -246,3 +246,33 @@ def test_a_microphone_that_will_not_close_does_not_hold_the_program(monkeypatch)
     assert time.perf_counter() - started < 2.0
     assert m.close_hung and m._stream is None
     release.set()
+
+
+def test_a_model_that_claims_the_embedding_front_end_without_its_stages_is_refused(
+    onnx_model, tmp_path
+):
+    import json
+
+    import onnx
+
+    from speechlstm.modelmeta import KEY_FRONTEND
+    from speechlstm.runtime import ModelError, OnnxRecognizer
+    from speechlstm.stream import DetectorConfig, StreamingDetector
+
+    model = onnx.load(str(onnx_model))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = KEY_FRONTEND, json.dumps({"name": "embedding", "credit": ""})
+    path = tmp_path / "liar.onnx"
+    onnx.save(model, str(path))
+    rec = OnnxRecognizer(path)  # a clip is one call of the graph: that still works
+    assert rec.description.frontend == "embedding"
+    assert rec.predict_clip(_stream()[:SR]).shape == (len(rec.labels),)
+    with pytest.raises(ModelError, match="liar.onnx.*cannot be cut"):
+        StreamingDetector(rec, DetectorConfig())
+    from speechlstm.cli.main import app
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, _stream(), SR)
+    result = CliRunner().invoke(app, ["transcribe", "-m", str(path), str(wav)])
+    assert result.exit_code == 2, result.output
+    assert "cannot be cut" in result.output
