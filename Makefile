@@ -9,7 +9,7 @@ SUBSET ?= ../shared/data/speech_commands_subset
 # The Speech Commands tree the default model's real clips come from.
 SC ?= $(SUBSET)
 
-.PHONY: demo install voices install-inference test test-inference lint default-model encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install voices install-inference test test-inference lint default-model verifier encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -44,6 +44,12 @@ lint: install
 
 default-model: install
 	SC=$(SC) bash scripts/default_model.sh
+
+# The opt-in second stage for `live --verifier` (models/sc12.verifier.onnx): a
+# speech-embedding model trained with the default model's mined false alarms.
+# It carries the embedding's weights, so it is built here, never shipped.
+verifier: install
+	SC=$(SC) bash scripts/verifier.sh
 
 # The pretrained encoder new words start from (speechlstm/assets/encoder.safetensors),
 # from the Speech Commands tree SC plus synthesized speech of a large vocabulary.
