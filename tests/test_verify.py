@@ -178,3 +178,32 @@ def test_live_reports_what_the_verifier_turned_down(onnx_model, tmp_path):
     assert result.exit_code == 0, result.output
     assert "heard 0 command(s)" in result.output
     assert "the verifier turned down 4 of 4 candidate(s)" in result.output
+
+
+def test_tune_detector_tunes_the_first_stage_for_the_verifier(onnx_model, tmp_path):
+    """With a verifier that turns everything down, no threshold matches a command;
+    without one the same recordings are matched: the rulings are in the search."""
+    import json
+
+    import soundfile as sf
+
+    stream = _stream()
+    sf.write(tmp_path / "cmds.wav", stream, SR)
+    with open(tmp_path / "truth.csv", "w") as f:
+        f.write("label,start_s,end_s\n")
+        for start_s, word in TRUTH:
+            f.write(f"{word},{start_s + 0.2},{start_s + 0.8}\n")
+    rng = np.random.default_rng(9)
+    sf.write(tmp_path / "neg.wav", (rng.standard_normal(SR * 30) * 0.003).astype(np.float32), SR)
+    args = ["tune-detector", "-m", str(onnx_model), "--commands", str(tmp_path / "cmds.wav"),
+            "--truth", str(tmp_path / "truth.csv"), "--negatives", str(tmp_path / "neg.wav"),
+            "--json", "--max-latency-ms", "2000"]  # fmt: skip
+    runner = CliRunner()
+    plain = runner.invoke(app, args)
+    assert plain.exit_code == 0, plain.output
+    assert json.loads(plain.stdout.strip().splitlines()[-1])["matched"] > 0.5
+    strict = runner.invoke(
+        app, [*args, "--verifier", str(onnx_model), "--verifier-threshold", "1.0"]
+    )
+    assert strict.exit_code == 0, strict.output
+    assert json.loads(strict.stdout.strip().splitlines()[-1])["matched"] == 0.0
