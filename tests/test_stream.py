@@ -13,19 +13,17 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from speechlstm.testing.synth_audio import SR, tone_word
+from speechlstm.testing.synth_audio import (
+    SR,
+    STREAM_THRESHOLD,
+    STREAM_TRUTH,
+    tone_stream,
+    tone_word,
+)
 
-THRESHOLD = 0.37  # the tiny test model is never very confident (noise peaks at 0.27)
-TRUTH = [(2.0, "yes"), (5.0, "up"), (8.5, "no"), (11.0, "down")]
-
-
-def _stream(seconds=14.0, noise=0.003, seed=0):
-    rng = np.random.default_rng(seed)
-    stream = (rng.standard_normal(int(SR * seconds)) * noise).astype(np.float32)
-    for start_s, word in TRUTH:
-        start = int(start_s * SR)
-        stream[start : start + SR] += tone_word(word, 1.0, offset_s=0.2, rng=rng)
-    return stream
+THRESHOLD = STREAM_THRESHOLD
+TRUTH = STREAM_TRUTH
+_stream = tone_stream
 
 
 def _detector(onnx_model, **changes):

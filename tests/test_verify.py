@@ -8,19 +8,16 @@ import pytest
 from typer.testing import CliRunner
 
 from speechlstm.cli.main import app
-from speechlstm.testing.synth_audio import SR, tone_word
+from speechlstm.testing.synth_audio import (
+    SR,
+    STREAM_THRESHOLD,
+    STREAM_TRUTH,
+    tone_stream,
+)
 
-THRESHOLD = 0.37  # the tiny test model's working point (tests/test_stream.py)
-TRUTH = [(2.0, "yes"), (5.0, "up"), (8.5, "no"), (11.0, "down")]
-
-
-def _stream(seconds=14.0, noise=0.003, seed=0):
-    rng = np.random.default_rng(seed)
-    stream = (rng.standard_normal(int(SR * seconds)) * noise).astype(np.float32)
-    for start_s, word in TRUTH:
-        start = int(start_s * SR)
-        stream[start : start + SR] += tone_word(word, 1.0, offset_s=0.2, rng=rng)
-    return stream
+THRESHOLD = STREAM_THRESHOLD
+TRUTH = STREAM_TRUTH
+_stream = tone_stream
 
 
 class _Recording:

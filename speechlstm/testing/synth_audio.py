@@ -83,3 +83,19 @@ def make_dataset(
             SR,
         )
     return root
+
+
+# A command stream for the detector tests: four tone words at these starts
+# (seconds), in light noise; the tiny test model's working threshold on it.
+STREAM_TRUTH = [(2.0, "yes"), (5.0, "up"), (8.5, "no"), (11.0, "down")]
+STREAM_THRESHOLD = 0.37  # the tiny test model is never very confident (noise peaks at 0.27)
+
+
+def tone_stream(seconds: float = 14.0, noise: float = 0.003, seed: int = 0) -> np.ndarray:
+    """STREAM_TRUTH's words, each in its own 1 s clip (word from +0.2 s), in noise."""
+    rng = np.random.default_rng(seed)
+    stream = (rng.standard_normal(int(SR * seconds)) * noise).astype(np.float32)
+    for start_s, word in STREAM_TRUTH:
+        start = int(start_s * SR)
+        stream[start : start + SR] += tone_word(word, 1.0, offset_s=0.2, rng=rng)
+    return stream

@@ -143,12 +143,7 @@ def export(
         except (ValueError, OSError) as exc:
             raise ExportError(f"--calibrate: {exc}") from None
         description = replace(description, temperature=calibration.temperature)
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        workdir = tempfile.TemporaryDirectory(dir=out_path.parent)
-    except OSError as exc:
-        raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
-    with workdir as tmp:
+    with work_folder(out_path) as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
         _export_fp32(model, cfg, fp32_path, description)
         max_diff = check_parity(model, fp32_path)
@@ -165,11 +160,25 @@ def export(
                     f"probe clips ({probe_name}) "
                     f"(need {min_agreement:.0%}); ship the fp32 model instead"
                 )
-        try:
-            os.replace(final, out_path)  # same folder: atomic
-        except OSError as exc:
-            raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
+        move_into_place(final, out_path)
     return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size, calibration)
+
+
+def work_folder(out_path: Path) -> tempfile.TemporaryDirectory:
+    """A temporary folder beside `out_path` (same file system: the final move is
+    atomic); ExportError naming the file when it cannot be made."""
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=out_path.parent)
+    except OSError as exc:
+        raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
+
+
+def move_into_place(final: Path, out_path: Path) -> None:
+    try:
+        os.replace(final, out_path)  # same folder: atomic
+    except OSError as exc:
+        raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
 
 
 class _Front(torch.nn.Module):

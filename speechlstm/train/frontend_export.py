@@ -18,8 +18,6 @@ default model never has this front-end.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -43,7 +41,16 @@ from ..embedding_stream import (
 from ..modelmeta import INPUT_NAME, OUTPUT_NAMES, ModelDescription, TrainingSummary
 from ..runtime import open_session
 from .embedding import find_model_files
-from .export import FP32_TOLERANCE, ExportError, ExportResult, is_our_model, output_problem, stamp
+from .export import (
+    FP32_TOLERANCE,
+    ExportError,
+    ExportResult,
+    is_our_model,
+    move_into_place,
+    output_problem,
+    stamp,
+    work_folder,
+)
 from .teacher import TEACHER_FILE, EmbeddingTeacher
 
 OPSET = 13
@@ -324,19 +331,11 @@ def export_embedding(
         raise ExportError(problem)
     teacher = EmbeddingTeacher(path)
     mel_path, embed_path = find_model_files()
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        workdir = tempfile.TemporaryDirectory(dir=out_path.parent)
-    except OSError as exc:
-        raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
-    with workdir as tmp:
+    with work_folder(out_path) as tmp:
         proto = build_graph(teacher, mel_path, embed_path, Path(tmp))
         stamp(proto, describe(teacher, detector))
         final = Path(tmp) / "model.onnx"
         onnx.save(proto, str(final))
         worst = check_parity(teacher, final)
-        try:
-            os.replace(final, out_path)
-        except OSError as exc:
-            raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
+        move_into_place(final, out_path)
     return ExportResult(out_path, worst, None, out_path.stat().st_size)
