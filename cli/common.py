@@ -112,6 +112,25 @@ def load_verifier(path: Path | None, threshold: float, recognizer, threads: int 
         fail(f"--verifier {exc}")
 
 
+DETECTOR_FILE_HELP = (
+    "A \\[detector] TOML (tune-detector --write) to use instead of the model's stored "
+    "settings; the other flags still override it."
+)
+
+
+def detector_settings(recognizer, path: Path | None):
+    """The detector settings a command starts from: `path`'s [detector] section,
+    or the model's own; a usage error naming the file if it cannot be read."""
+    if path is None:
+        return recognizer.description.detector
+    from speechlstm.settings import load_detector_toml
+
+    try:
+        return load_detector_toml(path)
+    except (OSError, ValueError) as exc:
+        fail(f"--detector {path}: {exc}")
+
+
 def require_training_side() -> None:
     """Usage error, not a traceback, when the train extra (torch) is not installed."""
     import importlib.util

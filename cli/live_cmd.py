@@ -11,10 +11,12 @@ from pathlib import Path
 import typer
 
 from .common import (
+    DETECTOR_FILE_HELP,
     EXIT_SOME_FAILED,
     MODEL_HELP,
     VERIFIER_HELP,
     VERIFIER_THRESHOLD_HELP,
+    detector_settings,
     fail,
     load_recognizer,
     load_verifier,
@@ -48,6 +50,7 @@ def live(
         None, "--input", "-i", help="Stream a file instead of the microphone."
     ),
     fast: bool = typer.Option(False, "--fast", help="With --input: as fast as possible."),
+    detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float = typer.Option(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
@@ -69,7 +72,8 @@ def live(
 
       speechlstm live --input recording.wav --fast --json
 
-      speechlstm live --verifier teacher.onnx --verifier-threshold 0.6
+      speechlstm live --verifier models/sc12.verifier.onnx --verifier-threshold 0.8 \\
+          --detector models/sc12.verifier.detector.toml   (make verifier builds both)
     """
     from speechlstm.mic import MicError, Microphone
     from speechlstm.mic import list_devices as query_devices
@@ -92,7 +96,7 @@ def live(
     from speechlstm.stream import StreamingDetector
 
     recognizer = load_recognizer(model, threads)
-    cfg = recognizer.description.detector.with_overrides(
+    cfg = detector_settings(recognizer, detector_file).with_overrides(
         hop_ms=hop_ms,
         smoothing_ms=smoothing_ms,
         threshold=threshold,

@@ -8,10 +8,12 @@ from pathlib import Path
 import typer
 
 from .common import (
+    DETECTOR_FILE_HELP,
     EXIT_SOME_FAILED,
     MODEL_HELP,
     VERIFIER_HELP,
     VERIFIER_THRESHOLD_HELP,
+    detector_settings,
     err_line,
     fail,
     load_recognizer,
@@ -41,6 +43,7 @@ def transcribe(
         max=60000.0,
         help="Long recordings: model step in ms (default: the model's).",
     ),
+    detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float = typer.Option(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
@@ -70,7 +73,7 @@ def transcribe(
     from speechlstm.transcribe import transcribe_files
 
     recognizer = load_recognizer(model, threads)
-    defaults = recognizer.description.detector
+    defaults = detector_settings(recognizer, detector_file)
     detector = StreamingDetector(
         recognizer,
         defaults.with_overrides(hop_ms=hop_ms, threshold=threshold),

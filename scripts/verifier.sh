@@ -6,8 +6,9 @@
 # exported to one ONNX file. It carries the embedding's weights (licence: see
 # `speechlstm info OUT`), so it is built on your machine, never shipped.
 #
-#   make verifier            # -> models/sc12.verifier.onnx
-#   speechlstm live --verifier models/sc12.verifier.onnx --verifier-threshold 0.8
+#   make verifier   # -> models/sc12.verifier.onnx and models/sc12.verifier.detector.toml
+#   speechlstm live --verifier models/sc12.verifier.onnx --verifier-threshold 0.8 \
+#       --detector models/sc12.verifier.detector.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
@@ -34,4 +35,9 @@ $SL train "$REAL" --add data/synth_sc12 --add data/vocab_unknown --add "$MINED" 
 mkdir -p "$(dirname "$OUT")"
 $SL export "$RUN" -o "$OUT" --force
 $SL info "$OUT"
+# The first stage's settings for the pair, tuned on the validation speakers'
+# streams with the verifier's rulings (the default model's own stay as they are).
+$SL tune-detector --commands "$STREAMS/validation_commands.wav" \
+  --truth "$STREAMS/validation_truth.csv" --negatives "$STREAMS/validation_negatives.wav" \
+  --verifier "$OUT" --verifier-threshold 0.8 --write "${OUT%.onnx}.detector.toml" --force
 echo "verifier built in $(( $(date +%s) - start )) s"

@@ -204,3 +204,26 @@ def test_tune_detector_tunes_the_first_stage_for_the_verifier(onnx_model, tmp_pa
     )
     assert strict.exit_code == 0, strict.output
     assert json.loads(strict.stdout.strip().splitlines()[-1])["matched"] == 0.0
+
+
+def test_a_detector_file_replaces_the_models_settings_and_a_bad_one_is_named(onnx_model, tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "long.wav"
+    sf.write(wav, _stream(), SR)
+    loose = tmp_path / "loose.toml"
+    loose.write_text(f"[detector]\nthreshold = {THRESHOLD}\n")
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[detector]\ngate_dbfs = -3.0\n")  # every window counts as silence
+    runner = CliRunner()
+    found = runner.invoke(app, ["transcribe", "-m", str(onnx_model), "--detector", str(loose),
+                                str(wav)])  # fmt: skip
+    assert found.exit_code == 0 and "4 command(s)" in found.output, found.output
+    quiet = runner.invoke(app, ["transcribe", "-m", str(onnx_model), "--detector", str(strict),
+                                str(wav)])  # fmt: skip
+    assert quiet.exit_code == 0 and "0 command(s)" in quiet.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detector]\nthreshold = 7\n")
+    refused = runner.invoke(app, ["live", "-m", str(onnx_model), "--input", str(wav), "--fast",
+                                  "--detector", str(bad)])  # fmt: skip
+    assert refused.exit_code == 2 and "bad.toml" in refused.output
