@@ -150,4 +150,7 @@ def tune_detector(
             write_atomic(write, detector_toml(cfg))
         except OSError as exc:
             fail(f"{write}: cannot write ({exc.strerror or exc})")
-        err_line(f"wrote {write}; store it with: speechlstm export RUN/best.pt --detector {write}")
+        err_line(
+            f"wrote {write}; use it with `live`/`transcribe --detector {write}`, or store it "
+            f"in a model: speechlstm export RUN/best.pt --detector {write}"
+        )
