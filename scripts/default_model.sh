@@ -22,17 +22,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
-PY=.venv/bin/python
 SC=${SC:-../shared/data/speech_commands_subset}
 SYNTH=${SYNTH:-data/synth_sc12}
 REAL=${REAL:-data/sc12_real}
 RUN=${RUN:-runs/default}
 RECIPE=${RECIPE:-recipes/sc12.recipe.toml}
 start=$(date +%s)
-$SL data synth --preset sc12 --clips 300 --seed 0 --out "$SYNTH"
-bash scripts/synth_vocab.sh
-$PY scripts/vocab_unknown.py data/synth_vocab data/vocab_unknown
-$PY scripts/sc_subset.py "$SC" data/sc12_clips.csv "$REAL"
+SC="$SC" SYNTH="$SYNTH" REAL="$REAL" bash scripts/sc12_data.sh
 rm -rf "$RUN"
 $SL train "$REAL" --add "$SYNTH" --add data/vocab_unknown --out "$RUN" --config "$RECIPE" \
   --device cpu

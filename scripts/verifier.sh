@@ -21,10 +21,7 @@ RUN=${RUN:-runs/verifier}
 OUT=${OUT:-models/sc12.verifier.onnx}
 start=$(date +%s)
 # The default model's data (as make default-model builds it).
-$SL data synth --preset sc12 --clips 300 --seed 0 --out data/synth_sc12
-bash scripts/synth_vocab.sh
-$PY scripts/vocab_unknown.py data/synth_vocab data/vocab_unknown
-$PY scripts/sc_subset.py "$SC" data/sc12_clips.csv "$REAL"
+SC="$SC" SYNTH=data/synth_sc12 REAL="$REAL" bash scripts/sc12_data.sh
 # Two hours of the training speakers' non-command words over noise; every
 # window the shipped model fires on at 0.5 becomes an `_unknown_` clip.
 $PY bench/streaming.py --write-streams "$STREAMS" --mining-minutes 120 --skip-report > /dev/null

@@ -97,9 +97,8 @@ class EmbeddingStream:
     """Probabilities every STRIDE_SAMPLES of audio, with the mel and embedding
     state carried between hops: one embedding frame a hop."""
 
-    def __init__(self, path: str | Path, n_classes: int, temperature: float = 1.0, threads=1):
+    def __init__(self, path: str | Path, temperature: float = 1.0, threads=1):
         self.mel, self.embed, self.head = stage_sessions(path, threads)
-        self.n_classes = n_classes
         self.temperature = temperature
         self.hop_samples = STRIDE_SAMPLES
         self._silence_state()

@@ -98,9 +98,7 @@ class StreamingDetector:
         if recognizer.description.frontend == "embedding":
             from .embedding_stream import EmbeddingStream
 
-            self.stream = EmbeddingStream(
-                recognizer.file.path, len(recognizer.labels), recognizer.temperature
-            )
+            self.stream = EmbeddingStream(recognizer.file.path, recognizer.temperature)
             self.hop = self.stream.hop_samples
             cfg = replace(cfg, hop_ms=1000 * self.hop / rate)
             self.cfg = cfg

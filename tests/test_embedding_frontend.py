@@ -111,7 +111,7 @@ def test_a_stream_carries_its_state_exactly_as_the_clip_graph_computes(embedding
     from speechlstm.runtime import OnnxRecognizer
 
     rec = OnnxRecognizer(embedding_model)
-    stream = EmbeddingStream(embedding_model, len(rec.labels))
+    stream = EmbeddingStream(embedding_model)
     for i, word in enumerate(("down", "yes")):
         clip = tone_word(word, rng=np.random.default_rng(i))
         want = rec.predict_clip(clip)
