@@ -36,6 +36,12 @@ def main() -> None:
     parser.add_argument("--verifier", type=Path, default=None)
     parser.add_argument("--streams", type=Path, default=Path("data/streams"))
     parser.add_argument("--smoothing-ms", type=float, default=300.0)
+    parser.add_argument(
+        "--verifier-lookback-ms",
+        type=float,
+        default=0.0,
+        help="the verifier also judges windows ending up to this long before the detection",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     rec = OnnxRecognizer(args.model, threads=1)
@@ -51,7 +57,9 @@ def main() -> None:
     hops = record_all(rec, base, streams)
     waves = None
     if args.verifier:
-        second = Verifier(OnnxRecognizer(args.verifier, threads=1), 0.5, rec.labels)
+        second = Verifier(
+            OnnxRecognizer(args.verifier, threads=1), 0.5, rec.labels, args.verifier_lookback_ms
+        )
         waves = {k: WaveVerifier(second, getattr(streams, a))
                  for k, a in (("stream", "commands"), ("negative", "negative"))}  # fmt: skip
     rows = []
@@ -77,6 +85,7 @@ def main() -> None:
         "model": str(args.model),
         "verifier": str(args.verifier) if args.verifier else None,
         "smoothing_ms": args.smoothing_ms,
+        "verifier_lookback_ms": args.verifier_lookback_ms,
         "negative_hours": round(streams.negative_hours, 2),
         "rows": rows,
     }

@@ -101,7 +101,9 @@ def train(
         "--frontend",
         help="mfcc: the recognizer (MFCC -> BiLSTM). embedding: a teacher on Google's "
         "pretrained speech embedding (openwakeword 0.4.0's files) plus a BiLSTM head, "
-        "written as teacher.safetensors for --set train.teacher=DIR/teacher.safetensors.",
+        "trained on the clips and train.embedding_copies (3) augmented copies of each, "
+        "written as teacher.safetensors for --set train.teacher=DIR/teacher.safetensors; "
+        "`export DIR` makes it a model.",
     ),
 ) -> None:
     """Train a recognizer and write best.pt, last.pt, metrics.json and plots to --out.

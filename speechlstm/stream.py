@@ -123,7 +123,7 @@ class StreamingDetector:
             # A detection is decided at most a batch of hops, the peak wait and
             # the flush's half window after its window ends.
             lag = (MAX_BATCH + 2) * self.hop + round(rate * cfg.peak_wait_ms / 1000)
-            self.audio = AudioHistory(verifier.window + lag + self.window)
+            self.audio = AudioHistory(verifier.span + lag + self.window)
         self.reset()
 
     def reset(self) -> None:
@@ -213,7 +213,7 @@ class StreamingDetector:
         if trigger is None:
             return []
         if self.verifier is not None:
-            clip = self.audio.window(trigger.end_samples, self.verifier.window)
+            clip = self.audio.window(trigger.end_samples, self.verifier.span)
             self.stats.verified += 1
             if not self.verifier.accepts(trigger.label, clip):
                 self.stats.rejected += 1

@@ -25,12 +25,30 @@ class VerifierError(ValueError):
 
 
 class Verifier:
-    """`accepts(label, clip)`: does the verifier hear `label` in `clip` (its own
-    window, float samples at its rate) with at least `threshold`?"""
+    """`accepts(label, audio)`: does the verifier hear `label` in `audio` (the
+    last `span` samples before the detection, float at its rate) with at least
+    `threshold`?
 
-    def __init__(self, recognizer, threshold: float = 0.5, commands=()):
+    With `lookback_ms` > 0 it judges several windows of its own length, ending
+    at the detection and every `step_ms` before it, and keeps each class's
+    highest probability: a smoothed first stage fires a few hundred ms after
+    the word's end, when the word sits early in the window, off where the
+    verifier was trained to hear it (centred)."""
+
+    def __init__(
+        self,
+        recognizer,
+        threshold: float = 0.5,
+        commands=(),
+        lookback_ms: float = 0.0,
+        step_ms: float = 100.0,
+    ):
         if not 0.0 < threshold <= 1.0:
             raise VerifierError(f"verifier threshold {threshold}: expected (0, 1]")
+        if not 0.0 <= lookback_ms <= 2000.0 or step_ms <= 0:
+            raise VerifierError(
+                f"verifier look-back {lookback_ms} ms (step {step_ms} ms): expected 0-2000 ms"
+            )
         self.rec = recognizer
         self.threshold = threshold
         self.index = {label: i for i, label in enumerate(recognizer.labels)}
@@ -41,14 +59,30 @@ class Verifier:
                 f"{', '.join(missing)} (its labels: {', '.join(recognizer.labels)})"
             )
         self.window = recognizer.clip_samples
+        rate = recognizer.sample_rate
+        step = max(1, round(step_ms * rate / 1000))
+        back = round(lookback_ms * rate / 1000)
+        # Window ends, counted back from the detection: 0, step, ..., <= back.
+        self.offsets = tuple(range(0, back + 1, step))
+        self.span = self.window + self.offsets[-1]
         self.calls = 0
 
-    def probs(self, clip: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        return self.rec.predict_clip(clip)
+    def probs(self, audio: np.ndarray) -> np.ndarray:
+        """Each class's highest probability over the windows in `audio` (its last
+        `span` samples; shorter audio is padded with zeros in front)."""
+        if audio.size < self.span:
+            audio = np.concatenate([np.zeros(self.span - audio.size, np.float32), audio])
+        audio = audio[audio.size - self.span :]
+        best = None
+        for off in self.offsets:
+            end = self.span - off
+            self.calls += 1
+            p = self.rec.predict_clip(audio[end - self.window : end])
+            best = p if best is None else np.maximum(best, p)
+        return best
 
-    def accepts(self, label: str, clip: np.ndarray) -> bool:
-        return float(self.probs(clip)[self.index[label]]) >= self.threshold
+    def accepts(self, label: str, audio: np.ndarray) -> bool:
+        return float(self.probs(audio)[self.index[label]]) >= self.threshold
 
 
 class AudioHistory:
@@ -97,7 +131,7 @@ class WaveVerifier:
 
     def probs(self, end: int) -> np.ndarray:
         if end not in self.cache:
-            length = self.verifier.window
+            length = self.verifier.span
             clip = np.zeros(length, np.float32)
             lo = max(0, end - length)
             piece = self.wave[lo:end]

@@ -86,3 +86,55 @@ def test_spec_augment_masks_time_and_frequency(enabled):
     assert changed.any()
     fraction = changed.float().mean()
     assert fraction < (10 / 101 + 5 / 40)  # never more than the widest masks
+
+
+def test_detector_windows_move_command_clips_and_targets_follow_the_word_inside():
+    import torch
+
+    from speechlstm.config import AugmentConfig
+    from speechlstm.train.augment import FRAGMENT, WHOLE, detector_windows
+
+    n, classes, unknown = 400, 4, 2  # classes: two commands, _unknown_, _silence_
+    wave = torch.zeros(n, 16000)
+    wave[:, 7000:9000] = 0.5  # a 125 ms "word" in the middle of each clip
+    target = torch.tensor([0, 1, 2, 3] * (n // 4))
+    eligible = target < 2
+    cfg = AugmentConfig(detector_windows=0.5, detector_shift_ms=600.0, detector_neighbour=0.0)
+    out, soft, moved = detector_windows(
+        wave, target, eligible, unknown, classes, cfg, 16000, torch.Generator().manual_seed(0)
+    )
+    # Only command clips are redrawn, about the share asked for.
+    assert not moved[~eligible].any()
+    assert 0.35 < moved[eligible].float().mean() < 0.65
+    assert torch.equal(out[~moved], wave[~moved])
+    assert torch.equal(soft[~moved], torch.nn.functional.one_hot(target[~moved], classes).float())
+    # Targets are distributions; each moved clip's mass is on its word or _unknown_.
+    assert torch.allclose(soft.sum(1), torch.ones(n))
+    kept = out[moved].pow(2).sum(1) / wave[moved].pow(2).sum(1)
+    word = soft[moved].gather(1, target[moved].unsqueeze(1)).squeeze(1)
+    assert torch.allclose(word + soft[moved, unknown], torch.ones(int(moved.sum())))
+    # All of the word inside: its label; little of it: _unknown_; between: a mix.
+    assert (word[kept >= WHOLE] == 1).all() and (word[kept <= FRAGMENT] == 0).all()
+    between = (kept > FRAGMENT + 0.05) & (kept < WHOLE - 0.05)
+    assert between.any() and ((word[between] > 0) & (word[between] < 1)).all()
+    assert (kept < 0.5).any()  # shifts of 600 ms do cut words
+
+
+def test_detector_windows_bring_a_neighbours_edge_into_the_window():
+    import torch
+
+    from speechlstm.config import AugmentConfig
+    from speechlstm.train.augment import detector_windows
+
+    wave = torch.zeros(64, 16000)
+    wave[:, :4000] = 0.3  # sound at each clip's start and end: edges a neighbour shows
+    wave[:, 12000:] = 0.3
+    target = torch.zeros(64, dtype=torch.long)
+    cfg = AugmentConfig(detector_windows=1.0, detector_shift_ms=0.0, detector_neighbour=1.0)
+    out, soft, moved = detector_windows(
+        wave, target, target == 0, 1, 3, cfg, 16000, torch.Generator().manual_seed(0)
+    )
+    assert moved.all()
+    # No shift: the clip is whole (its label), plus the neighbour's edge on top.
+    assert (soft[:, 0] == 1).all()
+    assert (out.abs().sum(1) > wave.abs().sum(1)).all()

@@ -111,6 +111,57 @@ def test_teacher_learns_the_words_and_a_student_distils_from_it(stand_in, tmp_pa
     assert a["history"][-1]["train_loss"] != b["history"][-1]["train_loss"]
 
 
+def test_augmented_copies_are_noisy_reproducible_and_embedded_once_each(stand_in, tmp_path):
+    from speechlstm.config import AugmentConfig, FeatureConfig
+    from speechlstm.data.noise import default_noise_bank
+    from speechlstm.train import embedding as E
+    from speechlstm.train.teacher import augmented_copies
+
+    clips = _clips()
+    # Digital silence around the word, as synthesized clips have.
+    clips[:, :2000] = 0
+    noise = np.stack([w for w in default_noise_bank(seconds_each=2.0)]).astype(np.float32)
+    aug = AugmentConfig(noise_prob=1.0, noise_volume_max=0.2, reverb_prob=0.5)
+    first = augmented_copies(clips, noise, aug, FeatureConfig(), copies=2, seed=3, batch_size=3)
+    assert len(first) == 2 and all(c.shape == clips.shape and c.dtype == np.int16 for c in first)
+    # Each copy differs from the clip and from the other copy; the silence is filled.
+    assert not np.array_equal(first[0], clips) and not np.array_equal(first[0], first[1])
+    assert np.abs(first[0][:, :1000]).max() > 0
+    # The same seed draws the same copies, however they are chunked: the cache finds them.
+    again = augmented_copies(
+        clips, noise, aug, FeatureConfig(), copies=2, seed=3, batch_size=3, chunk=3
+    )
+    np.testing.assert_array_equal(first[1], again[1])
+    cache = E.EmbeddingCache(tmp_path / "cache")
+    model = E.SpeechEmbedding()
+    E.embed_cached(model, first[1], cache)
+    model.embed = lambda _: pytest.fail("a cached copy was embedded again")
+    E.embed_cached(model, again[1], cache)
+
+
+def test_teacher_trains_on_its_copies(stand_in, tmp_path, tone_dataset):
+    from speechlstm.train.teacher import TeacherConfig, run_teacher
+
+    cfg = tiny_config(epochs=2)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, embedding_copies=2))
+    tcfg = TeacherConfig.from_run(cfg, epochs=3, hidden_size=8, batch_size=16)
+    assert tcfg.copies == 2
+    report = run_teacher(
+        tone_dataset, tmp_path / "t", cfg, tcfg, cache_dir=tmp_path / "c", show_progress=False
+    )
+    assert report["teacher"]["copies"] == 2
+    # Three times the training clips: each epoch takes three times the steps.
+    plain = run_teacher(
+        tone_dataset,
+        tmp_path / "p",
+        cfg,
+        dataclasses.replace(tcfg, copies=0),
+        cache_dir=tmp_path / "c",
+        show_progress=False,
+    )
+    assert report["train_steps_per_epoch"] >= 3 * plain["train_steps_per_epoch"] - 2
+
+
 def test_embedding_teacher_with_other_labels_or_other_files_is_refused(
     stand_in, tmp_path, tone_dataset
 ):

@@ -405,3 +405,32 @@ def test_deferred_step_statistics_equal_per_step_ones(tmp_path, tone_dataset, mo
     _assert_same_weights(
         _weights(tmp_path / "each" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
     )
+
+
+def test_detector_windows_train_resume_and_need_an_unknown_class(
+    tmp_path, tone_dataset, monkeypatch
+):
+    import dataclasses
+
+    from speechlstm.train import checkpoint
+    from speechlstm.train.run import run_training
+    from speechlstm.train.trainer import TrainingInterrupted
+
+    base = tiny_config(epochs=3)
+    windows = dataclasses.replace(base.augment, detector_windows=0.5, detector_shift_ms=400.0)
+    # "up" and "down" become _unknown_: the class the fragments are taught as.
+    cfg = dataclasses.replace(
+        base, augment=windows, data=dataclasses.replace(base.data, words=("yes", "no"))
+    )
+    report = run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
+    assert report["best_val_accuracy"] >= 0.6  # three classes with silence: chance 0.33
+    with pytest.raises(TrainingInterrupted):
+        _interrupted_at(4, monkeypatch, tone_dataset, tmp_path / "b", cfg)
+    run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
+    _assert_same_weights(
+        checkpoint.load(tmp_path / "a/last.pt").model, checkpoint.load(tmp_path / "b/last.pt").model
+    )
+    # Without an _unknown_ class there is nothing to teach the fragments as.
+    no_unknown = dataclasses.replace(base, augment=windows)
+    with pytest.raises(ValueError, match="_unknown_"):
+        run_training(tone_dataset, tmp_path / "c", no_unknown, show_progress=False)

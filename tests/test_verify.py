@@ -25,7 +25,8 @@ class _Recording:
 
     def __init__(self, verifier, rule):
         self.inner, self.rule, self.seen = verifier, rule, []
-        self.window, self.rec, self.calls = verifier.window, verifier.rec, 0
+        self.window, self.span = verifier.window, verifier.span
+        self.rec, self.calls = verifier.rec, 0
 
     def accepts(self, label, clip):
         self.calls += 1
@@ -75,7 +76,7 @@ def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onn
 
     inner = _verifier(onnx_model)
     spy = _Recording(inner, lambda label, clip: True)
-    spy.window = int(1.5 * SR)
+    spy.span = int(1.5 * SR)
     stream = _stream()
     found = detect_file(_detector(onnx_model, spy), stream)
     assert len(found) == len(TRUTH)
@@ -83,6 +84,29 @@ def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onn
         end = round(d.end_s * SR)
         assert len(clip) == int(1.5 * SR)
         np.testing.assert_array_equal(clip, stream[end - len(clip) : end])
+
+
+def test_a_looking_back_verifier_keeps_each_class_best_window(onnx_model):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.verify import Verifier, VerifierError, WaveVerifier
+
+    rec = OnnxRecognizer(onnx_model, threads=1)
+    v = Verifier(rec, 0.5, lookback_ms=250, step_ms=100)
+    w = rec.clip_samples
+    assert v.offsets == (0, 1600, 3200) and v.span == w + 3200
+    stream = _stream()
+    end = round(TRUTH[0][0] * SR) + 8000
+    audio = stream[end - v.span : end]
+    windows = [rec.predict_clip(stream[end - o - w : end - o]) for o in v.offsets]
+    np.testing.assert_allclose(v.probs(audio), np.max(windows, axis=0), atol=1e-6)
+    assert v.calls == 3
+    # The replay over a whole recording answers the same.
+    np.testing.assert_allclose(WaveVerifier(v, stream).probs(end), v.probs(audio), atol=1e-6)
+    # Without look-back it is the single window ending at the detection.
+    one = Verifier(rec, 0.5)
+    np.testing.assert_allclose(one.probs(audio), windows[0], atol=1e-6)
+    with pytest.raises(VerifierError, match="look-back"):
+        Verifier(rec, 0.5, lookback_ms=-1)
 
 
 def test_a_rejecting_verifier_silences_the_stream_and_a_real_one_agrees(onnx_model):

@@ -95,8 +95,18 @@ class EmbeddingTargets(nn.Module):
         self.projector = nn.Linear(encoder_dim, EMBED_DIM)
 
 
-def feature_loss(targets: EmbeddingTargets, h: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def feature_loss(
+    targets: EmbeddingTargets,
+    h: torch.Tensor,
+    index: torch.Tensor,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
     """MSE between the projected encoder outputs h (B, T', 2H), pooled to the
-    embedding's frames (B, 16, 2H), and the clips' embedding frames (B, 16, 96)."""
+    embedding's frames (B, 16, 2H), and the clips' embedding frames (B, 16, 96);
+    with `keep` (B,) bool, over those clips only (a clip redrawn as a detector
+    window no longer matches its cached embedding)."""
     pooled = F.adaptive_avg_pool1d(h.float().transpose(1, 2), targets.n_frames).transpose(1, 2)
-    return F.mse_loss(targets.projector(pooled), targets.frames[index].float())
+    if keep is None:
+        return F.mse_loss(targets.projector(pooled), targets.frames[index].float())
+    err = (targets.projector(pooled) - targets.frames[index].float()).pow(2).mean(dim=(1, 2))
+    return (err * keep).sum() / keep.sum().clamp_min(1)

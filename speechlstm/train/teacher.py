@@ -29,11 +29,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import metrics
-from ..config import RunConfig
+from ..audio import float_to_int16, int16_to_float
+from ..config import AugmentConfig, FeatureConfig, RunConfig
 from ..data.bank import default_cache_dir
 from ..data.prepare import Prepared
 from ..progress import note, progress_bar
-from .embedding import EMBED_DIM, EmbeddingCache, SpeechEmbedding, embed_cached
+from .embedding import EMBED_DIM, N_FRAMES, EmbeddingCache, SpeechEmbedding, embed_cached
 
 TEACHER_FILE = "teacher.safetensors"
 FORMAT = "speechlstm-embedding-teacher/1"
@@ -53,10 +54,12 @@ class TeacherConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.1
     seed: int = 0
+    # Augmented copies of each training clip besides the clip (train.embedding_copies).
+    copies: int = 0
 
     @classmethod
     def from_run(cls, cfg: RunConfig, **overrides) -> TeacherConfig:
-        base = cls(seed=cfg.train.seed)
+        base = cls(seed=cfg.train.seed, copies=cfg.train.embedding_copies)
         values = {k: v for k, v in overrides.items() if v is not None}
         return cls(**{**asdict(base), **values})
 
@@ -83,6 +86,67 @@ def embed_split(
         return embed_cached(embedder, audio, cache, progress=advance)
 
 
+def augmented_chunks(
+    audio: np.ndarray,
+    noise: np.ndarray,
+    augment: AugmentConfig,
+    features: FeatureConfig,
+    copy: int,
+    seed: int,
+    chunk: int = 4096,
+    batch_size: int = 256,
+):
+    """Copy number `copy` (from 1) of (N, S) int16 clips, augmented with the
+    student's waveform stage (augment.py), yielded `chunk` clips at a time so a
+    large dataset's copies never sit in memory whole. The generator is seeded by
+    (seed, copy) and drawn batch by batch in order, so the same run draws the
+    same copies and finds their embeddings in the cache."""
+    from .augment import WaveAugment
+
+    wave_augment = WaveAugment(augment, features, torch.from_numpy(noise))
+    gen = torch.Generator().manual_seed(seed * 1000 + copy)
+    chunk = max(batch_size, chunk - chunk % batch_size)  # whole batches: same draws
+    for lo in range(0, len(audio), chunk):
+        rows = []
+        for start in range(lo, min(lo + chunk, len(audio)), batch_size):
+            wave = torch.from_numpy(int16_to_float(audio[start : start + batch_size]))
+            with torch.no_grad():
+                rows.append(float_to_int16(wave_augment(wave, gen).numpy()))
+        yield np.concatenate(rows)
+
+
+def augmented_copies(audio, noise, augment, features, copies, seed, **kw) -> list[np.ndarray]:
+    """All `copies` copies in memory (small sets; training embeds them chunk by chunk)."""
+    out = []
+    for c in range(1, copies + 1):
+        chunks = augmented_chunks(audio, noise, augment, features, c, seed, **kw)
+        out.append(np.concatenate([audio[:0], *chunks]))
+    return out
+
+
+def embed_copies(
+    audio: np.ndarray,
+    noise: np.ndarray,
+    augment: AugmentConfig,
+    features: FeatureConfig,
+    copies: int,
+    seed: int,
+    embedder: SpeechEmbedding,
+    cache: EmbeddingCache | None,
+) -> list[np.ndarray]:
+    """The (N, 16, 96) embedding frames of each augmented copy, from the cache where
+    there; only the frames are kept (a sixth of the audio's memory)."""
+    out = []
+    for copy in range(1, copies + 1):
+        parts = []
+        with progress_bar(f"embedding copy {copy}/{copies}", len(audio), unit="clips") as advance:
+            for part in augmented_chunks(audio, noise, augment, features, copy, seed):
+                parts.append(embed_cached(embedder, part, cache, progress=advance))
+        empty = np.zeros((0, N_FRAMES, EMBED_DIM), np.float32)
+        out.append(np.concatenate(parts) if parts else empty)
+    return out
+
+
 def embedding_cache(cache_dir: Path | None) -> EmbeddingCache | None:
     """The embedding cache under the decoded-audio cache (None: no caching)."""
     return None if cache_dir is None else EmbeddingCache(Path(cache_dir) / "embedding")
@@ -104,8 +168,14 @@ def train_teacher(
     tcfg: TeacherConfig,
     cache_dir: Path | None = None,
     embedder: SpeechEmbedding | None = None,
+    augment: AugmentConfig | None = None,
+    features: FeatureConfig | None = None,
+    extra_share: float = 0.0,
 ) -> dict:
-    """Train the head on the embedded splits; write teacher.safetensors and metrics.json."""
+    """Train the head on the embedded splits (plus `tcfg.copies` augmented copies
+    of the training clips, drawn with `augment`); write teacher.safetensors and
+    metrics.json. `extra_share` draws the `--add` sources at that share of each
+    class, as the student's sampler does (data.extra_share)."""
     from .sampling import balanced_order  # the student's sampler, shared
 
     out_dir = Path(out_dir)
@@ -113,11 +183,28 @@ def train_teacher(
     embedder = embedder or SpeechEmbedding(threads=torch.get_num_threads())
     cache = embedding_cache(cache_dir)
     frames = {n: embed_split(s.audio, embedder, cache, n) for n, s in data.splits.items()}
+    targets = data.splits["train"].targets
+    from_extra = data.splits["train"].from_extra
+    if tcfg.copies > 0:
+        if augment is None or features is None:
+            raise ValueError("augmented copies need the run's [augment] and [features]")
+        extra = embed_copies(
+            data.splits["train"].audio,
+            data.noise,
+            augment,
+            features,
+            tcfg.copies,
+            tcfg.seed,
+            embedder,
+            cache,
+        )
+        frames["train"] = np.concatenate([frames["train"], *extra])
+        targets = np.tile(targets, tcfg.copies + 1)
+        from_extra = None if from_extra is None else np.tile(from_extra, tcfg.copies + 1)
     labels = list(data.task.labels)
     torch.manual_seed(tcfg.seed)
     head = EmbeddingHead(len(labels), tcfg.hidden_size, tcfg.dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    targets = data.splits["train"].targets
     steps = max(1, len(targets) // tcfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, tcfg.lr, total_steps=steps * tcfg.epochs)
     x_train = torch.from_numpy(frames["train"])
@@ -128,7 +215,11 @@ def train_teacher(
     for epoch in range(tcfg.epochs):
         head.train()
         order = balanced_order(
-            targets, steps * tcfg.batch_size, np.random.default_rng([tcfg.seed, epoch])
+            targets,
+            steps * tcfg.batch_size,
+            np.random.default_rng([tcfg.seed, epoch]),
+            from_extra,
+            extra_share,
         )
         loss_sum = 0.0
         for k in range(steps):
@@ -168,6 +259,7 @@ def train_teacher(
         "per_class": metrics.per_class(cm, labels),
         "confusion_matrix": cm.tolist(),
         "clips": data.counts(),
+        "train_steps_per_epoch": steps,
         "train_seconds": round(time.perf_counter() - started, 1),
         "history": history,
         "embedding_digest": embedder.digest,
@@ -254,4 +346,12 @@ def run_teacher(
         raise ValueError(f"{source}: no training clips for this task")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_toml(cfg, out_dir / "config.toml")
-    return train_teacher(data, out_dir, tcfg, cache_dir)
+    return train_teacher(
+        data,
+        out_dir,
+        tcfg,
+        cache_dir,
+        augment=cfg.augment,
+        features=cfg.features,
+        extra_share=cfg.data.extra_share,
+    )

@@ -30,9 +30,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import RunConfig
 from ..data.prepare import Prepared
+from ..labels import BACKGROUND_LABELS, UNKNOWN
 from ..progress import note, progress_bar
 from . import checkpoint, threads
-from .augment import WaveAugment, pitch_warp, spec_augment
+from .augment import WaveAugment, detector_windows, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
 from .distill import EmbeddingTargets, clip_teacher_probs, feature_loss, load_teachers
 from .distributed import SINGLE, Ranks, sum_across
@@ -121,6 +122,14 @@ class Trainer:
         self.augment.to(self.device)
         self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
         self.train_targets = data.splits["train"].targets
+        # Detector windows (augment.detector_windows) move command clips only,
+        # and need an `_unknown_` class for the fragments.
+        if cfg.augment.detector_windows > 0 and UNKNOWN not in self.labels:
+            raise ValueError("augment.detector_windows needs an _unknown_ class in the task")
+        background = {i for i, lab in enumerate(self.labels) if lab in BACKGROUND_LABELS}
+        self.is_command = torch.tensor(
+            [i not in background for i in range(len(self.labels))], device=self.device
+        )
         self.train_from_extra = data.splits["train"].from_extra
         self.teachers = load_teachers(tc.teacher, self.labels, self.device)
         clip_probs = clip_teacher_probs(
@@ -341,7 +350,19 @@ class Trainer:
         index = torch.from_numpy(idx).to(self.device)
         wave = self.train_audio[index].float() / 32767.0  # (B, S)
         target = torch.from_numpy(self.train_targets[idx]).to(self.device)
+        soft, moved = None, None
         with torch.no_grad():  # augment, features, teachers' targets
+            if ac.detector_windows > 0:
+                wave, soft, moved = detector_windows(
+                    wave,
+                    target,
+                    self.is_command[target],
+                    self.labels.index(UNKNOWN),
+                    len(self.labels),
+                    ac,
+                    self.cfg.features.sample_rate,
+                    gen,
+                )
             wave = self.augment(wave, gen)
             clean_mel = self.model.features.log_mel(wave)
             log_mel = spec_augment(pitch_warp(clean_mel, ac.pitch, gen), ac, gen)
@@ -351,6 +372,8 @@ class Trainer:
                 # Each teacher counts alike, checkpoint or embedding.
                 n_ckpt = len(self.teachers)
                 clip_p = self.clip_teacher[index]
+                if moved is not None:  # the teacher heard the clip, not the window
+                    clip_p = torch.where(moved.unsqueeze(1), soft, clip_p)
                 teacher_probs = (
                     clip_p
                     if teacher_probs is None
@@ -363,13 +386,16 @@ class Trainer:
             else:
                 logits = self.classifier(feats)
             logits = logits.float()
-            loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
+            loss = F.cross_entropy(
+                logits, target if soft is None else soft, label_smoothing=tc.label_smoothing
+            )
             if teacher_probs is not None:
                 t, w = tc.distill_temperature, tc.distill_weight
                 kl = F.kl_div(F.log_softmax(logits / t, -1), teacher_probs, reduction="batchmean")
                 loss = (1 - w) * loss + w * t * t * kl
             if h is not None:
-                loss = loss + tc.feature_distill * feature_loss(self.targets, h, index)
+                keep = None if moved is None else ~moved
+                loss = loss + tc.feature_distill * feature_loss(self.targets, h, index, keep)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._record_grad_norms()
@@ -378,6 +404,8 @@ class Trainer:
             self._pending_clipped.append(total > tc.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if soft is not None:
+            target = soft.argmax(-1)
         return loss.detach(), (logits.argmax(-1) == target).sum()
 
     def _teacher_probs(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
