@@ -115,7 +115,13 @@ def test_augmented_copies_are_noisy_reproducible_and_embedded_once_each(stand_in
     from speechlstm.config import AugmentConfig, FeatureConfig
     from speechlstm.data.noise import default_noise_bank
     from speechlstm.train import embedding as E
-    from speechlstm.train.teacher import augmented_copies
+    from speechlstm.train.teacher import augmented_chunks
+
+    def augmented_copies(clips, noise, aug, features, copies, seed, **kw):
+        return [
+            np.concatenate(list(augmented_chunks(clips, noise, aug, features, c, seed, **kw)))
+            for c in range(1, copies + 1)
+        ]
 
     clips = _clips()
     # Digital silence around the word, as synthesized clips have.

@@ -115,15 +115,6 @@ def augmented_chunks(
         yield np.concatenate(rows)
 
 
-def augmented_copies(audio, noise, augment, features, copies, seed, **kw) -> list[np.ndarray]:
-    """All `copies` copies in memory (small sets; training embeds them chunk by chunk)."""
-    out = []
-    for c in range(1, copies + 1):
-        chunks = augmented_chunks(audio, noise, augment, features, c, seed, **kw)
-        out.append(np.concatenate([audio[:0], *chunks]))
-    return out
-
-
 def embed_copies(
     audio: np.ndarray,
     noise: np.ndarray,
