@@ -41,6 +41,7 @@ SYNTH_LEVERS = {  # name: SynthConfig changes from the sc12 preset
     "nowarp": {"warps": (1.0,)},
     "allvoices": {"engines": (), "exclude_voices": ()},
     "clips1000": {"clips_per_word": 1000, "unknown_clips": 4000},
+    "clips900": {"clips_per_word": 900, "unknown_clips": 3600},  # = data synth --clips 900
 }
 
 

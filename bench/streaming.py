@@ -76,13 +76,30 @@ from speechlstm.verify import Verifier, WaveVerifier  # noqa: E402
 NOISE_LEVEL = 0.05  # peak of the background noise stretches
 
 
-def word_span(clip: np.ndarray, top_db: float = 30.0) -> tuple[int, int]:
-    """First and last sample of the speech in a clip (10 ms frames within top_db of the peak)."""
+def word_span(
+    clip: np.ndarray, top_db: float = 30.0, floor_margin_db: float = 10.0, bridge_ms: float = 150.0
+) -> tuple[int, int]:
+    """First and last sample of the word in a clip: of the runs of 10 ms frames
+    that stand out from the clip's own noise (within top_db of the peak and
+    floor_margin_db over the clip's 20th-percentile frame; gaps up to
+    bridge_ms, a stop's closure, bridged), the one holding the most energy.
+    Within top_db of the peak alone, a recording with noise 30 dB under the
+    word spans the whole clip and puts the word's centre where it is not; the
+    run with the loudest frame can be a click."""
     frame = 160
     n = len(clip) // frame
-    energy = 10 * np.log10((clip[: n * frame].reshape(n, frame) ** 2).mean(axis=1) + 1e-10)
-    loud = np.flatnonzero(energy > energy.max() - top_db)
-    return int(loud[0] * frame), int((loud[-1] + 1) * frame)
+    power = (clip[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
+    energy = 10 * np.log10(power + 1e-10)
+    floor = float(np.percentile(energy, 20))
+    loud = np.flatnonzero(energy > max(energy.max() - top_db, floor + floor_margin_db))
+    if not loud.size:  # nothing stands out (silence, steady noise): the whole clip
+        return 0, n * frame
+    # Runs: a new one starts where the gap to the previous loud frame exceeds the bridge.
+    starts = np.r_[0, np.flatnonzero(np.diff(loud) > round(bridge_ms / 10)) + 1]
+    ends = np.r_[starts[1:], len(loud)]
+    totals = [power[loud[a] : loud[b - 1] + 1].sum() for a, b in zip(starts, ends)]
+    best = int(np.argmax(totals))
+    return int(loud[starts[best]] * frame), int((loud[ends[best] - 1] + 1) * frame)
 
 
 def background(waves: list[np.ndarray], n: int, rng) -> np.ndarray:

@@ -167,6 +167,13 @@ class TrainConfig:
     teacher: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    # Detector windows judged by the embedding teacher (the live-mode issue's
+    # lever 5): a teacher.safetensors whose posteriors on each moved window
+    # (augment.detector_windows) are its target instead of the energy rule.
+    # WINDOW_TEACHER_DRAWS windows a command clip are drawn once, seeded, and
+    # judged once (an embedding pass each, cached), so no neighbour shares
+    # them. "" = the energy rule.
+    window_teacher: str = ""
     # Feature distillation (train/distill.py): weight of a loss that makes the
     # recurrent encoder predict Google's speech embedding of each training clip
     # (16 frames of 96, standardised) through a linear projector that is never

@@ -138,3 +138,34 @@ def test_detector_windows_bring_a_neighbours_edge_into_the_window():
     # No shift: the clip is whole (its label), plus the neighbour's edge on top.
     assert (soft[:, 0] == 1).all()
     assert (out.abs().sum(1) > wave.abs().sum(1)).all()
+
+
+def test_judged_detector_windows_take_a_judged_shift_and_the_teachers_posteriors():
+    import torch
+
+    from speechlstm.config import AugmentConfig
+    from speechlstm.train.augment import detector_windows, shift_rows
+
+    n, classes = 200, 4
+    wave = torch.zeros(n, 16000)
+    wave[:, 7000:9000] = 0.5
+    target = torch.tensor([0, 1, 2, 3] * (n // 4))
+    eligible = target < 2
+    shifts = torch.tensor([[-3000, 5000]] * n)
+    posteriors = torch.rand(n, 2, classes)
+    posteriors = posteriors / posteriors.sum(-1, keepdim=True)
+    cfg = AugmentConfig(detector_windows=1.0, detector_neighbour=1.0)
+    out, soft, moved = detector_windows(
+        wave, target, eligible, 2, classes, cfg, 16000, torch.Generator().manual_seed(0),
+        judged=(shifts, posteriors),
+    )  # fmt: skip
+    assert torch.equal(moved, eligible)
+    rows = torch.nonzero(moved).flatten().tolist()
+    for i in rows:
+        # One of the clip's two judged windows, its posteriors the target, no neighbour.
+        j = 0 if torch.equal(out[i], shift_rows(wave[i : i + 1], shifts[i : i + 1, :1])[0]) else 1
+        assert torch.equal(out[i], shift_rows(wave[i : i + 1], shifts[i : i + 1, j : j + 1])[0])
+        assert torch.equal(soft[i], posteriors[i, j])
+    picked = [0 if out[i, 4000:6000].abs().sum() > 0 else 1 for i in rows]
+    assert 0 < sum(picked) < len(picked)  # both windows drawn
+    assert torch.equal(out[~moved], wave[~moved])

@@ -42,17 +42,29 @@ def detector_windows(
     cfg: AugmentConfig,
     sample_rate: int,
     gen: torch.Generator,
+    judged: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Redraw a share of the (B, S) clean clips as detector windows.
 
     Returns the waves, soft targets (B, n_classes) and the (B,) mask of clips
     redrawn. `eligible` marks command clips (a moved `_silence_` or
-    `_unknown_` clip is still what it was).
+    `_unknown_` clip is still what it was). `judged`: the batch's rows of
+    distill.window_teacher_targets (shifts (B, D), posteriors (B, D, C)): each
+    moved clip takes one of its judged windows and the teacher's posteriors
+    as its target, without a neighbour (the teacher did not hear one).
     """
     b, s = wave.shape
     dev = wave.device
     soft = F.one_hot(target, n_classes).float()
     pick = (torch.rand(b, generator=gen, device=dev) < cfg.detector_windows) & eligible
+    if judged is not None:
+        shifts, posteriors = judged
+        j = torch.randint(0, shifts.shape[1], (b, 1), generator=gen, device=dev)
+        moved = shift_rows(wave, shifts.gather(1, j))
+        teacher = posteriors.gather(1, j.unsqueeze(2).expand(-1, 1, n_classes)).squeeze(1)
+        wave = torch.where(pick.unsqueeze(1), moved, wave)
+        soft = torch.where(pick.unsqueeze(1), teacher, soft)
+        return wave, soft, pick
     widest = round(sample_rate * cfg.detector_shift_ms / 1000)
     shift = torch.randint(-widest, widest + 1, (b, 1), generator=gen, device=dev)
     moved = shift_rows(wave, shift)

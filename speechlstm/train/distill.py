@@ -74,6 +74,51 @@ def clip_teacher_probs(
     return np.mean(probs, axis=0).astype(np.float32) if probs else None
 
 
+WINDOW_TEACHER_DRAWS = 2  # teacher-judged detector windows per command clip
+WINDOW_CHUNK = 2048  # clips moved and embedded at a time (bounds the memory)
+
+
+def window_teacher_targets(
+    path: str,
+    labels: list[str],
+    audio_int16: np.ndarray,
+    eligible: np.ndarray,
+    widest_samples: int,
+    seed: int,
+    cache_dir: Path | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Detector windows judged by an embedding teacher (train.window_teacher):
+    each eligible (command) clip moved by WINDOW_TEACHER_DRAWS shifts drawn
+    uniformly in [-widest, widest] samples (seeded) and the teacher's posteriors
+    on each moved window. Returns shifts (N, D) int64 and posteriors (N, D, C)
+    float32; other clips' rows are shift 0 and never used. Drawn once: an
+    embedding pass per window is far too slow for every batch."""
+    from .augment import shift_rows
+    from .teacher import EmbeddingTeacher
+
+    teacher = EmbeddingTeacher(path, cache_dir)
+    if teacher.labels != labels:
+        raise ValueError(
+            f"train.window_teacher {path}: labels {teacher.labels} differ from this run's {labels}"
+        )
+    n, s = audio_int16.shape
+    d = WINDOW_TEACHER_DRAWS
+    rng = np.random.default_rng([seed, 29])
+    shifts = rng.integers(-widest_samples, widest_samples + 1, size=(n, d))
+    shifts[~eligible] = 0
+    probs = np.zeros((n, d, len(labels)), np.float32)
+    rows = np.flatnonzero(eligible)
+    for start in range(0, len(rows), WINDOW_CHUNK):
+        part = rows[start : start + WINDOW_CHUNK]
+        wave = torch.from_numpy(np.repeat(audio_int16[part], d, axis=0))
+        moved = shift_rows(wave, torch.from_numpy(shifts[part].reshape(-1, 1)))
+        logits = teacher.logits(
+            moved.numpy(), name=f"detector windows {start + len(part)}/{len(rows)} clips"
+        )
+        probs[part] = F.softmax(torch.from_numpy(logits), -1).numpy().reshape(len(part), d, -1)
+    return shifts, probs
+
+
 class EmbeddingTargets(nn.Module):
     """The clips' embedding frames, standardised per dimension with the training
     split's statistics (N, 16, 96), and the projector that the student's encoder

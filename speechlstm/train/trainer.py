@@ -35,7 +35,13 @@ from ..progress import note, progress_bar
 from . import checkpoint, threads
 from .augment import WaveAugment, detector_windows, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
-from .distill import EmbeddingTargets, clip_teacher_probs, feature_loss, load_teachers
+from .distill import (
+    EmbeddingTargets,
+    clip_teacher_probs,
+    feature_loss,
+    load_teachers,
+    window_teacher_targets,
+)
 from .distributed import SINGLE, Ranks, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .history import (
@@ -147,6 +153,23 @@ class Trainer:
         self.clip_teacher = (
             None if clip_probs is None else torch.from_numpy(clip_probs).to(self.device)
         )
+        self.window_teacher = None
+        if tc.window_teacher:
+            if cfg.augment.detector_windows <= 0:
+                raise ValueError("train.window_teacher needs augment.detector_windows > 0")
+            shifts, posteriors = window_teacher_targets(
+                tc.window_teacher,
+                self.labels,
+                data.splits["train"].audio,
+                self.is_command[torch.from_numpy(self.train_targets)].cpu().numpy(),
+                round(cfg.features.sample_rate * cfg.augment.detector_shift_ms / 1000),
+                tc.seed,
+                cache_dir,
+            )
+            self.window_teacher = (
+                torch.from_numpy(shifts).to(self.device),
+                torch.from_numpy(posteriors).to(self.device),
+            )
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
@@ -362,6 +385,9 @@ class Trainer:
                     ac,
                     self.cfg.features.sample_rate,
                     gen,
+                    None
+                    if self.window_teacher is None
+                    else tuple(x[index] for x in self.window_teacher),
                 )
             wave = self.augment(wave, gen)
             clean_mel = self.model.features.log_mel(wave)
