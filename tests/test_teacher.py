@@ -90,6 +90,10 @@ def test_teacher_learns_the_words_and_a_student_distils_from_it(stand_in, tmp_pa
     # The file loads back and agrees with the report on the test clips.
     teacher = EmbeddingTeacher(path, tmp_path / "cache")
     assert teacher.labels == report["labels"]
+    # A one-head teacher exports to one graph that computes what it computes.
+    from speechlstm.train.frontend_export import export_embedding
+
+    assert export_embedding(tmp_path / "teacher", tmp_path / "t.onnx").max_abs_diff <= 1e-4
 
     # A student distils from it: with weight 1 the loss is the KL alone, so two
     # runs that differ only in the teacher's temperature train differently.
@@ -156,6 +160,8 @@ def test_teacher_trains_on_its_copies(stand_in, tmp_path, tone_dataset):
         tone_dataset, tmp_path / "t", cfg, tcfg, cache_dir=tmp_path / "c", show_progress=False
     )
     assert report["teacher"]["copies"] == 2
+    # Two heads by default (train.embedding_heads), each with its own copies.
+    assert report["heads"] == 2 and {h["head"] for h in report["history"]} == {1, 2}
     # Three times the training clips: each epoch takes three times the steps.
     plain = run_teacher(
         tone_dataset,

@@ -17,6 +17,7 @@ clip and kept in the cache for every later run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -56,10 +57,16 @@ class TeacherConfig:
     seed: int = 0
     # Augmented copies of each training clip besides the clip (train.embedding_copies).
     copies: int = 0
+    # Heads averaged (train.embedding_heads): head i has seed + i and its own copies.
+    heads: int = 1
 
     @classmethod
     def from_run(cls, cfg: RunConfig, **overrides) -> TeacherConfig:
-        base = cls(seed=cfg.train.seed, copies=cfg.train.embedding_copies)
+        base = cls(
+            seed=cfg.train.seed,
+            copies=cfg.train.embedding_copies,
+            heads=cfg.train.embedding_heads,
+        )
         values = {k: v for k, v in overrides.items() if v is not None}
         return cls(**{**asdict(base), **values})
 
@@ -69,6 +76,7 @@ class EmbeddingHead(nn.Module):
 
     def __init__(self, n_classes: int, hidden_size: int = 64, dropout: float = 0.2):
         super().__init__()
+        self.n_classes = n_classes
         self.input_norm = nn.LayerNorm(EMBED_DIM)
         self.rnn = nn.LSTM(EMBED_DIM, hidden_size, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
@@ -77,6 +85,26 @@ class EmbeddingHead(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         h, _ = self.rnn(self.input_norm(frames))  # (B, T, 2H)
         return self.head(self.dropout(h.mean(dim=1)))  # (B, C)
+
+
+class HeadEnsemble(nn.Module):
+    """Heads whose probabilities are averaged; returns log-probabilities, so a
+    softmax of the output is that average (what every caller of a head does)."""
+
+    def __init__(self, heads: list[EmbeddingHead]):
+        super().__init__()
+        self.members = nn.ModuleList(heads)
+        self.n_classes = heads[0].n_classes
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([F.softmax(m(frames), -1) for m in self.members]).mean(0)
+        return torch.log(probs.clamp_min(1e-12))
+
+
+def build_head(n_classes: int, tcfg: TeacherConfig) -> nn.Module:
+    """The head a teacher file of `tcfg` holds: one EmbeddingHead, or an ensemble."""
+    heads = [EmbeddingHead(n_classes, tcfg.hidden_size, tcfg.dropout) for _ in range(tcfg.heads)]
+    return heads[0] if tcfg.heads == 1 else HeadEnsemble(heads)
 
 
 def embed_split(
@@ -144,13 +172,13 @@ def embedding_cache(cache_dir: Path | None) -> EmbeddingCache | None:
 
 
 @torch.no_grad()
-def head_logits(head: EmbeddingHead, frames: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def head_logits(head: nn.Module, frames: np.ndarray, batch_size: int = 512) -> np.ndarray:
     head.eval()
     out = [
         head(torch.from_numpy(frames[s : s + batch_size])).numpy()
         for s in range(0, len(frames), batch_size)
     ]
-    return np.concatenate(out) if out else np.zeros((0, head.head.out_features), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, head.n_classes), np.float32)
 
 
 def train_teacher(
@@ -166,75 +194,55 @@ def train_teacher(
     """Train the head on the embedded splits (plus `tcfg.copies` augmented copies
     of the training clips, drawn with `augment`); write teacher.safetensors and
     metrics.json. `extra_share` draws the `--add` sources at that share of each
-    class, as the student's sampler does (data.extra_share)."""
-    from .sampling import balanced_order  # the student's sampler, shared
-
+    class, as the student's sampler does (data.extra_share). With `tcfg.heads`
+    > 1, each head has its own seed and copies, and the file holds them all."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     embedder = embedder or SpeechEmbedding(threads=torch.get_num_threads())
     cache = embedding_cache(cache_dir)
     frames = {n: embed_split(s.audio, embedder, cache, n) for n, s in data.splits.items()}
-    targets = data.splits["train"].targets
-    from_extra = data.splits["train"].from_extra
-    if tcfg.copies > 0:
-        if augment is None or features is None:
-            raise ValueError("augmented copies need the run's [augment] and [features]")
-        extra = embed_copies(
-            data.splits["train"].audio,
-            data.noise,
-            augment,
-            features,
-            tcfg.copies,
-            tcfg.seed,
-            embedder,
-            cache,
-        )
-        frames["train"] = np.concatenate([frames["train"], *extra])
-        targets = np.tile(targets, tcfg.copies + 1)
-        from_extra = None if from_extra is None else np.tile(from_extra, tcfg.copies + 1)
+    if tcfg.copies > 0 and (augment is None or features is None):
+        raise ValueError("augmented copies need the run's [augment] and [features]")
     labels = list(data.task.labels)
-    torch.manual_seed(tcfg.seed)
-    head = EmbeddingHead(len(labels), tcfg.hidden_size, tcfg.dropout)
-    opt = torch.optim.AdamW(head.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    steps = max(1, len(targets) // tcfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, tcfg.lr, total_steps=steps * tcfg.epochs)
-    x_train = torch.from_numpy(frames["train"])
-    y_train = torch.from_numpy(targets)
     val = data.splits["validation"]
-    best_acc, best_epoch, best_state, history = -1.0, 0, None, []
     started = time.perf_counter()
-    for epoch in range(tcfg.epochs):
-        head.train()
-        order = balanced_order(
-            targets,
-            steps * tcfg.batch_size,
-            np.random.default_rng([tcfg.seed, epoch]),
-            from_extra,
-            extra_share,
-        )
-        loss_sum = 0.0
-        for k in range(steps):
-            idx = torch.from_numpy(order[k * tcfg.batch_size : (k + 1) * tcfg.batch_size])
-            logits = head(x_train[idx])
-            loss = F.cross_entropy(logits, y_train[idx], label_smoothing=tcfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach())
-        val_acc = float((head_logits(head, frames["validation"]).argmax(1) == val.targets).mean())
-        history.append(
-            {"epoch": epoch + 1, "train_loss": loss_sum / steps, "val_accuracy": val_acc}
-        )
-        star = val_acc > best_acc
-        if star:
-            best_acc, best_epoch = val_acc, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-        note(
-            f"teacher epoch {epoch + 1}/{tcfg.epochs}: loss {loss_sum / steps:.3f} "
-            f"| val acc {val_acc:.3f}{' *' if star else ''}"
-        )
-    head.load_state_dict(best_state)
+    members, history, steps = [], [], 0
+    for i in range(tcfg.heads):
+        seed = tcfg.seed + i
+        train = frames["train"]
+        targets = data.splits["train"].targets
+        from_extra = data.splits["train"].from_extra
+        if tcfg.copies > 0:
+            extra = embed_copies(
+                data.splits["train"].audio,
+                data.noise,
+                augment,
+                features,
+                tcfg.copies,
+                seed,
+                embedder,
+                cache,
+            )
+            train = np.concatenate([train, *extra])
+            targets = np.tile(targets, tcfg.copies + 1)
+            from_extra = None if from_extra is None else np.tile(from_extra, tcfg.copies + 1)
+        name = "" if tcfg.heads == 1 else f" head {i + 1}/{tcfg.heads}"
+        head, fit = _fit_head(
+            train, targets, from_extra, frames["validation"], val.targets, len(labels),
+            dataclasses.replace(tcfg, seed=seed), extra_share, name,
+        )  # fmt: skip
+        members.append(head)
+        history += [{**h, "head": i + 1} for h in fit["history"]]
+        steps = fit["steps"]
+        del train, targets
+    if tcfg.heads == 1:
+        head, best_acc, best_epoch = members[0], fit["best_val_accuracy"], fit["best_epoch"]
+    else:
+        head = HeadEnsemble(members)
+        pred = head_logits(head, frames["validation"]).argmax(1)
+        best_acc = float((pred == val.targets).mean())
+        best_epoch = fit["best_epoch"]  # the last head's; each head's is in the history
+        note(f"teacher: {tcfg.heads} heads together, val acc {best_acc:.3f}")
     test = data.splits["test"]
     preds = head_logits(head, frames["test"]).argmax(1)
     cm = metrics.confusion_matrix(test.targets, preds, len(labels))
@@ -251,6 +259,7 @@ def train_teacher(
         "confusion_matrix": cm.tolist(),
         "clips": data.counts(),
         "train_steps_per_epoch": steps,
+        "heads": tcfg.heads,
         "train_seconds": round(time.perf_counter() - started, 1),
         "history": history,
         "embedding_digest": embedder.digest,
@@ -260,6 +269,61 @@ def train_teacher(
     return report
 
 
+def _fit_head(
+    x: np.ndarray,
+    y: np.ndarray,
+    from_extra: np.ndarray | None,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    tcfg: TeacherConfig,
+    extra_share: float,
+    name: str = "",
+) -> tuple[EmbeddingHead, dict]:
+    """One head trained on embedding frames (N, 16, 96), its best epoch on
+    validation kept; returns it and {history, best_val_accuracy, best_epoch, steps}."""
+    from .sampling import balanced_order  # the student's sampler, shared
+
+    torch.manual_seed(tcfg.seed)
+    head = EmbeddingHead(n_classes, tcfg.hidden_size, tcfg.dropout)
+    opt = torch.optim.AdamW(head.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    steps = max(1, len(y) // tcfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, tcfg.lr, total_steps=steps * tcfg.epochs)
+    x_train, y_train = torch.from_numpy(x), torch.from_numpy(y)
+    best_acc, best_epoch, best_state, history = -1.0, 0, None, []
+    for epoch in range(tcfg.epochs):
+        head.train()
+        order = balanced_order(
+            y, steps * tcfg.batch_size, np.random.default_rng([tcfg.seed, epoch]),
+            from_extra, extra_share,
+        )  # fmt: skip
+        loss_sum = 0.0
+        for k in range(steps):
+            idx = torch.from_numpy(order[k * tcfg.batch_size : (k + 1) * tcfg.batch_size])
+            logits = head(x_train[idx])
+            loss = F.cross_entropy(logits, y_train[idx], label_smoothing=tcfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach())
+        val_acc = float((head_logits(head, x_val).argmax(1) == y_val).mean())
+        history.append(
+            {"epoch": epoch + 1, "train_loss": loss_sum / steps, "val_accuracy": val_acc}
+        )
+        star = val_acc > best_acc
+        if star:
+            best_acc, best_epoch = val_acc, epoch + 1
+            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        note(
+            f"teacher{name} epoch {epoch + 1}/{tcfg.epochs}: loss {loss_sum / steps:.3f} "
+            f"| val acc {val_acc:.3f}{' *' if star else ''}"
+        )
+    head.load_state_dict(best_state)
+    fit = {"history": history, "best_val_accuracy": best_acc, "best_epoch": best_epoch}
+    return head, {**fit, "steps": steps}
+
+
 def save_teacher(head, labels, tcfg, digest, report, path: Path) -> None:
     meta = {
         "format": FORMAT,
@@ -267,6 +331,7 @@ def save_teacher(head, labels, tcfg, digest, report, path: Path) -> None:
         "teacher": json.dumps(asdict(tcfg)),
         "embedding_digest": digest,
         "best_val_accuracy": f"{report['best_val_accuracy']:.4f}",
+        "heads": str(tcfg.heads),
         "test_accuracy": f"{report['test_accuracy']:.4f}",
     }
     tmp = path.with_suffix(".tmp")
@@ -299,7 +364,7 @@ class EmbeddingTeacher:
             )
         self.labels = json.loads(meta["labels"])
         self.cfg = TeacherConfig(**json.loads(meta["teacher"]))
-        self.head = EmbeddingHead(len(self.labels), self.cfg.hidden_size, self.cfg.dropout)
+        self.head = build_head(len(self.labels), self.cfg)
         self.head.load_state_dict(load_file(str(self.path)))
         self.head.eval()
         self.cache = embedding_cache(cache_dir if cache_dir is not None else default_cache_dir())
