@@ -12,6 +12,8 @@ SC=${SC:-../shared/data/speech_commands_subset}
 SYNTH=${SYNTH:-data/synth_sc12}
 REAL=${REAL:-data/sc12_real}
 $SL data synth --preset sc12 --clips 300 --seed 0 --out "$SYNTH"
-bash scripts/synth_vocab.sh
+# Named explicitly: SYNTH above is in this script's environment when a caller
+# passes it, and synth_vocab.sh reads the same name for its own folder.
+SYNTH=data/synth_vocab bash scripts/synth_vocab.sh
 $PY scripts/vocab_unknown.py data/synth_vocab data/vocab_unknown
 $PY scripts/sc_subset.py "$SC" data/sc12_clips.csv "$REAL"
