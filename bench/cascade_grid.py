@@ -6,7 +6,7 @@ and replays every pair of thresholds, the verifier's rulings cached per
 candidate (speechlstm/verify.py). Without --verifier, the first stage alone.
 
     python bench/cascade_grid.py --model M [--verifier V] [--streams data/streams] \
-        [--smoothing-ms 300]
+        [--smoothing-ms 300] [--relabel] [--verifier-thresholds 0.8,0.9]
 """
 
 from __future__ import annotations
@@ -42,8 +42,19 @@ def main() -> None:
         default=0.0,
         help="the verifier also judges windows ending up to this long before the detection",
     )
+    parser.add_argument(
+        "--relabel",
+        action="store_true",
+        help="a candidate the verifier hears as another command is reported as that command",
+    )
+    parser.add_argument(
+        "--verifier-thresholds",
+        default=",".join(map(str, SECOND)),
+        help="comma-separated verifier thresholds to replay",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    vthresholds = tuple(float(t) for t in args.verifier_thresholds.split(","))
     rec = OnnxRecognizer(args.model, threads=1)
     s = args.streams
     streams = LabelledStreams(
@@ -58,15 +69,19 @@ def main() -> None:
     waves = None
     if args.verifier:
         second = Verifier(
-            OnnxRecognizer(args.verifier, threads=1), 0.5, rec.labels, args.verifier_lookback_ms
+            OnnxRecognizer(args.verifier, threads=1),
+            0.5,
+            rec.labels,
+            args.verifier_lookback_ms,
+            relabel=args.relabel,
         )
         waves = {k: WaveVerifier(second, getattr(streams, a))
                  for k, a in (("stream", "commands"), ("negative", "negative"))}  # fmt: skip
     rows = []
     for first in FIRST:
-        for vthr in SECOND if waves else (None,):
+        for vthr in vthresholds if waves else (None,):
             verify = (
-                {k: functools.partial(w.accepts, threshold=vthr) for k, w in waves.items()}
+                {k: functools.partial(w.ruling, threshold=vthr) for k, w in waves.items()}
                 if waves
                 else None
             )
@@ -86,6 +101,7 @@ def main() -> None:
         "verifier": str(args.verifier) if args.verifier else None,
         "smoothing_ms": args.smoothing_ms,
         "verifier_lookback_ms": args.verifier_lookback_ms,
+        "relabel": args.relabel,
         "negative_hours": round(streams.negative_hours, 2),
         "rows": rows,
     }

@@ -181,8 +181,8 @@ def wave_verifiers(verifier, streams) -> dict | None:
     if verifier is None:
         return None
     return {
-        "stream": WaveVerifier(verifier, streams.commands).accepts,
-        "negative": WaveVerifier(verifier, streams.negative).accepts,
+        "stream": WaveVerifier(verifier, streams.commands).ruling,
+        "negative": WaveVerifier(verifier, streams.negative).ruling,
     }
 
 
@@ -287,6 +287,11 @@ def main() -> None:
         default="0.5",
         help="comma-separated verifier thresholds to report; the first is tuned for",
     )
+    parser.add_argument(
+        "--verifier-relabel",
+        action="store_true",
+        help="a candidate the verifier hears as another command is reported as that command",
+    )
     args = parser.parse_args()
     subset = require_subset()
     model = args.model or default_model_path()
@@ -311,8 +316,14 @@ def main() -> None:
     verifier = None
     vthresholds = [float(x) for x in args.verifier_thresholds.split(",")]
     if args.verifier:
-        verifier = Verifier(OnnxRecognizer(args.verifier, threads=1), vthresholds[0], rec.labels)
+        verifier = Verifier(
+            OnnxRecognizer(args.verifier, threads=1),
+            vthresholds[0],
+            rec.labels,
+            relabel=args.verifier_relabel,
+        )
         result["verifier"] = str(args.verifier)
+        result["verifier_relabel"] = args.verifier_relabel
     if args.tune:
         val = Streams(subset, "validation", args.minutes, args.negative_minutes)
         tuned, row, trace = tune(

@@ -95,19 +95,27 @@ VERIFIER_HELP = (
     "embedding` run): a detection is reported only if it hears the same command."
 )
 VERIFIER_THRESHOLD_HELP = "With --verifier: its probability needed for the command."
+VERIFIER_RELABEL_HELP = (
+    "With --verifier: report a detection the verifier hears as another command "
+    "(at its threshold) as that command, instead of dropping it."
+)
 
 
-def load_verifier(path: Path | None, threshold: float, recognizer, threads: int = 1):
+def load_verifier(
+    path: Path | None, threshold: float, recognizer, threads: int = 1, relabel: bool = False
+):
     """The second stage for `--verifier` (None without one); a usage error if the
     model is unusable or cannot judge the detector's commands."""
     if path is None:
+        if relabel:
+            fail("--verifier-relabel needs --verifier")
         return None
     from speechlstm.runtime import ModelError, OnnxRecognizer
     from speechlstm.verify import Verifier, VerifierError
 
     try:
         second = OnnxRecognizer(path, threads=threads)
-        return Verifier(second, threshold, commands=recognizer.labels)
+        return Verifier(second, threshold, commands=recognizer.labels, relabel=relabel)
     except (ModelError, VerifierError) as exc:
         fail(f"--verifier {exc}")
 

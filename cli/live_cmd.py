@@ -15,6 +15,7 @@ from .common import (
     EXIT_SOME_FAILED,
     MODEL_HELP,
     VERIFIER_HELP,
+    VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
     detector_settings,
     fail,
@@ -55,6 +56,7 @@ def live(
     verifier_threshold: float = typer.Option(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
     ),
+    verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
     threads: int = typer.Option(1, "--threads", min=0, max=256),
 ) -> None:
     """Listen and print each detected command: wall-clock time, label, confidence.
@@ -105,7 +107,9 @@ def live(
         gate=False if no_gate else None,
     )
     detector = StreamingDetector(
-        recognizer, cfg, verifier=load_verifier(verifier, verifier_threshold, recognizer, threads)
+        recognizer,
+        cfg,
+        verifier=load_verifier(verifier, verifier_threshold, recognizer, threads, verifier_relabel),
     )
     tty = sys.stderr.isatty()
 
@@ -166,6 +170,11 @@ def live(
         + (
             f"; the verifier turned down {detector.stats.rejected} of "
             f"{detector.stats.verified} candidate(s)"
+            + (
+                f" and renamed {detector.stats.relabelled}"
+                if detector.verifier is not None and detector.verifier.relabel
+                else ""
+            )
             if detector.verifier is not None
             else ""
         ),

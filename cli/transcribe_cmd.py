@@ -12,6 +12,7 @@ from .common import (
     EXIT_SOME_FAILED,
     MODEL_HELP,
     VERIFIER_HELP,
+    VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
     detector_settings,
     err_line,
@@ -48,6 +49,7 @@ def transcribe(
     verifier_threshold: float = typer.Option(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
     ),
+    verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
     threads: int = typer.Option(
         1, "--threads", min=0, max=256, help="onnxruntime threads (0: all cores)."
     ),
@@ -77,7 +79,7 @@ def transcribe(
     detector = StreamingDetector(
         recognizer,
         defaults.with_overrides(hop_ms=hop_ms, threshold=threshold),
-        verifier=load_verifier(verifier, verifier_threshold, recognizer, threads),
+        verifier=load_verifier(verifier, verifier_threshold, recognizer, threads, verifier_relabel),
     )
     failed = 0
     width = max(len(str(f)) for f in files)

@@ -10,6 +10,7 @@ import typer
 from .common import (
     MODEL_HELP,
     VERIFIER_HELP,
+    VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
     err_line,
     fail,
@@ -59,6 +60,7 @@ def tune_detector(
     verifier_threshold: float = typer.Option(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
     ),
+    verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
 ) -> None:
     """Choose the detector settings that catch the most commands within a false-alarm
     budget, on your own labelled recordings; store them with `export --detector`.
@@ -111,13 +113,13 @@ def tune_detector(
         )
     base = recognizer.description.detector
     verify = None
-    second = load_verifier(verifier, verifier_threshold, recognizer)
+    second = load_verifier(verifier, verifier_threshold, recognizer, relabel=verifier_relabel)
     if second is not None:
         from speechlstm.verify import WaveVerifier
 
         verify = {
-            "stream": WaveVerifier(second, streams.commands).accepts,
-            "negative": WaveVerifier(second, streams.negative).accepts,
+            "stream": WaveVerifier(second, streams.commands).ruling,
+            "negative": WaveVerifier(second, streams.negative).ruling,
         }
     with progress_bar("tuning (smoothing spans)", 3) as advance:
         cfg, row, _ = tune(

@@ -65,6 +65,7 @@ class DetectorStats:
     detections: int = 0
     verified: int = 0  # candidates the verifier ruled on
     rejected: int = 0  # of those, the ones it turned down
+    relabelled: int = 0  # and the ones it reported as another command (relabel)
     per_label: dict = field(default_factory=dict)
 
 
@@ -215,14 +216,20 @@ class StreamingDetector:
         if self.verifier is not None:
             clip = self.audio.window(trigger.end_samples, self.verifier.span)
             self.stats.verified += 1
-            if not self.verifier.accepts(trigger.label, clip):
+            label = self.verifier.ruling(trigger.label, clip)
+            if label is None:
                 self.stats.rejected += 1
                 return []
+            if label != trigger.label:
+                # The score stays the first stage's: what made the candidate.
+                self.stats.relabelled += 1
+        else:
+            label = trigger.label
         self.stats.detections += 1
-        self.stats.per_label[trigger.label] = self.stats.per_label.get(trigger.label, 0) + 1
+        self.stats.per_label[label] = self.stats.per_label.get(label, 0) + 1
         end = trigger.end_samples
         start_s = max(0, end - self.window) / self.rate_hz
-        return [Detection(trigger.label, trigger.score, start_s, end / self.rate_hz)]
+        return [Detection(label, trigger.score, start_s, end / self.rate_hz)]
 
 
 def detect_file(

@@ -118,23 +118,29 @@ def record_hops(rec, cfg: DetectorConfig, wave: np.ndarray) -> tuple[np.ndarray,
 
 def replay(rec, cfg: DetectorConfig, ends, scores, verify=None) -> list[dict]:
     """Detections of `cfg`'s decision over recorded hops, with the time each is
-    reported; `verify(label, end_samples) -> bool` is the second stage, as
-    StreamingDetector applies it (verify.WaveVerifier.accepts)."""
+    reported; `verify(label, end_samples)` is the second stage, as
+    StreamingDetector applies it: the label to report (verify.WaveVerifier.ruling),
+    None or False to drop the candidate, True to keep its label."""
     trigger = TriggerDetector.from_config(rec.labels, rec.background, cfg, rec.sample_rate)
     out = []
     fired_at = [(trigger.update(probs, int(end)), int(end)) for end, probs in zip(ends, scores)]
     if len(ends):
         fired_at.append((trigger.flush(), int(ends[-1])))
     for fired, reported in fired_at:
-        if fired is not None and (verify is None or verify(fired.label, fired.end_samples)):
-            out.append(_detection(rec, fired, reported))
+        if fired is None:
+            continue
+        label = fired.label if verify is None else verify(fired.label, fired.end_samples)
+        if label is True:
+            label = fired.label
+        if label:
+            out.append(_detection(rec, fired, reported, label))
     return out
 
 
-def _detection(rec, fired, reported_at: int) -> dict:
+def _detection(rec, fired, reported_at: int, label: str) -> dict:
     end_s = fired.end_samples / rec.sample_rate
     return {
-        "label": fired.label,
+        "label": label,
         "centre_s": end_s - rec.clip_samples / rec.sample_rate / 2,
         "reported_s": reported_at / rec.sample_rate,
     }

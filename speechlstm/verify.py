@@ -7,8 +7,11 @@ negatives, or a speech-embedding model, `export` of a `train --frontend
 embedding` run): when the detector's decision fires, the verifier classifies
 the audio ending where the firing window ends (its own window length, from
 the detector's audio history) and the detection is kept only if the verifier
-gives the same command at least `threshold`. It runs on candidates only, so
-the stream's CPU share barely moves.
+gives the same command at least `threshold`. With `relabel`, a candidate
+the verifier hears as another command (at least `threshold`) is reported as
+that command: the first stage's misses in noise are mostly confusions
+(left -> yes, down -> no), which the verifier hears right. It runs on
+candidates only, so the stream's CPU share barely moves.
 
 numpy + onnxruntime only.
 """
@@ -42,6 +45,7 @@ class Verifier:
         commands=(),
         lookback_ms: float = 0.0,
         step_ms: float = 100.0,
+        relabel: bool = False,
     ):
         if not 0.0 < threshold <= 1.0:
             raise VerifierError(f"verifier threshold {threshold}: expected (0, 1]")
@@ -58,6 +62,10 @@ class Verifier:
                 f"{recognizer.file.path}: the verifier has no class for "
                 f"{', '.join(missing)} (its labels: {', '.join(recognizer.labels)})"
             )
+        self.relabel = relabel
+        # The commands a ruling may name instead of the candidate's own label.
+        named = [c for c in (commands or recognizer.labels) if c not in BACKGROUND_LABELS]
+        self.commands = tuple(c for c in named if c in self.index)
         self.window = recognizer.clip_samples
         rate = recognizer.sample_rate
         step = max(1, round(step_ms * rate / 1000))
@@ -81,8 +89,24 @@ class Verifier:
             best = p if best is None else np.maximum(best, p)
         return best
 
+    def rule(self, label: str, probs: np.ndarray, threshold: float | None = None) -> str | None:
+        """The label to report for a candidate `label` given the verifier's
+        `probs`: `label` itself if it reaches the threshold; with `relabel`, else
+        the verifier's most likely command if that reaches it; else None (drop)."""
+        t = self.threshold if threshold is None else threshold
+        if float(probs[self.index[label]]) >= t:
+            return label
+        if self.relabel and self.commands:
+            best = max(self.commands, key=lambda c: probs[self.index[c]])
+            if float(probs[self.index[best]]) >= t:
+                return best
+        return None
+
+    def ruling(self, label: str, audio: np.ndarray) -> str | None:
+        return self.rule(label, self.probs(audio))
+
     def accepts(self, label: str, audio: np.ndarray) -> bool:
-        return float(self.probs(audio)[self.index[label]]) >= self.threshold
+        return self.ruling(label, audio) == label
 
 
 class AudioHistory:
@@ -139,6 +163,10 @@ class WaveVerifier:
             self.cache[end] = self.verifier.probs(clip)
         return self.cache[end]
 
+    def ruling(self, label: str, end: int, threshold: float | None = None) -> str | None:
+        """The label reported for a candidate `label` whose window ends at `end`
+        (None: dropped), as StreamingDetector rules on it."""
+        return self.verifier.rule(label, self.probs(end), threshold)
+
     def accepts(self, label: str, end: int, threshold: float | None = None) -> bool:
-        t = self.verifier.threshold if threshold is None else threshold
-        return float(self.probs(end)[self.verifier.index[label]]) >= t
+        return self.ruling(label, end, threshold) == label

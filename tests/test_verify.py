@@ -28,10 +28,12 @@ class _Recording:
         self.window, self.span = verifier.window, verifier.span
         self.rec, self.calls = verifier.rec, 0
 
-    def accepts(self, label, clip):
+    def ruling(self, label, clip):
+        """The rule's answer: True keeps the label, a string reports that label."""
         self.calls += 1
         self.seen.append((label, clip.copy()))
-        return self.rule(label, clip)
+        verdict = self.rule(label, clip)
+        return label if verdict is True else (verdict or None)
 
 
 def _detector(onnx_model, verifier=None, **changes):
@@ -69,6 +71,35 @@ def test_the_verifier_runs_only_on_candidates_and_sees_their_audio(onnx_model):
         end = round(d.end_s * SR)
         np.testing.assert_array_equal(clip, stream[end - len(clip) : end])
         assert label == d.label
+
+
+def test_a_relabelling_verifier_reports_the_command_it_hears(onnx_model):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.stream import detect_file
+    from speechlstm.verify import Verifier
+
+    rec = OnnxRecognizer(onnx_model, threads=1)
+    plain = Verifier(rec, 0.6, commands=rec.labels)
+    relabel = Verifier(rec, 0.6, commands=rec.labels, relabel=True)
+    p = np.zeros(len(rec.labels), np.float32)
+    p[rec.labels.index("down")] = 0.7
+    p[rec.labels.index("up")] = 0.2
+    # Its own label below the threshold: dropped, or named as what the verifier hears.
+    assert plain.rule("up", p) is None
+    assert relabel.rule("up", p) == "down"
+    assert relabel.rule("down", p) == "down"
+    # Nothing at the threshold: dropped either way; a background class is never named.
+    assert relabel.rule("up", p, threshold=0.8) is None
+    silence = np.zeros_like(p)
+    silence[rec.labels.index("_silence_")] = 0.9
+    assert relabel.rule("up", silence) is None
+    # In the stream: the candidate "up" reported as "down", and counted.
+    spy = _Recording(_verifier(onnx_model), lambda label, clip: "down" if label == "up" else True)
+    det = _detector(onnx_model, spy)
+    found = detect_file(det, _stream())
+    assert [d.label for d in found] == ["yes", "down", "no", "down"]
+    assert det.stats.relabelled == 1 and det.stats.rejected == 0
+    assert det.stats.per_label["down"] == 2
 
 
 def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onnx_model):
@@ -127,14 +158,15 @@ def test_the_tuners_replay_rules_as_the_detector_does(onnx_model):
     from speechlstm.verify import WaveVerifier
 
     stream = _stream(seed=3)
-    for vthr in (0.3, 0.45, 0.6):
+    for vthr, relabel in ((0.3, False), (0.45, False), (0.6, False), (0.6, True)):
         verifier = _verifier(onnx_model, vthr)
+        verifier.relabel = relabel
         det = _detector(onnx_model, verifier)
         live = [(d.label, round(d.end_s - 0.5, 3)) for d in detect_file(det, stream)]
         rec = det.rec
         ends, scores = record_hops(rec, DetectorConfig(threshold=THRESHOLD), stream)
         wave = WaveVerifier(verifier, stream)
-        replayed = replay(rec, DetectorConfig(threshold=THRESHOLD), ends, scores, wave.accepts)
+        replayed = replay(rec, DetectorConfig(threshold=THRESHOLD), ends, scores, wave.ruling)
         assert [(d["label"], round(d["centre_s"], 3)) for d in replayed] == live
     # The replayed rulings are cached per candidate: a second pass runs nothing.
     calls = verifier.calls
@@ -251,3 +283,26 @@ def test_a_detector_file_replaces_the_models_settings_and_a_bad_one_is_named(onn
     refused = runner.invoke(app, ["live", "-m", str(onnx_model), "--input", str(wav), "--fast",
                                   "--detector", str(bad)])  # fmt: skip
     assert refused.exit_code == 2 and "bad.toml" in refused.output
+
+
+def test_live_relabel_renames_what_the_verifier_hears_and_needs_a_verifier(onnx_model, tmp_path):
+    """The model as its own verifier at a threshold its peaks clear: every
+    candidate is heard as itself, so relabelling renames none and keeps all;
+    --verifier-relabel alone is a usage error that says what is missing."""
+    import soundfile as sf
+
+    wav = tmp_path / "session.wav"
+    sf.write(wav, _stream(), SR)
+    base = ["live", "-m", str(onnx_model), "--input", str(wav), "--fast", "--threshold",
+            str(THRESHOLD)]  # fmt: skip
+    runner = CliRunner()
+    result = runner.invoke(
+        app, [*base, "--verifier", str(onnx_model), "--verifier-threshold", "0.3",
+              "--verifier-relabel"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "heard 4 command(s)" in result.output
+    assert "turned down 0 of 4 candidate(s) and renamed 0" in result.output
+    alone = runner.invoke(app, [*base, "--verifier-relabel"])
+    assert alone.exit_code == 2
+    assert "--verifier-relabel needs --verifier" in alone.output
