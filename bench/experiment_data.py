@@ -97,6 +97,30 @@ def real_unknown() -> Path:
     return out
 
 
+def synth_real_noise(subset: Path) -> Path:
+    """The sc12 preset (data/synth_sc12, linked) with the real subset's background
+    noise recordings (running tap, dishes, exercise bike, ...) beside its generated
+    noise: recordings of rooms and machines, no word in them, so the custom-words
+    protocol still holds."""
+    out = DATA / "synth_sc12_realnoise"
+    if out.is_dir():
+        return out
+    tmp = out.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for entry in sorted(SYNTH.iterdir()):
+        if entry.name != "_background_noise_":
+            (tmp / entry.name).symlink_to(entry.resolve())
+    noise = tmp / "_background_noise_"
+    noise.mkdir()
+    for source in (SYNTH / "_background_noise_", subset / "_background_noise_"):
+        for f in sorted(source.iterdir()):
+            if f.is_file():
+                link_clip(f, noise / f"{source.parent.name}_{f.name}")
+    tmp.rename(out)
+    return out
+
+
 def synth_variant(name: str) -> Path:
     """The sc12 preset synthesized with one lever (resumes; skips what exists)."""
     from speechlstm.data.synth import sc12_config, synthesize_dataset

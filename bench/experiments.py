@@ -96,6 +96,8 @@ def resolve(value: str, table: dict[str, Experiment]) -> str:
         return str(experiment_data.take_set(int(arg)))
     if kind == "real_unknown":
         return str(experiment_data.real_unknown())
+    if kind == "synth_realnoise":
+        return str(experiment_data.synth_real_noise(require_subset()))
     if kind == "synth":
         return str(experiment_data.synth_variant(arg))
     if kind == "encoder":

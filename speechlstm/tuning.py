@@ -209,19 +209,48 @@ def tune(
 ):
     """(detector settings, their row, the trace of every setting tried). `verify`:
     a second stage (evaluate_detector), tuned for: the first stage may then fire
-    more freely."""
+    more freely.
+
+    The row's "budget" says what the settings meet: "all" (false alarms and
+    latency), "false_alarms" (no setting met the latency bound: the most
+    commands within the false-alarm budget, however late), or "none" (nothing
+    met the false-alarm budget: the strictest setting). A detector that
+    matches nothing is never chosen while one within the false-alarm budget
+    matches something."""
+
+    def within_alarms(row: dict) -> bool:
+        return row["false_per_hour"] <= max_false_per_hour and row["matched"] > 0
 
     def eligible(row: dict) -> bool:
-        return row["false_per_hour"] <= max_false_per_hour and (
+        return within_alarms(row) and (
             max_latency_ms is None or row["latency_median_ms"] <= max_latency_ms
         )
 
-    best, trace = None, []
+    recorded = {}
     for smoothing_ms in SMOOTHING_MS:
         cfg0 = dataclasses.replace(base, smoothing_ms=smoothing_ms, thresholds=())
-        hops = record_all(rec, cfg0, streams)
+        recorded[smoothing_ms] = (cfg0, record_all(rec, cfg0, streams))
         if progress:
             progress(1)
+    trace: list[dict] = []
+    best = _search(rec, recorded, streams, eligible, verify, trace)
+    budget = "all"
+    if best is None and max_latency_ms is not None:
+        best = _search(rec, recorded, streams, within_alarms, verify, trace)
+        budget = "false_alarms"
+    if best is None:  # nothing met the false-alarm budget: the strictest setting
+        cfg0, hops = recorded[SMOOTHING_MS[0]]
+        cfg = dataclasses.replace(cfg0, threshold=max(THRESHOLDS))
+        best = (cfg, evaluate_detector(rec, cfg, hops, streams, verify))
+        budget = "none"
+    return best[0], {**best[1], "budget": budget}, trace
+
+
+def _search(rec, recorded: dict, streams, eligible, verify, trace: list):
+    """The most commands matched by an `eligible` setting: per smoothing span, the
+    best global threshold, then per-label steps from it; None if none is eligible."""
+    best = None
+    for smoothing_ms, (cfg0, hops) in recorded.items():
         start = None  # this span's best global threshold within the budget
         for thr in THRESHOLDS:
             cfg = dataclasses.replace(cfg0, threshold=thr)
@@ -236,11 +265,7 @@ def tune(
         trace.append({"smoothing_ms": smoothing_ms, "per_label": to_dict(cfg), **row})
         if eligible(row) and (best is None or row["matched"] > best[1]["matched"]):
             best = (cfg, row)
-    if best is None:  # nothing met the budget: the strictest setting
-        cfg = dataclasses.replace(base, threshold=max(THRESHOLDS), thresholds=())
-        hops = record_all(rec, cfg, streams)
-        return cfg, evaluate_detector(rec, cfg, hops, streams, verify), trace
-    return best[0], best[1], trace
+    return best
 
 
 def per_label_steps(

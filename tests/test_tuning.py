@@ -73,6 +73,37 @@ def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_
     assert refused.exit_code == 2 and "--force" in refused.output
 
 
+def test_a_latency_bound_nothing_meets_falls_back_to_the_most_commands_not_to_silence(
+    onnx_model, tmp_path
+):
+    """With a 100 ms median-latency bound and words said to end 0.7 s before the
+    tones do, no setting qualifies: the tuner keeps the false-alarm budget, drops
+    the latency bound, says so, and still catches the words; it never writes a
+    detector that matches nothing."""
+    wave, truth = _stream()
+    sf.write(tmp_path / "commands.wav", wave, SR)
+    rows = ["label,start_s,end_s"] + [
+        f"{t['label']},{t['start_s']},{t['start_s'] + 0.1:.3f}" for t in truth
+    ]
+    (tmp_path / "truth.csv").write_text("\n".join(rows) + "\n")
+    rng = np.random.default_rng(1)
+    sf.write(tmp_path / "noise.wav", (rng.standard_normal(SR * 120) * 0.05).astype(np.float32), SR)
+    args = ["tune-detector", "-m", str(onnx_model), "--commands", str(tmp_path / "commands.wav"),
+            "--truth", str(tmp_path / "truth.csv"), "--negatives", str(tmp_path / "noise.wav"),
+            "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--max-latency-ms", "100"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["budget"] == "false_alarms", row
+    assert row["matched"] >= 0.9 and row["false_per_hour"] <= 1.0
+    assert row["latency_median_ms"] > 100
+    assert "no setting met a 100 ms median latency" in result.output
+    # With a bound the words meet, the same search reports that everything was met.
+    loose = CliRunner().invoke(app, [*args, "--max-latency-ms", "2000"])
+    plain = json.loads(loose.stdout.strip().splitlines()[-1])
+    assert plain["budget"] == "all"
+
+
 def test_truth_files_are_checked_by_line(tmp_path, onnx_model):
     from speechlstm.tuning import read_truth
 
