@@ -218,7 +218,11 @@ def train(
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint from `speechlstm train` (best.pt)."),
+    checkpoint: Path = typer.Argument(
+        ...,
+        help="A checkpoint from `speechlstm train` (best.pt), or an exported .onnx model "
+        "to store other --detector settings in.",
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (smaller, faster)."),
     detector: Path | None = typer.Option(
@@ -258,7 +262,13 @@ def export(
 
       speechlstm export runs/teacher -o teacher.onnx   (a `train --frontend embedding` run:
       the speech-embedding front-end in the model, fp32; see its licence in `info`)
+
+      speechlstm export model.onnx -o tuned.onnx --detector tuned.toml   (an exported
+      model with other stored detector settings; no checkpoint or torch needed)
     """
+    if checkpoint.suffix.lower() == ".onnx":
+        _store_detector(checkpoint, output, detector, int8, as_encoder, calibrate, force)
+        return
     require_training_side()
     if as_encoder:
         from speechlstm.train.checkpoint import CheckpointError
@@ -367,4 +377,29 @@ def _export_embedding(run: Path, output: Path, int8, detector, force, calibrate)
         f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB), speech-embedding "
         f"front-end; max |onnx - teacher| {result.max_abs_diff:.1e}. It carries the "
         "embedding's weights: see `speechlstm info` for their source and terms"
+    )
+
+
+def _store_detector(model, output, detector, int8, as_encoder, calibrate, force) -> None:
+    """`export MODEL.onnx -o OUT --detector FILE`: the model with other stored settings."""
+    from speechlstm.settings import load_detector_toml
+    from speechlstm.store_detector import StoreError, store_detector
+
+    if detector is None or int8 or as_encoder or calibrate:
+        fail(
+            f"{model} is an exported model: export can only store other detector settings "
+            "in it (--detector FILE); --int8, --calibrate and --as-encoder need a checkpoint"
+        )
+    try:
+        tuned = load_detector_toml(detector)
+        written = store_detector(model, output, tuned, force=force)
+    except (StoreError, ValueError, OSError) as exc:
+        fail(str(exc))
+    cfg = written.detector
+    per_label = ", ".join(f"{k} {v}" for k, v in cfg.thresholds)
+    stdout_line(
+        f"wrote {output}: {model} with the detector of {detector} (threshold "
+        f"{cfg.threshold}, smoothing {cfg.smoothing_ms:.0f} ms"
+        + (f", per label {per_label}" if per_label else "")
+        + ")"
     )

@@ -303,3 +303,11 @@ def _training(data: Any) -> TrainingSummary:
             value = str(value)
         kwargs[f.name] = value
     return TrainingSummary(**kwargs)
+
+
+def stamp(proto, description: ModelDescription) -> None:
+    """Replace the ONNX model's metadata with `description` (the one place it is written)."""
+    del proto.metadata_props[:]
+    for key, value in description.to_props().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value

@@ -27,6 +27,7 @@ from ..modelmeta import (
     OUTPUT_NAMES,
     ModelDescription,
     TrainingSummary,
+    stamp,
 )
 from ..outputs import same_file
 from ..runtime import open_session
@@ -282,14 +283,6 @@ def _export_fp32(
     proto.producer_name = "speechlstm"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-
-
-def stamp(proto, description: ModelDescription) -> None:
-    """Replace the ONNX model's metadata with `description` (the one place it is written)."""
-    del proto.metadata_props[:]
-    for key, value in description.to_props().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
 
 
 @torch.no_grad()
