@@ -233,10 +233,10 @@ def tune(
         if progress:
             progress(1)
     trace: list[dict] = []
-    best = _search(rec, recorded, streams, eligible, verify, trace)
+    best = _search(rec, recorded, streams, eligible, within_alarms, verify, trace)
     budget = "all"
     if best is None and max_latency_ms is not None:
-        best = _search(rec, recorded, streams, within_alarms, verify, trace)
+        best = _search(rec, recorded, streams, within_alarms, within_alarms, verify, trace)
         budget = "false_alarms"
     if best is None:  # nothing met the false-alarm budget: the strictest setting
         cfg0, hops = recorded[SMOOTHING_MS[0]]
@@ -246,25 +246,35 @@ def tune(
     return best[0], {**best[1], "budget": budget}, trace
 
 
-def _search(rec, recorded: dict, streams, eligible, verify, trace: list):
-    """The most commands matched by an `eligible` setting: per smoothing span, the
-    best global threshold, then per-label steps from it; None if none is eligible."""
+def _search(rec, recorded: dict, streams, eligible, start_ok, verify, trace: list):
+    """The most commands matched by an `eligible` setting: per smoothing span, each
+    global threshold, then per-label steps from every one that matches something
+    within the false-alarm budget (a global threshold just over the latency
+    bound can become eligible once some labels fire sooner); None if none is."""
     best = None
+
+    def keep(cfg, row):
+        nonlocal best
+        if eligible(row) and (best is None or row["matched"] > best[1]["matched"]):
+            best = (cfg, row)
+
     for smoothing_ms, (cfg0, hops) in recorded.items():
-        start = None  # this span's best global threshold within the budget
+        starts = []
         for thr in THRESHOLDS:
             cfg = dataclasses.replace(cfg0, threshold=thr)
             row = evaluate_detector(rec, cfg, hops, streams, verify)
             trace.append({"smoothing_ms": smoothing_ms, "threshold": thr, **row})
-            if eligible(row) and (start is None or row["matched"] > start[1]["matched"]):
-                start = (cfg, row)
-        if start is None:  # none within the budget: per-label steps from the strictest
+            keep(cfg, row)
+            if start_ok(row):  # per-label steps add no false alarm: the budget holds
+                starts.append((cfg, row))
+        if not starts:  # none within the budget: per-label steps from the strictest
             cfg = dataclasses.replace(cfg0, threshold=max(THRESHOLDS))
-            start = (cfg, evaluate_detector(rec, cfg, hops, streams, verify))
-        cfg, row = per_label_steps(rec, *start, hops, streams, eligible, verify)
-        trace.append({"smoothing_ms": smoothing_ms, "per_label": to_dict(cfg), **row})
-        if eligible(row) and (best is None or row["matched"] > best[1]["matched"]):
-            best = (cfg, row)
+            starts = [(cfg, evaluate_detector(rec, cfg, hops, streams, verify))]
+        for start in starts:
+            cfg, row = per_label_steps(rec, *start, hops, streams, eligible, verify)
+            if cfg.thresholds:
+                trace.append({"smoothing_ms": smoothing_ms, "per_label": to_dict(cfg), **row})
+            keep(cfg, row)
     return best
 
 
