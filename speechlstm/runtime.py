@@ -63,6 +63,15 @@ def open_session(path: str | os.PathLike, threads: int = 1):
         raise ModelError(f"{path}: cannot load as an ONNX model ({first[:200]})") from None
 
 
+def is_our_model(path: str | os.PathLike) -> bool:
+    """A speechlstm ONNX model (readable, with our metadata): an export may replace it."""
+    try:
+        read_model(path)
+    except (ModelError, OSError):
+        return False
+    return True
+
+
 def read_model(path: str | os.PathLike, session=None) -> ModelFile:
     """The description of a speechlstm ONNX model; ModelError if it is not one or
     its description is malformed (the message names the field)."""

@@ -31,7 +31,7 @@ def store_detector(
 
     from .files import FileRefused, check_output, write_atomic
     from .outputs import same_file
-    from .runtime import ModelError, read_model
+    from .runtime import ModelError, is_our_model, read_model
 
     try:
         description = read_model(model_path).description
@@ -43,16 +43,8 @@ def store_detector(
         raise StoreError(
             f"{out_path}: is the input model; write a new file (and move it over if you wish)"
         )
-
-    def ours(path: Path) -> bool:
-        try:
-            read_model(path)
-        except (ModelError, OSError):
-            return False
-        return True
-
     try:
-        check_output(out_path, ours, force, what="model file")
+        check_output(out_path, is_our_model, force, what="model file")
     except FileRefused as exc:
         raise StoreError(str(exc)) from None
     proto = onnx.load(str(model_path))

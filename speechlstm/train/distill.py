@@ -19,6 +19,7 @@ clean clip's targets stay fitting ones.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,54 @@ def feature_loss(
         return F.mse_loss(targets.projector(pooled), targets.frames[index].float())
     err = (targets.projector(pooled) - targets.frames[index].float()).pow(2).mean(dim=(1, 2))
     return (err * keep).sum() / keep.sum().clamp_min(1)
+
+
+@dataclass
+class DistillSources:
+    """What a student learns from besides its labels, on the training device:
+    logit teachers (train.teacher) with their cached clip probabilities, the
+    embedding frames to predict (train.feature_distill), and the teacher's
+    judgement of moved windows (train.window_teacher: shifts, posteriors)."""
+
+    teachers: list
+    clip_teacher: torch.Tensor | None
+    targets: EmbeddingTargets | None
+    window_teacher: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def distill_sources(
+    cfg,
+    labels: list[str],
+    audio: np.ndarray,
+    is_command: np.ndarray,
+    device: torch.device,
+    cache_dir: Path | None,
+) -> DistillSources:
+    """The run's distillation sources (`cfg` a RunConfig; `audio` the training
+    clips, `is_command` per clip)."""
+    tc = cfg.train
+    teachers = load_teachers(tc.teacher, labels, device)
+    clip_probs = clip_teacher_probs(tc.teacher, labels, audio, tc.distill_temperature, cache_dir)
+    targets = None
+    if tc.feature_distill > 0:
+        targets = EmbeddingTargets(audio, 2 * cfg.model.hidden_size, cache_dir).to(device)
+    window = None
+    if tc.window_teacher:
+        if cfg.augment.detector_windows <= 0:
+            raise ValueError("train.window_teacher needs augment.detector_windows > 0")
+        shifts, posteriors = window_teacher_targets(
+            tc.window_teacher,
+            labels,
+            audio,
+            is_command,
+            round(cfg.features.sample_rate * cfg.augment.detector_shift_ms / 1000),
+            tc.seed,
+            cache_dir,
+        )
+        window = (torch.from_numpy(shifts).to(device), torch.from_numpy(posteriors).to(device))
+    return DistillSources(
+        teachers,
+        None if clip_probs is None else torch.from_numpy(clip_probs).to(device),
+        targets,
+        window,
+    )

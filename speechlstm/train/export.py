@@ -30,7 +30,7 @@ from ..modelmeta import (
     stamp,
 )
 from ..outputs import same_file
-from ..runtime import open_session
+from ..runtime import is_our_model, open_session
 from . import checkpoint
 from .checkpoint import Checkpoint
 from .features import ConvMelSpectrogram
@@ -73,17 +73,6 @@ def output_problem(
     except FileRefused as exc:
         return str(exc)
     return None
-
-
-def is_our_model(path: Path) -> bool:
-    """A speechlstm ONNX model (readable, with our metadata): export may replace it."""
-    from ..runtime import ModelError, read_model
-
-    try:
-        read_model(path)
-    except (ModelError, OSError):
-        return False
-    return True
 
 
 def describe(ckpt: Checkpoint, cfg: RunConfig) -> ModelDescription:

@@ -35,13 +35,7 @@ from ..progress import note, progress_bar
 from . import checkpoint, threads
 from .augment import WaveAugment, detector_windows, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
-from .distill import (
-    EmbeddingTargets,
-    clip_teacher_probs,
-    feature_loss,
-    load_teachers,
-    window_teacher_targets,
-)
+from .distill import distill_sources, feature_loss
 from .distributed import SINGLE, Ranks, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .history import (
@@ -137,39 +131,16 @@ class Trainer:
             [i not in background for i in range(len(self.labels))], device=self.device
         )
         self.train_from_extra = data.splits["train"].from_extra
-        self.teachers = load_teachers(tc.teacher, self.labels, self.device)
-        clip_probs = clip_teacher_probs(
-            tc.teacher,
+        sources = distill_sources(
+            cfg,
             self.labels,
             data.splits["train"].audio,
-            tc.distill_temperature,
+            self.is_command[torch.from_numpy(self.train_targets)].cpu().numpy(),
+            self.device,
             cache_dir,
         )
-        self.targets = None
-        if tc.feature_distill > 0:
-            self.targets = EmbeddingTargets(
-                data.splits["train"].audio, 2 * cfg.model.hidden_size, cache_dir
-            ).to(self.device)
-        self.clip_teacher = (
-            None if clip_probs is None else torch.from_numpy(clip_probs).to(self.device)
-        )
-        self.window_teacher = None
-        if tc.window_teacher:
-            if cfg.augment.detector_windows <= 0:
-                raise ValueError("train.window_teacher needs augment.detector_windows > 0")
-            shifts, posteriors = window_teacher_targets(
-                tc.window_teacher,
-                self.labels,
-                data.splits["train"].audio,
-                self.is_command[torch.from_numpy(self.train_targets)].cpu().numpy(),
-                round(cfg.features.sample_rate * cfg.augment.detector_shift_ms / 1000),
-                tc.seed,
-                cache_dir,
-            )
-            self.window_teacher = (
-                torch.from_numpy(shifts).to(self.device),
-                torch.from_numpy(posteriors).to(self.device),
-            )
+        self.teachers, self.clip_teacher = sources.teachers, sources.clip_teacher
+        self.targets, self.window_teacher = sources.targets, sources.window_teacher
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
