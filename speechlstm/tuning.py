@@ -119,8 +119,8 @@ def record_hops(rec, cfg: DetectorConfig, wave: np.ndarray) -> tuple[np.ndarray,
 def replay(rec, cfg: DetectorConfig, ends, scores, verify=None) -> list[dict]:
     """Detections of `cfg`'s decision over recorded hops, with the time each is
     reported; `verify(label, end_samples)` is the second stage, as
-    StreamingDetector applies it: the label to report (verify.WaveVerifier.ruling),
-    None or False to drop the candidate, True to keep its label."""
+    StreamingDetector applies it: the label to report, or None to drop the
+    candidate (verify.WaveVerifier.ruling)."""
     trigger = TriggerDetector.from_config(rec.labels, rec.background, cfg, rec.sample_rate)
     out = []
     fired_at = [(trigger.update(probs, int(end)), int(end)) for end, probs in zip(ends, scores)]
@@ -130,9 +130,7 @@ def replay(rec, cfg: DetectorConfig, ends, scores, verify=None) -> list[dict]:
         if fired is None:
             continue
         label = fired.label if verify is None else verify(fired.label, fired.end_samples)
-        if label is True:
-            label = fired.label
-        if label:
+        if label is not None:
             out.append(_detection(rec, fired, reported, label))
     return out
 

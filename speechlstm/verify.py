@@ -28,9 +28,9 @@ class VerifierError(ValueError):
 
 
 class Verifier:
-    """`accepts(label, audio)`: does the verifier hear `label` in `audio` (the
-    last `span` samples before the detection, float at its rate) with at least
-    `threshold`?
+    """`ruling(label, audio)`: the label to report for a candidate `label` whose
+    audio is `audio` (the last `span` samples before the detection, float at its
+    rate), or None to drop it (rule() says how).
 
     With `lookback_ms` > 0 it judges several windows of its own length, ending
     at the detection and every `step_ms` before it, and keeps each class's
@@ -105,9 +105,6 @@ class Verifier:
     def ruling(self, label: str, audio: np.ndarray) -> str | None:
         return self.rule(label, self.probs(audio))
 
-    def accepts(self, label: str, audio: np.ndarray) -> bool:
-        return self.ruling(label, audio) == label
-
 
 class AudioHistory:
     """The last `capacity` samples of a stream, addressed by stream position."""
@@ -167,6 +164,3 @@ class WaveVerifier:
         """The label reported for a candidate `label` whose window ends at `end`
         (None: dropped), as StreamingDetector rules on it."""
         return self.verifier.rule(label, self.probs(end), threshold)
-
-    def accepts(self, label: str, end: int, threshold: float | None = None) -> bool:
-        return self.ruling(label, end, threshold) == label

@@ -170,7 +170,7 @@ def test_the_tuners_replay_rules_as_the_detector_does(onnx_model):
         assert [(d["label"], round(d["centre_s"], 3)) for d in replayed] == live
     # The replayed rulings are cached per candidate: a second pass runs nothing.
     calls = verifier.calls
-    replay(rec, DetectorConfig(threshold=THRESHOLD), ends, scores, wave.accepts)
+    replay(rec, DetectorConfig(threshold=THRESHOLD), ends, scores, wave.ruling)
     assert verifier.calls == calls
 
 
