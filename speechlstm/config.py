@@ -118,6 +118,12 @@ class AugmentConfig:
     # axis warped by a factor in [1 - x, 1 + x], moving pitch and formants
     # without changing duration; 0 disables.
     pitch: float = 0.0
+    # Speed perturbation (Ko et al., Interspeech 2015), in the waveform stage:
+    # each clip resampled about its centre by a factor in [1 - x, 1 + x], which
+    # moves tempo, pitch and formants together. Unlike `pitch` it reaches the
+    # embedding front-end's augmented copies, which never see a mel axis of
+    # ours; 0 disables.
+    speed: float = 0.0
     # Windows drawn as the streaming detector sees them (the live-mode issue's
     # lever 2): this share of command clips is moved by up to
     # `detector_shift_ms`, and its target follows how much of the word's energy
@@ -131,6 +137,8 @@ class AugmentConfig:
     def validate(self) -> AugmentConfig:
         if not 0.0 <= self.pitch < 0.5:
             raise ValueError(f"augment.pitch={self.pitch}: must be in [0, 0.5)")
+        if not 0.0 <= self.speed < 0.5:
+            raise ValueError(f"augment.speed={self.speed}: must be in [0, 0.5)")
         for name in ("noise_prob", "reverb_prob", "detector_windows", "detector_neighbour"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 1]")

@@ -47,6 +47,26 @@ def test_time_shift_moves_the_burst_within_100_ms_without_wrapping():
     assert torch.allclose(out.sum(dim=1), torch.full((8,), 0.5 * 160))  # nothing lost or wrapped
 
 
+def test_speed_changes_a_tones_pitch_and_length_by_the_drawn_factor_about_the_centre():
+    import numpy as np
+    import torch
+
+    t = torch.arange(16000) / 16000
+    tone = torch.zeros(64, 16000)
+    tone[:, 4000:12000] = torch.sin(2 * np.pi * 500 * t[4000:12000])  # 0.5 s of 500 Hz, centred
+    out = _augmenter(speed=0.2)(tone, torch.Generator().manual_seed(0))
+    spectrum = torch.fft.rfft(out, dim=1).abs()
+    peak_hz = spectrum.argmax(dim=1).float()  # bins are 1 Hz apart over 1 s
+    length = (out.abs() > 1e-3).sum(dim=1).float()  # samples the tone still spans
+    factor = peak_hz / 500
+    assert ((factor >= 0.79) & (factor <= 1.21)).all() and factor.std() > 0.05
+    assert torch.allclose(length * factor, torch.full((64,), 8000.0), rtol=0.03)  # faster: shorter
+    on = (out.abs() > 1e-3).float()
+    middle = (on * torch.arange(16000)).sum(dim=1) / on.sum(dim=1)
+    assert ((middle - 8000).abs() < 80).all()  # the word stays where it was
+    assert torch.equal(_augmenter(speed=0.0)(tone, torch.Generator().manual_seed(0)), tone)
+
+
 def test_noise_is_mixed_into_the_chosen_share_at_bounded_volume():
     import torch
 

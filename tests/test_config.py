@@ -33,6 +33,7 @@ def test_toml_round_trip_and_overrides(tmp_path):
         ({"model.hidden_size": "big"}, "not a valid int"),
         ({"model.cell": "tcn"}, "choose one of"),
         ({"nosection": "1"}, "section.key"),
+        ({"augment.speed": "0.6"}, r"augment.speed=0.6: must be in \[0, 0.5\)"),
     ],
 )
 def test_bad_overrides_name_the_setting(overrides, message):

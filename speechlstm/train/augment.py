@@ -1,10 +1,10 @@
 """Batched augmentation on the training device.
 
-Waveform stage (before the MFCC front-end): time shift, gain, background-noise
-mixing. Spectrogram stage (between log-mel and DCT): SpecAugment time and
-frequency masks. Every draw comes from an explicit `torch.Generator`, so a run
-is reproducible and a resumed run sees the same augmentation as an
-uninterrupted one.
+Waveform stage (before the MFCC front-end): speed perturbation, time shift,
+gain, reverberation, background-noise mixing. Spectrogram stage (between
+log-mel and DCT): SpecAugment time and frequency masks. Every draw comes
+from an explicit `torch.Generator`, so a run is reproducible and a resumed
+run sees the same augmentation as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,6 +22,23 @@ REVERB_MS = 500.0  # length of the synthetic room responses
 # holding an edge of one should not.
 WHOLE, FRAGMENT = 0.85, 0.4
 NEIGHBOUR_OVERLAP_S = (0.1, 0.4)  # how much of the neighbouring clip shares the window
+
+
+def speed_rows(wave: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Each row of (B, S) played `factor` (B, 1) times as fast about the
+    clip's centre, linearly interpolated and zero-filled where the source runs
+    out: a factor of 1.1 makes the word 10% shorter and 10% higher. No
+    low-pass before speeding up: at factors within 1.2 only content above
+    6.7 kHz folds, where speech carries little energy."""
+    s = wave.shape[1]
+    centre = (s - 1) / 2
+    pos = centre + (torch.arange(s, device=wave.device).unsqueeze(0) - centre) * factor
+    left = pos.floor().long()
+    frac = (pos - left).to(wave.dtype)
+    valid = (left >= 0) & (left + 1 < s)
+    lo = wave.gather(1, left.clamp(0, s - 1))
+    hi = wave.gather(1, (left + 1).clamp(0, s - 1))
+    return torch.where(valid, lo + (hi - lo) * frac, torch.zeros_like(wave))
 
 
 def shift_rows(wave: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -99,6 +116,9 @@ class WaveAugment(nn.Module):
     def forward(self, wave: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         b, s = wave.shape
         dev = wave.device
+        if self.cfg.speed > 0:
+            factor = 1 + (torch.rand(b, 1, generator=gen, device=dev) * 2 - 1) * self.cfg.speed
+            wave = speed_rows(wave, factor)
         if self.max_shift_samples > 0:
             wave = self._shift(wave, gen)
         if self.cfg.gain_db > 0:
