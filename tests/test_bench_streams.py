@@ -46,3 +46,37 @@ def test_a_click_far_from_the_word_is_not_the_span():
 
 def test_a_clip_with_nothing_standing_out_spans_whole():
     assert word_span(np.zeros(RATE, np.float32)) == (0, RATE)
+
+
+def test_the_ceiling_benchmarks_centred_window_holds_the_word_in_its_middle():
+    """bench/cascade_ceiling.py's word-centred verifier window: a burst early in
+    the candidate's window is moved to the middle of what the verifier hears, and
+    audio after the candidate is used only when the detector would wait for it."""
+    from cascade_ceiling import CentredWave
+
+    heard = []
+
+    class Recorder:  # the verifier's interface: window, rec.sample_rate, probs, rule
+        window = RATE
+        rec = type("Rec", (), {"sample_rate": RATE})()
+
+        def probs(self, clip):
+            heard.append(clip)
+            return np.zeros(3, np.float32)
+
+    wave = np.zeros(10 * RATE, np.float32)
+    wave[int(4.2 * RATE) : int(4.5 * RATE)] = 0.5  # 300 ms word at 4.2-4.5 s
+    end = 5 * RATE  # the candidate's window: 4-5 s, word early in it
+    CentredWave(Recorder(), wave).probs(end)
+    loud = np.flatnonzero(heard[-1])
+    assert heard[-1].size == RATE
+    assert abs((loud[0] + loud[-1]) / 2 - RATE / 2) < 0.02 * RATE  # the word in the middle
+    # A word at the window's very end: without waiting, the window cannot reach past it.
+    wave[:] = 0
+    wave[int(4.85 * RATE) : int(5.15 * RATE)] = 0.5
+    CentredWave(Recorder(), wave).probs(end)
+    assert np.flatnonzero(heard[-1])[-1] == RATE - 1  # cut at the candidate's end
+    CentredWave(Recorder(), wave, after=RATE // 5).probs(end)
+    loud = np.flatnonzero(heard[-1])
+    assert loud.size == int(0.3 * RATE)  # waiting 200 ms: the whole word, up to 5.2 s
+    assert loud[-1] == RATE - 1 - int(0.05 * RATE)
