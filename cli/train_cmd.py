@@ -101,7 +101,8 @@ def train(
         "--frontend",
         help="mfcc: the recognizer (MFCC -> BiLSTM). embedding: a teacher on Google's "
         "pretrained speech embedding (openwakeword 0.4.0's files) plus a BiLSTM head, "
-        "trained on the clips and train.embedding_copies (3) augmented copies of each, "
+        "trained on the clips and train.embedding_copies (3) augmented copies of each "
+        "(without --config or --set augment.*: noise, level, rooms and speed within 10%), "
         "written as teacher.safetensors for --set train.teacher=DIR/teacher.safetensors; "
         "`export DIR` makes it a model.",
     ),
@@ -325,10 +326,11 @@ def _train_teacher(
     """`train --frontend embedding`: the embedding teacher (speechlstm/train/teacher.py)."""
     from speechlstm.data.datasets import DatasetError
     from speechlstm.train.embedding import EmbeddingUnavailable
-    from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, run_teacher
+    from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, copies_augment, run_teacher
 
     if resume:
         fail("--resume: a teacher run is short and its embeddings are cached; start it again")
+    cfg = copies_augment(cfg)
     tcfg = TeacherConfig.from_run(
         cfg, hidden_size=hidden, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
     )

@@ -271,3 +271,35 @@ def test_detector_windows_judged_by_the_teacher(stand_in, tmp_path, tone_dataset
     plain = dataclasses.replace(judged, augment=cfg.augment)
     with pytest.raises(ValueError, match="detector_windows"):
         run_training(tone_dataset, tmp_path / "p", plain, show_progress=False)
+
+
+def test_train_frontend_embedding_augments_its_copies_as_measured_unless_told(
+    stand_in, tmp_path, tone_dataset
+):
+    """`train --frontend embedding` with no --config and no --set augment.*: the
+    copies get the augmentation the custom-words figures were measured with
+    (rooms, louder noise, speed); a run that sets its own augmentation keeps it."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from speechlstm.config import AugmentConfig
+    from speechlstm.settings import load_toml
+    from speechlstm.train.teacher import COPIES_AUGMENT
+
+    runner = CliRunner()
+    small = ["--epochs", "2", "--hidden", "8", "--set", "train.embedding_copies=1"]
+    small += ["--set", "train.embedding_heads=1", "--no-progress"]
+    small += ["--cache-dir", str(tmp_path / "c")]
+    measured = tmp_path / "measured"
+    args = ["train", str(tone_dataset), "--frontend", "embedding", "--out", str(measured)]
+    result = runner.invoke(app, args + small)
+    assert result.exit_code == 0, result.output
+    aug = load_toml(measured / "config.toml").augment
+    assert aug.speed == COPIES_AUGMENT["speed"] > 0 and aug.reverb_prob == 0.5
+    # A run that sets its own augmentation (here through --config's layering) keeps it.
+    from speechlstm.config import RunConfig
+    from speechlstm.settings import apply_overrides
+    from speechlstm.train.teacher import copies_augment
+
+    own = copies_augment(apply_overrides(RunConfig(), {"augment.gain_db": "3"})).augment
+    assert own == AugmentConfig(gain_db=3.0) and own.speed == 0.0
