@@ -292,6 +292,11 @@ def main() -> None:
         action="store_true",
         help="a candidate the verifier hears as another command is reported as that command",
     )
+    parser.add_argument(
+        "--verifier-centre",
+        action="store_true",
+        help="the verifier judges the window centred on the loudest 300 ms of the detection's",
+    )
     args = parser.parse_args()
     subset = require_subset()
     model = args.model or default_model_path()
@@ -321,9 +326,11 @@ def main() -> None:
             vthresholds[0],
             rec.labels,
             relabel=args.verifier_relabel,
+            centre=args.verifier_centre,
         )
         result["verifier"] = str(args.verifier)
         result["verifier_relabel"] = args.verifier_relabel
+        result["verifier_centre"] = args.verifier_centre
     if args.tune:
         val = Streams(subset, "validation", args.minutes, args.negative_minutes)
         tuned, row, trace = tune(

@@ -101,21 +101,35 @@ VERIFIER_RELABEL_HELP = (
 )
 
 
+VERIFIER_CENTRE_HELP = (
+    "With --verifier: judge the window centred on the loudest 300 ms of the detection's "
+    "window (where the verifier's training clips hold their word) instead of the window "
+    "ending at the detection."
+)
+
+
 def load_verifier(
-    path: Path | None, threshold: float, recognizer, threads: int = 1, relabel: bool = False
+    path: Path | None,
+    threshold: float,
+    recognizer,
+    threads: int = 1,
+    relabel: bool = False,
+    centre: bool = False,
 ):
     """The second stage for `--verifier` (None without one); a usage error if the
     model is unusable or cannot judge the detector's commands."""
     if path is None:
-        if relabel:
-            fail("--verifier-relabel needs --verifier")
+        if relabel or centre:
+            fail(f"--verifier-{'relabel' if relabel else 'centre'} needs --verifier")
         return None
     from speechlstm.runtime import ModelError, OnnxRecognizer
     from speechlstm.verify import Verifier, VerifierError
 
     try:
         second = OnnxRecognizer(path, threads=threads)
-        return Verifier(second, threshold, commands=recognizer.labels, relabel=relabel)
+        return Verifier(
+            second, threshold, commands=recognizer.labels, relabel=relabel, centre=centre
+        )
     except (ModelError, VerifierError) as exc:
         fail(f"--verifier {exc}")
 

@@ -14,6 +14,7 @@ from .common import (
     DETECTOR_FILE_HELP,
     EXIT_SOME_FAILED,
     MODEL_HELP,
+    VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
@@ -57,6 +58,7 @@ def live(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
     ),
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
+    verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
     threads: int = typer.Option(1, "--threads", min=0, max=256),
 ) -> None:
     """Listen and print each detected command: wall-clock time, label, confidence.
@@ -109,7 +111,9 @@ def live(
     detector = StreamingDetector(
         recognizer,
         cfg,
-        verifier=load_verifier(verifier, verifier_threshold, recognizer, threads, verifier_relabel),
+        verifier=load_verifier(
+            verifier, verifier_threshold, recognizer, threads, verifier_relabel, verifier_centre
+        ),
     )
     tty = sys.stderr.isatty()
 

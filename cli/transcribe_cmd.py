@@ -11,6 +11,7 @@ from .common import (
     DETECTOR_FILE_HELP,
     EXIT_SOME_FAILED,
     MODEL_HELP,
+    VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
@@ -50,6 +51,7 @@ def transcribe(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
     ),
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
+    verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
     threads: int = typer.Option(
         1, "--threads", min=0, max=256, help="onnxruntime threads (0: all cores)."
     ),
@@ -79,7 +81,9 @@ def transcribe(
     detector = StreamingDetector(
         recognizer,
         defaults.with_overrides(hop_ms=hop_ms, threshold=threshold),
-        verifier=load_verifier(verifier, verifier_threshold, recognizer, threads, verifier_relabel),
+        verifier=load_verifier(
+            verifier, verifier_threshold, recognizer, threads, verifier_relabel, verifier_centre
+        ),
     )
     failed = 0
     width = max(len(str(f)) for f in files)

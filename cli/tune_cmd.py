@@ -9,6 +9,7 @@ import typer
 
 from .common import (
     MODEL_HELP,
+    VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
@@ -61,6 +62,7 @@ def tune_detector(
         0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
     ),
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
+    verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
 ) -> None:
     """Choose the detector settings that catch the most commands within a false-alarm
     budget, on your own labelled recordings; store them with `export --detector`.
@@ -113,7 +115,9 @@ def tune_detector(
         )
     base = recognizer.description.detector
     verify = None
-    second = load_verifier(verifier, verifier_threshold, recognizer, relabel=verifier_relabel)
+    second = load_verifier(
+        verifier, verifier_threshold, recognizer, relabel=verifier_relabel, centre=verifier_centre
+    )
     if second is not None:
         from speechlstm.verify import WaveVerifier
 

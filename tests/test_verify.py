@@ -102,6 +102,37 @@ def test_a_relabelling_verifier_reports_the_command_it_hears(onnx_model):
     assert det.stats.per_label["down"] == 2
 
 
+def test_a_centred_verifier_hears_the_loudest_stretch_in_the_middle_of_its_window(onnx_model):
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.stream import detect_file
+    from speechlstm.verify import Verifier, VerifierError
+
+    rec = OnnxRecognizer(onnx_model)
+    heard = []
+    predict = rec.predict_clip
+    rec.predict_clip = lambda clip: heard.append(clip.copy()) or predict(clip)
+    v = Verifier(rec, 0.3, commands=rec.labels, centre=True)
+    w = v.window
+    assert v.span == w + w // 2  # room to move half a window back
+    audio = np.zeros(v.span, np.float32)
+    audio[w // 2 + int(0.1 * SR) : w // 2 + int(0.4 * SR)] = 0.5  # early in the firing window
+    v.probs(audio)
+    loud = np.flatnonzero(heard[-1])
+    assert heard[-1].size == w and abs((loud[0] + loud[-1]) / 2 - w / 2) < 0.02 * SR
+    # A word running to the detection's end: the window cannot reach past it.
+    audio[:] = 0
+    audio[-int(0.2 * SR) :] = 0.5
+    v.probs(audio)
+    assert np.array_equal(heard[-1], audio[-w:])
+    with pytest.raises(VerifierError, match="choose one"):
+        Verifier(rec, 0.3, commands=rec.labels, centre=True, lookback_ms=300)
+    # In the stream: once per candidate, and the tone words still come through.
+    heard.clear()
+    found = detect_file(_detector(onnx_model, v), _stream())
+    assert [d.label for d in found] == [word for _, word in TRUTH]
+    assert len(heard) == len(found)
+
+
 def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onnx_model):
     from speechlstm.stream import detect_file
 
@@ -306,3 +337,6 @@ def test_live_relabel_renames_what_the_verifier_hears_and_needs_a_verifier(onnx_
     alone = runner.invoke(app, [*base, "--verifier-relabel"])
     assert alone.exit_code == 2
     assert "--verifier-relabel needs --verifier" in alone.output
+    alone = runner.invoke(app, [*base, "--verifier-centre"])
+    assert alone.exit_code == 2
+    assert "--verifier-centre needs --verifier" in alone.output
