@@ -27,16 +27,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT_DIR, machine  # noqa: E402
+from common import OUT_DIR, machine, validation_streams  # noqa: E402
 
-from speechlstm.audio import load_audio  # noqa: E402
 from speechlstm.debounce import TriggerDetector  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer  # noqa: E402
 from speechlstm.tuning import (  # noqa: E402
     MATCH_TOLERANCE_S,
-    LabelledStreams,
     evaluate_detector,
-    read_truth,
     record_all,
     replay,
 )
@@ -132,12 +129,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT_DIR / "cascade_ceiling.json")
     args = parser.parse_args()
     rec = OnnxRecognizer(args.model, threads=1)
-    s = args.streams
-    streams = LabelledStreams(
-        load_audio(s / "validation_commands.wav"),
-        read_truth(s / "validation_truth.csv"),
-        load_audio(s / "validation_negatives.wav"),
-    )
+    streams = validation_streams(args.streams)
     base = dataclasses.replace(
         rec.description.detector, smoothing_ms=args.smoothing_ms, thresholds=()
     )

@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT_DIR, machine  # noqa: E402
+from common import OUT_DIR, machine, validation_streams  # noqa: E402
 
-from speechlstm.audio import load_audio  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer  # noqa: E402
-from speechlstm.tuning import LabelledStreams, evaluate_detector, read_truth, record_all  # noqa: E402
+from speechlstm.tuning import evaluate_detector, record_all  # noqa: E402
 from speechlstm.verify import Verifier, WaveVerifier  # noqa: E402
 
 FIRST = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94)
@@ -56,12 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     vthresholds = tuple(float(t) for t in args.verifier_thresholds.split(","))
     rec = OnnxRecognizer(args.model, threads=1)
-    s = args.streams
-    streams = LabelledStreams(
-        load_audio(s / "validation_commands.wav"),
-        read_truth(s / "validation_truth.csv"),
-        load_audio(s / "validation_negatives.wav"),
-    )
+    streams = validation_streams(args.streams)
     base = dataclasses.replace(
         rec.description.detector, smoothing_ms=args.smoothing_ms, thresholds=()
     )
