@@ -39,8 +39,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 # run's config.toml, a checkpoint, a model's training summary) that holds one
 # at that value reads as before; one that used it is refused by name, since
 # training would now silently do something else.
+# (augment.speed, removed as an MFCC lever, came back for the embedding's
+# copies: a saved config that used it trains with speed perturbation again.)
 RETIRED_SETTINGS = {
-    "augment.speed": 0.0,
     "augment.edge_negatives": 0.0,
     "augment.noise_bursts": 0.0,
     "train.mixup": 0.0,

@@ -337,15 +337,15 @@ def test_removed_levers_read_as_before_when_off_and_are_refused_when_used(tmp_pa
 
     old = to_dict(RunConfig())
     old["train"] |= {"mixup": 0.0, "ema_decay": 0.0, "swa_epochs": 0, "swa_lr_ratio": 0.1}
-    old["augment"] |= {"speed": 0.0, "edge_negatives": 0.0, "noise_bursts": 0.0}
+    old["augment"] |= {"edge_negatives": 0.0, "noise_bursts": 0.0}
     old["data"] |= {"unknown_weight": 1.0}
     assert from_dict(RunConfig, old) == RunConfig()  # an old config.toml or checkpoint
     old["train"]["ema_decay"] = 0.999
     with pytest.raises(ValueError, match="train.ema_decay=0.999: this lever was removed"):
         from_dict(RunConfig, old)
     assert from_dict(RunConfig, old, retired="drop") == RunConfig()  # a model's summary
-    (tmp_path / "old.toml").write_text("[augment]\nspeed = 0.1\n")
-    with pytest.raises(ValueError, match="augment.speed"):
+    (tmp_path / "old.toml").write_text("[augment]\nedge_negatives = 0.1\n")
+    with pytest.raises(ValueError, match="augment.edge_negatives"):
         load_toml(tmp_path / "old.toml")
     with pytest.raises(ValueError, match="removed"):
         apply_overrides(RunConfig(), {"train.mixup": "0.4"})
