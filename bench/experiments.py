@@ -43,7 +43,7 @@ class Experiment:
     group: str
     what: str
     data: str
-    recipe: str
+    recipe: str = ""  # none: the defaults, as a user's plain `speechlstm train` gets them
     add: tuple[str, ...] = ()
     set: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
@@ -118,7 +118,9 @@ def train(exp: Experiment, table: dict[str, Experiment]) -> None:
     if (out / "last.pt").is_file():
         cmd.append("--resume")  # an interrupted run: its settings are in the run
     else:
-        cmd += ["--config", str(ROOT / exp.recipe), "--device", "cpu", *exp.flags]
+        if exp.recipe:
+            cmd += ["--config", str(ROOT / exp.recipe)]
+        cmd += ["--device", "cpu", *exp.flags]
         for folder in exp.add:
             cmd += ["--add", resolve(folder, table)]
         if exp.encoder:
