@@ -37,10 +37,8 @@ from speechlstm.tuning import (  # noqa: E402
     record_all,
     replay,
 )
-from speechlstm.verify import Verifier, WaveVerifier  # noqa: E402
+from speechlstm.verify import Verifier, WaveVerifier, centred_window  # noqa: E402
 
-LOUDEST_MS = 300  # the stretch of the candidate's window taken as the word
-FRAME_MS = 10
 VERIFIER_THRESHOLDS = (0.5, 0.7, 0.8, 0.85, 0.9)
 
 
@@ -98,20 +96,12 @@ class CentredWave:
     def probs(self, end: int) -> np.ndarray:
         if end not in self.cache:
             w = self.verifier.window
-            rate = self.verifier.rec.sample_rate
-            frame = rate * FRAME_MS // 1000
             hi = min(len(self.wave), end + self.after)
-            lo = max(0, end - w)
-            seg = self.wave[lo:hi].astype(np.float64)
-            n = len(seg) // frame
-            energy = (seg[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
-            k = min(n, LOUDEST_MS // FRAME_MS)
-            run = np.convolve(energy, np.ones(k), "valid")
-            centre = lo + (int(np.argmax(run)) + k / 2) * frame
-            w_end = int(min(hi, centre + w / 2))
-            clip = np.zeros(w, np.float32)
-            piece = self.wave[max(0, w_end - w) : w_end]
-            clip[w - len(piece) :] = piece
+            audio = np.zeros(w + w // 2 + self.after, np.float32)
+            piece = self.wave[max(0, hi - audio.size) : hi]
+            audio[audio.size - piece.size :] = piece
+            region = min(w + hi - end, audio.size)
+            clip = centred_window(audio, w, region, self.verifier.rec.sample_rate)
             self.cache[end] = self.verifier.probs(clip)
         return self.cache[end]
 

@@ -86,8 +86,6 @@ class Verifier:
         # Centring may move the window up to half its length back from the detection.
         self.centre = centre
         self.span = self.window + self.offsets[-1] + (self.window // 2 if centre else 0)
-        self.loudest = max(1, round(rate * LOUDEST_MS / 1000))
-        self.frame = max(1, round(rate * FRAME_MS / 1000))
         self.calls = 0
 
     def probs(self, audio: np.ndarray) -> np.ndarray:
@@ -109,17 +107,8 @@ class Verifier:
 
     def centred(self, audio: np.ndarray) -> np.ndarray:
         """The window of `audio` (`span` samples ending at the detection) centred
-        on the loudest LOUDEST_MS of the first stage's window (its last `window`
-        samples), moved back where the detection's end would cut it."""
-        w = self.window
-        region = audio[-w:].astype(np.float64)
-        n = region.size // self.frame
-        energy = (region[: n * self.frame].reshape(n, self.frame) ** 2).mean(axis=1)
-        k = max(1, min(n, self.loudest // self.frame))
-        run = np.convolve(energy, np.ones(k), "valid")
-        centre = audio.size - w + round((int(np.argmax(run)) + k / 2) * self.frame)
-        end = min(audio.size, centre + w // 2)
-        return audio[end - w : end]
+        on the loudest stretch of the first stage's window (its last `window`)."""
+        return centred_window(audio, self.window, self.window, self.rec.sample_rate)
 
     def rule(self, label: str, probs: np.ndarray, threshold: float | None = None) -> str | None:
         """The label to report for a candidate `label` given the verifier's
@@ -136,6 +125,21 @@ class Verifier:
 
     def ruling(self, label: str, audio: np.ndarray) -> str | None:
         return self.rule(label, self.probs(audio))
+
+
+def centred_window(audio: np.ndarray, window: int, region: int, rate: int) -> np.ndarray:
+    """The `window` samples of `audio` centred on the loudest LOUDEST_MS of its
+    last `region` samples, moved back where the end of `audio` would cut it
+    (`audio` holds at least `window` samples)."""
+    frame = max(1, round(rate * FRAME_MS / 1000))
+    part = audio[-region:].astype(np.float64)
+    n = part.size // frame
+    energy = (part[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
+    k = max(1, min(n, round(rate * LOUDEST_MS / 1000) // frame))
+    run = np.convolve(energy, np.ones(k), "valid")
+    centre = audio.size - part.size + round((int(np.argmax(run)) + k / 2) * frame)
+    end = max(window, min(audio.size, centre + window // 2))
+    return audio[end - window : end]
 
 
 class AudioHistory:
