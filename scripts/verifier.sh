@@ -2,9 +2,10 @@
 # Build the opt-in second stage for `live --verifier` (docs/streaming.md): a
 # speech-embedding model (Google's speech_embedding from openwakeword 0.4.0 +
 # a BiLSTM head) trained on the default model's data plus the hard negatives
-# the shipped default fires on in the TRAINING speakers' non-command audio,
-# exported to one ONNX file. It carries the embedding's weights (licence: see
-# `speechlstm info OUT`), so it is built on your machine, never shipped.
+# a default model fired on in the TRAINING speakers' non-command audio
+# (scripts/mined_teacher.sh), exported to one ONNX file. It carries the
+# embedding's weights (licence: see `speechlstm info OUT`), so it is built on
+# your machine, never shipped.
 #
 #   make verifier   # -> models/sc12.verifier.onnx and models/sc12.verifier.detector.toml
 #   speechlstm live --verifier models/sc12.verifier.onnx --verifier-threshold 0.8 \
@@ -12,7 +13,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
-PY=.venv/bin/python
 SC=${SC:-../shared/data/speech_commands_subset}
 REAL=${REAL:-data/sc12_real}
 STREAMS=${STREAMS:-data/streams}
@@ -20,15 +20,9 @@ MINED=${MINED:-data/mined_r1}
 RUN=${RUN:-runs/verifier}
 OUT=${OUT:-models/sc12.verifier.onnx}
 start=$(date +%s)
-# The default model's data (as make default-model builds it).
-SC="$SC" SYNTH=data/synth_sc12 REAL="$REAL" bash scripts/sc12_data.sh
-# Two hours of the training speakers' non-command words over noise; every
-# window the shipped model fires on at 0.5 becomes an `_unknown_` clip.
-$PY bench/streaming.py --write-streams "$STREAMS" --mining-minutes 120 --skip-report > /dev/null
-$SL data mine "$STREAMS/train_negatives.wav" --threshold 0.5 --out "$MINED"
-rm -rf "$RUN"
-$SL train "$REAL" --add data/synth_sc12 --add data/vocab_unknown --add "$MINED" \
-  --config recipes/sc12.recipe.toml --frontend embedding --out "$RUN"
+# The embedding teacher with the mined hard negatives (recipes/mined_r1.txt:
+# where the default model fired in the training speakers' non-command audio).
+SC="$SC" REAL="$REAL" STREAMS="$STREAMS" MINED="$MINED" RUN="$RUN" bash scripts/mined_teacher.sh
 mkdir -p "$(dirname "$OUT")"
 $SL export "$RUN" -o "$OUT" --force
 $SL info "$OUT"
