@@ -115,7 +115,9 @@ def train(
     on real and synthesized speech of many words) and adopts its shape, unless
     --from-scratch, another shape, or train.encoder = "none" in the config.
     Each epoch shows a progress bar and one summary line on stderr.
-    Ctrl-C saves last.pt; --resume continues to the same result.
+    Ctrl-C saves last.pt; --resume continues to the same result (it may change
+    only --device, --threads and train.patience: `--resume --set
+    train.patience=0` trains an early-stopped run on to its last epoch).
 
     Examples:
 
@@ -142,7 +144,7 @@ def train(
 
     from speechlstm.data.bank import default_cache_dir
     from speechlstm.data.datasets import DatasetError
-    from speechlstm.settings import layered_config
+    from speechlstm.settings import given_settings, layered_config
     from speechlstm.train import distributed
     from speechlstm.train.run import run_training
     from speechlstm.train.trainer import TrainingInterrupted
@@ -194,6 +196,7 @@ def train(
             verbose=verbose,
             ranks=ranks,
             force=force,
+            resume_settings=given_settings(settings, flags) if resume else None,
         )
     except TrainingInterrupted as exc:
         fail(str(exc), EXIT_INTERRUPTED)

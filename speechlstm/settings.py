@@ -160,7 +160,11 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 
 
 # Settings `--resume` may still change: where and how fast, not what is trained.
-RESUMABLE_SETTINGS = ("train.device", "train.threads")
+# What a resumed run may change: where and how fast it runs, and when it stops
+# (an early-stopped run continued with `--set train.patience=0` trains on to
+# its last epoch, as if it had never stopped). Everything else would make the
+# continuation another run than the one its checkpoint began.
+RESUMABLE_SETTINGS = ("train.device", "train.threads", "train.patience")
 
 
 def layered_config(
@@ -174,8 +178,7 @@ def layered_config(
     `--set` value for the same key holds). A resumed run continues with the
     settings saved in it: any new setting but RESUMABLE_SETTINGS is refused."""
     cfg = load_toml(config_file) if config_file else RunConfig()
-    overrides: dict[str, Any] = parse_set_option(settings)
-    overrides.update({k: v for k, v in flags.items() if v is not None})
+    overrides = given_settings(settings, flags)
     changed = sorted(k for k in overrides if k not in RESUMABLE_SETTINGS)
     if resume and (config_file or changed):
         raise ValueError(
@@ -184,6 +187,14 @@ def layered_config(
             + " (or start a new run with another --out)"
         )
     return apply_overrides(cfg, overrides)
+
+
+def given_settings(settings: list[str], flags: dict[str, Any]) -> dict[str, Any]:
+    """The settings a command line gives: `--set` items, then the named flags
+    that were given (None: not given)."""
+    overrides: dict[str, Any] = parse_set_option(settings)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return overrides
 
 
 def parse_set_option(items: list[str]) -> dict[str, str]:

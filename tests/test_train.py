@@ -3,6 +3,7 @@ and the terminal shows one line per epoch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -93,6 +94,47 @@ def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monke
     history_a = json.loads((tmp_path / "a/metrics.json").read_text())["history"]
     history_c = json.loads((tmp_path / "c/metrics.json").read_text())["history"]
     assert [h["val_accuracy"] for h in history_a] == [h["val_accuracy"] for h in history_c]
+
+
+def test_an_early_stopped_run_resumed_without_patience_trains_on_as_if_it_never_stopped(
+    tmp_path, tone_dataset
+):
+    """`--resume --set train.patience=0`: the continuation ends where a run that
+    never stopped ends, weights and history; any other setting is refused."""
+    from speechlstm.train.run import run_training
+
+    full = tiny_config(epochs=5)
+    stopping = dataclasses.replace(full, train=dataclasses.replace(full.train, patience=1))
+    run_training(tone_dataset, tmp_path / "stopped", stopping, show_progress=False)
+    stopped = json.loads((tmp_path / "stopped/metrics.json").read_text())["history"]
+    assert len(stopped) < 5, "the tiny run was meant to stop early; the test needs a new patience"
+    with pytest.raises(ValueError, match="cannot change train.lr"):
+        run_training(
+            tone_dataset,
+            tmp_path / "stopped",
+            stopping,
+            resume=True,
+            show_progress=False,
+            resume_settings={"train.lr": "0.1"},
+        )
+    run_training(
+        tone_dataset,
+        tmp_path / "stopped",
+        stopping,
+        resume=True,
+        show_progress=False,
+        resume_settings={"train.patience": "0"},
+    )
+    run_training(tone_dataset, tmp_path / "never", full, show_progress=False)
+    _assert_same_weights(
+        _weights(tmp_path / "never/last.pt"), _weights(tmp_path / "stopped/last.pt")
+    )
+    history = [
+        json.loads((tmp_path / d / "metrics.json").read_text())["history"]
+        for d in ("never", "stopped")
+    ]
+    assert len(history[1]) == 5
+    assert [h["val_accuracy"] for h in history[0]] == [h["val_accuracy"] for h in history[1]]
 
 
 def test_checkpoint_cannot_run_code(tmp_path):

@@ -11,7 +11,7 @@ from .. import metrics
 from ..config import RunConfig
 from ..files import FolderLock
 from ..progress import note
-from ..settings import save_toml
+from ..settings import RESUMABLE_SETTINGS, apply_overrides, save_toml
 from . import checkpoint
 from .distributed import SINGLE, Ranks, barrier
 from .history import score_split
@@ -93,8 +93,12 @@ def run_training(
     verbose: bool = False,
     ranks: Ranks = SINGLE,
     force: bool = False,
+    resume_settings: dict | None = None,
 ) -> dict:
     """Train on `source`, write the run folder, return the final report.
+
+    A resumed run continues with the settings saved in its checkpoint; only
+    `resume_settings` (RESUMABLE_SETTINGS: device, threads, patience) replace them.
 
     `verbose` also prints each epoch's gradient norm per layer group (always in metrics.json).
     Under torchrun (`ranks`), only rank 0 writes and reports; the others return {}.
@@ -105,7 +109,17 @@ def run_training(
     lock = FolderLock(out_dir, "run folder") if ranks.main else None
     try:
         return _run_training(
-            source, out_dir, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
+            source,
+            out_dir,
+            cfg,
+            resume,
+            noise_dir,
+            cache_dir,
+            show_progress,
+            verbose,
+            ranks,
+            force,
+            resume_settings or {},
         )
     finally:
         if lock is not None:
@@ -113,14 +127,28 @@ def run_training(
 
 
 def _run_training(
-    source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force
+    source,
+    out_dir: Path,
+    cfg,
+    resume,
+    noise_dir,
+    cache_dir,
+    show_progress,
+    verbose,
+    ranks,
+    force,
+    resume_settings: dict,
 ) -> dict:
     from .encoder import resolve
 
     resume_from, encoder = None, None
     if resume:
         resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
-        cfg, source = resume_from.config, resume_from.source
+        refused = sorted(set(resume_settings) - set(RESUMABLE_SETTINGS))
+        if refused:
+            raise ValueError(f"--resume cannot change {', '.join(refused)}")
+        cfg = apply_overrides(resume_from.config, resume_settings)
+        source = resume_from.source
         if ranks.main:
             note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
     elif (out_dir / "last.pt").exists() and not force:
