@@ -6,11 +6,11 @@ STREAM is `bench/streaming.py --write-streams`'s train_negatives.wav (seeded:
 the same subset gives the same stream); LIST names one window a line as
 `speechlstm data mine` names it (`mined_<source>_<start>ms.wav`); each becomes
 OUT/_unknown_/<name>, the 1 s from its start, byte for byte what `data mine`
-wrote. recipes/mined_r1.txt holds the 519 windows the default model of
-2026-12-03 (feature-distilled, before lever 5) fired on at 0.5: the verifier
-and the default model's window teacher train on them, so that rebuilding
-either does not depend on which default model is installed (mining with the
-new default would mine other windows and train another teacher).
+wrote. recipes/mined_r1.txt holds the 519 windows the shipped default model
+(the feature-distilled student of 2026-12-03) fired on at 0.5; `make
+verifier` trains on them, so that rebuilding the verifier does not depend on
+which default model is installed (another model would mine other windows and
+train another verifier).
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 # Build the opt-in second stage for `live --verifier` (docs/streaming.md): a
 # speech-embedding model (Google's speech_embedding from openwakeword 0.4.0 +
 # a BiLSTM head) trained on the default model's data plus the hard negatives
-# a default model fired on in the TRAINING speakers' non-command audio
-# (scripts/mined_teacher.sh), exported to one ONNX file. It carries the
-# embedding's weights (licence: see `speechlstm info OUT`), so it is built on
-# your machine, never shipped.
+# a default model fired on in the TRAINING speakers' non-command audio,
+# exported to one ONNX file. It carries the embedding's weights (licence: see
+# `speechlstm info OUT`), so it is built on your machine, never shipped.
 #
 #   make verifier   # -> models/sc12.verifier.onnx and models/sc12.verifier.detector.toml
 #   speechlstm live --verifier models/sc12.verifier.onnx --verifier-threshold 0.8 \
@@ -13,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
+PY=.venv/bin/python
 SC=${SC:-../shared/data/speech_commands_subset}
 REAL=${REAL:-data/sc12_real}
 STREAMS=${STREAMS:-data/streams}
@@ -20,9 +20,20 @@ MINED=${MINED:-data/mined_r1}
 RUN=${RUN:-runs/verifier}
 OUT=${OUT:-models/sc12.verifier.onnx}
 start=$(date +%s)
-# The embedding teacher with the mined hard negatives (recipes/mined_r1.txt:
-# where the default model fired in the training speakers' non-command audio).
-SC="$SC" REAL="$REAL" STREAMS="$STREAMS" MINED="$MINED" RUN="$RUN" bash scripts/mined_teacher.sh
+# The default model's data (as make default-model builds it).
+SC="$SC" SYNTH=data/synth_sc12 REAL="$REAL" bash scripts/sc12_data.sh
+# Two hours of the training speakers' non-command words over noise (seeded),
+# and the validation speakers' streams the pair is tuned on.
+$PY bench/streaming.py --write-streams "$STREAMS" --mining-minutes 120 --skip-report > /dev/null
+# The hard negatives: the 519 windows listed in recipes/mined_r1.txt, where
+# the default model of 2026-12-03 fired at 0.5 in that stream (`speechlstm
+# data mine`). They are cut from the regenerated stream, not mined again, so
+# the verifier does not depend on which default model is installed. To mine
+# your own: speechlstm data mine STREAM -m MODEL --out DIR.
+$PY scripts/mined_windows.py "$STREAMS/train_negatives.wav" recipes/mined_r1.txt "$MINED"
+rm -rf "$RUN"
+$SL train "$REAL" --add data/synth_sc12 --add data/vocab_unknown --add "$MINED" \
+  --config recipes/sc12.recipe.toml --frontend embedding --out "$RUN"
 mkdir -p "$(dirname "$OUT")"
 $SL export "$RUN" -o "$OUT" --force
 $SL info "$OUT"
