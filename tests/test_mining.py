@@ -3,7 +3,10 @@ stream: noise with one planted "command" the miner must find, at its offset."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -30,6 +33,25 @@ def test_the_miner_finds_the_planted_false_alarm_at_its_offset(onnx_model, tmp_p
     # Mining again finds the same window and adds nothing.
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and len(list((out / "_unknown_").glob("*.wav"))) == 1
+
+    # scripts/mined_windows.py (make verifier's hard negatives, from a list of
+    # names) cuts the same window out of the same audio, byte for byte, and
+    # refuses a folder that holds windows the list does not name.
+    cutter = _script("mined_windows")
+    cutter.cut(tmp_path / "negatives.wav", [clips[0].name], tmp_path / "cut")
+    assert (tmp_path / "cut/_unknown_" / clips[0].name).read_bytes() == clips[0].read_bytes()
+    with pytest.raises(SystemExit, match="not in the list"):
+        cutter.cut(tmp_path / "negatives.wav", ["mined_negatives_000001000ms.wav"], out)
+
+
+def _script(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_quiet_audio_mines_nothing_and_a_bad_file_is_named(onnx_model, tmp_path):
