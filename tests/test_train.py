@@ -4,6 +4,7 @@ and the terminal shows one line per epoch."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import pytest
@@ -108,23 +109,12 @@ def test_an_early_stopped_run_resumed_without_patience_trains_on_as_if_it_never_
     run_training(tone_dataset, tmp_path / "stopped", stopping, show_progress=False)
     stopped = json.loads((tmp_path / "stopped/metrics.json").read_text())["history"]
     assert len(stopped) < 5, "the tiny run was meant to stop early; the test needs a new patience"
-    with pytest.raises(ValueError, match="cannot change train.lr"):
-        run_training(
-            tone_dataset,
-            tmp_path / "stopped",
-            stopping,
-            resume=True,
-            show_progress=False,
-            resume_settings={"train.lr": "0.1"},
-        )
-    run_training(
-        tone_dataset,
-        tmp_path / "stopped",
-        stopping,
-        resume=True,
-        show_progress=False,
-        resume_settings={"train.patience": "0"},
+    resume = functools.partial(
+        run_training, tone_dataset, tmp_path / "stopped", stopping, resume=True, show_progress=False
     )
+    with pytest.raises(ValueError, match="cannot change train.lr"):
+        resume(resume_settings={"train.lr": "0.1"})
+    resume(resume_settings={"train.patience": "0"})
     run_training(tone_dataset, tmp_path / "never", full, show_progress=False)
     _assert_same_weights(
         _weights(tmp_path / "never/last.pt"), _weights(tmp_path / "stopped/last.pt")

@@ -109,36 +109,18 @@ def run_training(
     lock = FolderLock(out_dir, "run folder") if ranks.main else None
     try:
         return _run_training(
-            source,
-            out_dir,
-            cfg,
-            resume,
-            noise_dir,
-            cache_dir,
-            show_progress,
-            verbose,
-            ranks,
-            force,
-            resume_settings or {},
-        )
+            source, out_dir, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks,
+            force, resume_settings or {},
+        )  # fmt: skip
     finally:
         if lock is not None:
             lock.release()
 
 
 def _run_training(
-    source,
-    out_dir: Path,
-    cfg,
-    resume,
-    noise_dir,
-    cache_dir,
-    show_progress,
-    verbose,
-    ranks,
-    force,
+    source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force,
     resume_settings: dict,
-) -> dict:
+) -> dict:  # fmt: skip
     from .encoder import resolve
 
     resume_from, encoder = None, None
