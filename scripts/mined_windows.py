@@ -6,26 +6,23 @@ STREAM is `bench/streaming.py --write-streams`'s train_negatives.wav (seeded:
 the same subset gives the same stream); LIST names one window a line as
 `speechlstm data mine` names it (`mined_<source>_<start>ms.wav`); each becomes
 OUT/_unknown_/<name>, the 1 s from its start, byte for byte what `data mine`
-wrote. recipes/mined_r1.txt holds the 519 windows the shipped default model
-(the feature-distilled student of 2026-12-03) fired on at 0.5; `make
-verifier` trains on them, so that rebuilding the verifier does not depend on
-which default model is installed (another model would mine other windows and
-train another verifier).
+wrote (but for a detection in the stream's first second, which `data mine` pads
+with zeros after the detection; none is listed). recipes/mined_r1.txt holds
+the 519 windows the shipped default model (the feature-distilled student of
+2026-12-03) fired on at 0.5; `make verifier` trains on them, so that
+rebuilding the verifier does not depend on which default model is installed
+(another model would mine other windows and train another verifier).
 """
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
 from speechlstm.audio import load_audio
-from speechlstm.files import write_atomic
 from speechlstm.labels import UNKNOWN
+from speechlstm.mining import write_window
 
 SAMPLE_RATE = 16000
 NAME = re.compile(r"^mined_[A-Za-z0-9._-]+_(\d{9})ms\.wav$")
@@ -56,15 +53,7 @@ def cut(stream: Path, names: list[str], out: Path) -> int:
             raise SystemExit(
                 f"{name}: starts after the end of {stream} ({len(wave) / SAMPLE_RATE:.1f} s)"
             )
-        target = folder / name
-        if target.exists():
-            continue
-        clip = np.zeros(SAMPLE_RATE, np.float32)
-        piece = wave[start : start + SAMPLE_RATE]
-        clip[: len(piece)] = piece
-        buf = io.BytesIO()
-        sf.write(buf, clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        write_atomic(target, buf.getvalue(), fsync=False)
+        write_window(folder / name, wave[start : start + SAMPLE_RATE], SAMPLE_RATE, SAMPLE_RATE)
     return len(names)
 
 

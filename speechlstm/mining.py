@@ -43,8 +43,6 @@ def mine(
     """Every window the detector fires on in `paths`, written to out_dir/_unknown_/
     (a clip already there is kept: mining again adds only new windows). Returns
     the mined clips and the files that could not be read, with the reason."""
-    import soundfile as sf
-
     cfg = recognizer.description.detector
     if threshold is not None:
         cfg = cfg.with_overrides(threshold=threshold)
@@ -64,13 +62,22 @@ def mine(
             for det in detect_file(detector, wave):
                 end = min(len(wave), round(det.end_s * rate))
                 start = max(0, end - window)
-                clip = np.zeros(window, np.float32)
-                clip[: end - start] = wave[start:end]
                 name = f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms.wav"
                 target = folder / name
-                if not target.exists():
-                    buf = io.BytesIO()
-                    sf.write(buf, clip, rate, subtype="PCM_16", format="WAV")
-                    write_atomic(target, buf.getvalue(), fsync=False)
+                write_window(target, wave[start:end], window, rate)
                 found.append(Mined(str(path), start / rate, det.label, det.score, target))
     return found, errors
+
+
+def write_window(target: Path, piece: np.ndarray, window: int, rate: int) -> None:
+    """`piece` zero-padded to `window` samples, as a 16-bit WAV at `target`; a clip
+    already there is kept (mining again adds only new windows)."""
+    import soundfile as sf
+
+    if target.exists():
+        return
+    clip = np.zeros(window, np.float32)
+    clip[: len(piece)] = piece
+    buf = io.BytesIO()
+    sf.write(buf, clip, rate, subtype="PCM_16", format="WAV")
+    write_atomic(target, buf.getvalue(), fsync=False)
