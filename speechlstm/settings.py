@@ -159,7 +159,6 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     return RunConfig(**sections).validate()
 
 
-# Settings `--resume` may still change: where and how fast, not what is trained.
 # What a resumed run may change: where and how fast it runs, and when it stops
 # (an early-stopped run continued with `--set train.patience=0` trains on to
 # its last epoch, as if it had never stopped). Everything else would make the
