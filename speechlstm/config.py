@@ -187,6 +187,13 @@ class TrainConfig:
     # (16 frames of 96, standardised) through a linear projector that is never
     # exported; needs openwakeword 0.4.0's model files. 0 disables.
     feature_distill: float = 0.0
+    # Unlabelled audio that feature distillation also learns from
+    # (train/transfer.py): audio files or folders of them, cut into clip-long
+    # windows every half clip and embedded once (cached by content). Each step
+    # adds feature_distill_audio_batch windows, augmented like the clips, that
+    # learn only the embedding (no label, no class loss). () = none.
+    feature_distill_audio: tuple[str, ...] = ()
+    feature_distill_audio_batch: int = 32
     # The embedding teacher (`--frontend embedding`): augmented copies of each
     # training clip it learns from besides the clip itself, each drawn once with
     # the [augment] waveform stage (shift, gain, room, noise) and embedded once
@@ -221,6 +228,13 @@ class TrainConfig:
             raise ValueError(f"train.distill_weight={self.distill_weight}: must be in [0, 1]")
         if not 0.0 <= self.feature_distill <= 100.0:
             raise ValueError(f"train.feature_distill={self.feature_distill}: must be in [0, 100]")
+        if self.feature_distill_audio and self.feature_distill <= 0:
+            raise ValueError("train.feature_distill_audio needs train.feature_distill > 0")
+        if not 1 <= self.feature_distill_audio_batch <= 4096:
+            raise ValueError(
+                f"train.feature_distill_audio_batch={self.feature_distill_audio_batch}: "
+                "must be in [1, 4096]"
+            )
         if not 0 <= self.embedding_copies <= 16:
             raise ValueError(f"train.embedding_copies={self.embedding_copies}: must be in [0, 16]")
         if not 1 <= self.embedding_heads <= 8:

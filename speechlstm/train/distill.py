@@ -27,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..progress import progress_bar
 from . import checkpoint
 from .teacher import embed_split, embedding_cache, is_teacher_file
+from .transfer import TransferAudio, load_transfer
 
 
 def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.device) -> list:
@@ -123,28 +125,59 @@ def window_teacher_targets(
 class EmbeddingTargets(nn.Module):
     """The clips' embedding frames, standardised per dimension with the training
     split's statistics (N, 16, 96), and the projector that the student's encoder
-    output is mapped through to predict them."""
+    output is mapped through to predict them. With unlabelled audio
+    (train.feature_distill_audio, transfer.py) also its windows' frames,
+    standardised alike, to be drawn each step."""
 
-    def __init__(self, audio_int16: np.ndarray, encoder_dim: int, cache_dir: Path | None):
+    def __init__(
+        self,
+        audio_int16: np.ndarray,
+        encoder_dim: int,
+        cache_dir: Path | None,
+        transfer: TransferAudio | None = None,
+    ):
         super().__init__()
         from .embedding import EMBED_DIM, N_FRAMES, SpeechEmbedding
 
         embedder = SpeechEmbedding(threads=torch.get_num_threads())
-        frames = embed_split(audio_int16, embedder, embedding_cache(cache_dir), "training clips")
+        cache = embedding_cache(cache_dir)
+        frames = embed_split(audio_int16, embedder, cache, "training clips")
         mean = frames.reshape(-1, EMBED_DIM).mean(0)
         std = frames.reshape(-1, EMBED_DIM).std(0) + 1e-3
         # float16 on the device: 20,000 clips take 60 MB.
         self.register_buffer(
             "frames", torch.from_numpy(((frames - mean) / std).astype(np.float16)), persistent=False
         )
+        self.transfer = transfer
+        if transfer is not None:
+            extra = embed_transfer(transfer, embedder, cache)
+            self.register_buffer(
+                "transfer_frames",
+                torch.from_numpy(((extra - mean) / std).astype(np.float16)),
+                persistent=False,
+            )
         self.n_frames = N_FRAMES
         self.projector = nn.Linear(encoder_dim, EMBED_DIM)
+
+
+def embed_transfer(transfer: TransferAudio, embedder, cache) -> np.ndarray:
+    """The (M, 16, 96) embedding frames of the unlabelled windows, a chunk at a
+    time (the windows are never all copied out of the audio at once)."""
+    from .embedding import EMBED_DIM, N_FRAMES, embed_cached
+
+    out = np.zeros((len(transfer), N_FRAMES, EMBED_DIM), np.float32)
+    name = f"embedding unlabelled audio ({len(transfer)} windows)"
+    with progress_bar(name, len(transfer), unit="windows") as advance:
+        for lo in range(0, len(transfer), WINDOW_CHUNK):
+            index = np.arange(lo, min(lo + WINDOW_CHUNK, len(transfer)))
+            out[index] = embed_cached(embedder, transfer.windows(index), cache, progress=advance)
+    return out
 
 
 def feature_loss(
     targets: EmbeddingTargets,
     h: torch.Tensor,
-    index: torch.Tensor,
+    frames: torch.Tensor,
     keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MSE between the projected encoder outputs h (B, T', 2H), pooled to the
@@ -153,8 +186,8 @@ def feature_loss(
     window no longer matches its cached embedding)."""
     pooled = F.adaptive_avg_pool1d(h.float().transpose(1, 2), targets.n_frames).transpose(1, 2)
     if keep is None:
-        return F.mse_loss(targets.projector(pooled), targets.frames[index].float())
-    err = (targets.projector(pooled) - targets.frames[index].float()).pow(2).mean(dim=(1, 2))
+        return F.mse_loss(targets.projector(pooled), frames.float())
+    err = (targets.projector(pooled) - frames.float()).pow(2).mean(dim=(1, 2))
     return (err * keep).sum() / keep.sum().clamp_min(1)
 
 
@@ -186,7 +219,12 @@ def distill_sources(
     clip_probs = clip_teacher_probs(tc.teacher, labels, audio, tc.distill_temperature, cache_dir)
     targets = None
     if tc.feature_distill > 0:
-        targets = EmbeddingTargets(audio, 2 * cfg.model.hidden_size, cache_dir).to(device)
+        transfer = None
+        if tc.feature_distill_audio:
+            transfer = load_transfer(
+                tc.feature_distill_audio, cfg.features.clip_samples, cfg.features.sample_rate
+            )
+        targets = EmbeddingTargets(audio, 2 * cfg.model.hidden_size, cache_dir, transfer).to(device)
     window = None
     if tc.window_teacher:
         if cfg.augment.detector_windows <= 0:

@@ -377,9 +377,14 @@ class Trainer:
                     else (teacher_probs * n_ckpt + clip_p) / (n_ckpt + 1)
                 )
         h = None
+        n_clips = len(idx)
+        extra = self._transfer_batch(gen) if self.targets is not None else None
+        if extra is not None:  # unlabelled windows: one forward pass with the clips
+            feats = torch.cat([feats, extra[0]])
         with self.autocast:  # loss
             if self.targets is not None:
                 logits, h = self.classifier(feats, with_sequence=True)
+                logits = logits[:n_clips]
             else:
                 logits = self.classifier(feats)
             logits = logits.float()
@@ -392,7 +397,12 @@ class Trainer:
                 loss = (1 - w) * loss + w * t * t * kl
             if h is not None:
                 keep = None if moved is None else ~moved
-                loss = loss + tc.feature_distill * feature_loss(self.targets, h, index, keep)
+                frames = self.targets.frames[index]
+                if extra is not None:
+                    frames = torch.cat([frames, extra[1]])
+                    if keep is not None:
+                        keep = torch.cat([keep, keep.new_ones(len(extra[1]))])
+                loss = loss + tc.feature_distill * feature_loss(self.targets, h, frames, keep)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._record_grad_norms()
@@ -404,6 +414,25 @@ class Trainer:
         if soft is not None:
             target = soft.argmax(-1)
         return loss.detach(), (logits.argmax(-1) == target).sum()
+
+    def _transfer_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Unlabelled windows for feature distillation (train.feature_distill_audio),
+        drawn with the step's generator and augmented like the clips: their MFCC
+        features (U, T, F) and their embedding frames (U, 16, 96); None without."""
+        transfer = self.targets.transfer
+        if transfer is None:
+            return None
+        ac = self.cfg.augment
+        n = self.cfg.train.feature_distill_audio_batch
+        pick = torch.randint(len(transfer), (n,), generator=gen, device=gen.device).cpu()
+        wave = torch.from_numpy(transfer.windows(pick.numpy())).to(self.device).float() / 32767.0
+        with torch.no_grad():
+            wave = self.augment(wave, gen)
+            log_mel = spec_augment(
+                pitch_warp(self.model.features.log_mel(wave), ac.pitch, gen), ac, gen
+            )
+            feats = self.model.features.cepstrum(log_mel)
+        return feats, self.targets.transfer_frames[pick.to(self.device)]
 
     def _teacher_probs(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
         """The teachers' mean temperature-softened posteriors on the augmented batch
