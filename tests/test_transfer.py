@@ -9,19 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import tiny_config
-from stand_in_embedding import build_stand_in
 
 from speechlstm.testing.synth_audio import SR, tone_word
 
 pytestmark = pytest.mark.train
-
-
-@pytest.fixture(scope="module")
-def stand_in(tmp_path_factory):
-    folder = build_stand_in(tmp_path_factory.mktemp("embedding"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEECHLSTM_EMBEDDING_DIR", str(folder))
-        yield folder
 
 
 def _audio(seconds: float, seed: int = 0) -> np.ndarray:
