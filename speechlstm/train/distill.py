@@ -191,6 +191,26 @@ def feature_loss(
     return (err * keep).sum() / keep.sum().clamp_min(1)
 
 
+def transfer_batch(
+    targets: EmbeddingTargets, features, augment, cfg, gen: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A step's unlabelled windows (train.feature_distill_audio), drawn with the
+    step's generator and augmented like the clips (`augment` the trainer's
+    WaveAugment, `features` the model's front-end, `cfg` the RunConfig): their
+    MFCC features (U, T, F) and embedding frames (U, 16, 96)."""
+    from .augment import pitch_warp, spec_augment
+
+    ac = cfg.augment
+    n = cfg.train.feature_distill_audio_batch
+    pick = torch.randint(len(targets.transfer), (n,), generator=gen, device=gen.device).cpu()
+    wave = torch.from_numpy(targets.transfer.windows(pick.numpy())).to(device).float() / 32767.0
+    with torch.no_grad():
+        wave = augment(wave, gen)
+        log_mel = spec_augment(pitch_warp(features.log_mel(wave), ac.pitch, gen), ac, gen)
+        feats = features.cepstrum(log_mel)
+    return feats, targets.transfer_frames[pick.to(device)]
+
+
 @dataclass
 class DistillSources:
     """What a student learns from besides its labels, on the training device:

@@ -35,7 +35,7 @@ from ..progress import note, progress_bar
 from . import checkpoint, threads
 from .augment import WaveAugment, detector_windows, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
-from .distill import distill_sources, feature_loss
+from .distill import distill_sources, feature_loss, transfer_batch
 from .distributed import SINGLE, Ranks, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .history import (
@@ -378,7 +378,11 @@ class Trainer:
                 )
         h = None
         n_clips = len(idx)
-        extra = self._transfer_batch(gen) if self.targets is not None else None
+        extra = None
+        if self.targets is not None and self.targets.transfer is not None:
+            extra = transfer_batch(
+                self.targets, self.model.features, self.augment, self.cfg, gen, self.device
+            )
         if extra is not None:  # unlabelled windows: one forward pass with the clips
             feats = torch.cat([feats, extra[0]])
         with self.autocast:  # loss
@@ -414,25 +418,6 @@ class Trainer:
         if soft is not None:
             target = soft.argmax(-1)
         return loss.detach(), (logits.argmax(-1) == target).sum()
-
-    def _transfer_batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Unlabelled windows for feature distillation (train.feature_distill_audio),
-        drawn with the step's generator and augmented like the clips: their MFCC
-        features (U, T, F) and their embedding frames (U, 16, 96); None without."""
-        transfer = self.targets.transfer
-        if transfer is None:
-            return None
-        ac = self.cfg.augment
-        n = self.cfg.train.feature_distill_audio_batch
-        pick = torch.randint(len(transfer), (n,), generator=gen, device=gen.device).cpu()
-        wave = torch.from_numpy(transfer.windows(pick.numpy())).to(self.device).float() / 32767.0
-        with torch.no_grad():
-            wave = self.augment(wave, gen)
-            log_mel = spec_augment(
-                pitch_warp(self.model.features.log_mel(wave), ac.pitch, gen), ac, gen
-            )
-            feats = self.model.features.cepstrum(log_mel)
-        return feats, self.targets.transfer_frames[pick.to(self.device)]
 
     def _teacher_probs(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
         """The teachers' mean temperature-softened posteriors on the augmented batch
