@@ -49,6 +49,26 @@ def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.devic
     return teachers
 
 
+def checkpoint_teacher_probs(
+    teachers: list, student, wave: torch.Tensor, log_mel: torch.Tensor, temperature: float, autocast
+) -> torch.Tensor | None:
+    """The checkpoint teachers' mean temperature-softened posteriors on the
+    augmented batch (before SpecAugment: the teacher should see the word the
+    student must learn), None without teachers. A teacher with the student's
+    front-end reuses its log-mel."""
+    if not teachers:
+        return None
+    probs = 0.0
+    for teacher in teachers:
+        if teacher.features.cfg == student.features.cfg:
+            feats = teacher.features.cepstrum(log_mel)
+        else:
+            feats = teacher.features.cepstrum(teacher.features.log_mel(wave))
+        with autocast:
+            probs = probs + F.softmax(teacher.classifier(feats).float() / temperature, -1)
+    return probs / len(teachers)
+
+
 def clip_teacher_probs(
     paths: tuple[str, ...],
     labels: list[str],

@@ -35,7 +35,7 @@ from ..progress import note, progress_bar
 from . import checkpoint, threads
 from .augment import WaveAugment, detector_windows, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
-from .distill import distill_sources, feature_loss, transfer_batch
+from .distill import checkpoint_teacher_probs, distill_sources, feature_loss, transfer_batch
 from .distributed import SINGLE, Ranks, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .history import (
@@ -364,7 +364,14 @@ class Trainer:
             clean_mel = self.model.features.log_mel(wave)
             log_mel = spec_augment(pitch_warp(clean_mel, ac.pitch, gen), ac, gen)
             feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
-            teacher_probs = self._teacher_probs(wave, clean_mel) if self.teachers else None
+            teacher_probs = checkpoint_teacher_probs(
+                self.teachers,
+                self.model,
+                wave,
+                clean_mel,
+                self.cfg.train.distill_temperature,
+                self.autocast,
+            )
             if self.clip_teacher is not None:
                 # Each teacher counts alike, checkpoint or embedding.
                 n_ckpt = len(self.teachers)
@@ -418,20 +425,6 @@ class Trainer:
         if soft is not None:
             target = soft.argmax(-1)
         return loss.detach(), (logits.argmax(-1) == target).sum()
-
-    def _teacher_probs(self, wave: torch.Tensor, log_mel: torch.Tensor) -> torch.Tensor:
-        """The teachers' mean temperature-softened posteriors on the augmented batch
-        (before SpecAugment: the teacher should see the word the student must learn)."""
-        t = self.cfg.train.distill_temperature
-        probs = 0.0
-        for teacher in self.teachers:
-            if teacher.features.cfg == self.model.features.cfg:
-                feats = teacher.features.cepstrum(log_mel)
-            else:
-                feats = teacher.features.cepstrum(teacher.features.log_mel(wave))
-            with self.autocast:
-                probs = probs + F.softmax(teacher.classifier(feats).float() / t, -1)
-        return probs / len(self.teachers)
 
     def _note(self, message: str) -> None:
         if self.ranks.main:
