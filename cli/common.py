@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from speechlstm.api import Detector, Recognizer
     from speechlstm.runtime import OnnxRecognizer
 
 EXIT_OK = 0
@@ -21,7 +22,9 @@ EXIT_USAGE = 2  # bad arguments, missing files given as options, unusable model
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141  # stdout's reader went away (128 + SIGPIPE), as Unix tools end
 
-MODEL_HELP = "ONNX model; default: the shipped one."
+MODEL_HELP = "ONNX model, or a shipped model's name (sc12, sc12_synthetic); default: sc12."
+MODELS_HELP = MODEL_HELP + " Repeat for several models on one stream."
+RAW_OPTIONS_HELP = "--rate (16000), --format (s16le) and --channels (1) describe it."
 
 
 def printable(text: str) -> str:
@@ -65,29 +68,78 @@ def stdout_line(text: str) -> None:
         fail(f"standard output: cannot write ({getattr(exc, 'strerror', None) or exc})")
 
 
-def resolve_model(model: Path | None) -> Path:
-    """`--model`, or the shipped default model."""
-    from speechlstm.runtime import default_model_path
-
-    if model is not None:
-        return model
-    default = default_model_path()
-    if default is None:
-        fail(
-            "no --model given and this install ships no default model; "
-            "train one (`speechlstm train`) and export it (`speechlstm export`)"
-        )
-    return default
-
-
-def load_recognizer(model: Path | None, threads: int) -> OnnxRecognizer:
-    """The recognizer for `--model` (or the default); a usage error if it is unusable."""
-    from speechlstm.runtime import ModelError, OnnxRecognizer
+def resolve_model(model: Path | str | None) -> Path:
+    """`--model` (a path or a shipped model's name), or the shipped default model."""
+    from speechlstm.runtime import ModelError
+    from speechlstm.runtime import resolve_model as resolve
 
     try:
-        return OnnxRecognizer(resolve_model(model), threads=threads)
+        return resolve(model)
     except ModelError as exc:
         fail(str(exc))
+
+
+def load_recognizer(model: Path | str | None, threads: int) -> OnnxRecognizer:
+    """The runtime recognizer for `--model` (or the default); a usage error if it is unusable."""
+    return load_api_recognizer(model, threads).runtime
+
+
+def load_api_recognizer(model: Path | str | None, threads: int) -> Recognizer:
+    """The API's Recognizer for `--model` (or the default); a usage error if it is unusable."""
+    from speechlstm.api import Recognizer
+    from speechlstm.runtime import ModelError
+
+    try:
+        return Recognizer(model, threads=threads)
+    except ModelError as exc:
+        fail(str(exc))
+
+
+def build_detector(
+    models,
+    threads: int,
+    detector_file: Path | None,
+    overrides: dict,
+    verifier: Path | None = None,
+    verifier_threshold: float = 0.5,
+    relabel: bool = False,
+    centre: bool = False,
+) -> Detector:
+    """The API's Detector for `-m` (one, several or none: the default) with the
+    command's settings; a usage error naming what is unusable."""
+    from speechlstm.api import Detector
+
+    recognizers = [load_api_recognizer(m, threads) for m in (models or [None])]
+    base = None if detector_file is None else detector_settings(None, detector_file)
+    try:
+        return Detector(
+            recognizers,
+            detector_settings=base,
+            verifier=[
+                load_verifier(verifier, verifier_threshold, r.runtime, threads, relabel, centre)
+                for r in recognizers
+            ],
+            **overrides,
+        )
+    except ValueError as exc:  # settings out of range
+        fail(str(exc))
+
+
+def raw_input_format(raw: bool, rate: int, fmt: str, channels: int, source):
+    """pcm.PcmFormat of --raw/--rate/--format/--channels (None without --raw); a
+    usage error for a format that does not exist or settings given without --raw."""
+    from speechlstm.pcm import raw_format
+
+    if not raw:
+        if rate != 16000 or fmt != "s16le" or channels != 1:
+            fail("--rate, --format and --channels describe headerless PCM: add --raw")
+        return None
+    if source is None:
+        fail("--raw describes the audio of --input (a file, a FIFO or - for standard input)")
+    try:
+        return raw_format(fmt, rate, channels)
+    except ValueError as exc:
+        fail(f"--format {exc}")
 
 
 VERIFIER_HELP = (

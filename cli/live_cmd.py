@@ -1,4 +1,5 @@
-"""`speechlstm live`: detect commands from the microphone (or a file) as they are spoken."""
+"""`speechlstm live`: detect commands as they are spoken, from the microphone, a
+pipe, a FIFO or a file; print them, or run a command for each."""
 
 from __future__ import annotations
 
@@ -13,21 +14,22 @@ import typer
 from .common import (
     DETECTOR_FILE_HELP,
     EXIT_SOME_FAILED,
-    MODEL_HELP,
+    MODELS_HELP,
+    RAW_OPTIONS_HELP,
     VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
-    detector_settings,
+    build_detector,
+    err_line,
     fail,
-    load_recognizer,
-    load_verifier,
+    raw_input_format,
     stdout_line,
 )
 
 
 def live(
-    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    model: list[str] | None = typer.Option(None, "--model", "-m", help=MODELS_HELP),
     device: str | None = typer.Option(None, "--device", "-d", help="Input device name or index."),
     threshold: float | None = typer.Option(
         None,
@@ -47,11 +49,44 @@ def live(
     ),
     no_gate: bool = typer.Option(False, "--no-gate", help="Run the model on every hop."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per detection."),
-    list_devices: bool = typer.Option(False, "--list-devices", help="List input devices."),
-    input_file: Path | None = typer.Option(
-        None, "--input", "-i", help="Stream a file instead of the microphone."
+    names: bool = typer.Option(
+        False,
+        "--names",
+        help="Print only each detected label, one a line, flushed (wyoming-satellite's "
+        "--wake-command contract).",
     ),
-    fast: bool = typer.Option(False, "--fast", help="With --input: as fast as possible."),
+    list_devices: bool = typer.Option(False, "--list-devices", help="List input devices."),
+    input_file: str | None = typer.Option(
+        None,
+        "--input",
+        "-i",
+        help="Listen to an audio file, a named FIFO, or `-` (standard input) instead of "
+        "the microphone. Pipes and FIFOs are read as they arrive.",
+    ),
+    raw: bool = typer.Option(
+        False, "--raw", help="The input is headerless PCM. " + RAW_OPTIONS_HELP
+    ),
+    rate: int = typer.Option(16000, "--rate", min=4000, max=384000, help="With --raw: Hz."),
+    sample_format: str = typer.Option(
+        "s16le", "--format", help="With --raw: s16le, f32le, s32le or u8."
+    ),
+    channels: int = typer.Option(1, "--channels", min=1, max=64, help="With --raw: averaged."),
+    fast: bool = typer.Option(
+        False, "--fast", help="With --input FILE: as fast as possible (pipes go at their pace)."
+    ),
+    exec_command: str | None = typer.Option(
+        None,
+        "--exec",
+        help="Run this shell command once per detection, with SPEECHLSTM_LABEL, _SCORE, "
+        "_START_S, _END_S and _MODEL set and the detection's JSON on its stdin; its "
+        "output goes to stderr. It never holds up listening.",
+    ),
+    exec_timeout_s: float = typer.Option(
+        10.0, "--exec-timeout", min=0.1, max=3600.0, help="Kill a hook running longer (s)."
+    ),
+    exec_max: int = typer.Option(
+        2, "--exec-max", min=1, max=64, help="Hooks running at once (the rest wait, up to 16)."
+    ),
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float = typer.Option(
@@ -64,9 +99,12 @@ def live(
     """Listen and print each detected command: wall-clock time, label, confidence.
 
     The detector settings not given (threshold, hop, smoothing, refractory
-    period, gate) are the model's own defaults (`speechlstm info` shows them).
+    period, gate) are each model's own defaults (`speechlstm info` shows them).
+    With several -m, every model hears the same audio and each detection names
+    its model.
 
-    A status line on stderr shows the input level. Ctrl-C stops with a summary.
+    A status line on stderr shows the input level. Ctrl-C (or the end of the
+    input) stops with a summary on stderr.
 
     Examples:
 
@@ -74,10 +112,15 @@ def live(
 
       speechlstm live --model mywords.onnx --threshold 0.7 --device 2
 
-      speechlstm live --input recording.wav --fast --json
+      arecord -q -r 16000 -c 1 -f S16_LE -t raw | speechlstm live --input - --raw
 
-      speechlstm live --verifier models/sc12.verifier.onnx --verifier-threshold 0.8 \\
-          --detector models/sc12.verifier.detector.toml   (make verifier builds both)
+      ffmpeg -i URL -f s16le -ac 1 -ar 16000 - | speechlstm live --input - --raw --json
+
+      speechlstm live --input - --raw --names     (wyoming-satellite --wake-command)
+
+      speechlstm live -m lights.onnx -m sc12 --exec 'notify-send "$SPEECHLSTM_LABEL"'
+
+      speechlstm live --input recording.wav --fast --json
     """
     from speechlstm.mic import MicError, Microphone
     from speechlstm.mic import list_devices as query_devices
@@ -95,39 +138,64 @@ def live(
                 f"{mark} [{d.index}] {d.name}  ({d.channels} ch, {d.default_rate_hz:.0f} Hz)"
             )
         return
+    if names and as_json:
+        fail("--names and --json are two output formats: choose one")
     from speechlstm import live as live_lib
-    from speechlstm.audio import InvalidAudio
-    from speechlstm.stream import StreamingDetector
+    from speechlstm import pcm
+    from speechlstm.hooks import HookRunner
 
-    recognizer = load_recognizer(model, threads)
-    cfg = detector_settings(recognizer, detector_file).with_overrides(
-        hop_ms=hop_ms,
-        smoothing_ms=smoothing_ms,
-        threshold=threshold,
-        refractory_ms=refractory_ms,
-        gate_dbfs=gate_dbfs,
-        gate=False if no_gate else None,
-    )
-    detector = StreamingDetector(
-        recognizer,
-        cfg,
-        verifier=load_verifier(
-            verifier, verifier_threshold, recognizer, threads, verifier_relabel, verifier_centre
+    raw_fmt = raw_input_format(raw, rate, sample_format, channels, input_file)
+    streamed = input_file is not None and (raw or pcm.is_stream_input(input_file))
+    if streamed and input_file == pcm.STDIN and os.isatty(sys.stdin.fileno()):
+        fail(
+            "standard input is a terminal, not audio; pipe audio in, e.g. "
+            "`arecord -q -r 16000 -c 1 -f S16_LE -t raw | speechlstm live --input - --raw`"
+        )
+    detector = build_detector(
+        model,
+        threads,
+        detector_file,
+        dict(
+            hop_ms=hop_ms,
+            smoothing_ms=smoothing_ms,
+            threshold=threshold,
+            refractory_ms=refractory_ms,
+            gate_dbfs=gate_dbfs,
+            gate=False if no_gate else None,
         ),
+        verifier,
+        verifier_threshold,
+        verifier_relabel,
+        verifier_centre,
     )
-    tty = sys.stderr.isatty()
+    tty = sys.stderr.isatty() and not names
+
+    hooks = None
+    if exec_command is not None:
+        try:
+            hooks = HookRunner(exec_command, exec_timeout_s, exec_max, log=err_line)
+        except ValueError as exc:
+            fail(f"--exec: {exc}")
 
     def on_detection(det, wall_time: float) -> None:
+        if hooks is not None:
+            hooks.submit(det)
+        if tty:
+            sys.stderr.write("\r\033[K")
+        if names:
+            stdout_line(det.label)
+            return
         stamp = (
             time.strftime("%H:%M:%S", time.localtime(wall_time))
             + f".{int(wall_time % 1 * 1000):03d}"
         )
-        if tty:
-            sys.stderr.write("\r\033[K")
         if as_json:
             stdout_line(json.dumps({"time": stamp, **det.to_json()}))
         else:
-            stdout_line(f"{stamp}  {det.label:<12} {det.score:.2f}")
+            several = len(detector.models) > 1
+            stdout_line(
+                f"{stamp}  {det.label:<12} {det.score:.2f}" + (f"  {det.model}" if several else "")
+            )
 
     def on_status(level: float, seconds: float) -> None:
         if tty:
@@ -141,11 +209,14 @@ def live(
     overflows = 0
     close_hung = False
     try:
-        if input_file is not None:
+        if streamed:
+            blocks = pcm.pcm_blocks(input_file, raw_fmt, detector.rate_hz)
+            summary = live_lib.run(detector, blocks, on_detection, on_status)
+        elif input_file is not None:
             blocks = live_lib.file_blocks(input_file, detector.rate_hz, realtime=not fast)
             summary = live_lib.run(detector, blocks, on_detection, on_status)
         else:
-            with Microphone(device, target_rate_hz=recognizer.sample_rate) as mic:
+            with Microphone(device, target_rate_hz=detector.rate_hz) as mic:
                 typer.echo(
                     f"listening on [{mic.device.index}] {mic.device.name} "
                     f"({mic.rate_hz} Hz); Ctrl-C to stop",
@@ -160,30 +231,15 @@ def live(
                     summary = live_lib.LiveSummary([], 0.0, 0.0, 0.0)
                 overflows = mic.overflows
             close_hung = mic.close_hung
-    except InvalidAudio as exc:
-        fail(str(exc))
     except MicError as exc:
+        _close_hooks(hooks, cancel=True)
         fail(str(exc))
+    if summary.error is not None:
+        failed = summary.error
     if tty:
         sys.stderr.write("\r\033[K")
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts().items())) or "none"
-    typer.echo(
-        f"heard {len(summary.detections)} command(s) in {summary.seconds:.1f} s of audio "
-        f"({counts}); model ran on {detector.stats.inferences} of {detector.stats.hops} "
-        f"hops; {overflows} overflow(s)"
-        + (
-            f"; the verifier turned down {detector.stats.rejected} of "
-            f"{detector.stats.verified} candidate(s)"
-            + (
-                f" and renamed {detector.stats.relabelled}"
-                if detector.verifier is not None and detector.verifier.relabel
-                else ""
-            )
-            if detector.verifier is not None
-            else ""
-        ),
-        err=True,
-    )
+    _summary_line(detector, summary, overflows)
+    _close_hooks(hooks, cancel=summary.interrupted)
     if close_hung:
         # The audio device did not close: PortAudio's exit-time clean-up would
         # wait on it for ever, so leave now, with everything printed.
@@ -192,4 +248,34 @@ def live(
         sys.stderr.flush()
         os._exit(EXIT_SOME_FAILED if failed else 0)
     if failed:
-        fail(f"audio input stopped: {failed}", EXIT_SOME_FAILED)
+        # The input broke off or could not be read (what was heard is printed):
+        # exit 1, as transcribe does for a file it cannot read.
+        fail(failed if summary.error else f"audio input stopped: {failed}", EXIT_SOME_FAILED)
+
+
+def _summary_line(detector, summary, overflows: int) -> None:
+    stats = detector.stats
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts().items())) or "none"
+    verifiers = [d.verifier for d in detector.detectors if d.verifier is not None]
+    line = (
+        f"heard {len(summary.detections)} command(s) in {summary.seconds:.1f} s of audio "
+        f"({counts}); model ran on {stats.inferences} of {stats.hops} hops; "
+        f"{overflows} overflow(s)"
+    )
+    if verifiers:
+        line += f"; the verifier turned down {stats.rejected} of {stats.verified} candidate(s)"
+        if any(v.relabel for v in verifiers):
+            line += f" and renamed {stats.relabelled}"
+    typer.echo(line, err=True)
+
+
+def _close_hooks(hooks, cancel: bool) -> None:
+    if hooks is None:
+        return
+    stats = hooks.close(cancel=cancel)
+    if stats.started or stats.dropped:
+        typer.echo(
+            f"hooks: {stats.started} run, {stats.failed} failed, {stats.timed_out} timed out, "
+            f"{stats.waited} waited, {stats.dropped} dropped",
+            err=True,
+        )

@@ -11,23 +11,25 @@ from .common import (
     DETECTOR_FILE_HELP,
     EXIT_SOME_FAILED,
     MODEL_HELP,
+    RAW_OPTIONS_HELP,
     VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_HELP,
-    detector_settings,
+    build_detector,
     err_line,
     fail,
-    load_recognizer,
-    load_verifier,
+    raw_input_format,
     resolve_model,
     stdout_line,
 )
 
 
 def transcribe(
-    files: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC, OGG; any rate)."),
-    model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    files: list[str] = typer.Argument(
+        ..., help="Audio files (WAV, FLAC, OGG; any rate), or - for standard input."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the K most likely labels."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     threshold: float | None = typer.Option(
@@ -45,6 +47,14 @@ def transcribe(
         max=60000.0,
         help="Long recordings: model step in ms (default: the model's).",
     ),
+    raw: bool = typer.Option(
+        False, "--raw", help="Standard input is headerless PCM. " + RAW_OPTIONS_HELP
+    ),
+    rate: int = typer.Option(16000, "--rate", min=4000, max=384000, help="With --raw: Hz."),
+    sample_format: str = typer.Option(
+        "s16le", "--format", help="With --raw: s16le, f32le, s32le or u8."
+    ),
+    channels: int = typer.Option(1, "--channels", min=1, max=64, help="With --raw: averaged."),
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float = typer.Option(
@@ -60,8 +70,9 @@ def transcribe(
 
     A file longer than the model window (1 s) gets a timeline of the commands
     in it (start-end, label, confidence), found by the same streaming detector
-    as `speechlstm live`. Unreadable files are reported and skipped; the exit
-    code is then 1.
+    as `speechlstm live`. `-` reads one clip or recording from standard input
+    (a WAV stream, or headerless PCM with --raw). Unreadable files are reported
+    and skipped; the exit code is then 1.
 
     Examples:
 
@@ -71,32 +82,52 @@ def transcribe(
 
       speechlstm transcribe long_recording.wav --threshold 0.7
 
-      speechlstm transcribe long_recording.wav --verifier teacher.onnx
-    """
-    from speechlstm.stream import StreamingDetector
-    from speechlstm.transcribe import transcribe_files
+      sox in.mp3 -t wav - | speechlstm transcribe -
 
-    recognizer = load_recognizer(model, threads)
-    defaults = detector_settings(recognizer, detector_file)
-    detector = StreamingDetector(
-        recognizer,
-        defaults.with_overrides(hop_ms=hop_ms, threshold=threshold),
-        verifier=load_verifier(
-            verifier, verifier_threshold, recognizer, threads, verifier_relabel, verifier_centre
-        ),
+      arecord -q -d 2 -r 16000 -f S16_LE -t raw | speechlstm transcribe - --raw
+    """
+    import os
+    import sys
+
+    from speechlstm import pcm
+
+    raw_fmt = raw_input_format(raw, rate, sample_format, channels, "-" if "-" in files else None)
+    if files.count(pcm.STDIN) > 1:
+        fail("standard input (-) can be read once")
+    if raw and pcm.STDIN not in files:
+        fail("--raw describes standard input (-); files carry their own header")
+    if pcm.STDIN in files and os.isatty(sys.stdin.fileno()):
+        fail(
+            "standard input is a terminal, not audio; pipe a recording in, e.g. "
+            "`sox in.mp3 -t wav - | speechlstm transcribe -`"
+        )
+    detector = build_detector(
+        [model],
+        threads,
+        detector_file,
+        dict(hop_ms=hop_ms, threshold=threshold),
+        verifier,
+        verifier_threshold,
+        verifier_relabel,
+        verifier_centre,
     )
+    recognizer = detector.recognizers[0]
     failed = 0
     width = max(len(str(f)) for f in files)
-    for result in transcribe_files(recognizer, files, k=top_k, detector=detector):
+    for name in files:
+        if name == pcm.STDIN:
+            blocks = pcm.pcm_blocks(name, raw_fmt, recognizer.sample_rate)
+            result = recognizer.transcribe_stream(blocks, name, top_k, detector)
+        else:
+            result = recognizer.transcribe_file(name, top_k, detector)
         if result.error is not None:
             failed += 1
-            err_line(f"error: {result.path}: {result.error}")
+            err_line(f"error: {pcm.display_name(result.path)}: {result.error}")
         if as_json:
             stdout_line(json.dumps(result.to_json()))
         elif result.detections is not None:
-            stdout_line(
-                f"{result.path}  ({result.duration_s:.1f} s, {len(result.detections)} command(s))"
-            )
+            duration = "" if result.duration_s is None else f"{result.duration_s:.1f} s, "
+            stdout_line(f"{result.path}  ({duration}{len(result.detections)} command(s))")
             for d in result.detections:
                 stdout_line(f"  {d.start_s:7.2f} - {d.end_s:7.2f} s  {d.label:<12} {d.score:.3f}")
         elif result.error is None:
@@ -111,7 +142,7 @@ def transcribe(
 
 
 def info(
-    model: Path | None = typer.Argument(None, help=MODEL_HELP),
+    model: str | None = typer.Argument(None, help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
 ) -> None:
     """Show a model's labels, feature settings, size and training recipe.

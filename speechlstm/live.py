@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import level_dbfs, stream_audio
+from .audio import InvalidAudio, level_dbfs, stream_audio
 from .stream import Detection, StreamingDetector
 
 BLOCK_MS = 50.0
@@ -26,6 +26,8 @@ class LiveSummary:
     seconds: float  # audio time processed
     wall_s: float
     cpu_s: float
+    error: str | None = None  # the input broke off (InvalidAudio): what was heard is kept
+    interrupted: bool = False  # Ctrl-C
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -87,27 +89,41 @@ def run(
 ) -> LiveSummary:
     """Feed blocks until they end or Ctrl-C; returns a summary (Ctrl-C is not re-raised).
 
-    `on_detection(detection, wall_clock_time)`; `on_status(level_dbfs, audio_seconds)`.
+    `detector` is a StreamingDetector or an api.Detector (reset, push, flush,
+    rate_hz). `on_detection(detection, wall_clock_time)`; `on_status(level_dbfs,
+    audio_seconds)`. Input that breaks off (InvalidAudio: a pipe cut inside a
+    frame, NaN samples, an unreadable file) ends the run like the end of the
+    input, a command still in progress reported, with the reason in
+    `LiveSummary.error`.
     """
     detector.reset()
     rate_hz = detector.rate_hz
     found: list[Detection] = []
     started, cpu0 = time.perf_counter(), time.process_time()
     samples = 0
+    error, interrupted = None, False
     try:
-        for block in blocks:
-            samples += len(block)
-            for det in detector.push(block):
-                found.append(det)
-                on_detection(det, time.time())
-            if on_status is not None:
-                on_status(level_dbfs(block), samples / rate_hz)
+        try:
+            for block in blocks:
+                samples += len(block)
+                for det in detector.push(block):
+                    found.append(det)
+                    on_detection(det, time.time())
+                if on_status is not None:
+                    on_status(level_dbfs(block), samples / rate_hz)
+        except InvalidAudio as exc:
+            error = str(exc)
         if flush:
             for det in detector.flush():
                 found.append(det)
                 on_detection(det, time.time())
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     return LiveSummary(
-        found, samples / rate_hz, time.perf_counter() - started, time.process_time() - cpu0
+        found,
+        samples / rate_hz,
+        time.perf_counter() - started,
+        time.process_time() - cpu0,
+        error,
+        interrupted,
     )

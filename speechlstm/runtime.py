@@ -36,9 +36,48 @@ class ModelFile:
     description: ModelDescription
 
 
+# Shipped models by name: `-m sc12` anywhere a model path is taken.
+SHIPPED_MODELS = {"sc12": "sc12.int8.onnx", "sc12_synthetic": "sc12_synthetic.int8.onnx"}
+DEFAULT_MODEL = "sc12"
+
+
 def default_model_path() -> Path | None:
     path = ASSETS_DIR / DEFAULT_MODEL_NAME
     return path if path.is_file() else None
+
+
+def resolve_model(spec: str | os.PathLike | None = None) -> Path:
+    """A model file from a path, the name of a shipped model (`sc12`), or None
+    (the shipped default). A path that exists wins over a shipped name;
+    ModelError names both possibilities when neither is there."""
+    if spec is None:
+        found = default_model_path()
+        if found is None:
+            raise ModelError(
+                "this install ships no default model; train one (`speechlstm train`) "
+                "and export it (`speechlstm export`), then pass it with -m"
+            )
+        return found
+    path = Path(spec)
+    if path.exists() or str(spec) not in SHIPPED_MODELS:
+        return path  # a missing path is refused by name where it is opened
+    shipped = ASSETS_DIR / SHIPPED_MODELS[str(spec)]
+    if not shipped.is_file():
+        raise ModelError(f"{spec}: this install does not ship that model ({shipped} is missing)")
+    return shipped
+
+
+def model_name(spec: str | os.PathLike | None) -> str:
+    """The name a model's detections carry: a shipped model's name, else the
+    file's stem (`lights.onnx` -> `lights`)."""
+    if spec is None:
+        return DEFAULT_MODEL
+    if str(spec) in SHIPPED_MODELS and not Path(spec).exists():
+        return str(spec)
+    stem = Path(spec).name
+    for suffix in (".onnx", ".int8"):
+        stem = stem.removesuffix(suffix)
+    return stem or str(spec)
 
 
 def open_session(path: str | os.PathLike, threads: int = 1):
@@ -47,7 +86,10 @@ def open_session(path: str | os.PathLike, threads: int = 1):
 
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+        hint = (
+            f" (shipped models by name: {', '.join(SHIPPED_MODELS)})" if not path.exists() else ""
+        )
+        raise ModelError(f"{path}: no such model file{hint}")
     opts = ort.SessionOptions()
     # Set explicitly: onnxruntime's default grabs every core, which hurts when
     # several recognizers or a decoder pool share the machine.

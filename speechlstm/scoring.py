@@ -266,6 +266,28 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+def score_waves(
+    recognizer: OnnxRecognizer, waves: list[np.ndarray], workers: int = 1
+) -> list[np.ndarray]:
+    """Probabilities of each waveform (at the recognizer's rate, any length), in
+    order, `workers` model calls at once; each is the waveform's own answer,
+    equal to it scored alone (one clip a call)."""
+    if not waves:
+        return []
+    workers = max(1, min(workers, len(waves)))
+    if workers == 1:
+        return [classify_waveform(recognizer, w) for w in waves]
+    # Contiguous shares, one a thread: onnxruntime releases the interpreter lock
+    # while it runs, so the threads' model calls run on separate cores.
+    bounds = np.linspace(0, len(waves), workers + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = pool.map(
+            lambda ab: [classify_waveform(recognizer, w) for w in waves[ab[0] : ab[1]]],
+            zip(bounds[:-1], bounds[1:]),
+        )
+        return [p for part in parts for p in part]
+
+
 def score_paths(
     recognizer: OnnxRecognizer,
     paths: Iterable[str],

@@ -48,14 +48,18 @@ class Detection:
     score: float
     start_s: float  # the window that fired: [start_s, end_s] of the stream
     end_s: float
+    model: str = ""  # the model that heard it (api.Detector names each; "" when unnamed)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "label": self.label,
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),
             "score": round(self.score, 4),
         }
+        if self.model:
+            out["model"] = self.model
+        return out
 
 
 @dataclass
@@ -84,8 +88,10 @@ class StreamingDetector:
         cfg: DetectorConfig = DetectorConfig(),
         decision=None,
         verifier=None,
+        name: str = "",
     ):
         self.rec = recognizer
+        self.name = name  # what each Detection's `model` says
         # The second stage (verify.py): rules on each detection before it is reported.
         self.verifier = verifier
         self.cfg = cfg
@@ -229,7 +235,7 @@ class StreamingDetector:
         self.stats.per_label[label] = self.stats.per_label.get(label, 0) + 1
         end = trigger.end_samples
         start_s = max(0, end - self.window) / self.rate_hz
-        return [Detection(label, trigger.score, start_s, end / self.rate_hz)]
+        return [Detection(label, trigger.score, start_s, end / self.rate_hz, self.name)]
 
 
 def detect_file(

@@ -11,6 +11,7 @@ decoded at the recognizer's rate.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,10 +35,12 @@ class FileResult:
     detections: list | None = None  # long recordings: the streaming detector's timeline
 
     def to_json(self) -> dict:
+        if self.detections is not None:
+            # A stream that broke off keeps what was heard before, with the reason.
+            out = {"path": self.path, "detections": [d.to_json() for d in self.detections]}
+            return out if self.error is None else {**out, "error": self.error}
         if self.error is not None:
             return {"path": self.path, "error": self.error}
-        if self.detections is not None:
-            return {"path": self.path, "detections": [d.to_json() for d in self.detections]}
         return {
             "path": self.path,
             "label": self.label,
@@ -177,3 +180,50 @@ def transcribe_files(
 ) -> Iterator[FileResult]:
     for path in paths:
         yield transcribe_file(recognizer, path, k, detector)
+
+
+def transcribe_blocks(
+    recognizer: OnnxRecognizer,
+    blocks: Iterable[np.ndarray],
+    name: str,
+    k: int = 1,
+    detector: StreamingDetector | None = None,
+) -> FileResult:
+    """`transcribe_file` of audio arriving in blocks (a pipe): the first window is
+    held; a stream that ends within it is one clip, a longer one goes on
+    through the detector (a timeline) or `classify_stream`, in memory bounded
+    by one block and one window. A stream that breaks off (InvalidAudio) keeps
+    the detections heard before it, with the reason."""
+    rate, n = recognizer.sample_rate, recognizer.clip_samples
+    it = iter(blocks)
+    head: list[np.ndarray] = []
+    have = 0
+    found: list = []
+    try:
+        for block in it:
+            head.append(block)
+            have += len(block)
+            if have > n:
+                break
+        if have <= n:
+            probs = recognizer.predict_clip(np.concatenate(head or [np.zeros(0, np.float32)]))
+            top = top_k(probs, recognizer.labels, k)
+            return FileResult(name, top[0][0], top[0][1], top, have / rate)
+        rest = itertools.chain([np.concatenate(head)], it)
+        head = []
+        if detector is None:
+            probs, total = classify_stream(recognizer, rest)
+            top = top_k(probs, recognizer.labels, k)
+            return FileResult(name, top[0][0], top[0][1], top, total / rate)
+        detector.reset()
+        total = 0
+        for block in rest:
+            total += len(block)
+            found += detector.push(block)
+        found += detector.flush()
+        return FileResult(name, duration_s=total / rate, detections=found)
+    except InvalidAudio as exc:
+        if detector is not None and have > n:
+            found += detector.flush()
+            return FileResult(name, error=exc.reason, detections=found)
+        return FileResult(name, error=exc.reason)
