@@ -91,8 +91,10 @@ class HookRunner:
         self.stdout_fd = 2 if stdout_fd is None else stdout_fd
         self.stats = HookStats()
         self._lock = threading.Lock()
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queued + max_running)
-        self._idle = max_running
+        self._queue: queue.Queue = queue.Queue()
+        self.max_queued = max_queued
+        self._idle = max_running  # workers waiting for a hook to run
+        self._pending = 0  # hooks submitted and not yet started
         self._workers = [
             threading.Thread(target=self._work, name=f"hook-{i}", daemon=True)
             for i in range(max_running)
@@ -112,19 +114,21 @@ class HookRunner:
         if self._closed:
             return False
         with self._lock:
-            if self._idle == 0:
-                self.stats.waited += 1
-        try:
-            self._queue.put_nowait(det)
-        except queue.Full:
-            with self._lock:
+            # Idle workers take a hook at once; beyond them, max_queued may wait.
+            full = self._pending >= self._idle + self.max_queued
+            if full:
                 self.stats.dropped += 1
+            else:
+                if self._pending >= self._idle:
+                    self.stats.waited += 1
+                self._pending += 1
+                self._queue.put_nowait(det)
+        if full:
             self.log(
-                f"hook: dropped for {det.label} at {det.end_s:.2f} s: "
-                f"{self._queue.maxsize} hooks already running or waiting"
+                f"hook: dropped for {det.label} at {det.end_s:.2f} s: {len(self._workers)} "
+                f"running and {self.max_queued} waiting already"
             )
-            return False
-        return True
+        return not full
 
     def close(self, cancel: bool = False) -> HookStats:
         """Stop taking detections; run what is queued (or drop it, `cancel`), and
@@ -150,6 +154,7 @@ class HookRunner:
             if item is _STOP:
                 return
             with self._lock:
+                self._pending -= 1
                 self._idle -= 1
                 self.stats.started += 1
             try:
