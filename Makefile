@@ -9,7 +9,7 @@ SUBSET ?= ../shared/data/speech_commands_subset
 # The Speech Commands tree the default model's real clips come from.
 SC ?= $(SUBSET)
 
-.PHONY: demo install voices install-inference test test-inference lint default-model verifier encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install voices install-inference test test-inference test-wheel check-arm lint default-model verifier encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -38,6 +38,16 @@ test-inference: install-inference
 	  echo "test-inference: torch is importable in $(INFER_VENV); remove it" >&2; exit 1; fi
 	@rc=0; $(INFER_PY) -m pytest -q -m "not train" || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "test-inference: no tests ran" >&2; fi; exit $$rc
+
+# The wheel as a user installs it: built, installed into a fresh venv outside
+# the checkout, then transcribe, info and the Python API with the bundled model.
+test-wheel: install
+	PYTHON=$(PY) bash scripts/check_wheel.sh
+
+# Every inference dependency resolves to aarch64 wheels (a Raspberry Pi with a
+# 64-bit OS); downloads them to a temporary folder (docs/install.md).
+check-arm: install
+	PYTHON=$(PY) bash scripts/check_arm.sh
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

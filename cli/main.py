@@ -14,7 +14,7 @@ import typer
 
 from speechlstm.runtime import ModelError
 
-from . import data_cmd, live_cmd, score_cmd, train_cmd, transcribe_cmd, tune_cmd
+from . import data_cmd, live_cmd, score_cmd, serve_cmd, train_cmd, transcribe_cmd, tune_cmd
 from .common import EXIT_INTERRUPTED, EXIT_PIPE_CLOSED, EXIT_USAGE, fail, printable
 
 app = typer.Typer(
@@ -47,6 +47,7 @@ app.command(name="info")(transcribe_cmd.info)
 app.command(name="live")(_model_errors(live_cmd.live))
 app.command(name="score")(_model_errors(score_cmd.score))
 app.command(name="evaluate")(_model_errors(score_cmd.evaluate))
+app.command(name="serve")(_model_errors(serve_cmd.serve))
 app.command(name="tune-detector")(_model_errors(tune_cmd.tune_detector))
 app.command(name="train")(train_cmd.train)
 app.command(name="export")(train_cmd.export)

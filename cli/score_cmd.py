@@ -27,7 +27,7 @@ def score(
     ),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1),
     batch_size: int = typer.Option(
-        8, "--batch-size", min=1, max=4096, help="Clips a run (small batches stay in cache)."
+        32, "--batch-size", min=1, max=4096, help="Files a thread takes at a time."
     ),
     workers: int = typer.Option(1, "--workers", min=1, max=256, help=WORKERS_HELP),
     threads: int = typer.Option(
@@ -152,7 +152,7 @@ def evaluate(
         None, "--report-dir", "-r", help="Write report.json/.md and plots here."
     ),
     batch_size: int = typer.Option(
-        8, "--batch-size", min=1, max=4096, help="Clips a run (small batches stay in cache)."
+        32, "--batch-size", min=1, max=4096, help="Files a thread takes at a time."
     ),
     workers: int = typer.Option(1, "--workers", min=1, max=256, help=WORKERS_HELP),
     threads: int = typer.Option(

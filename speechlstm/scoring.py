@@ -35,10 +35,10 @@ from .audio import InvalidAudio, is_large, load_audio, stream_audio
 from .data.datasets import AUDIO_SUFFIXES
 from .outputs import CSV_FIELDS, ENCODING, OutputError, open_rows
 from .runtime import OnnxRecognizer
-from .transcribe import batch_top_k, classify_stream, classify_waveform
+from .transcribe import classify_stream, classify_waveform
 
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
-DECODE_CHUNK = 32  # files a decoding task
+DECODE_CHUNK = 32  # files a thread takes at a time (score_paths)
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Scored:
     probs: np.ndarray | None = None
     duration_s: float | None = None
     error: str | None = None
+    # False for a batch's rows but its last: the writer flushes once a batch.
+    flush: bool = True
 
 
 def iter_inputs(inputs: Iterable[str]) -> Iterator[str]:
@@ -206,10 +208,11 @@ class RowWriter:
     def _write(self, result: Scored) -> None:
         top = []
         if result.probs is not None:
-            top = [
-                [lab, round(s, 6)]
-                for lab, s in batch_top_k(result.probs[None], self.labels, self.k)[0]
-            ]
+            # Plain Python: numpy's per-call overhead on 12 numbers cost more
+            # than the rest of the row. Stable, as batch_top_k: ties keep label order.
+            values = result.probs.tolist()
+            order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
+            top = [[self.labels[i], round(values[i], 6)] for i in order[: max(1, self.k)]]
         label, score = (top[0][0], top[0][1]) if top else (None, None)
         if self.csv is not None:
             self.csv.writerow(
@@ -232,27 +235,41 @@ class RowWriter:
                 "error": result.error,
             }
             self.fh.write(json.dumps(row) + "\n")
-        self.fh.flush()
+        if result.flush:
+            self.fh.flush()
 
     def close(self) -> None:
         if self._owned:
             self.fh.close()
 
 
-STREAM = np.zeros(0, np.float32)  # _decode's mark for a file to stream, not decode whole
-
-
-def _decode(path: str, sample_rate: int):
-    if is_large(path):
-        return path, STREAM, None  # decoded block by block where it is scored
-    try:
-        return path, load_audio(path, sample_rate), None
-    except InvalidAudio as exc:
-        return path, None, exc.reason
-
-
-def _decode_chunk(paths: list[str], sample_rate: int) -> list:
-    return [_decode(path, sample_rate) for path in paths]
+def _score_chunk(recognizer: OnnxRecognizer, paths: list[str]) -> list[Scored]:
+    """Each file's probabilities, or its error: clips up to the window one model
+    call each (runtime.predict_each), a longer one by its strongest window, a
+    large file streamed block by block."""
+    rate, window = recognizer.sample_rate, recognizer.clip_samples
+    out: list[Scored] = []
+    clips: list[tuple[Scored, np.ndarray]] = []
+    for path in paths:
+        try:
+            if is_large(path):  # decoded block by block: memory bounded by a block
+                probs, n = classify_stream(recognizer, stream_audio(path, rate))
+                out.append(Scored(path, probs, n / rate, flush=False))
+                continue
+            wave = load_audio(path, rate)
+        except InvalidAudio as exc:
+            out.append(Scored(path, error=exc.reason, flush=False))
+            continue
+        row = Scored(path, duration_s=len(wave) / rate, flush=False)
+        if len(wave) <= window:
+            clips.append((row, wave))
+        else:
+            row.probs = classify_waveform(recognizer, wave)
+        out.append(row)
+    for (row, _), probs in zip(clips, recognizer.predict_each([w for _, w in clips])):
+        row.probs = probs
+    out[-1].flush = True
+    return out
 
 
 def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -278,7 +295,7 @@ def score_waves(
     if workers == 1:
         return [classify_waveform(recognizer, w) for w in waves]
     # Contiguous shares, one a thread: onnxruntime releases the interpreter lock
-    # while it runs, so the threads' model calls run on separate cores.
+    # while it runs, and each thread takes a session of its own (runtime.py).
     bounds = np.linspace(0, len(waves), workers + 1).astype(int)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = pool.map(
@@ -291,99 +308,31 @@ def score_waves(
 def score_paths(
     recognizer: OnnxRecognizer,
     paths: Iterable[str],
-    batch_size: int = 8,
+    batch_size: int = DECODE_CHUNK,
     workers: int = 1,
     prefetch: int = 256,
     parallel_batches: int = 1,
 ) -> Iterator[Scored]:
-    """Probabilities of each input, in input order. Decoding runs ahead on
-    `workers` threads and up to `parallel_batches` batches run through
-    onnxruntime at once.
+    """Probabilities of each input, in input order, on max(`workers`,
+    `parallel_batches`) threads.
 
-    Several concurrent single-threaded runs use the cores better than one run
-    with several intra-op threads: the LSTM is a chain of small matrix products,
-    each too small to split well, and the Python work between batches (padding,
-    top-k, rows) then overlaps with inference instead of idling the pool.
+    Each thread takes `batch_size` files at a time and decodes and scores them
+    itself, with a model session of its own (runtime.OnnxRecognizer's pool),
+    one clip a model call, so every clip's answer is its own whatever the
+    threads. At most `prefetch` files are in flight; the caller's thread only
+    hands out paths and keeps the order. The earlier pipeline (one decoding
+    thread, batches handed to inference threads sharing one session) ran at
+    1.5-1.7x a one-file-at-a-time loop on two cores; this one at 2x
+    (bench/batch_speed.py): the hand-offs and the shared session cost more
+    than the decoding they overlapped.
     """
-    rate = recognizer.sample_rate
-    window = recognizer.clip_samples
-    decoding: deque[Future] = deque()
-    # Output order: finished rows (errors, long clips) and batches in flight
-    # (with the input buffer each one reads).
-    ordered: deque[Scored | tuple[Future, list[tuple[str, int]], np.ndarray]] = deque()
-    in_flight = 0
-    batch: list[tuple[str, np.ndarray]] = []
-    # Input buffers are reused once their batch is done rather than a fresh
-    # half-megabyte array allocated and zeroed per batch.
-    spare: list[np.ndarray] = []
-
-    def submit_batch(pool: ThreadPoolExecutor) -> None:
-        nonlocal in_flight
-        if not batch:
-            return
-        block = spare.pop() if spare else np.empty((batch_size, window), dtype=np.float32)
-        for i, (_, wave) in enumerate(batch):
-            block[i, : len(wave)] = wave
-            block[i, len(wave) :] = 0.0
-        future = pool.submit(recognizer.predict, block[: len(batch)])
-        ordered.append((future, [(p, len(w)) for p, w in batch], block))
-        in_flight += 1
-        batch.clear()
-
-    def ready(max_in_flight: int) -> Iterator[Scored]:
-        """Rows at the head of the order that are done; waits while too many batches run."""
-        nonlocal in_flight
-        while ordered:
-            head = ordered[0]
-            if isinstance(head, Scored):
-                yield ordered.popleft()
-                continue
-            future, items, block = head
-            if not future.done() and in_flight <= max_in_flight:
-                return
-            probs = future.result()
-            ordered.popleft()
-            spare.append(block)
-            in_flight -= 1
-            for (path, n_samples), p in zip(items, probs):
-                yield Scored(path, p, n_samples / rate)
-
-    def handle(path, wave, error, pool) -> Iterator[Scored]:
-        if error is not None:
-            submit_batch(pool)  # keep the input order
-            ordered.append(Scored(path, error=error))
-        elif wave is STREAM:
-            submit_batch(pool)
-            try:
-                p, n = classify_stream(recognizer, stream_audio(path, rate))
-                ordered.append(Scored(path, p, n / rate))
-            except InvalidAudio as exc:
-                ordered.append(Scored(path, error=exc.reason))
-        elif len(wave) <= window:
-            batch.append((path, wave))
-            if len(batch) >= batch_size:
-                submit_batch(pool)
-        else:
-            submit_batch(pool)
-            p = classify_waveform(recognizer, wave)
-            ordered.append(Scored(path, p, len(wave) / rate))
-        yield from ready(max(1, parallel_batches))
-
-    with (
-        ThreadPoolExecutor(max_workers=max(1, workers)) as decoders,
-        ThreadPoolExecutor(max_workers=max(1, parallel_batches)) as inference,
-    ):
-        # Files go to the decoders in chunks: one hand-off between threads per
-        # file cost more than decoding a 16-bit WAV (the threads take turns on
-        # the interpreter lock), and capped throughput at ~3,700 files/s.
-        chunk = max(1, min(DECODE_CHUNK, prefetch))
+    threads = max(1, workers, parallel_batches)
+    chunk = max(1, min(batch_size, prefetch))
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for paths_chunk in _chunks(paths, chunk):
-            decoding.append(decoders.submit(_decode_chunk, paths_chunk, rate))
-            if len(decoding) * chunk >= prefetch:
-                for decoded in decoding.popleft().result():
-                    yield from handle(*decoded, inference)
-        while decoding:
-            for decoded in decoding.popleft().result():
-                yield from handle(*decoded, inference)
-        submit_batch(inference)
-        yield from ready(0)
+            in_flight.append(pool.submit(_score_chunk, recognizer, paths_chunk))
+            while len(in_flight) * chunk >= prefetch or (in_flight and in_flight[0].done()):
+                yield from in_flight.popleft().result()
+        while in_flight:
+            yield from in_flight.popleft().result()

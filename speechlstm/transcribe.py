@@ -91,50 +91,69 @@ def classify_waveform(
     return probs[best]
 
 
+class StreamClassifier:
+    """`classify_waveform` of audio pushed in blocks, holding one block plus one
+    window at a time: the same windows (every `hop_ms`, the last aligned to the
+    end) and the same answer, however long the input."""
+
+    def __init__(self, recognizer: OnnxRecognizer, hop_ms: float = DetectorConfig().hop_ms):
+        self.rec = recognizer
+        self.n = recognizer.clip_samples
+        self.hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
+        self.any_foreground = bool((~recognizer.background).any())
+        self.buf = np.zeros(0, np.float32)
+        self.offset = self.next_start = self.total = 0  # stream positions: buf[0], next start, end
+        self.last_start = -1
+        self.best, self.best_score = None, -np.inf
+
+    def _run(self, frames: np.ndarray) -> None:
+        rec = self.rec
+        for i in range(0, len(frames), MAX_BATCH):
+            probs = rec.predict(frames[i : i + MAX_BATCH])
+            scores = np.where(rec.background, -1.0, probs).max(axis=1)
+            k = int(np.argmax(scores)) if self.any_foreground else 0
+            if self.best is None or (self.any_foreground and scores[k] > self.best_score):
+                self.best, self.best_score = probs[k], scores[k]
+
+    def push(self, block: np.ndarray) -> None:
+        n = self.n
+        self.buf = np.concatenate([self.buf, np.asarray(block, np.float32)])
+        self.total += len(block)
+        starts = []
+        while self.next_start + n <= self.total:
+            starts.append(self.next_start)
+            self.next_start += self.hop
+        if starts:
+            o = self.offset
+            self._run(np.stack([self.buf[s - o : s - o + n] for s in starts]))
+            self.last_start = starts[-1]
+        # Keep what later windows need: from the next start, and the last
+        # window's worth for the end-aligned window.
+        drop = max(0, min(self.next_start - self.offset, len(self.buf) - n))
+        self.buf, self.offset = self.buf[drop:], self.offset + drop
+
+    def result(self) -> np.ndarray:
+        """The probabilities (classes,) of everything pushed (a clip up to the
+        window: that clip's own)."""
+        if self.total <= self.n:
+            return self.rec.predict_clip(self.buf)
+        if self.last_start != self.total - self.n:
+            self._run(self.buf[-self.n :][None])
+            self.last_start = self.total - self.n
+        return self.best
+
+
 def classify_stream(
     recognizer: OnnxRecognizer,
     blocks: Iterable[np.ndarray],
     hop_ms: float = DetectorConfig().hop_ms,
 ) -> tuple[np.ndarray, int]:
     """`classify_waveform` of the concatenated blocks, and its length in
-    samples, holding one block plus one window at a time: the same windows
-    (every `hop_ms`, the last aligned to the end), however long the input."""
-    n = recognizer.clip_samples
-    hop = max(1, round(recognizer.sample_rate * hop_ms / 1000))
-    buf = np.zeros(0, np.float32)
-    offset = next_start = total = 0  # stream positions: buf[0], next window start, end
-    last_start = -1
-    best, best_score = None, -np.inf
-    any_foreground = bool((~recognizer.background).any())
-
-    def run(frames: np.ndarray) -> None:
-        nonlocal best, best_score
-        for i in range(0, len(frames), MAX_BATCH):
-            probs = recognizer.predict(frames[i : i + MAX_BATCH])
-            scores = np.where(recognizer.background, -1.0, probs).max(axis=1)
-            k = int(np.argmax(scores)) if any_foreground else 0
-            if best is None or (any_foreground and scores[k] > best_score):
-                best, best_score = probs[k], scores[k]
-
+    samples, in memory bounded by one block and one window (StreamClassifier)."""
+    classifier = StreamClassifier(recognizer, hop_ms)
     for block in blocks:
-        buf = np.concatenate([buf, block])
-        total += len(block)
-        starts = []
-        while next_start + n <= total:
-            starts.append(next_start)
-            next_start += hop
-        if starts:
-            run(np.stack([buf[s - offset : s - offset + n] for s in starts]))
-            last_start = starts[-1]
-        # Keep what later windows need: from the next start, and the last
-        # window's worth for the end-aligned window.
-        drop = max(0, min(next_start - offset, len(buf) - n))
-        buf, offset = buf[drop:], offset + drop
-    if total <= n:
-        return recognizer.predict_clip(buf), total
-    if last_start != total - n:
-        run(buf[-n:][None])
-    return best, total
+        classifier.push(block)
+    return classifier.result(), classifier.total
 
 
 def transcribe_file(
