@@ -101,7 +101,7 @@ def build_detector(
     detector_file: Path | None,
     overrides: dict,
     verifier: Path | None = None,
-    verifier_threshold: float = 0.5,
+    verifier_threshold: float | None = None,
     relabel: bool = False,
     centre: bool = False,
 ) -> Detector:
@@ -146,7 +146,20 @@ VERIFIER_HELP = (
     "A second model that rules on each detection (e.g. `export` of a `train --frontend "
     "embedding` run): a detection is reported only if it hears the same command."
 )
-VERIFIER_THRESHOLD_HELP = "With --verifier: its probability needed for the command."
+VERIFIER_THRESHOLD_HELP = "With --verifier: its probability needed for the command (0.5)."
+DEFAULT_VERIFIER_THRESHOLD = 0.5
+
+
+def finite(value):
+    """A typer callback: NaN passes click's range checks (every comparison with it
+    is false), so a float option refuses it here, at parse time."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 VERIFIER_RELABEL_HELP = (
     "With --verifier: report a detection the verifier hears as another command "
     "(at its threshold) as that command, instead of dropping it."
@@ -162,18 +175,22 @@ VERIFIER_CENTRE_HELP = (
 
 def load_verifier(
     path: Path | None,
-    threshold: float,
+    threshold: float | None,
     recognizer,
     threads: int = 1,
     relabel: bool = False,
     centre: bool = False,
 ):
     """The second stage for `--verifier` (None without one); a usage error if the
-    model is unusable or cannot judge the detector's commands."""
+    model is unusable or cannot judge the detector's commands, and for a
+    verifier setting given without a verifier (it would be recorded, not used)."""
     if path is None:
-        if relabel or centre:
-            fail(f"--verifier-{'relabel' if relabel else 'centre'} needs --verifier")
+        for given, flag in ((relabel, "relabel"), (centre, "centre"), (threshold, "threshold")):
+            if given not in (None, False):
+                fail(f"--verifier-{flag} needs --verifier")
         return None
+    if threshold is None:
+        threshold = DEFAULT_VERIFIER_THRESHOLD
     from speechlstm.runtime import ModelError, OnnxRecognizer
     from speechlstm.verify import Verifier, VerifierError
 

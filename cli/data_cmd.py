@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .common import EXIT_SOME_FAILED, fail, stdout_line
+from .common import EXIT_SOME_FAILED, fail, finite, stdout_line
 
 app = typer.Typer(help="Make, download or record datasets.", no_args_is_help=True)
 
@@ -236,7 +236,9 @@ def record(
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder (clips are added)."),
     takes: int = typer.Option(20, "--takes", min=1, help="Clips per word."),
     device: str | None = typer.Option(None, "--device", help="Input device name or index."),
-    seconds: float = typer.Option(1.5, "--seconds", min=1.0, help="Recording time per take."),
+    seconds: float = typer.Option(
+        1.5, "--seconds", callback=finite, min=1.0, help="Recording time per take."
+    ),
     speaker: str | None = typer.Option(None, "--speaker", help="Speaker id for the file names."),
 ) -> None:
     """Record your own clips from the microphone, prompted word by word.
@@ -288,6 +290,7 @@ def mine(
     threshold: float | None = typer.Option(
         None,
         "--threshold",
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Fire at this probability (default: the model's own; lower mines near misses).",

@@ -23,6 +23,7 @@ from .common import (
     build_detector,
     err_line,
     fail,
+    finite,
     raw_input_format,
     stdout_line,
 )
@@ -34,18 +35,28 @@ def live(
     threshold: float | None = typer.Option(
         None,
         "--threshold",
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Smoothed probability needed to report a command, every label "
         "(default: the model's tuned values).",
     ),
     hop_ms: float | None = typer.Option(
-        None, "--hop-ms", min=10.0, max=60000.0, help="Run the model every N ms."
+        None, "--hop-ms", callback=finite, min=10.0, max=60000.0, help="Run the model every N ms."
     ),
-    smoothing_ms: float | None = typer.Option(None, "--smoothing-ms", min=10.0, max=60000.0),
-    refractory_ms: float | None = typer.Option(None, "--refractory-ms", min=0.0, max=60000.0),
+    smoothing_ms: float | None = typer.Option(
+        None, "--smoothing-ms", callback=finite, min=10.0, max=60000.0
+    ),
+    refractory_ms: float | None = typer.Option(
+        None, "--refractory-ms", callback=finite, min=0.0, max=60000.0
+    ),
     gate_dbfs: float | None = typer.Option(
-        None, "--gate-dbfs", help="Skip the model on windows quieter than this."
+        None,
+        "--gate-dbfs",
+        callback=finite,
+        min=-200.0,
+        max=0.0,
+        help="Skip the model on windows quieter than this (-200 to 0).",
     ),
     no_gate: bool = typer.Option(False, "--no-gate", help="Run the model on every hop."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per detection."),
@@ -89,8 +100,13 @@ def live(
     ),
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
-    verifier_threshold: float = typer.Option(
-        0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
+    verifier_threshold: float | None = typer.Option(
+        None,
+        "--verifier-threshold",
+        min=0.01,
+        max=1.0,
+        callback=finite,
+        help=VERIFIER_THRESHOLD_HELP,
     ),
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
     verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),

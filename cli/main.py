@@ -28,9 +28,15 @@ app = typer.Typer(
 )
 
 
+class PipeClosed(Exception):
+    """stdout's reader went away. Not an OSError: click's own handler turns an
+    EPIPE OSError into exit 1, and `| head -1` must end as Unix tools do (141)."""
+
+
 def _model_errors(command):
     """A model found broken while running (NaN or non-probabilities out) ends the
-    command like one refused at load: one line, exit 2; rows written are kept."""
+    command like one refused at load: one line, exit 2; rows written are kept.
+    A closed stdout becomes PipeClosed, for main to end with 141."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
@@ -38,23 +44,39 @@ def _model_errors(command):
             return command(*args, **kwargs)
         except ModelError as exc:
             fail(str(exc))
+        except BrokenPipeError:
+            raise PipeClosed() from None
+
+    return run
+
+
+def _pipe_guarded(command):
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BrokenPipeError:
+            raise PipeClosed() from None
 
     return run
 
 
 app.command(name="transcribe")(_model_errors(transcribe_cmd.transcribe))
-app.command(name="info")(transcribe_cmd.info)
+app.command(name="info")(_pipe_guarded(transcribe_cmd.info))
 app.command(name="live")(_model_errors(live_cmd.live))
 app.command(name="score")(_model_errors(score_cmd.score))
 app.command(name="evaluate")(_model_errors(score_cmd.evaluate))
 app.command(name="serve")(_model_errors(serve_cmd.serve))
 app.command(name="tune-detector")(_model_errors(tune_cmd.tune_detector))
-app.command(name="train")(train_cmd.train)
-app.command(name="export")(train_cmd.export)
+app.command(name="train")(_pipe_guarded(train_cmd.train))
+app.command(name="export")(_pipe_guarded(train_cmd.export))
+for _info in data_cmd.app.registered_commands:
+    _info.callback = _pipe_guarded(_info.callback)
 app.add_typer(data_cmd.app, name="data")
 
 
 def main() -> None:
+    import errno
     import signal
     import sys
 
@@ -72,7 +94,7 @@ def main() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         app()
-    except BrokenPipeError:
+    except (BrokenPipeError, PipeClosed):
         # A reader that stopped early (`| head -1`): end quietly, as Unix tools do
         # (they die of SIGPIPE: 128 + 13). Output files were flushed row by row.
         _silence_stdout()
@@ -85,16 +107,31 @@ def main() -> None:
         # unusable model, as at load; the rows written before it are kept.
         sys.stderr.write(f"error: {printable(str(exc))}\n")
         sys.exit(EXIT_USAGE)
-    except Exception as exc:  # the last line of defence: one line, never a traceback
-        where = exc.__traceback__
-        while where is not None and where.tb_next is not None:
-            where = where.tb_next
-        at = f" at {where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{where.tb_lineno}"
-        sys.stderr.write(
-            f"error: unexpected {type(exc).__name__}: {str(exc)[:300]}{at if where else ''} "
-            "(a bug: please report it with the command line)\n"
-        )
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO):
+            _unexpected(exc)
+        # A write nothing else guarded (help or usage text to /dev/full): one
+        # line, as coreutils say "write error", and no complaint at exit.
+        _silence_stdout()
+        sys.stderr.write(f"error: cannot write output ({exc.strerror or exc})\n")
         sys.exit(EXIT_USAGE)
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> None:
+    """One line for an exception nothing handled: a bug, never a traceback."""
+    import sys
+
+    where = exc.__traceback__
+    while where is not None and where.tb_next is not None:
+        where = where.tb_next
+    at = f" at {where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{where.tb_lineno}"
+    sys.stderr.write(
+        f"error: unexpected {type(exc).__name__}: {str(exc)[:300]}{at if where else ''} "
+        "(a bug: please report it with the command line)\n"
+    )
+    sys.exit(EXIT_USAGE)
 
 
 def _silence_stdout() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -100,10 +101,14 @@ def score(
         fail(str(exc))
     if part is not None:
         shards.clear_receipt(out)  # unfinished until this run says otherwise
+    # The output is never an input: `score in -o in/results.wav` would score it.
+    own = None if out is None else os.path.abspath(out)
     paths = (
         p
         for p in iter_inputs(inputs)
-        if (not skip or p not in skip) and (part is None or part.owns(p))
+        if (not skip or p not in skip)
+        and (part is None or part.owns(p))
+        and (own is None or os.path.abspath(p) != own)
     )
     failed = total = shown = 0
     started = shown_at = now = time.perf_counter()

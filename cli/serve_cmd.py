@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import MODELS_HELP, fail, load_api_recognizer
+from .common import MODELS_HELP, fail, finite, load_api_recognizer
 
 
 def serve(
@@ -17,7 +17,12 @@ def serve(
     model: list[str] | None = typer.Option(None, "--model", "-m", help=MODELS_HELP),
     language: str = typer.Option("en", "--language", help="The models' language, as announced."),
     threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=1.0, help="Wake words: every label's threshold."
+        None,
+        "--threshold",
+        callback=finite,
+        min=0.0,
+        max=1.0,
+        help="Wake words: every label's threshold.",
     ),
     threads: int = typer.Option(
         2, "--threads", min=1, max=64, help="Model calls at once, all connections together."

@@ -19,6 +19,7 @@ from .common import (
     build_detector,
     err_line,
     fail,
+    finite,
     raw_input_format,
     resolve_model,
     stdout_line,
@@ -35,6 +36,7 @@ def transcribe(
     threshold: float | None = typer.Option(
         None,
         "--threshold",
+        callback=finite,
         min=0.0,
         max=1.0,
         help="Long recordings: probability needed for a detection, every label "
@@ -43,6 +45,7 @@ def transcribe(
     hop_ms: float | None = typer.Option(
         None,
         "--hop-ms",
+        callback=finite,
         min=10.0,
         max=60000.0,
         help="Long recordings: model step in ms (default: the model's).",
@@ -57,8 +60,13 @@ def transcribe(
     channels: int = typer.Option(1, "--channels", min=1, max=64, help="With --raw: averaged."),
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
-    verifier_threshold: float = typer.Option(
-        0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
+    verifier_threshold: float | None = typer.Option(
+        None,
+        "--verifier-threshold",
+        min=0.01,
+        max=1.0,
+        callback=finite,
+        help=VERIFIER_THRESHOLD_HELP,
     ),
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
     verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),

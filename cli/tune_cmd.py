@@ -15,6 +15,7 @@ from .common import (
     VERIFIER_THRESHOLD_HELP,
     err_line,
     fail,
+    finite,
     load_recognizer,
     load_verifier,
     stdout_line,
@@ -45,10 +46,18 @@ def tune_detector(
     ),
     model: Path | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     max_false_per_hour: float = typer.Option(
-        1.0, "--max-false-per-hour", min=0.0, help="False alarms allowed an hour of negatives."
+        1.0,
+        "--max-false-per-hour",
+        callback=finite,
+        min=0.0,
+        help="False alarms allowed an hour of negatives.",
     ),
     max_latency_ms: float = typer.Option(
-        300.0, "--max-latency-ms", min=0.0, help="Median latency allowed from a word's end."
+        300.0,
+        "--max-latency-ms",
+        callback=finite,
+        min=0.0,
+        help="Median latency allowed from a word's end.",
     ),
     write: Path | None = typer.Option(
         None, "--write", help="Write the chosen settings as a [detector] TOML (for export)."
@@ -58,8 +67,13 @@ def tune_detector(
     verifier: Path | None = typer.Option(
         None, "--verifier", help=VERIFIER_HELP + " Tune the first stage for it."
     ),
-    verifier_threshold: float = typer.Option(
-        0.5, "--verifier-threshold", min=0.01, max=1.0, help=VERIFIER_THRESHOLD_HELP
+    verifier_threshold: float | None = typer.Option(
+        None,
+        "--verifier-threshold",
+        min=0.01,
+        max=1.0,
+        callback=finite,
+        help=VERIFIER_THRESHOLD_HELP,
     ),
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
     verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),

@@ -129,13 +129,44 @@ def check_output(
         )
 
 
+def umask_mode() -> int:
+    """The mode an ordinary `open(path, "w")` gives a new file under this process's
+    umask (0o644 under the usual 022): what our atomic writes end with too, so a
+    service or another user can read results, models and checkpoints."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_beside(path: str | os.PathLike) -> tuple[int, str]:
+    """An exclusive, unpredictable temporary file in `path`'s folder for an atomic
+    write of `path` (fd, name), with the mode a plain write would give it:
+    mkstemp's 0600 would make every result, model and checkpoint private."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, umask_mode())
+    except OSError:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str, fsync: bool = True) -> Path:
     """Write `data` to `path` whole: an exclusive, unpredictable temporary file in
     the same folder, flushed (and synced to disk unless `fsync` is False: many
     small files whose loss in a power cut costs only a re-run), then renamed."""
     path = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)

@@ -22,6 +22,21 @@ ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 CSV_FIELDS = ("path", "label", "score", "top", "duration_s", "error")  # score's columns
 
 
+# OWASP's CSV injection rule: a cell a spreadsheet would run as a formula
+# (=, +, -, @, tab, carriage return) is written with a leading apostrophe. A
+# cell that begins with an apostrophe gets one more, so `csv_value` gives back
+# exactly what `csv_cell` was given (a resumed or merged run reads its paths).
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_cell(text: str) -> str:
+    return "'" + text if text.startswith(CSV_FORMULA_STARTS) else text
+
+
+def csv_value(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
+
+
 class OutputError(ValueError):
     """An output that cannot or must not be written; the message names the path."""
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .audio import InvalidAudio, is_large, load_audio, stream_audio
 from .data.datasets import AUDIO_SUFFIXES
-from .outputs import CSV_FIELDS, ENCODING, OutputError, open_rows
+from .outputs import CSV_FIELDS, ENCODING, OutputError, csv_cell, csv_value, open_rows
 from .runtime import OnnxRecognizer
 from .transcribe import classify_stream, classify_waveform
 
@@ -158,7 +158,8 @@ def done_paths(output: Path, fmt: str) -> ScoredPaths:
         if fmt == "jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
             return ScoredPaths(row["path"] for row in rows)
-        return ScoredPaths(row["path"] for row in csv.DictReader(io.StringIO(text, newline="")))
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        return ScoredPaths(csv_value(row["path"]) for row in rows)
     except (ValueError, KeyError, TypeError) as exc:
         raise OutputError(
             f"{output}: cannot resume: it does not read as {fmt} results ({exc}); "
@@ -191,8 +192,15 @@ class RowWriter:
             self.fh, exists = open_rows(output, append, CSV_FIELDS, ("path", "label", "top"))
         self.csv = csv.writer(self.fh) if fmt == "csv" else None
         if self.csv is not None and not exists:
-            self.csv.writerow(CSV_FIELDS)
-            self.fh.flush()
+            try:
+                self.csv.writerow(CSV_FIELDS)
+                self.fh.flush()
+            except BrokenPipeError:
+                raise
+            except (OSError, ValueError) as exc:  # a full disk, /dev/full, a closed stdout
+                raise OutputError(
+                    f"{self.name}: cannot write ({getattr(exc, 'strerror', None) or exc})"
+                ) from None
 
     def write(self, result: Scored) -> None:
         """One row, flushed. OutputError names the output when it cannot take it (a
@@ -217,12 +225,12 @@ class RowWriter:
         if self.csv is not None:
             self.csv.writerow(
                 [
-                    result.path,
-                    label or "",
+                    csv_cell(result.path),
+                    csv_cell(label or ""),
                     "" if score is None else f"{score:.6f}",
-                    ";".join(f"{lab}:{s:.6f}" for lab, s in top),
+                    csv_cell(";".join(f"{lab}:{s:.6f}" for lab, s in top)),
                     "" if result.duration_s is None else f"{result.duration_s:.3f}",
-                    result.error or "",
+                    csv_cell(result.error or ""),
                 ]
             )
         else:

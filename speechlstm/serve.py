@@ -51,7 +51,7 @@ _LOGGER = logging.getLogger("speechlstm.serve")
 
 MAX_CHUNK_S = 10.0  # one audio-chunk holds at most this much audio
 MAX_EVENT_BYTES = 8 << 20  # header line, data and payload of one event
-WIDTH_DTYPES = {1: "u1", 2: "<i2", 4: "<i4"}  # bytes a sample -> numpy dtype
+WIDTH_DTYPES = {1: "u1", 2: "<i2", 3: "<i4", 4: "<i4"}  # bytes a sample -> numpy dtype
 ATTRIBUTION_URL = "https://github.com/speechlstm/speechlstm"
 SPEECH_COMMANDS = "Speech Commands v0.02 (Warden 2018), CC-BY-4.0"
 
@@ -223,7 +223,10 @@ def _handler_class():
             if Describe.is_type(event.type):
                 await self.write_event(describe(self.service.cfg).event())
             elif Detect.is_type(event.type):
+                # A satellite sends detect again after each pipeline, mid-stream:
+                # the names (a filter on what is reported) change, the stream goes on.
                 self.mode, self.names = "detect", set(Detect.from_event(event).names or []) or None
+                self.detections = 0
             elif Transcribe.is_type(event.type):
                 self.mode = "transcribe"
                 self.asr_model = self.service.model_named(Transcribe.from_event(event).name)
@@ -246,7 +249,7 @@ def _handler_class():
             ):
                 raise ProtocolError(
                     f"audio-start with rate {rate}, width {width}, {channels} channels "
-                    f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz, width 1, 2 or 4, "
+                    f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz, width 1-4 bytes, "
                     f"1-{MAX_CHANNELS} channels)"
                 )
             self.fmt = (rate, width, channels)
@@ -262,7 +265,11 @@ def _handler_class():
 
         async def _chunk(self, chunk) -> None:
             if self.fmt is None:
-                raise ProtocolError("audio-chunk before audio-start")
+                if self.mode != "detect":
+                    raise ProtocolError("audio-chunk before audio-start")
+                # wyoming-satellite sends `detect`, then the microphone's chunks
+                # with no audio-start: the first chunk's format is the stream's.
+                self._start(chunk.rate, chunk.width, chunk.channels)
             if (chunk.rate, chunk.width, chunk.channels) != self.fmt:
                 raise ProtocolError(
                     f"audio-chunk as {chunk.rate} Hz, width {chunk.width}, "
@@ -275,7 +282,7 @@ def _handler_class():
                     f"audio-chunk of {len(chunk.audio)} bytes: not whole frames of {frame} "
                     f"bytes, or over {MAX_CHUNK_S:g} s"
                 )
-            samples = np.frombuffer(chunk.audio, dtype=WIDTH_DTYPES[width]).reshape(-1, channels)
+            samples = _samples(chunk.audio, width).reshape(-1, channels)
             self.samples += len(samples)
             if self.mode == "transcribe":
                 await self.service.run(self._classify, samples, False)
@@ -324,6 +331,15 @@ def _handler_class():
             self.detector = None
 
     return Handler
+
+
+def _samples(audio: bytes, width: int) -> np.ndarray:
+    """Little-endian PCM of `width` bytes a sample as integers (24-bit widened to
+    32, so it scales as 32-bit does)."""
+    if width != 3:
+        return np.frombuffer(audio, dtype=WIDTH_DTYPES[width])
+    b = np.frombuffer(audio, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+    return ((b[:, 0] << 8) | (b[:, 1] << 16) | (b[:, 2] << 24)).astype("<i4")
 
 
 def _resampler(rate: int, target: int):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import FileRefused, check_regular, open_regular, read_capped, write_atomic
-from .outputs import CSV_FIELDS, OutputError, first_line, is_ours
+from .outputs import CSV_FIELDS, OutputError, csv_value, first_line, is_ours
 
 RECEIPT_SUFFIX = ".shard.json"
 MAX_SHARDS = 1_000_000
@@ -127,7 +127,7 @@ def read_rows(path: Path, fmt: str) -> tuple[list[str], list[str]]:
 
 def row_path(line: str, fmt: str) -> str:
     if fmt == "csv":
-        return next(csv.reader(io.StringIO(line)))[0]
+        return csv_value(next(csv.reader(io.StringIO(line)))[0])
     return json.loads(line)["path"]
 
 

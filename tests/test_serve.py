@@ -155,6 +155,34 @@ def test_detect_equals_the_detector_and_names_restrict(models):
     assert only == [x for x in want if x[0] == "up"]
 
 
+def test_a_satellite_stream_without_audio_start(models):
+    """wyoming-satellite's --wake-uri: detect, then bare audio-chunks, detect again
+    after each detection, one connection for ever."""
+    pcm = _pcm(tone_stream()).tobytes()
+
+    async def go():
+        overrides = (("threshold", STREAM_THRESHOLD),)
+        async with (
+            running(models[:1], detector_overrides=overrides) as p,
+            AsyncTcpClient("127.0.0.1", p) as c,
+        ):
+            await c.write_event(Detect(names=WORDS).event())
+            found = []
+
+            async def read():
+                while len(found) < len(WORDS):
+                    found.append(Detection.from_event(await c.read_event()).name)
+                    await c.write_event(Detect(names=WORDS).event())  # re-armed
+
+            reader = asyncio.create_task(read())
+            for i in range(0, len(pcm), 2048):
+                await c.write_event(AudioChunk(SR, 2, 1, pcm[i : i + 2048]).event())
+            await asyncio.wait_for(reader, 30)
+            return found
+
+    assert asyncio.run(go()) == WORDS
+
+
 def test_other_formats_are_converted_as_files_are(models):
     import soxr
 
@@ -176,6 +204,21 @@ def test_other_formats_are_converted_as_files_are(models):
     assert [name for name, _ in found] == WORDS
     for (_, ms), (start_s, _) in zip(found, STREAM_TRUTH):
         assert start_s * 1000 <= ms <= (start_s + 2.0) * 1000
+    # 24-bit at 16 kHz: the same detections as 16-bit.
+    i32 = np.round(np.clip(wave, -1, 1) * (2**23 - 1)).astype("<i4")
+    pcm24 = np.frombuffer(i32.tobytes(), np.uint8).reshape(-1, 4)[:, :3].copy()
+
+    async def go24():
+        overrides = (("threshold", STREAM_THRESHOLD),)
+        async with (
+            running(models[:1], detector_overrides=overrides) as p,
+            AsyncTcpClient("127.0.0.1", p) as c,
+        ):
+            await c.write_event(Detect().event())
+            await _send_audio(c, pcm24, width=3, chunk=1600)
+            return await _detections(c)
+
+    assert [name for name, _ in asyncio.run(go24())] == WORDS
 
 
 def test_silence_gives_not_detected(models):
@@ -254,7 +297,7 @@ def test_hostile_clients_close_only_their_connection(models, caplog):
         "a chunk over 10 s": _event("audio-start", fmt)
         + _event("audio-chunk", fmt, b"\0" * (16000 * 2 * 11)),
         "a huge declared length": b'{"type": "audio-chunk", "payload_length": 99999999999}\n',
-        "a bad format": _event("audio-start", {"rate": 1, "width": 3, "channels": 0}),
+        "a bad format": _event("audio-start", {"rate": 1, "width": 5, "channels": 0}),
     }
 
     async def go():

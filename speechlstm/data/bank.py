@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import InvalidAudio, crop_loudest, float_to_int16, load_audio
+from ..files import temp_beside
 
 BANK_FORMAT = 1  # bump when the decoded representation changes
 
@@ -102,7 +102,7 @@ def _content_key(paths: list[Path], clip_samples: int, sample_rate: int) -> str:
 def _save_atomic(cache_path: Path, audio: np.ndarray, ok: np.ndarray, errors: dict) -> None:
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_path.parent, suffix=".tmp")
+        fd, tmp = temp_beside(cache_path)
         with os.fdopen(fd, "wb") as fh:
             np.savez(
                 fh,

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig
+from ..files import temp_beside
 from ..settings import from_dict, to_dict
 
 CHECKPOINT_FORMAT = 1
@@ -167,7 +167,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save({"format": CHECKPOINT_FORMAT, **state}, fh)

@@ -28,11 +28,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..files import temp_beside
 
 SAMPLE_RATE = 16_000
 CONTEXT_SAMPLES = 32_000  # 2.0 s: openWakeWord's model input
@@ -181,7 +182,7 @@ class EmbeddingCache:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written whole then renamed: an interrupted run leaves no half file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        fd, tmp = temp_beside(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.save(f, value.astype(np.float16))

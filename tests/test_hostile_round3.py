@@ -1,0 +1,203 @@
+"""Round 3 of the hostile-input families (issue 46), each held in the shared
+mechanism: file modes under the umask, CSV cells a spreadsheet would run,
+options refused at parse time, output errors that name the output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechlstm.testing.synth_audio import SR, tone_word
+
+
+def _cli(*args, cwd=None, stdout=subprocess.PIPE, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "speechlstm", *map(str, args)],
+        cwd=cwd,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_atomic_writes_keep_the_mode_an_ordinary_write_gets(tmp_path, mask):
+    from speechlstm.files import temp_beside, write_atomic
+
+    old = os.umask(mask)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        atomic = write_atomic(tmp_path / "atomic.txt", "x")
+        fd, tmp = temp_beside(tmp_path / "other.bin")
+        os.close(fd)
+    finally:
+        os.umask(old)
+    want = stat.S_IMODE(plain.stat().st_mode)
+    assert want == 0o666 & ~mask
+    assert stat.S_IMODE(atomic.stat().st_mode) == want
+    assert stat.S_IMODE(Path(tmp).stat().st_mode) == want
+
+
+def test_score_results_and_receipts_are_readable_by_others(onnx_model, tmp_path):
+    clip = tmp_path / "yes.wav"
+    sf.write(clip, tone_word("yes"), SR)
+    out = tmp_path / "out.csv"
+    result = _cli("score", clip, "-m", onnx_model, "-o", out, "--shard", "0/1", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    for path in tmp_path.iterdir():
+        if path.is_file() and path.suffix in (".csv", ".json"):
+            assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_escaped_and_read_back(onnx_model, tmp_path):
+    names = ["=HYPERLINK(x).wav", "+1.wav", "-a.wav", "@SUM.wav", "'quoted.wav", "plain.wav"]
+    for name in names:
+        sf.write(tmp_path / name, tone_word("up"), SR)
+    out = tmp_path / "res" / "out.csv"
+    out.parent.mkdir()
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{tmp_path / n}\n" for n in names))
+    first = _cli("score", listing, "-m", onnx_model, "-o", out, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    cells = {Path(r["path"].lstrip("'")).name: r["path"] for r in rows}
+    for name in names:
+        cell = cells[name]
+        raw = str(tmp_path / name)
+        # Absolute paths begin with "/": nothing to escape; check a relative run too.
+        assert cell in (raw, "'" + raw)
+    # Relative names: the first character is the name's own.
+    rel = tmp_path / "rel.csv"
+    second = _cli("score", "-m", onnx_model, "-o", rel, "--no-progress", "--", *names, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    rows = list(csv.DictReader(io.StringIO(rel.read_text())))
+    got = [r["path"] for r in rows]
+    assert got == [
+        "'=HYPERLINK(x).wav",
+        "'+1.wav",
+        "'-a.wav",
+        "'@SUM.wav",
+        "''quoted.wav",
+        "plain.wav",
+    ]
+    # --resume reads them back as the files they name: nothing is scored twice.
+    again = _cli(
+        "score",
+        "-m",
+        onnx_model,
+        "-o",
+        rel,
+        "--resume",
+        "--no-progress",
+        "--",
+        *names,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(list(csv.DictReader(io.StringIO(rel.read_text())))) == len(names)
+    # JSON lines stay verbatim.
+    js = _cli(
+        "score",
+        "-m",
+        onnx_model,
+        "-f",
+        "jsonl",
+        "--no-progress",
+        "--",
+        "=HYPERLINK(x).wav",
+        cwd=tmp_path,
+    )
+    assert b'"path": "=HYPERLINK(x).wav"' in js.stdout
+
+
+def test_csv_cell_round_trip():
+    from speechlstm.outputs import csv_cell, csv_value
+
+    for text in ["", "a", "=1", "''", "'", "\t1", "\rx", "-", "@", "+", "a=b", "'=x"]:
+        assert csv_value(csv_cell(text)) == text
+        assert not csv_cell(text).startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["live", "--input", "x.wav", "--gate-dbfs", "5"],
+        ["live", "--input", "x.wav", "--gate-dbfs", "nan"],
+        ["live", "--input", "x.wav", "--threshold", "nan"],
+        ["live", "--input", "x.wav", "--hop-ms", "nan"],
+        ["live", "--input", "x.wav", "--verifier-threshold", "0.9"],
+        ["transcribe", "x.wav", "--verifier-threshold", "0.9"],
+    ],
+)
+def test_options_out_of_range_are_usage_errors(onnx_model, tmp_path, args):
+    sf.write(tmp_path / "x.wav", np.zeros(SR, np.float32), SR)
+    result = _cli(*args, "-m", onnx_model, cwd=tmp_path)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert "Traceback" not in err and "unexpected" not in err
+
+
+def test_writing_to_a_full_disk_names_standard_output(onnx_model, tmp_path):
+    clip = tmp_path / "yes.wav"
+    sf.write(clip, tone_word("yes"), SR)
+    with open("/dev/full", "wb") as full:
+        for args in (
+            ["score", clip, "-m", onnx_model, "--no-progress"],
+            ["transcribe", clip, "-m", onnx_model],
+        ):
+            result = _cli(*args, stdout=full)
+            err = result.stderr.decode()
+            assert result.returncode == 2, err
+            assert "standard output" in err and "unexpected" not in err
+
+
+def test_help_into_a_full_disk_fails_quietly():
+    with open("/dev/full", "wb") as full:
+        result = _cli("--help", stdout=full)
+    assert result.returncode != 0
+    assert b"Traceback" not in result.stderr and b"unexpected" not in result.stderr
+
+
+def test_score_into_a_closed_pipe_exits_141(onnx_model, tmp_path):
+    for i in range(40):
+        sf.write(tmp_path / f"c{i:02d}.wav", tone_word("no"), SR)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "speechlstm",
+            "score",
+            str(tmp_path),
+            "-m",
+            str(onnx_model),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()  # the header: then the reader goes away, as `| head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert b"Traceback" not in proc.stderr.read()
+
+
+def test_score_never_scores_its_own_output(onnx_model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", tone_word("yes"), SR)
+    out = folder / "results.wav"
+    result = _cli("score", folder, "-m", onnx_model, "-o", out, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [Path(r["path"]).name for r in rows] == ["a.wav"]
