@@ -281,7 +281,9 @@ def record(
 @app.command()
 def mine(
     audio: list[Path] = typer.Argument(
-        ..., help="Recordings with no command in them: noise, other speech, music."
+        ...,
+        help="Recordings with no command in them (noise, other speech, music), or folders "
+        "of them (e.g. the false/ folder of live --save-detections).",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Dataset folder: the windows land in OUT/_unknown_/."
@@ -305,6 +307,8 @@ def mine(
 
       speechlstm data mine kitchen.wav radio.flac -m mywords.onnx --out data/negatives
 
+      speechlstm data mine saved/false -m mywords.onnx --out data/negatives
+
       speechlstm train data/mywords --add data/negatives --out runs/mywords2
     """
     from speechlstm.files import FileRefused
@@ -315,10 +319,19 @@ def mine(
     recognizer = load_recognizer(model, threads=1)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; --out names the dataset folder to write")
+    from speechlstm.mining import expand_inputs
     from speechlstm.runtime import ModelError
 
+    paths, foreign = expand_inputs(audio)
+    if foreign:
+        err_line(
+            f"note: skipped {len(foreign)} file(s) that are not audio (e.g. {foreign[0]}); "
+            "the .json sidecars of live --save-detections are skipped silently"
+        )
+    if not paths:
+        fail("no audio files to mine in " + ", ".join(str(p) for p in audio))
     try:
-        found, errors = run_mine(recognizer, [str(p) for p in audio], out, threshold)
+        found, errors = run_mine(recognizer, paths, out, threshold)
     except (FileRefused, OSError, ModelError) as exc:
         fail(str(exc))
     for path, reason in errors.items():

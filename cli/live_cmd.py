@@ -98,6 +98,12 @@ def live(
     exec_max: int = typer.Option(
         2, "--exec-max", min=1, max=64, help="Hooks running at once (the rest wait, up to 16)."
     ),
+    save_detections: Path | None = typer.Option(
+        None,
+        "--save-detections",
+        help="Write each detection's audio (1.5 s around it, WAV) and a JSON sidecar "
+        "here; move the wrong ones to DIR/false/ for `speechlstm data mine`.",
+    ),
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float | None = typer.Option(
@@ -186,6 +192,15 @@ def live(
     )
     tty = sys.stderr.isatty() and not names
 
+    saver = None
+    if save_detections is not None:
+        from speechlstm.saved import DetectionSaver, SaveError
+
+        window = detector.recognizers[0].runtime.clip_samples
+        try:
+            saver = DetectionSaver(save_detections, detector.rate_hz, window, log=err_line)
+        except SaveError as exc:
+            fail(str(exc))
     hooks = None
     if exec_command is not None:
         try:
@@ -196,6 +211,8 @@ def live(
     def on_detection(det, wall_time: float) -> None:
         if hooks is not None:
             hooks.submit(det)
+        if saver is not None:
+            saver.add(det, wall_time)
         if tty:
             sys.stderr.write("\r\033[K")
         if names:
@@ -227,10 +244,10 @@ def live(
     try:
         if streamed:
             blocks = pcm.pcm_blocks(input_file, raw_fmt, detector.rate_hz)
-            summary = live_lib.run(detector, blocks, on_detection, on_status)
+            summary = live_lib.run(detector, _kept(saver, blocks), on_detection, on_status)
         elif input_file is not None:
             blocks = live_lib.file_blocks(input_file, detector.rate_hz, realtime=not fast)
-            summary = live_lib.run(detector, blocks, on_detection, on_status)
+            summary = live_lib.run(detector, _kept(saver, blocks), on_detection, on_status)
         else:
             with Microphone(device, target_rate_hz=detector.rate_hz) as mic:
                 typer.echo(
@@ -240,7 +257,11 @@ def live(
                 )
                 try:
                     summary = live_lib.run(
-                        detector, live_lib.mic_blocks(mic), on_detection, on_status, flush=False
+                        detector,
+                        _kept(saver, live_lib.mic_blocks(mic)),
+                        on_detection,
+                        on_status,
+                        flush=False,
                     )
                 except MicError as exc:
                     failed = str(exc)
@@ -255,6 +276,13 @@ def live(
     if tty:
         sys.stderr.write("\r\033[K")
     _summary_line(detector, summary, overflows)
+    if saver is not None:
+        saved = saver.close()
+        typer.echo(
+            f"saved {saved.saved} detection(s) to {save_detections}"
+            + (f"; {saved.failed} could not be saved" if saved.failed else ""),
+            err=True,
+        )
     _close_hooks(hooks, cancel=summary.interrupted)
     if close_hung:
         # The audio device did not close: PortAudio's exit-time clean-up would
@@ -267,6 +295,11 @@ def live(
         # The input broke off or could not be read (what was heard is printed):
         # exit 1, as transcribe does for a file it cannot read.
         fail(failed if summary.error else f"audio input stopped: {failed}", EXIT_SOME_FAILED)
+
+
+def _kept(saver, blocks):
+    """The blocks, kept in the saver's history on the way (as they are without one)."""
+    return blocks if saver is None else saver.feed(blocks)
 
 
 def _summary_line(detector, summary, overflows: int) -> None:

@@ -59,6 +59,13 @@ def mine(
             except InvalidAudio as exc:
                 errors[str(path)] = exc.reason
                 continue
+            saved = saved_window(path, wave, rate, window)
+            if saved is not None:  # a detection `live --save-detections` kept: its own window
+                start, label, score = saved
+                target = folder / f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms.wav"
+                write_window(target, wave[start : start + window], window, rate)
+                found.append(Mined(str(path), start / rate, label, score, target))
+                continue
             for det in detect_file(detector, wave):
                 end = min(len(wave), round(det.end_s * rate))
                 start = max(0, end - window)
@@ -67,6 +74,54 @@ def mine(
                 write_window(target, wave[start:end], window, rate)
                 found.append(Mined(str(path), start / rate, det.label, det.score, target))
     return found, errors
+
+
+def saved_window(path, wave: np.ndarray, rate: int, window: int):
+    """(start sample, label, score) of the window a saved detection fired on, read
+    from its JSON sidecar (saved.py), or None for audio without one: a false
+    alarm the user judged needs no threshold to be found again."""
+    import json
+
+    from .files import FileRefused, read_text_capped
+
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(read_text_capped(sidecar, 1 << 16, "sidecar"))
+        offset = float(meta["start_s"]) - float(meta["audio_start_s"])
+        label, score = str(meta["label"]), float(meta["score"])
+    except (FileRefused, OSError, ValueError, KeyError, TypeError):
+        return None  # not one of ours: mined like any recording
+    start = round(offset * rate)
+    if not 0 <= start <= max(0, len(wave) - window // 2):
+        return None
+    return start, label, score
+
+
+def expand_inputs(items) -> tuple[list[str], list[str]]:
+    """The audio files `items` name: files as given, folders walked for audio by
+    suffix; and the other files found in those folders (a user's notes, say),
+    leaving out the JSON sidecars of `live --save-detections`."""
+    import os
+
+    from .data.datasets import AUDIO_SUFFIXES
+
+    paths, foreign = [], []
+    for item in items:
+        item = Path(item)
+        if not item.is_dir():
+            paths.append(str(item))
+            continue
+        for root, dirs, files in os.walk(item):
+            dirs.sort()
+            for name in sorted(files):
+                suffix = Path(name).suffix.lower()
+                if suffix in AUDIO_SUFFIXES:
+                    paths.append(os.path.join(root, name))
+                elif suffix != ".json":
+                    foreign.append(os.path.join(root, name))
+    return paths, foreign
 
 
 def write_window(target: Path, piece: np.ndarray, window: int, rate: int) -> None:
