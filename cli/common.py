@@ -108,9 +108,13 @@ def build_detector(
     """The API's Detector for `-m` (one, several or none: the default) with the
     command's settings; a usage error naming what is unusable."""
     from speechlstm.api import Detector
+    from speechlstm.shipped_verifier import pair_settings
 
     recognizers = [load_api_recognizer(m, threads) for m in (models or [None])]
-    base = None if detector_file is None else detector_settings(None, detector_file)
+    # A shipped verifier brings the first stage's settings tuned for the pair.
+    base = pair_settings(verifier)[0]
+    if detector_file is not None:
+        base = detector_settings(None, detector_file)
     try:
         return Detector(
             recognizers,
@@ -143,8 +147,10 @@ def raw_input_format(raw: bool, rate: int, fmt: str, channels: int, source):
 
 
 VERIFIER_HELP = (
-    "A second model that rules on each detection (e.g. `export` of a `train --frontend "
-    "embedding` run): a detection is reported only if it hears the same command."
+    "A second model that rules on each detection: `sc12` (the shipped verifier, on the "
+    "speech embedding of `pip install 'speechlstm[embedding]'`; brings the first stage's "
+    "settings tuned for the pair), or a model file (`export` of a `train --frontend "
+    "embedding` run). A detection is reported only if it hears the same command."
 )
 VERIFIER_THRESHOLD_HELP = "With --verifier: its probability needed for the command (0.5)."
 DEFAULT_VERIFIER_THRESHOLD = 0.5
@@ -189,13 +195,14 @@ def load_verifier(
             if given not in (None, False):
                 fail(f"--verifier-{flag} needs --verifier")
         return None
-    if threshold is None:
-        threshold = DEFAULT_VERIFIER_THRESHOLD
     from speechlstm.runtime import ModelError, OnnxRecognizer
+    from speechlstm.shipped_verifier import pair_settings, resolve_verifier
     from speechlstm.verify import Verifier, VerifierError
 
+    if threshold is None:
+        threshold = pair_settings(path)[1] or DEFAULT_VERIFIER_THRESHOLD
     try:
-        second = OnnxRecognizer(path, threads=threads)
+        second = OnnxRecognizer(resolve_verifier(path), threads=threads)
         return Verifier(
             second, threshold, commands=recognizer.labels, relabel=relabel, centre=centre
         )

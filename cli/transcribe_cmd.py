@@ -152,18 +152,33 @@ def transcribe(
 def info(
     model: str | None = typer.Argument(None, help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
+    verifier: str | None = typer.Option(
+        None,
+        "--verifier",
+        help="Describe a verifier instead: `sc12` (the shipped one, composed with the "
+        "installed speech embedding) or a model file.",
+    ),
 ) -> None:
     """Show a model's labels, feature settings, size and training recipe.
 
-    Example:
+    Examples:
 
       speechlstm info model.onnx
+
+      speechlstm info --verifier sc12
     """
     from speechlstm.runtime import ModelError, read_model
     from speechlstm.settings import to_dict
 
+    if verifier is not None and model is not None:
+        fail("give a model or --verifier, not both")
     try:
-        found = read_model(resolve_model(model))
+        if verifier is not None:
+            from speechlstm.shipped_verifier import resolve_verifier
+
+            found = read_model(resolve_verifier(verifier))
+        else:
+            found = read_model(resolve_model(model))
     except ModelError as exc:
         fail(str(exc))
     d = found.description

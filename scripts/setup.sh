@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-EXTRAS=${EXTRAS:-train,mic,tts,dev}
+EXTRAS=${EXTRAS:-train,mic,tts,dev,embedding,serve}
 # torchaudio 2.11 is the newest release and imports only next to torch 2.11
 # (ENVIRONMENT.md); the GPU machine ships the same pair.
 TORCH_PAIR="torch==2.11.0 torchaudio==2.11.0"

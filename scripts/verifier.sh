@@ -42,4 +42,10 @@ $SL info "$OUT"
 $SL tune-detector --commands "$STREAMS/validation_commands.wav" \
   --truth "$STREAMS/validation_truth.csv" --negatives "$STREAMS/validation_negatives.wav" \
   --verifier "$OUT" --verifier-threshold 0.8 --write "${OUT%.onnx}.detector.toml" --force
+# What ships: the graph and our head's weights, the embedding's stripped out
+# (composed again at load time from the installed wheel: shipped_verifier.py),
+# and the first stage's settings for the pair.
+$PY -c "import sys; from speechlstm.shipped_verifier import strip; strip(sys.argv[1], sys.argv[2])" \
+  "$OUT" speechlstm/assets/sc12.verifier.head.onnx
+cp "${OUT%.onnx}.detector.toml" speechlstm/assets/sc12.verifier.detector.toml
 echo "verifier built in $(( $(date +%s) - start )) s"

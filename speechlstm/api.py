@@ -171,7 +171,10 @@ class Detector:
     `detector_file`: a [detector] TOML (`tune-detector --write`) to start from
     instead of the stored settings (or `detector_settings`, a DetectorConfig).
     `verifier`: a second model (path, shipped name or verify.Verifier; or a
-    list, one per model) that rules on each candidate, at `verifier_threshold`.
+    list, one per model) that rules on each candidate, at `verifier_threshold`
+    (default 0.5). A shipped verifier (`"sc12"`: our head on the speech
+    embedding of the installed openwakeword 0.4.0, the `embedding` extra)
+    brings the first-stage settings and threshold tuned for the pair.
     """
 
     def __init__(
@@ -189,7 +192,7 @@ class Detector:
         detector_file: str | os.PathLike | None = None,
         detector_settings: DetectorConfig | None = None,
         verifier=None,
-        verifier_threshold: float = 0.5,
+        verifier_threshold: float | None = None,
         threads: int = 1,
     ):
         specs = list(models) if isinstance(models, list | tuple) else [models]
@@ -210,11 +213,16 @@ class Detector:
             gate=gate,
             gate_dbfs=gate_dbfs,
         )
-        base = detector_settings
+        from .shipped_verifier import pair_settings
+
+        pair_cfg, pair_threshold = pair_settings(verifier if isinstance(verifier, str) else None)
+        base = detector_settings or pair_cfg
         if detector_file is not None:
             from .settings import load_detector_toml
 
             base = load_detector_toml(detector_file)
+        if verifier_threshold is None:
+            verifier_threshold = pair_threshold or 0.5
         verifiers = verifier if isinstance(verifier, list) else [verifier] * len(specs)
         if len(verifiers) != len(specs):
             raise ValueError(f"{len(verifiers)} verifiers for {len(specs)} models")
@@ -320,5 +328,7 @@ def _verifier(verifier, threshold: float, recognizer: Recognizer, threads: int):
 
     if isinstance(verifier, Verifier):
         return verifier
-    second = OnnxRecognizer(resolve_model(verifier), threads=threads)
+    from .shipped_verifier import resolve_verifier
+
+    second = OnnxRecognizer(resolve_verifier(verifier), threads=threads)
     return Verifier(second, threshold, commands=recognizer.labels)

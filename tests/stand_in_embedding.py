@@ -24,7 +24,7 @@ OPSET = 13
 IR_VERSION = 7
 
 
-def build_stand_in(folder: Path) -> Path:
+def build_stand_in(folder: Path, seed: int = 0) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -70,7 +70,7 @@ def build_stand_in(folder: Path) -> Path:
             numpy_helper.from_array(np.array([1, 1, -1, 32], np.int64), "out_shape"),
         ],
     )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)  # another seed: another embedding's weights
     proj = (rng.standard_normal((64, 96)) / 8).astype(np.float32)
     emb_graph = helper.make_graph(
         [

@@ -161,3 +161,46 @@ def test_the_detector_runs_one_embedding_frame_a_hop(embedding_model):
     again = detect_file(det, audio, chunk_samples=777)
     assert [(d.label, d.end_s) for d in again] == [(d.label, d.end_s) for d in found]
     assert embed.calls == 2 * hops
+
+
+def test_the_shipped_verifier_is_stripped_and_composed_back_exactly(
+    embedding_model, tmp_path, monkeypatch
+):
+    """strip() leaves only our graph and head; compose() with the installed
+    embedding files gives the built model's probabilities; another embedding is
+    refused by its sha256."""
+    import onnx
+
+    from speechlstm import shipped_verifier as sv
+    from speechlstm.runtime import OnnxRecognizer
+
+    head = tmp_path / "head.onnx"
+    record = sv.strip(embedding_model, head)
+    stripped = onnx.load(str(head))
+    names = [t.name for t in stripped.graph.initializer]
+    assert not any(n.startswith(("mel/", "emb/")) for n in names)
+    assert record["mel"]["tensors"] and record["emb"]["tensors"]
+    assert head.stat().st_size < embedding_model.stat().st_size
+    composed = tmp_path / "composed.onnx"
+    composed.write_bytes(sv.compose(head))
+    built, again = OnnxRecognizer(embedding_model), OnnxRecognizer(composed)
+    assert again.description == built.description
+    rng = np.random.default_rng(0)
+    clips = np.stack([tone_word(w, rng=rng) for w in ("yes", "no", "up", "down")])
+    np.testing.assert_allclose(again.predict(clips), built.predict(clips), atol=1e-5)
+    # As the shipped asset: composed once into the cache, with the pair's settings.
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    head.rename(assets / "sc12.verifier.head.onnx")
+    (assets / "sc12.verifier.detector.toml").write_text("[detector]\nthreshold = 0.61\n")
+    monkeypatch.setattr(sv, "ASSETS_DIR", assets)
+    monkeypatch.setenv("SPEECHLSTM_CACHE", str(tmp_path / "cache"))
+    path = sv.verifier_path("sc12")
+    assert path.parent == tmp_path / "cache" and sv.verifier_path("sc12") == path
+    cfg, threshold = sv.pair_settings("sc12")
+    assert cfg.threshold == 0.61 and threshold == 0.8
+    # Another embedding (the stand-in rebuilt with other weights) is refused by name.
+    other = build_stand_in(tmp_path / "other", seed=1)
+    monkeypatch.setenv("SPEECHLSTM_EMBEDDING_DIR", str(other))
+    with pytest.raises(sv.VerifierUnavailable, match="sha256 differs"):
+        sv.compose(assets / "sc12.verifier.head.onnx")

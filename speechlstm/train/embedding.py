@@ -26,13 +26,21 @@ once (EmbeddingCache).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..embedding_files import (  # noqa: F401  (re-exported: the training side's names)
+    EMBED_FILE,
+    MEL_FILE,
+    PACKAGE,
+    PACKAGE_PIN,
+    EmbeddingUnavailable,
+    files_digest,
+    find_model_files,
+)
 from ..files import temp_beside
 
 SAMPLE_RATE = 16_000
@@ -41,16 +49,8 @@ MEL_BINS = 32
 WINDOW_FRAMES = 76  # mel frames per embedding window (775 ms)
 STRIDE_FRAMES = 8  # 80 ms between embedding frames
 EMBED_DIM = 96
-MEL_FILE = "melspectrogram.onnx"
-EMBED_FILE = "embedding_model.onnx"
-PACKAGE = "openwakeword"
-PACKAGE_PIN = "openwakeword==0.4.0"
 # Embedding windows per embedding_model call (16 per 2 s clip).
 EMBED_BATCH_WINDOWS = 32
-
-
-class EmbeddingUnavailable(RuntimeError):
-    """The embedding's model files are not installed."""
 
 
 def n_embedding_frames(n_samples: int) -> int:
@@ -60,38 +60,6 @@ def n_embedding_frames(n_samples: int) -> int:
 
 
 N_FRAMES = n_embedding_frames(CONTEXT_SAMPLES)  # 16
-
-
-def find_model_files() -> tuple[Path, Path]:
-    """The installed mel and embedding ONNX files (the package is found, not imported:
-    importing openwakeword pulls in its own model loading, which this needs nothing of)."""
-    override = os.environ.get("SPEECHLSTM_EMBEDDING_DIR")
-    if override:
-        folder = Path(override)
-    else:
-        spec = importlib.util.find_spec(PACKAGE)
-        if spec is None or spec.origin is None:
-            raise EmbeddingUnavailable(
-                f"the speech embedding teacher needs {PACKAGE_PIN} (its wheel bundles the "
-                f"model files): pip install '{PACKAGE_PIN}' (in the train extra)"
-            )
-        folder = Path(spec.origin).parent / "resources" / "models"
-    mel, emb = folder / MEL_FILE, folder / EMBED_FILE
-    for path in (mel, emb):
-        if not path.is_file():
-            raise EmbeddingUnavailable(
-                f"{path} is missing: only {PACKAGE_PIN} bundles the embedding's model files "
-                "(later releases download them at run time)"
-            )
-    return mel, emb
-
-
-def files_digest(*paths: Path) -> str:
-    """sha256 over the model files: part of every cache key."""
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 def centre(clip: np.ndarray, n_samples: int = CONTEXT_SAMPLES) -> np.ndarray:
