@@ -186,9 +186,31 @@ def transcribe_file(
     duration_s = len(wave) / recognizer.sample_rate
     if detector is not None and len(wave) > recognizer.clip_samples:
         return FileResult(str(path), duration_s=duration_s, detections=detect_file(detector, wave))
-    probs = classify_waveform(recognizer, wave)
+    probs = clip_probs(recognizer, wave, detector)
     top = top_k(probs, recognizer.labels, k)
     return FileResult(str(path), top[0][0], top[0][1], top, duration_s)
+
+
+def clip_probs(
+    recognizer: OnnxRecognizer, wave: np.ndarray, detector: StreamingDetector | None = None
+) -> np.ndarray:
+    """A clip's probabilities; with a detector that has a verifier, and a clip no
+    longer than the window, the average of the two models' (an ensemble: their
+    inputs differ, so do their errors; equal weights measured best, 0.961 of
+    2,204 unseen speakers' clips against 0.922 and 0.946 alone). A label the
+    verifier lacks keeps the first model's probability; the result is renormalized."""
+    probs = classify_waveform(recognizer, wave)
+    verifier = None if detector is None else detector.verifier
+    if verifier is None or len(wave) > recognizer.clip_samples:
+        return probs
+    second = verifier.rec.predict_clip(wave)
+    index = {lab: i for i, lab in enumerate(verifier.rec.labels)}
+    other = np.array(
+        [second[index[lab]] if lab in index else p for lab, p in zip(recognizer.labels, probs)],
+        np.float32,
+    )
+    mixed = 0.5 * (probs + other)
+    return (mixed / mixed.sum()).astype(np.float32)
 
 
 def transcribe_files(
@@ -225,7 +247,8 @@ def transcribe_blocks(
             if have > n:
                 break
         if have <= n:
-            probs = recognizer.predict_clip(np.concatenate(head or [np.zeros(0, np.float32)]))
+            clip = np.concatenate(head or [np.zeros(0, np.float32)])
+            probs = clip_probs(recognizer, clip, detector)
             top = top_k(probs, recognizer.labels, k)
             return FileResult(name, top[0][0], top[0][1], top, have / rate)
         rest = itertools.chain([np.concatenate(head)], it)

@@ -225,3 +225,25 @@ def test_docs_api_examples_run(tmp_path, monkeypatch):
     namespace: dict = {"__name__": "docs_api"}
     for block in examples:
         exec(compile(block, "docs/api.md", "exec"), namespace)  # noqa: S102
+
+
+def test_transcribe_with_a_verifier_averages_the_two_models_on_a_clip():
+    """The ensemble for clips: `transcribe --verifier` answers with the mean of the
+    first model's and the verifier's probabilities (here the two shipped models)."""
+    from speechlstm import Recognizer
+
+    first, second = Recognizer("sc12"), Recognizer("sc12_synthetic")
+    clip = ROOT / "data" / "samples" / "stop.wav"
+    want = 0.5 * (
+        np.array([first.predict_file(clip).probabilities[k] for k in first.labels])
+        + np.array([second.predict_file(clip).probabilities[k] for k in first.labels])
+    )
+    row = json.loads(
+        _cli("transcribe", clip, "--verifier", "sc12_synthetic", "--json", "-k", "12").stdout
+    )
+    got = dict(row["top"])
+    assert row["label"] == first.labels[int(np.argmax(want))]
+    for label, p in zip(first.labels, want / want.sum()):
+        assert abs(got[label] - p) < 1e-5
+    alone = json.loads(_cli("transcribe", clip, "--json").stdout)
+    assert alone["score"] != row["score"]
