@@ -64,6 +64,12 @@ def tune_detector(
     ),
     force: bool = typer.Option(False, "--force", help="Replace --write even if it is not ours."),
     as_json: bool = typer.Option(False, "--json", help="The result as one JSON object."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Draw the DET curve (commands matched against false alarms an hour, every "
+        "setting tried, the chosen one marked) as a PNG here.",
+    ),
     verifier: Path | None = typer.Option(
         None, "--verifier", help=VERIFIER_HELP + " Tune the first stage for it."
     ),
@@ -140,7 +146,7 @@ def tune_detector(
             "negative": WaveVerifier(second, streams.negative).ruling,
         }
     with progress_bar("tuning (smoothing spans)", 3) as advance:
-        cfg, row, _ = tune(
+        cfg, row, trace = tune(
             recognizer, base, streams, max_false_per_hour, max_latency_ms, advance, verify
         )
     result = {"detector": {**to_dict(cfg), "thresholds": dict(cfg.thresholds)}, **row}
@@ -171,6 +177,14 @@ def tune_detector(
             f"{max_false_per_hour} false alarms an hour; these match the most commands "
             f"within the false alarms (median {row['latency_median_ms']:.0f} ms)"
         )
+    if plot is not None:
+        from speechlstm.plots import plot_det
+
+        try:
+            plot_det(trace, row, plot, title=f"{recognizer.file.path.name}: detector settings")
+        except (OSError, ValueError) as exc:
+            fail(f"{plot}: cannot write ({getattr(exc, 'strerror', None) or exc})")
+        err_line(f"wrote the DET curve to {plot}")
     if write is not None:
         try:
             write_atomic(write, detector_toml(cfg))

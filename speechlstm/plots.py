@@ -98,3 +98,41 @@ def plot_reliability(bins: list[dict], path: Path, ece: float) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_det(trace: list[dict], chosen: dict, path: Path, title: str = "") -> None:
+    """The tuner's DET curve: share of commands matched against false alarms an hour,
+    one line per smoothing span (its global thresholds), the chosen setting marked.
+    The x axis is symmetric-log so 0 false alarms an hour has its place."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    spans = sorted({row["smoothing_ms"] for row in trace})
+    for span in spans:
+        rows = [r for r in trace if r["smoothing_ms"] == span and "per_label" not in r]
+        rows.sort(key=lambda r: r["threshold"])
+        ax.plot(
+            [r["false_per_hour"] for r in rows],
+            [r["matched"] for r in rows],
+            marker=".",
+            label=f"smoothing {span:.0f} ms",
+        )
+    ax.scatter(
+        [chosen["false_per_hour"]],
+        [chosen["matched"]],
+        s=120,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=2,
+        zorder=5,
+        label=f"chosen: {chosen['matched']:.3f} matched, {chosen['false_per_hour']} an hour",
+    )
+    ax.set_xscale("symlog", linthresh=1.0)
+    worst = max([r["false_per_hour"] for r in trace] + [chosen["false_per_hour"], 10.0])
+    ax.set_xlim(0, worst * 1.2)
+    ax.set(xlabel="false alarms an hour", ylabel="share of commands matched", ylim=(0, 1.02))
+    ax.set_title(title or "detector settings (tune-detector)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

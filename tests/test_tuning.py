@@ -71,6 +71,11 @@ def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_
     out.write_text("my notes\n")
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 2 and "--force" in refused.output
+    # The DET curve, drawn from every setting tried, with the chosen one marked.
+    png = tmp_path / "det.png"
+    plotted = CliRunner().invoke(app, [*args[:-3], "--plot", str(png)])
+    assert plotted.exit_code == 0, plotted.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_a_latency_bound_nothing_meets_falls_back_to_the_most_commands_not_to_silence(
