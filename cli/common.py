@@ -246,3 +246,17 @@ def require_training_side() -> None:
             f"this command needs the training side ({', '.join(missing)} not installed): "
             "pip install 'speechlstm[train]'"
         )
+
+
+# Options several commands share, defined once (typer reads each as a default).
+RATE_OPTION = typer.Option(16000, "--rate", min=4000, max=384000, help="With --raw: Hz.")
+FORMAT_OPTION = typer.Option("s16le", "--format", help="With --raw: s16le, f32le, s32le or u8.")
+CHANNELS_OPTION = typer.Option(1, "--channels", min=1, max=64, help="With --raw: averaged.")
+VERIFIER_THRESHOLD_OPTION = typer.Option(
+    None,
+    "--verifier-threshold",
+    min=0.01,
+    max=1.0,
+    callback=finite,
+    help=VERIFIER_THRESHOLD_HELP,
+)

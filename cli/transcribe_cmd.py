@@ -8,14 +8,17 @@ from pathlib import Path
 import typer
 
 from .common import (
+    CHANNELS_OPTION,
     DETECTOR_FILE_HELP,
     EXIT_SOME_FAILED,
+    FORMAT_OPTION,
     MODEL_HELP,
+    RATE_OPTION,
     RAW_OPTIONS_HELP,
     VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
-    VERIFIER_THRESHOLD_HELP,
+    VERIFIER_THRESHOLD_OPTION,
     build_detector,
     err_line,
     fail,
@@ -53,21 +56,12 @@ def transcribe(
     raw: bool = typer.Option(
         False, "--raw", help="Standard input is headerless PCM. " + RAW_OPTIONS_HELP
     ),
-    rate: int = typer.Option(16000, "--rate", min=4000, max=384000, help="With --raw: Hz."),
-    sample_format: str = typer.Option(
-        "s16le", "--format", help="With --raw: s16le, f32le, s32le or u8."
-    ),
-    channels: int = typer.Option(1, "--channels", min=1, max=64, help="With --raw: averaged."),
+    rate: int = RATE_OPTION,
+    sample_format: str = FORMAT_OPTION,
+    channels: int = CHANNELS_OPTION,
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
-    verifier_threshold: float | None = typer.Option(
-        None,
-        "--verifier-threshold",
-        min=0.01,
-        max=1.0,
-        callback=finite,
-        help=VERIFIER_THRESHOLD_HELP,
-    ),
+    verifier_threshold: float | None = VERIFIER_THRESHOLD_OPTION,
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
     verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
     threads: int = typer.Option(

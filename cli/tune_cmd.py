@@ -12,7 +12,7 @@ from .common import (
     VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
-    VERIFIER_THRESHOLD_HELP,
+    VERIFIER_THRESHOLD_OPTION,
     err_line,
     fail,
     finite,
@@ -73,14 +73,7 @@ def tune_detector(
     verifier: Path | None = typer.Option(
         None, "--verifier", help=VERIFIER_HELP + " Tune the first stage for it."
     ),
-    verifier_threshold: float | None = typer.Option(
-        None,
-        "--verifier-threshold",
-        min=0.01,
-        max=1.0,
-        callback=finite,
-        help=VERIFIER_THRESHOLD_HELP,
-    ),
+    verifier_threshold: float | None = VERIFIER_THRESHOLD_OPTION,
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
     verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
 ) -> None:
