@@ -94,6 +94,7 @@ class HookRunner:
         self._queue: queue.Queue = queue.Queue()
         self.max_queued = max_queued
         self._idle = max_running  # workers waiting for a hook to run
+        self._running: set[subprocess.Popen] = set()  # killed on close(cancel=True)
         self._pending = 0  # hooks submitted and not yet started
         self._workers = [
             threading.Thread(target=self._work, name=f"hook-{i}", daemon=True)
@@ -136,12 +137,16 @@ class HookRunner:
         if self._closed:
             return self.stats
         self._closed = True
-        if cancel:
+        if cancel:  # Ctrl-C: nothing more runs, and what runs is stopped
             while True:
                 try:
                     self._queue.get_nowait()
                 except queue.Empty:
                     break
+            with self._lock:
+                running = list(self._running)
+            for proc in running:
+                _kill_group(proc, wait=False)
         for _ in self._workers:
             self._queue.put(_STOP)
         for w in self._workers:
@@ -179,6 +184,8 @@ class HookRunner:
             self._count("failed")
             self.log(f"hook: could not start for {what}: {exc.strerror or exc}")
             return
+        with self._lock:
+            self._running.add(proc)
         try:
             proc.communicate(line, timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
@@ -186,6 +193,9 @@ class HookRunner:
             self._count("timed_out")
             self.log(f"hook: still running after {self.timeout_s:g} s for {what}; killed")
             return
+        finally:
+            with self._lock:
+                self._running.discard(proc)
         if proc.returncode == 0:
             self._count("succeeded")
         else:
@@ -199,8 +209,9 @@ class HookRunner:
             setattr(self.stats, key, getattr(self.stats, key) + 1)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen, wait: bool = True) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
-        proc.communicate(timeout=5)
+    if wait:
+        with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
+            proc.communicate(timeout=5)

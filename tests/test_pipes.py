@@ -413,3 +413,19 @@ def test_hook_runner_bounds_what_runs_and_waits():
     assert stats.dropped == 3 and stats.waited == 2
     assert stats.started == 3 and stats.succeeded == 3
     assert sum("dropped" in line for line in lines) == 3
+
+
+def test_closing_with_cancel_stops_running_hooks_at_once():
+    from speechlstm.hooks import HookRunner
+    from speechlstm.stream import Detection
+
+    runner = HookRunner("sleep 30", timeout_s=60, max_running=1, log=lambda line: None)
+    runner.submit(Detection("yes", 0.9, 0.0, 1.0, "m"))
+    runner.submit(Detection("no", 0.9, 1.0, 2.0, "m"))  # waits, then dropped by cancel
+    while runner.stats.started == 0:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    started = time.monotonic()
+    stats = runner.close(cancel=True)  # Ctrl-C
+    assert time.monotonic() - started < 5
+    assert stats.started == 1
