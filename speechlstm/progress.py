@@ -26,11 +26,14 @@ def note(message: str) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, enabled: bool = True, unit: str = "files"):
+def progress_bar(
+    description: str, total: int | None, enabled: bool | None = None, unit: str = "files"
+):
     """A rich progress bar on stderr; yields an `advance(n=1, **fields)` function.
 
-    Disabled (silently counting) when `enabled` is false or stderr is not a
-    terminal and `enabled` is None.
+    Disabled (silently counting) when `enabled` is false, and by default when
+    stderr is not a terminal: a log file never fills with redrawn bars, whoever
+    draws one (`--no-progress` passes False for the terminal too).
     """
     if enabled is None:
         enabled = sys.stderr.isatty()

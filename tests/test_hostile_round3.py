@@ -201,3 +201,17 @@ def test_score_never_scores_its_own_output(onnx_model, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert [Path(r["path"]).name for r in rows] == ["a.wav"]
+
+
+def test_progress_bars_never_draw_into_a_log_file(tmp_path):
+    """Bars are drawn on a terminal only, whoever draws them: a log file of a
+    run (stderr redirected) holds no redrawn bar."""
+    code = (
+        "from speechlstm.progress import progress_bar\n"
+        "with progress_bar('embedding training clips', 100, unit='clips') as advance:\n"
+        "    for _ in range(100): advance()\n"
+    )
+    log = tmp_path / "run.log"
+    with open(log, "wb") as fh:
+        subprocess.run([sys.executable, "-c", code], stderr=fh, check=True)
+    assert log.read_bytes() == b""

@@ -125,9 +125,14 @@ def build_head(n_classes: int, tcfg: TeacherConfig) -> nn.Module:
 
 
 def embed_split(
-    audio: np.ndarray, embedder: SpeechEmbedding, cache: EmbeddingCache | None, name: str
+    audio: np.ndarray,
+    embedder: SpeechEmbedding,
+    cache: EmbeddingCache | None,
+    name: str,
+    show_progress: bool | None = None,
 ) -> np.ndarray:
-    with progress_bar(f"embedding {name}", len(audio), unit="clips") as advance:
+    bar = progress_bar(f"embedding {name}", len(audio), enabled=show_progress, unit="clips")
+    with bar as advance:
         return embed_cached(embedder, audio, cache, progress=advance)
 
 
@@ -169,13 +174,15 @@ def embed_copies(
     seed: int,
     embedder: SpeechEmbedding,
     cache: EmbeddingCache | None,
+    show_progress: bool | None = None,
 ) -> list[np.ndarray]:
     """The (N, 16, 96) embedding frames of each augmented copy, from the cache where
     there; only the frames are kept (a sixth of the audio's memory)."""
     out = []
     for copy in range(1, copies + 1):
         parts = []
-        with progress_bar(f"embedding copy {copy}/{copies}", len(audio), unit="clips") as advance:
+        desc = f"embedding copy {copy}/{copies}"
+        with progress_bar(desc, len(audio), enabled=show_progress, unit="clips") as advance:
             for part in augmented_chunks(audio, noise, augment, features, copy, seed):
                 parts.append(embed_cached(embedder, part, cache, progress=advance))
         empty = np.zeros((0, N_FRAMES, EMBED_DIM), np.float32)
@@ -207,6 +214,7 @@ def train_teacher(
     augment: AugmentConfig | None = None,
     features: FeatureConfig | None = None,
     extra_share: float = 0.0,
+    show_progress: bool | None = None,
 ) -> dict:
     """Train the head on the embedded splits (plus `tcfg.copies` augmented copies
     of the training clips, drawn with `augment`); write teacher.safetensors and
@@ -217,7 +225,9 @@ def train_teacher(
     out_dir.mkdir(parents=True, exist_ok=True)
     embedder = embedder or SpeechEmbedding(threads=torch.get_num_threads())
     cache = embedding_cache(cache_dir)
-    frames = {n: embed_split(s.audio, embedder, cache, n) for n, s in data.splits.items()}
+    frames = {
+        n: embed_split(s.audio, embedder, cache, n, show_progress) for n, s in data.splits.items()
+    }
     if tcfg.copies > 0 and (augment is None or features is None):
         raise ValueError("augmented copies need the run's [augment] and [features]")
     labels = list(data.task.labels)
@@ -239,6 +249,7 @@ def train_teacher(
                 seed,
                 embedder,
                 cache,
+                show_progress,
             )
             train = np.concatenate([train, *extra])
             targets = np.tile(targets, tcfg.copies + 1)
@@ -427,4 +438,5 @@ def run_teacher(
         augment=cfg.augment,
         features=cfg.features,
         extra_share=cfg.data.extra_share,
+        show_progress=show_progress,
     )
