@@ -9,7 +9,7 @@ SUBSET ?= ../shared/data/speech_commands_subset
 # The Speech Commands tree the default model's real clips come from.
 SC ?= $(SUBSET)
 
-.PHONY: demo install voices install-inference test test-inference test-wheel check-arm lint default-model verifier encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install voices install-inference test test-fast test-inference test-wheel check-arm lint default-model verifier encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -29,6 +29,11 @@ install-inference:
 # The full suite in the full install (train extra included).
 test: install
 	$(PY) -m pytest -q
+
+# The quick loop while working: every test not marked `slow` (each over ~1.5 s
+# on 2 cores is); CI and `make test` run the whole suite.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 # Every test not marked `train`, in an environment without torch: a test that
 # imports torch fails there. pytest exits 5 when it ran nothing: that is a

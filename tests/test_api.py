@@ -72,6 +72,7 @@ def _row_key(row: dict) -> tuple:
     return (row["label"], row["start_s"], row["end_s"], row["score"], row["model"])
 
 
+@pytest.mark.slow
 def test_recognizer_gives_transcribes_answer_for_int16_float_and_other_rates(onnx_model, tmp_path):
     from speechlstm import Recognizer
 

@@ -26,6 +26,7 @@ def _burst():
     return wave
 
 
+@pytest.mark.slow
 def test_everything_off_is_identity_and_same_seed_same_result():
     import torch
 

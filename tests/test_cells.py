@@ -163,6 +163,7 @@ def _checkpoint(tmp_path, cell):
 
 
 @pytest.mark.parametrize("cell", ALL_CELLS)
+@pytest.mark.slow
 def test_every_cell_exports_fp32_and_int8_with_its_name_in_the_metadata(cell, tmp_path):
     import onnx
 

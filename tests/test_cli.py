@@ -135,6 +135,7 @@ def test_transcribe_never_imports_torch(onnx_model, tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
     run = tmp_path / "run"
     result = runner.invoke(
@@ -178,6 +179,7 @@ def test_train_export_transcribe_from_the_command_line(tone_dataset, tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_gru_cell_trains_exports_and_scores_from_the_command_line(tone_dataset, tmp_path):
     run = tmp_path / "gru"
     flags = ["--hidden", "24", "--layers", "1", "--batch-size", "16", "--lr", "0.01"]

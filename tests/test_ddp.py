@@ -55,6 +55,7 @@ def ddp_run(tone_dataset, tmp_path_factory):
     return out, stdout.decode(), stderr.decode()
 
 
+@pytest.mark.slow
 def test_two_ranks_train_and_rank_zero_alone_writes(ddp_run):
     out, stdout, stderr = ddp_run
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -85,6 +86,7 @@ def _started(data: Path, out: Path, epochs: int) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_rank_and_resume_finishes(tone_dataset, tmp_path):
     out = tmp_path / "run"
     proc = _started(tone_dataset, out, epochs=30)
@@ -107,6 +109,7 @@ def test_ctrl_c_stops_every_rank_and_resume_finishes(tone_dataset, tmp_path):
     assert len(json.loads((out / "metrics.json").read_text())["history"]) == 30
 
 
+@pytest.mark.slow
 def test_sigterm_stops_one_process_training_like_ctrl_c_and_keeps_the_work(tone_dataset, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "speechlstm", "train", str(tone_dataset), "--out", str(out),
@@ -138,6 +141,7 @@ def _rank_pid(parent: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_a_dead_rank_ends_the_job_instead_of_hanging(tone_dataset, tmp_path):
     out = tmp_path / "run"
     proc = _started(tone_dataset, out, epochs=200)

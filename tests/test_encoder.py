@@ -125,6 +125,7 @@ def test_fine_tuned_encoder_moves_less_than_the_head_and_stages_wait(
     assert torch.equal(staged[key].float(), enc.tensors[key])
 
 
+@pytest.mark.slow
 def test_a_run_from_an_encoder_resumes_to_the_same_weights(
     encoder_file, other_words, tmp_path, monkeypatch
 ):
@@ -207,6 +208,7 @@ def test_files_that_are_not_encoders_are_refused_by_name(tmp_path, trained_run):
         load_encoder(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.slow
 def test_command_line_encoder_flags(encoder_file, trained_run, other_words, tmp_path):
     from typer.testing import CliRunner
 

@@ -10,6 +10,7 @@ from speechlstm.testing.synth_audio import tone_word
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_exported_model_matches_pytorch_at_several_batches_and_lengths(trained_run, exported_model):
     import torch
 
@@ -43,6 +44,7 @@ def test_metadata_describes_the_model(exported_model):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_int8_export_agrees_with_fp32(trained_run, exported_model, tmp_path):
     import onnx
 
@@ -91,6 +93,7 @@ def test_foreign_onnx_model_is_refused(tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_export_is_reproducible_byte_for_byte(trained_run, exported_model, tmp_path):
     from speechlstm.train.export import export
 
@@ -99,6 +102,7 @@ def test_export_is_reproducible_byte_for_byte(trained_run, exported_model, tmp_p
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_frame_stacking_exports_with_dynamic_length(tmp_path):
     import dataclasses
 
@@ -124,6 +128,7 @@ def test_frame_stacking_exports_with_dynamic_length(tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_export_stores_tuned_detector_defaults(trained_run, tmp_path):
     from speechlstm.cli.main import app
     from speechlstm.runtime import read_model
@@ -165,6 +170,7 @@ def test_int8_probe_tops_up_a_small_validation_split_with_the_other_clips(tmp_pa
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_calibration_fits_a_temperature_that_lowers_the_nll_and_the_runtime_applies_it(
     trained_run, tmp_path
 ):

@@ -35,6 +35,7 @@ def _librosa_mfcc(wave, cfg):
 
 
 @pytest.mark.parametrize("mel_scale", ["htk", "slaney"])
+@pytest.mark.slow
 def test_mfcc_matches_librosa(mel_scale):
     import torch
 

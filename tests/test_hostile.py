@@ -416,6 +416,7 @@ def test_large_files_take_the_streaming_path(tmp_path, onnx_model, monkeypatch):
     assert scored.error
 
 
+@pytest.mark.slow
 def test_fuzz_harness_holds_on_corrupt_files_and_models():
     """bench/fuzz.py at a small size (the README quotes its full run)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -470,6 +471,7 @@ TRAIN_COMMANDS = [
 
 @pytest.mark.train
 @pytest.mark.parametrize("args,code,says", TRAIN_COMMANDS, ids=lambda a: str(a)[:50])
+@pytest.mark.slow
 def test_training_commands_on_hostile_input(hostile_dir, trained_run, args, code, says):
     import shutil
 

@@ -67,6 +67,7 @@ def test_a_fifo_or_device_as_a_settings_file_is_refused_not_waited_on(tmp_path):
 
 
 @pytest.mark.train
+@pytest.mark.slow
 def test_train_and_export_refuse_a_fifo_settings_file(work, tone_dataset):
     os.mkfifo(work / "recipe.toml")
     for args in (
@@ -104,6 +105,7 @@ def test_a_recursive_glob_does_not_follow_a_link_loop(work):
 
 
 # -- 1. outputs that are not ours -----------------------------------------------
+@pytest.mark.slow
 def test_evaluate_refuses_a_users_report_before_evaluating_and_replaces_its_own(work):
     from speechlstm.testing.synth_audio import make_dataset
 
@@ -447,6 +449,7 @@ def test_a_file_cut_between_open_and_read_is_refused(tmp_path, monkeypatch):
 
 # -- 1 and 7 on the training side ------------------------------------------------
 @pytest.mark.train
+@pytest.mark.slow
 def test_export_replaces_only_its_own_models(trained_run, tmp_path):
     from speechlstm.train.export import ExportError, export
 

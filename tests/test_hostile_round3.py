@@ -60,6 +60,7 @@ def test_score_results_and_receipts_are_readable_by_others(onnx_model, tmp_path)
             assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, path
 
 
+@pytest.mark.slow
 def test_csv_cells_a_spreadsheet_would_run_are_escaped_and_read_back(onnx_model, tmp_path):
     names = ["=HYPERLINK(x).wav", "+1.wav", "-a.wav", "@SUM.wav", "'quoted.wav", "plain.wav"]
     for name in names:

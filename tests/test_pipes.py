@@ -175,6 +175,7 @@ def test_detections_are_printed_while_the_pipe_is_still_open(onnx_model):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_transcribe_reads_a_clip_and_a_recording_from_stdin(onnx_model, stream_file):
     clip = np.round(tone_word("up") * 32767).astype(np.int16)
     args = ["transcribe", "-m", onnx_model, "--json", "-"]
@@ -375,6 +376,7 @@ def test_exec_runs_once_per_detection_with_the_detection(onnx_model, tmp_path):
     assert "hooks: 4 run, 0 failed" in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_a_hanging_hook_never_stalls_listening(onnx_model):
     started = time.monotonic()
     result = _hook_run(onnx_model, "sleep 30", "--exec-timeout", "1", "--exec-max", "1")
@@ -396,6 +398,7 @@ def test_a_failing_and_a_flooding_hook(onnx_model):
     assert flooding.stdout.decode().split() == WORDS  # hooks' output never reaches stdout
 
 
+@pytest.mark.slow
 def test_hook_runner_bounds_what_runs_and_waits():
     from speechlstm.hooks import HookRunner
     from speechlstm.stream import Detection

@@ -14,6 +14,7 @@ from speechlstm.testing.synth_audio import SR, tone_word
 pytestmark = pytest.mark.mic
 
 
+@pytest.mark.slow
 def test_record_prompts_and_keeps_the_spoken_second(quiet_mic, tmp_path):
     word = tmp_path / "word.wav"
     sf.write(word, tone_word("up", 1.0, offset_s=0.2) * 2, SR, subtype="PCM_16")

@@ -389,6 +389,7 @@ def test_the_command_serves_until_sigterm(onnx_model, tmp_path):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_unix_socket_and_refusals(onnx_model, tmp_path):
     from speechlstm.serve import check_uri
 

@@ -76,6 +76,7 @@ def test_without_the_embedding_one_line_names_the_install(tmp_path):
 
 @needs_head
 @needs_embedding
+@pytest.mark.slow
 def test_verifier_sc12_composes_once_and_judges(tmp_path):
     from speechlstm import Detector, Recognizer
     from speechlstm.shipped_verifier import pair_settings, verifier_path

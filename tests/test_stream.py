@@ -135,6 +135,7 @@ def test_live_from_a_file_prints_the_commands(onnx_model, tmp_path):
 
 
 @pytest.mark.mic
+@pytest.mark.slow
 def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, quiet_mic, tmp_path):
     path = tmp_path / "spoken.wav"
     stream = _stream(seconds=13.0)
@@ -180,6 +181,7 @@ def test_live_hears_commands_played_into_a_virtual_microphone(onnx_model, quiet_
 
 
 @pytest.mark.mic
+@pytest.mark.slow
 def test_live_ends_with_a_message_when_the_device_disappears(onnx_model, tmp_path):
     from virtual_mic import VirtualMic, missing
 

@@ -213,6 +213,7 @@ def test_a_language_changes_the_pronunciation():
 @pytest.mark.parametrize(
     ("lang", "words"), [("de", "licht an,licht aus"), ("fr", "allume la lumière,éteins")]
 )
+@pytest.mark.slow
 def test_synth_in_another_language_from_the_command_line(tmp_path, lang, words):
     from typer.testing import CliRunner
 

@@ -55,6 +55,7 @@ def test_missing_model_files_name_the_package(monkeypatch, tmp_path):
         E.find_model_files()
 
 
+@pytest.mark.slow
 def test_teacher_learns_the_words_and_a_student_distils_from_it(stand_in, tmp_path, tone_dataset):
     from speechlstm.train.run import run_training
     from speechlstm.train.teacher import TEACHER_FILE, EmbeddingTeacher, TeacherConfig, run_teacher
@@ -189,6 +190,7 @@ def test_embedding_teacher_with_other_labels_or_other_files_is_refused(
         )
 
 
+@pytest.mark.slow
 def test_feature_distillation_trains_keeps_its_projector_to_resume_and_exports_without_it(
     stand_in, tmp_path, tone_dataset
 ):

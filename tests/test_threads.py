@@ -29,6 +29,7 @@ def test_pinned_count_is_kept_and_a_launcher_count_is_left_alone(monkeypatch):
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
     reason="needs Linux and at least 2 usable cores",
 )
+@pytest.mark.slow
 def test_a_busy_process_takes_a_core_from_the_count():
     usable = len(os.sched_getaffinity(0))
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])

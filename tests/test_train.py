@@ -70,6 +70,7 @@ def test_trained_run_writes_reports_and_learns(trained_run):
         assert record["clipped_steps"] >= 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monkeypatch):
     from speechlstm.train.run import run_training
     from speechlstm.train.trainer import TrainingInterrupted
@@ -97,6 +98,7 @@ def test_same_seed_same_weights_and_resume_matches(tmp_path, tone_dataset, monke
     assert [h["val_accuracy"] for h in history_a] == [h["val_accuracy"] for h in history_c]
 
 
+@pytest.mark.slow
 def test_an_early_stopped_run_resumed_without_patience_trains_on_as_if_it_never_stopped(
     tmp_path, tone_dataset
 ):
@@ -327,6 +329,7 @@ def test_pitch_warp_moves_energy_up_or_down_and_keeps_shape():
     assert torch.equal(pitch_warp(log_mel, 0.0, torch.Generator()), log_mel)
 
 
+@pytest.mark.slow
 def test_distillation_and_all_augmentations_train_resume_and_export(
     tmp_path, tone_dataset, trained_run, monkeypatch
 ):

@@ -72,6 +72,7 @@ def test_missing_or_empty_sources_are_refused_by_name(tmp_path):
         TrainConfig(feature_distill=1.0, feature_distill_audio_batch=0).validate()
 
 
+@pytest.mark.slow
 def test_unlabelled_windows_are_embedded_once_and_join_the_feature_loss(
     stand_in, tmp_path, tone_dataset
 ):

@@ -46,6 +46,7 @@ def test_the_decision_seam_records_every_hop_and_replay_equals_the_detector(onnx
     assert len(live) == 4
 
 
+@pytest.mark.slow
 def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_model, tmp_path):
     from speechlstm.settings import load_detector_toml
 
@@ -78,6 +79,7 @@ def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_a_latency_bound_nothing_meets_falls_back_to_the_most_commands_not_to_silence(
     onnx_model, tmp_path
 ):

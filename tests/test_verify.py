@@ -264,6 +264,7 @@ def test_live_reports_what_the_verifier_turned_down(onnx_model, tmp_path):
     assert "the verifier turned down 4 of 4 candidate(s)" in result.output
 
 
+@pytest.mark.slow
 def test_tune_detector_tunes_the_first_stage_for_the_verifier(onnx_model, tmp_path):
     """With a verifier that turns everything down, no threshold matches a command;
     without one the same recordings are matched: the rulings are in the search."""
