@@ -7,6 +7,7 @@ Commands benchmark: ten command words plus `_unknown_` (any other word) and
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 UNKNOWN = "_unknown_"
@@ -54,6 +55,35 @@ SC35_WORDS = (
 )
 
 
+# What a model's labels may be: the runtime refuses a model outside these
+# (modelmeta.py), so every place that makes labels checks them first
+# (Task, parse_words): no run trains or exports a model nothing can load.
+MAX_LABELS = 1000
+MAX_LABEL_CHARS = 64
+
+
+def label_problem(label) -> str | None:
+    """Why `label` cannot be a class name, or None."""
+    if not isinstance(label, str) or not label.strip():
+        return "expected a non-empty string"
+    if len(label) > MAX_LABEL_CHARS:
+        return f"longer than {MAX_LABEL_CHARS} characters"
+    if any(unicodedata.category(ch).startswith("C") for ch in label):
+        return "holds control characters"
+    return None
+
+
+def check_labels(labels, what: str = "labels") -> None:
+    """ValueError naming the first label a model could not carry, or the count."""
+    labels = list(labels)
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"{what}: {len(labels)} classes (a model carries at most {MAX_LABELS})")
+    for label in labels:
+        problem = label_problem(label)
+        if problem:
+            raise ValueError(f"{what}: {label!r} cannot be a class name ({problem})")
+
+
 @dataclass(frozen=True)
 class Task:
     """Which classes a model predicts and how dataset words map onto them.
@@ -66,6 +96,10 @@ class Task:
     words: tuple[str, ...]
     unknown: bool = True
     silence: bool = True
+
+    def __post_init__(self) -> None:
+        # Made from folder names or --words: checked here, before any work.
+        check_labels(self.labels, "the task's classes")
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -139,4 +173,5 @@ def parse_words(words: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     dupes = sorted({w for w in out if out.count(w) > 1})
     if dupes:
         raise ValueError(f"--words: repeated {', '.join(dupes)}")
+    check_labels((*out, UNKNOWN, SILENCE), "--words")
     return out

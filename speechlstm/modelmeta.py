@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,6 +25,7 @@ from .config import (
     ModelConfig,
     TrainConfig,
 )
+from .labels import MAX_LABEL_CHARS, MAX_LABELS, label_problem  # noqa: F401  (re-exported)
 from .settings import from_dict, to_dict
 
 FORMAT_VERSION = 1
@@ -53,8 +53,7 @@ QUANTIZATIONS = ("none", "dynamic-int8")
 # Sizes beyond these are not a model anyone trained: refuse them rather than
 # allocate what they ask for (a 1-hour window, a million mel bands).
 MAX_CLIP_MS = 10_000
-MAX_LABELS = 1000
-MAX_LABEL_CHARS = 64
+
 MAX_BINS = 512
 
 
@@ -245,12 +244,9 @@ def _labels(value: Any) -> tuple[str, ...]:
     if len(value) > MAX_LABELS:
         raise DescriptionError(f"{KEY_LABELS}: {len(value)} labels (at most {MAX_LABELS})")
     for i, label in enumerate(value):
-        if not isinstance(label, str) or not label.strip():
-            raise DescriptionError(f"{KEY_LABELS}[{i}]={label!r}: expected a non-empty string")
-        if len(label) > MAX_LABEL_CHARS:
-            raise DescriptionError(f"{KEY_LABELS}[{i}]: longer than {MAX_LABEL_CHARS} characters")
-        if any(unicodedata.category(ch).startswith("C") for ch in label):
-            raise DescriptionError(f"{KEY_LABELS}[{i}]={label!r}: holds control characters")
+        problem = label_problem(label)
+        if problem:
+            raise DescriptionError(f"{KEY_LABELS}[{i}]={label!r}: {problem}")
     dupes = sorted({lab for lab in value if value.count(lab) > 1})
     if dupes:
         raise DescriptionError(f"{KEY_LABELS}: repeated {', '.join(dupes)}")

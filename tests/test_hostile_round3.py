@@ -216,3 +216,31 @@ def test_progress_bars_never_draw_into_a_log_file(tmp_path):
     with open(log, "wb") as fh:
         subprocess.run([sys.executable, "-c", code], stderr=fh, check=True)
     assert log.read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    "words, why",
+    [
+        ("yes," + "x" * 65, "longer than 64 characters"),
+        ("yes,no\x07", "control characters"),
+        (",".join(f"w{i}" for i in range(1000)), "at most 1000"),
+    ],
+)
+def test_labels_a_model_could_not_carry_are_refused_before_any_work(tmp_path, words, why):
+    """data synth refuses them before synthesizing anything: the limits the
+    runtime enforces on a model's labels are checked where labels are made."""
+    out = tmp_path / "synth"
+    result = _cli("data", "synth", "--words", words, "--clips", "1", "--out", out)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert why in err and "Traceback" not in err
+    assert not out.exists() or not any(out.rglob("*.wav"))
+
+
+def test_a_dataset_whose_folders_cannot_be_labels_is_refused_by_train(tmp_path):
+    from speechlstm.labels import Task
+
+    with pytest.raises(ValueError, match="cannot be a class name"):
+        Task(("yes", "n\x1bo"))
+    with pytest.raises(ValueError, match="at most 1000"):
+        Task(tuple(f"w{i}" for i in range(1000)))

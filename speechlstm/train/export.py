@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..config import DetectorConfig, FeatureConfig, RunConfig
+from ..labels import check_labels
 from ..modelmeta import (
     INPUT_NAME,
     OUTPUT_NAMES,
@@ -120,6 +121,10 @@ def export(
     if problem:
         raise ExportError(problem)
     model, ckpt, cfg = checkpoint.load_model(ckpt_path)
+    try:  # a model no inference command could load is never written
+        check_labels(ckpt.labels, f"{ckpt_path}: its labels")
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     if detector is not None:
         cfg = replace(cfg, detector=detector)
     description = describe(ckpt, cfg)
