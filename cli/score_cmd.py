@@ -65,7 +65,14 @@ def score(
     from speechlstm import shards
     from speechlstm.outputs import OutputError
     from speechlstm.progress import progress_bar
-    from speechlstm.scoring import RowWriter, done_paths, iter_inputs, score_paths, usable_cores
+    from speechlstm.scoring import (
+        RowWriter,
+        ScoredPaths,
+        done_paths,
+        iter_inputs,
+        score_paths,
+        usable_cores,
+    )
 
     if fmt not in ("csv", "jsonl"):
         fail(f"--format {fmt!r}: choose csv or jsonl")
@@ -103,12 +110,14 @@ def score(
         shards.clear_receipt(out)  # unfinished until this run says otherwise
     # The output is never an input: `score in -o in/results.wav` would score it.
     own = None if out is None else os.path.abspath(out)
+    seen = ScoredPaths()  # one row a file, however often or however it is named
     paths = (
         p
         for p in iter_inputs(inputs)
         if (not skip or p not in skip)
         and (part is None or part.owns(p))
         and (own is None or os.path.abspath(p) != own)
+        and seen.add(p)
     )
     failed = total = shown = 0
     started = shown_at = now = time.perf_counter()

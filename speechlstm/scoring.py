@@ -121,8 +121,10 @@ def usable_cores() -> int:
 
 
 class ScoredPaths:
-    """The paths an earlier run already wrote, kept as 8-byte digests so that
-    resuming a run of millions of files costs megabytes, not gigabytes."""
+    """Paths seen (an earlier run's rows, or this run's inputs), kept as 8-byte
+    digests of their normal form (os.path.normpath: `./a/x.wav` and `a/x.wav`
+    are one file), so that resuming a run of millions of files costs
+    megabytes, not gigabytes, and no file is scored twice however it is spelt."""
 
     def __init__(self, paths: Iterable[str] = ()):
         self._keys = {self._key(p) for p in paths}
@@ -130,10 +132,19 @@ class ScoredPaths:
     @staticmethod
     def _key(path: str) -> bytes:
         # surrogateescape: a name that is not UTF-8 keeps its own bytes.
+        path = os.path.normpath(path)
         return hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
 
     def __contains__(self, path: str) -> bool:
         return self._key(path) in self._keys
+
+    def add(self, path: str) -> bool:
+        """Record `path`; False if it (in any spelling) was there already."""
+        key = self._key(path)
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        return True
 
     def __len__(self) -> int:
         return len(self._keys)

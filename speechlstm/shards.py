@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,8 @@ class Shard:
 
 
 def shard_of(path: str, count: int) -> int:
+    # The normal form (`./a/x.wav` is `a/x.wav`): one file, one shard, however spelt.
+    path = os.path.normpath(path)
     digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count
 

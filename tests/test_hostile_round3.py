@@ -244,3 +244,33 @@ def test_a_dataset_whose_folders_cannot_be_labels_is_refused_by_train(tmp_path):
         Task(("yes", "n\x1bo"))
     with pytest.raises(ValueError, match="at most 1000"):
         Task(tuple(f"w{i}" for i in range(1000)))
+
+
+def test_one_file_under_two_spellings_is_scored_once(onnx_model, tmp_path):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    sf.write(folder / "x.wav", tone_word("yes"), SR)
+    out = tmp_path / "out.csv"
+    result = _cli(
+        "score",
+        "./dir/x.wav",
+        "dir/x.wav",
+        "dir//x.wav",
+        "-m",
+        onnx_model,
+        "-o",
+        out,
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["path"] for r in rows] == ["./dir/x.wav"]
+    # --resume knows it under any spelling; so does sharding (one shard owns it).
+    again = _cli(
+        "score", "dir/x.wav", "-m", onnx_model, "-o", out, "--resume", "--no-progress", cwd=tmp_path
+    )
+    assert again.returncode == 0 and len(list(csv.DictReader(io.StringIO(out.read_text())))) == 1
+    from speechlstm.shards import shard_of
+
+    assert len({shard_of(p, 7) for p in ("./dir/x.wav", "dir/x.wav", "dir//x.wav")}) == 1
