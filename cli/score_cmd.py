@@ -149,13 +149,23 @@ def score(
             writer.close()
     if part is not None:
         rows = len(shards.read_rows(out, fmt)[1])
-        shards.write_receipt(out, part, rows, fmt)
+        shards.write_receipt(out, part, rows, fmt, model=_identity(recognizer))
         err_line(f"shard {part}: {rows} row(s) in {out}")
     if skip:
         typer.echo(f"resumed: {len(skip)} file(s) were already scored", err=True)
     typer.echo(f"scored {total - failed} file(s), {failed} failed", err=True)
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _identity(recognizer) -> dict:
+    """The model's name and content hash, for the receipt."""
+    import hashlib
+
+    path = recognizer.file.path
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {"name": str(path), "sha256": digest}
 
 
 def evaluate(

@@ -68,9 +68,14 @@ def receipt_path(output: Path) -> Path:
     return output.with_name(output.name + RECEIPT_SUFFIX)
 
 
-def write_receipt(output: Path, shard: Shard, rows: int, fmt: str) -> None:
-    """Mark `output` as the finished run of `shard` with `rows` rows."""
+def write_receipt(
+    output: Path, shard: Shard, rows: int, fmt: str, model: dict | None = None
+) -> None:
+    """Mark `output` as the finished run of `shard` with `rows` rows, scored by
+    `model` ({"name", "sha256"}: `--merge` refuses parts of different models)."""
     receipt = {"shard": shard.index, "count": shard.count, "rows": rows, "format": fmt}
+    if model is not None:
+        receipt["model"] = model
     write_atomic(receipt_path(output), json.dumps(receipt) + "\n")
 
 
@@ -106,6 +111,14 @@ def read_receipt(part: Path) -> dict:
     }
     if out["format"] not in ("csv", "jsonl"):
         raise ShardError(f"{path}: format={out['format']!r} is not csv or jsonl")
+    model = receipt.get("model")
+    if model is not None:
+        digest, name = (
+            (model.get("sha256"), model.get("name")) if isinstance(model, dict) else (0, 0)
+        )
+        if not (isinstance(digest, str) and len(digest) == 64 and isinstance(name, str)):
+            raise ShardError(f"{path}: model={model!r} is not a model's name and sha256")
+        out["model"] = {"name": name[:300], "sha256": digest}
     return out
 
 
@@ -154,6 +167,16 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
     if len(counts) != 1 or len(formats) != 1:
         raise ShardError("the parts come from different --shard counts or --format")
     count, fmt = counts.pop(), formats.pop()
+    models = {(r.get("model") or {}).get("sha256"): p for p, r in receipts.items()}
+    if len(models) > 1:
+        (_, pa), (_, pb) = list(models.items())[:2]
+        name = {
+            p: (receipts[p].get("model") or {}).get("name", "an unrecorded model") for p in (pa, pb)
+        }
+        raise ShardError(
+            f"{pa} was scored by {name[pa]} and {pb} by {name[pb]}: results of different "
+            "models cannot be merged"
+        )
     by_index: dict[int, Path] = {}
     for part, receipt in receipts.items():
         if receipt["shard"] in by_index:

@@ -274,3 +274,37 @@ def test_one_file_under_two_spellings_is_scored_once(onnx_model, tmp_path):
     from speechlstm.shards import shard_of
 
     assert len({shard_of(p, 7) for p in ("./dir/x.wav", "dir/x.wav", "dir//x.wav")}) == 1
+
+
+def test_merge_refuses_shards_scored_by_different_models(onnx_model, tmp_path):
+    for i in range(6):
+        sf.write(tmp_path / f"c{i}.wav", tone_word("up"), SR)
+    other = tmp_path / "other.onnx"
+    other.write_bytes(onnx_model.read_bytes() + b"")  # the same bytes: one model
+    changed = tmp_path / "changed.onnx"
+    import onnx
+
+    m = onnx.load(str(onnx_model))
+    m.doc_string = "another model"
+    onnx.save(m, str(changed))
+    parts = []
+    for k, model in enumerate((onnx_model, changed)):
+        part = tmp_path / f"part{k}.csv"
+        result = _cli(
+            "score",
+            *sorted(tmp_path.glob("c*.wav")),
+            "-m",
+            model,
+            "-o",
+            part,
+            "--shard",
+            f"{k}/2",
+            "--no-progress",
+        )
+        assert result.returncode == 0, result.stderr
+        parts.append(part)
+    merged = _cli("score", "--merge", *parts, "-o", tmp_path / "all.csv")
+    err = merged.stderr.decode()
+    assert merged.returncode == 2, err
+    assert "different models" in err and str(onnx_model) in err and str(changed) in err
+    assert not (tmp_path / "all.csv").exists()
