@@ -176,6 +176,22 @@ def train(
     if frontend not in ("mfcc", "embedding"):
         fail(f"--frontend {frontend!r}: choose mfcc or embedding")
     if frontend == "embedding":
+        # The embedding model has its own head: an MFCC model's flags would be
+        # recorded in config.toml and never used.
+        unused = [
+            flag
+            for flag, value in (
+                ("--cell", cell),
+                ("--layers", layers),
+                ("--pooling", pooling),
+                ("--grad-clip", grad_clip),
+                ("--encoder", encoder),
+                ("--from-scratch", from_scratch or None),
+            )
+            if value is not None
+        ]
+        if unused:
+            fail(f"--frontend embedding has no use for {', '.join(unused)}: leave them out")
         _train_teacher(
             data, out, cfg, resume, hidden, epochs, batch_size, lr, seed, noise, cache, progress
         )

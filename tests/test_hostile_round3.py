@@ -308,3 +308,16 @@ def test_merge_refuses_shards_scored_by_different_models(onnx_model, tmp_path):
     assert merged.returncode == 2, err
     assert "different models" in err and str(onnx_model) in err and str(changed) in err
     assert not (tmp_path / "all.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "flag", [["--cell", "gru"], ["--layers", "3"], ["--pooling", "mean"], ["--from-scratch"]]
+)
+def test_embedding_frontend_refuses_the_mfcc_models_flags(tmp_path, flag):
+    data = tmp_path / "data"
+    (data / "yes").mkdir(parents=True)
+    result = _cli("train", data, "--frontend", "embedding", "--out", tmp_path / "run", *flag)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert f"no use for {flag[0]}" in err
+    assert not (tmp_path / "run").exists()
