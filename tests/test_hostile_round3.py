@@ -321,3 +321,28 @@ def test_embedding_frontend_refuses_the_mfcc_models_flags(tmp_path, flag):
     assert result.returncode == 2, err
     assert f"no use for {flag[0]}" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bank_of_clips_that_lists_a_fifo_or_a_device_never_hangs(tmp_path):
+    """The cache key hashes every listed file: a FIFO or /dev/zero among them is
+    refused by name (decoding says why), not read for ever."""
+    import threading
+
+    from speechlstm.data.bank import load_bank
+
+    good = tmp_path / "yes.wav"
+    sf.write(good, tone_word("yes"), SR)
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    paths = [good, fifo, Path("/dev/zero")]
+    result = {}
+    worker = threading.Thread(
+        target=lambda: result.update(bank=load_bank(paths, SR, SR, tmp_path / "cache")),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "load_bank hung on a FIFO or a device"
+    bank = result["bank"]
+    assert list(bank.ok) == [True, False, False]
+    assert "FIFO" in bank.errors[str(fifo)] and "character device" in bank.errors["/dev/zero"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import InvalidAudio, crop_loudest, float_to_int16, load_audio
-from ..files import temp_beside
+from ..files import FileRefused, open_regular, temp_beside
 
 BANK_FORMAT = 1  # bump when the decoded representation changes
 
@@ -92,10 +92,13 @@ def _content_key(paths: list[Path], clip_samples: int, sample_rate: int) -> str:
     for path in paths:
         digest.update(os.fsencode(path))
         try:
-            with open(path, "rb") as fh:
+            # Regular files only, opened without blocking: a manifest that lists a
+            # FIFO or /dev/zero must not hang (or never end) the key; decoding
+            # then refuses that entry by name.
+            with open_regular(path, "audio file") as fh:
                 digest.update(hashlib.file_digest(fh, "blake2b").digest())
-        except OSError as exc:  # unreadable files are part of the key as such
-            digest.update(f"unreadable:{exc.errno}".encode())
+        except (OSError, FileRefused) as exc:  # unreadable files are part of the key as such
+            digest.update(f"unreadable:{getattr(exc, 'errno', None) or exc}".encode())
     return digest.hexdigest()
 
 
