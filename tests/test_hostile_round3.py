@@ -310,6 +310,7 @@ def test_merge_refuses_shards_scored_by_different_models(onnx_model, tmp_path):
     assert not (tmp_path / "all.csv").exists()
 
 
+@pytest.mark.train  # train needs the training side before it reads its flags
 @pytest.mark.parametrize(
     "flag", [["--cell", "gru"], ["--layers", "3"], ["--pooling", "mean"], ["--from-scratch"]]
 )
