@@ -12,10 +12,10 @@ import typer
 
 from .common import EXIT_SOME_FAILED, MODEL_HELP, err_line, fail, load_recognizer, stdout_line
 
-THREADS_HELP = "onnxruntime runs at once, one core and one batch each"
-# One thread decodes 16-bit WAV at ~30,000 files/s; more only contend for the
-# interpreter lock. Compressed or resampled audio (FLAC, 44.1 kHz) gains from 2+.
-WORKERS_HELP = "Decoding threads (more for FLAC/OGG or non-16 kHz audio)."
+# score_paths runs max(--workers, --threads) threads, each decoding and scoring
+# its own files with a model session of its own.
+THREADS_HELP = "threads that decode and score at once, one core each"
+WORKERS_HELP = "At least this many threads (more can help slow FLAC/OGG decoding)."
 
 
 def score(
