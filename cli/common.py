@@ -104,6 +104,7 @@ def build_detector(
     verifier_threshold: float | None = None,
     relabel: bool = False,
     centre: bool = False,
+    sensitivity: float | None = None,
 ) -> Detector:
     """The API's Detector for `-m` (one, several or none: the default) with the
     command's settings; a usage error naming what is unusable."""
@@ -123,6 +124,8 @@ def build_detector(
                 load_verifier(verifier, verifier_threshold, r.runtime, threads, relabel, centre)
                 for r in recognizers
             ],
+            verifier_threshold=verifier_threshold,
+            sensitivity=sensitivity,
             **overrides,
         )
     except ValueError as exc:  # settings out of range
@@ -208,6 +211,19 @@ def load_verifier(
         )
     except (ModelError, VerifierError) as exc:
         fail(f"--verifier {exc}")
+
+
+SENSITIVITY_HELP = (
+    "0 to 1: one of the operating points tuned with the model (0 the fewest false "
+    "alarms, 1 the most commands; `speechlstm info` lists them). Default: the model's "
+    "stored settings, its point at 1 false alarm an hour."
+)
+
+
+def sensitivity_option():
+    return typer.Option(
+        None, "--sensitivity", "-s", min=0.0, max=1.0, callback=finite, help=SENSITIVITY_HELP
+    )
 
 
 DETECTOR_FILE_HELP = (

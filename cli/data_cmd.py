@@ -225,6 +225,84 @@ def download(
     stdout_line(f"{dataset} is ready in {folder}")
 
 
+@app.command()
+def streams(
+    source: Path = typer.Argument(..., help="A Speech Commands tree (or a dataset manifest)."),
+    out: Path = typer.Option(Path("data/streams"), "--out", "-o", help="Folder to write."),
+    split: list[str] = typer.Option(
+        ["validation", "test", "train"],
+        "--split",
+        help="Speaker split(s) to build from (repeatable): train, validation, test.",
+    ),
+    minutes: float = typer.Option(
+        12.0, "--minutes", callback=finite, min=0.0, help="The command stream's length."
+    ),
+    negative_hours: float = typer.Option(
+        5.0,
+        "--negative-hours",
+        callback=finite,
+        min=0.0,
+        max=48.0,
+        help="Hours of negatives (words, speech, TV, music, noise: no command).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="The same seed builds the same streams."),
+) -> None:
+    """Build labelled streams for `tune-detector`, `data mine` and the streaming benchmark.
+
+    For each split: SPLIT_commands.wav with SPLIT_truth.csv (commands and other
+    words over noise, the command times), and SPLIT_negatives.wav (hours with no
+    command: other words, synthesized conversation, television, music-like
+    sound, noise). The train split writes its negatives only (for `data mine`).
+    Synthesized voices are split three ways like the speakers.
+
+    Examples:
+
+      speechlstm data streams ../shared/data/speech_commands_subset -o data/streams
+
+      speechlstm tune-detector -m sc12 --commands data/streams/validation_commands.wav \\
+          --truth data/streams/validation_truth.csv \\
+          --negatives data/streams/validation_negatives.wav --write sc12.detector.toml
+    """
+    from speechlstm.data.datasets import DatasetError, discover
+    from speechlstm.data.streams import SPLITS, StreamSpec, write_split
+    from speechlstm.progress import progress_bar
+
+    bad = [s for s in split if s not in SPLITS]
+    if bad:
+        fail(f"--split {bad[0]}: choose from {', '.join(SPLITS)}")
+    if out.exists() and not out.is_dir():
+        fail(f"{out}: is a file; --out names the folder to write")
+    try:
+        index = discover(source)
+    except DatasetError as exc:
+        fail(str(exc))
+    spec = StreamSpec(minutes=minutes, negative_hours=negative_hours, seed=seed)
+    for name in dict.fromkeys(split):
+        total = round(negative_hours * 3600)
+        with progress_bar(f"{name} negatives", total, unit="s") as advance:
+            try:
+                summary = write_split(
+                    index, name, out, spec, commands=name != "train", progress=advance
+                )
+            except (RuntimeError, ValueError) as exc:
+                fail(str(exc))
+            except OSError as exc:
+                fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")
+        kinds = ", ".join(
+            f"{k} {v / 60:.0f} min" for k, v in summary.get("negative_seconds", {}).items()
+        )
+        stdout_line(
+            f"{name}: {summary['speakers']} speakers"
+            + (
+                f", {summary['commands']} commands in {minutes:g} min"
+                if "commands" in summary
+                else ""
+            )
+            + (f"; negatives: {kinds}" if kinds else "")
+        )
+    stdout_line(f"wrote {out}")
+
+
 def _default_speaker() -> str:
     # The speaker id keeps a user's clips in one split; a hash avoids writing a name.
     return "user" + hashlib.sha1(getpass.getuser().encode()).hexdigest()[:8]

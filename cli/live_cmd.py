@@ -28,6 +28,7 @@ from .common import (
     fail,
     finite,
     raw_input_format,
+    sensitivity_option,
     stdout_line,
 )
 
@@ -105,6 +106,7 @@ def live(
         help="Write each detection's audio (1.5 s around it, WAV) and a JSON sidecar "
         "here; move the wrong ones to DIR/false/ for `speechlstm data mine`.",
     ),
+    sensitivity: float | None = sensitivity_option(),
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float | None = VERIFIER_THRESHOLD_OPTION,
@@ -183,6 +185,7 @@ def live(
         verifier_threshold,
         verifier_relabel,
         verifier_centre,
+        sensitivity,
     )
     tty = sys.stderr.isatty() and not names
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import MODELS_HELP, fail, finite, load_api_recognizer
+from .common import MODELS_HELP, fail, finite, load_api_recognizer, sensitivity_option
 
 
 def serve(
@@ -24,6 +24,7 @@ def serve(
         max=1.0,
         help="Wake words: every label's threshold.",
     ),
+    sensitivity: float | None = sensitivity_option(),
     threads: int = typer.Option(
         2, "--threads", min=1, max=64, help="Model calls at once, all connections together."
     ),
@@ -68,10 +69,16 @@ def serve(
     )
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     models = tuple(load_api_recognizer(m, threads=1) for m in (model or [None]))
+    overrides = {"threshold": threshold, "sensitivity": sensitivity}
+    for m in models if sensitivity is not None else ():
+        try:  # refused now, not at each client's first detect
+            m.runtime.description.detector.at_sensitivity(sensitivity)
+        except ValueError as exc:
+            fail(f"--sensitivity: {m.name} {exc}")
     cfg = ServiceConfig(
         models,
         language=language,
-        detector_overrides=(("threshold", threshold),) if threshold is not None else (),
+        detector_overrides=tuple((k, v) for k, v in overrides.items() if v is not None),
         threads=threads,
     )
     try:

@@ -25,6 +25,7 @@ from .common import (
     finite,
     raw_input_format,
     resolve_model,
+    sensitivity_option,
     stdout_line,
 )
 
@@ -59,6 +60,7 @@ def transcribe(
     rate: int = RATE_OPTION,
     sample_format: str = FORMAT_OPTION,
     channels: int = CHANNELS_OPTION,
+    sensitivity: float | None = sensitivity_option(),
     detector_file: Path | None = typer.Option(None, "--detector", help=DETECTOR_FILE_HELP),
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float | None = VERIFIER_THRESHOLD_OPTION,
@@ -112,6 +114,7 @@ def transcribe(
         verifier_threshold,
         verifier_relabel,
         verifier_centre,
+        sensitivity,
     )
     recognizer = detector.recognizers[0]
     failed = 0
@@ -217,6 +220,11 @@ def info(
     if det.thresholds:
         per_label = ", ".join(f"{label} {value}" for label, value in det.thresholds)
         lines.append(f"           per label: {per_label}")
+    if verifier is not None:  # a shipped verifier's pair: the first stage's settings with it
+        from speechlstm.shipped_verifier import pair_settings
+
+        det = pair_settings(verifier)[0] or det
+    lines += points_lines(det)
     if t.source:
         lines.append(
             f"trained:   {t.epochs_completed} epochs on {t.source} "
@@ -228,6 +236,25 @@ def info(
         )
     for line in lines:
         stdout_line(line)
+
+
+def points_lines(det) -> list[str]:
+    """The operating points `--sensitivity` chooses from, as `info` lists them."""
+    if not det.points:
+        return []
+    n = len(det.points)
+    out = ["points:    --sensitivity: false alarms an hour, share of commands caught and "
+           "median latency on the validation streams"]  # fmt: skip
+    for i, p in enumerate(det.points):
+        sens = i / (n - 1) if n > 1 else 0.0
+        second = f", verifier {p.verifier_threshold}" if p.verifier_threshold else ""
+        per_label = f" (+{len(p.thresholds)} per label)" if p.thresholds else ""
+        out.append(
+            f"           {sens:.1f}: {p.false_per_hour:g}/h, {p.matched:.3f} matched, "
+            f"{p.latency_median_ms:.0f} ms (tuned for <= {p.max_false_per_hour:g}/h; "
+            f"threshold {p.threshold}{per_label}, smoothing {p.smoothing_ms:.0f} ms{second})"
+        )
+    return out
 
 
 def _figure(value: float | None) -> str:

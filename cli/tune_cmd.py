@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,20 @@ from .common import (
     load_verifier,
     stdout_line,
 )
+
+# The second stage's thresholds the operating points of a cascade are searched over.
+VERIFIER_POINT_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95)
+
+
+def point_line(point) -> str:
+    """One operating point as `tune-detector` and `info` print it."""
+    second = f", verifier {point.verifier_threshold}" if point.verifier_threshold else ""
+    per_label = f" (+{len(point.thresholds)} per label)" if point.thresholds else ""
+    return (
+        f"  point <= {point.max_false_per_hour:g}/h: threshold {point.threshold}{per_label}, "
+        f"smoothing {point.smoothing_ms:.0f} ms{second} -> matched {point.matched:.3f}, "
+        f"{point.false_per_hour:g} false/h, latency {point.latency_median_ms:.0f} ms"
+    )
 
 
 def _is_detector_toml(path: Path) -> bool:
@@ -94,13 +109,11 @@ def tune_detector(
     With --verifier, each candidate is judged by the second model as `live
     --verifier` judges it, so the thresholds found are for the two together.
     """
-    import numpy as np
-
-    from speechlstm.audio import InvalidAudio, load_audio
+    from speechlstm.audio import InvalidAudio
     from speechlstm.files import FileRefused, check_output, write_atomic
     from speechlstm.progress import progress_bar
     from speechlstm.settings import to_dict
-    from speechlstm.tuning import LabelledStreams, detector_toml, read_truth, tune
+    from speechlstm.tuning import POINT_BUDGETS, LabelledStreams, Tuner, detector_toml, read_truth
 
     recognizer = load_recognizer(model, threads=1)
     if write is not None:
@@ -110,17 +123,24 @@ def tune_detector(
             fail(str(exc))
     try:
         truth_rows = read_truth(truth)
-        wave = load_audio(commands, recognizer.sample_rate)
-        negative = [load_audio(p, recognizer.sample_rate) for p in negatives]
+        # Files are read block by block, never whole: hours of negatives fit.
+        streams = LabelledStreams(
+            commands, truth_rows, list(negatives), rate_hz=recognizer.sample_rate
+        )
     except (InvalidAudio, ValueError) as exc:
         fail(str(exc))
     known = set(recognizer.labels)
     unknown = sorted({t["label"] for t in truth_rows} - known)
     if unknown:
         fail(f"{truth}: labels {unknown} are not the model's ({', '.join(recognizer.labels)})")
-    streams = LabelledStreams(
-        wave, truth_rows, np.concatenate(negative), rate_hz=recognizer.sample_rate
-    )
+    stream_s = streams.recording.samples / recognizer.sample_rate
+    late = [t for t in truth_rows if t["end_s"] > stream_s + 0.5]
+    if late:
+        hint = " (they look like milliseconds)" if late[0]["end_s"] > 1000 * stream_s / 2 else ""
+        fail(
+            f"{truth}: {len(late)} commands end after the recording's {stream_s:.1f} s, "
+            f"the first at {late[0]['end_s']} s{hint}"
+        )
     if streams.negative_hours < 0.25:
         err_line(
             f"note: {streams.negative_hours * 60:.0f} minutes of negatives resolve about "
@@ -135,14 +155,26 @@ def tune_detector(
         from speechlstm.verify import WaveVerifier
 
         verify = {
-            "stream": WaveVerifier(second, streams.commands).ruling,
-            "negative": WaveVerifier(second, streams.negative).ruling,
+            "stream": WaveVerifier(second, streams.recording).ruling,
+            "negative": [WaveVerifier(second, n).ruling for n in streams.negatives],
         }
-    with progress_bar("tuning (smoothing spans)", 3) as advance:
-        cfg, row, trace = tune(
-            recognizer, base, streams, max_false_per_hour, max_latency_ms, advance, verify
-        )
-    result = {"detector": {**to_dict(cfg), "thresholds": dict(cfg.thresholds)}, **row}
+    total_s = round(stream_s + streams.negative_hours * 3600)
+    try:
+        with progress_bar("tuning (audio seconds)", total_s, unit="s") as advance:
+            tuner = Tuner(recognizer, base, streams, verify, advance)
+    except InvalidAudio as exc:
+        fail(str(exc))
+    cfg, row = tuner.search(max_false_per_hour, max_latency_ms)
+    # The points along the DET curve `--sensitivity` chooses from; with a second
+    # stage each is the best over the verifier thresholds too.
+    vthresholds = () if second is None else VERIFIER_POINT_THRESHOLDS
+    cfg = dataclasses.replace(cfg, points=tuner.points(max_latency_ms, POINT_BUDGETS, vthresholds))
+    trace = tuner.trace
+    detector = to_dict(cfg)
+    detector["thresholds"] = dict(cfg.thresholds)
+    for point in detector["points"]:
+        point["thresholds"] = dict(point["thresholds"])
+    result = {"detector": detector, **row}
     if as_json:
         stdout_line(json.dumps(result))
     else:
@@ -159,6 +191,8 @@ def tune_detector(
             f"{row['wrong_label']:.3f}, {row['false_per_hour']} false alarms an hour, "
             f"latency median {row['latency_median_ms']:.0f} ms"
         )
+        for point in cfg.points:
+            stdout_line(point_line(point))
     if row["budget"] == "none":
         err_line(
             f"note: no setting matched a command within {max_false_per_hour} false alarms "
@@ -174,7 +208,13 @@ def tune_detector(
         from speechlstm.plots import plot_det
 
         try:
-            plot_det(trace, row, plot, title=f"{recognizer.file.path.name}: detector settings")
+            plot_det(
+                trace,
+                row,
+                plot,
+                title=f"{recognizer.file.path.name}: detector settings",
+                points=cfg.points,
+            )
         except (OSError, ValueError) as exc:
             fail(f"{plot}: cannot write ({getattr(exc, 'strerror', None) or exc})")
         err_line(f"wrote the DET curve to {plot}")

@@ -175,6 +175,10 @@ class Detector:
     (default 0.5). A shipped verifier (`"sc12"`: our head on the speech
     embedding of the installed openwakeword 0.4.0, the `embedding` extra)
     brings the first-stage settings and threshold tuned for the pair.
+    `sensitivity` (0 to 1): one of the operating points stored with the
+    settings (`tune-detector` stores points at 0.25 to 8 false alarms an hour
+    of validation negatives): 0 the fewest false alarms, 1 the most commands;
+    None keeps the stored settings (the tuner's choice at 1 an hour).
     """
 
     def __init__(
@@ -193,6 +197,7 @@ class Detector:
         detector_settings: DetectorConfig | None = None,
         verifier=None,
         verifier_threshold: float | None = None,
+        sensitivity: float | None = None,
         threads: int = 1,
     ):
         specs = list(models) if isinstance(models, list | tuple) else [models]
@@ -221,15 +226,33 @@ class Detector:
             from .settings import load_detector_toml
 
             base = load_detector_toml(detector_file)
-        if verifier_threshold is None:
-            verifier_threshold = pair_threshold or 0.5
         verifiers = verifier if isinstance(verifier, list) else [verifier] * len(specs)
         if len(verifiers) != len(specs):
             raise ValueError(f"{len(verifiers)} verifiers for {len(specs)} models")
+        self.points = []  # the operating point each model runs at (None: its settings)
         self.detectors = []
         for rec, name, ver in zip(self.recognizers, self.models, verifiers):
-            cfg = (base or rec.description.detector).with_overrides(**overrides)
-            second = _verifier(ver, verifier_threshold, rec, threads)
+            cfg, point = base or rec.description.detector, None
+            if sensitivity is not None:
+                try:
+                    cfg, point = cfg.at_sensitivity(sensitivity)
+                except ValueError as exc:
+                    source = detector_file or ("the verifier's pair" if base else name)
+                    raise ValueError(f"{source}: {exc}") from None
+            cfg = cfg.with_overrides(**overrides)
+            # The verifier's threshold: given, else the point's, else the pair's, else 0.5.
+            vthr = verifier_threshold
+            if vthr is None and point is not None and point.verifier_threshold:
+                vthr = point.verifier_threshold
+            vthr = vthr if vthr is not None else (pair_threshold or 0.5)
+            second = _verifier(ver, vthr, rec, threads)
+            if second is not None and verifier_threshold is None and point is not None:
+                if point.verifier_threshold and second.threshold != vthr:
+                    import copy
+
+                    second = copy.copy(second)  # a ready Verifier, at the point's threshold
+                    second.threshold = vthr
+            self.points.append(point)
             self.detectors.append(StreamingDetector(rec.runtime, cfg, verifier=second, name=name))
         self.rate_hz = self.detectors[0].rate_hz  # what push() hands each model
         self.input_rate_hz = sample_rate or self.rate_hz

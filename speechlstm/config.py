@@ -124,25 +124,16 @@ class AugmentConfig:
     # embedding front-end's augmented copies, which never see a mel axis of
     # ours; 0 disables.
     speed: float = 0.0
-    # Windows drawn as the streaming detector sees them (the live-mode issue's
-    # lever 2): this share of command clips is moved by up to
-    # `detector_shift_ms`, and its target follows how much of the word's energy
-    # stays in the window (all: its label; little: `_unknown_`; between: a
-    # mix); with probability `detector_neighbour` the edge of another clip of
-    # the batch shares the window. 0 disables.
-    detector_windows: float = 0.0
-    detector_shift_ms: float = 400.0
-    detector_neighbour: float = 0.5
 
     def validate(self) -> AugmentConfig:
         if not 0.0 <= self.pitch < 0.5:
             raise ValueError(f"augment.pitch={self.pitch}: must be in [0, 0.5)")
         if not 0.0 <= self.speed < 0.5:
             raise ValueError(f"augment.speed={self.speed}: must be in [0, 0.5)")
-        for name in ("noise_prob", "reverb_prob", "detector_windows", "detector_neighbour"):
+        for name in ("noise_prob", "reverb_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name}={getattr(self, name)}: must be in [0, 1]")
-        for name in ("time_shift_ms", "noise_volume_max", "gain_db", "detector_shift_ms"):
+        for name in ("time_shift_ms", "noise_volume_max", "gain_db"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"augment.{name}={getattr(self, name)}: must be a number >= 0")
         for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins"):
@@ -175,25 +166,11 @@ class TrainConfig:
     teacher: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
-    # Detector windows judged by the embedding teacher (the live-mode issue's
-    # lever 5): a teacher.safetensors whose posteriors on each moved window
-    # (augment.detector_windows) are its target instead of the energy rule.
-    # WINDOW_TEACHER_DRAWS windows a command clip are drawn once, seeded, and
-    # judged once (an embedding pass each, cached), so no neighbour shares
-    # them. "" = the energy rule.
-    window_teacher: str = ""
     # Feature distillation (train/distill.py): weight of a loss that makes the
     # recurrent encoder predict Google's speech embedding of each training clip
     # (16 frames of 96, standardised) through a linear projector that is never
     # exported; needs openwakeword 0.4.0's model files. 0 disables.
     feature_distill: float = 0.0
-    # Unlabelled audio that feature distillation also learns from
-    # (train/transfer.py): audio files or folders of them, cut into clip-long
-    # windows every half clip and embedded once (cached by content). Each step
-    # adds feature_distill_audio_batch windows, augmented like the clips, that
-    # learn only the embedding (no label, no class loss). () = none.
-    feature_distill_audio: tuple[str, ...] = ()
-    feature_distill_audio_batch: int = 32
     # The embedding teacher (`--frontend embedding`): augmented copies of each
     # training clip it learns from besides the clip itself, each drawn once with
     # the [augment] waveform stage (shift, gain, room, noise) and embedded once
@@ -228,13 +205,6 @@ class TrainConfig:
             raise ValueError(f"train.distill_weight={self.distill_weight}: must be in [0, 1]")
         if not 0.0 <= self.feature_distill <= 100.0:
             raise ValueError(f"train.feature_distill={self.feature_distill}: must be in [0, 100]")
-        if self.feature_distill_audio and self.feature_distill <= 0:
-            raise ValueError("train.feature_distill_audio needs train.feature_distill > 0")
-        if not 1 <= self.feature_distill_audio_batch <= 4096:
-            raise ValueError(
-                f"train.feature_distill_audio_batch={self.feature_distill_audio_batch}: "
-                "must be in [1, 4096]"
-            )
         if not 0 <= self.embedding_copies <= 16:
             raise ValueError(f"train.embedding_copies={self.embedding_copies}: must be in [0, 16]")
         if not 1 <= self.embedding_heads <= 8:
@@ -278,6 +248,33 @@ MAX_SPAN_MS = 60_000.0
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """One point of the detector's DET curve, stored with the model by
+    `tune-detector`: the settings that matched the most commands within
+    `max_false_per_hour` false alarms an hour on the validation streams, and
+    what they measured there. `verifier_threshold` is the second stage's, for
+    a cascade's points (0: no second stage)."""
+
+    max_false_per_hour: float
+    threshold: float
+    smoothing_ms: float
+    thresholds: tuple[tuple[str, float], ...] = ()
+    verifier_threshold: float = 0.0
+    matched: float = 0.0  # share of the validation commands
+    false_per_hour: float = 0.0  # on the validation negatives
+    latency_median_ms: float = 0.0
+
+    def validate(self) -> None:
+        for name in ("max_false_per_hour", "false_per_hour", "latency_median_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"detector point {name}={value} must be a number >= 0")
+        for name in ("matched", "verifier_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"detector point {name}={getattr(self, name)} must be in [0, 1]")
+
+
+@dataclass(frozen=True)
 class DetectorConfig:
     """The streaming detector's settings (stream.py). Saved into each exported model
     as its defaults; `transcribe` and `live` flags override them."""
@@ -294,6 +291,9 @@ class DetectorConfig:
     # as silence without running the model (a quiet room costs almost no CPU).
     gate: bool = True
     gate_dbfs: float = -55.0
+    # Operating points along the DET curve, fewest false alarms first (tuning.py);
+    # `at_sensitivity` picks one. Empty: the settings above are the only ones.
+    points: tuple[OperatingPoint, ...] = ()
 
     def threshold_for(self, label: str) -> float:
         return dict(self.thresholds).get(label, self.threshold)
@@ -310,6 +310,28 @@ class DetectorConfig:
         out.validate()
         return out
 
+    def at_sensitivity(self, sensitivity: float) -> tuple[DetectorConfig, OperatingPoint]:
+        """These settings at a stored operating point: 0 the fewest false alarms,
+        1 the most commands, the points spread evenly between (with points at
+        0.25, 0.5, 1, 2, 4 and 8 an hour: 0.4 is the 1-an-hour point)."""
+        if not 0.0 <= sensitivity <= 1.0:
+            raise ValueError(f"sensitivity {sensitivity} must be in [0, 1]")
+        if not self.points:
+            raise ValueError(
+                "stores no operating points to choose a sensitivity from; tune them with "
+                "`speechlstm tune-detector ... --write FILE`, then use --detector FILE "
+                "(or store them: speechlstm export MODEL -o NEW --detector FILE)"
+            )
+        point = self.points[math.floor(sensitivity * (len(self.points) - 1) + 0.5)]
+        cfg = dataclasses.replace(
+            self,
+            threshold=point.threshold,
+            thresholds=point.thresholds,
+            smoothing_ms=point.smoothing_ms,
+        )
+        cfg.validate()
+        return cfg, point
+
     def validate(self) -> None:
         # Spans past a minute are typos (or infinities): no detector waits that long.
         for name in ("hop_ms", "smoothing_ms"):
@@ -323,6 +345,14 @@ class DetectorConfig:
         for label, value in (("threshold", self.threshold), *self.thresholds):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"detector threshold for {label}={value} must be in [0, 1]")
+        budgets = [p.max_false_per_hour for p in self.points]
+        if budgets != sorted(budgets):
+            raise ValueError("detector points must come fewest false alarms first")
+        for point in self.points:
+            point.validate()
+            for label, value in (("threshold", point.threshold), *point.thresholds):
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"detector point threshold for {label}={value} not in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -100,21 +100,38 @@ def plot_reliability(bins: list[dict], path: Path, ece: float) -> None:
     plt.close(fig)
 
 
-def plot_det(trace: list[dict], chosen: dict, path: Path, title: str = "") -> None:
+def plot_det(trace: list[dict], chosen: dict, path: Path, title: str = "", points=()) -> None:
     """The tuner's DET curve: share of commands matched against false alarms an hour,
-    one line per smoothing span (its global thresholds), the chosen setting marked.
-    The x axis is symmetric-log so 0 false alarms an hour has its place."""
+    one line per smoothing span (and verifier threshold; its global thresholds),
+    the chosen setting and the stored operating points marked. The x axis is
+    symmetric-log so 0 false alarms an hour has its place."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    spans = sorted({row["smoothing_ms"] for row in trace})
-    for span in spans:
-        rows = [r for r in trace if r["smoothing_ms"] == span and "per_label" not in r]
+    curves = sorted({(r["smoothing_ms"], r.get("verifier_threshold", 0.0)) for r in trace})
+    for span, vthr in curves:
+        rows = [
+            r
+            for r in trace
+            if r["smoothing_ms"] == span
+            and r.get("verifier_threshold", 0.0) == vthr
+            and "per_label" not in r
+        ]
         rows.sort(key=lambda r: r["threshold"])
         ax.plot(
             [r["false_per_hour"] for r in rows],
             [r["matched"] for r in rows],
             marker=".",
-            label=f"smoothing {span:.0f} ms",
+            lw=1,
+            label=f"smoothing {span:.0f} ms" + (f", verifier {vthr}" if vthr else ""),
+        )
+    if points:
+        ax.scatter(
+            [p.false_per_hour for p in points],
+            [p.matched for p in points],
+            marker="D",
+            color="black",
+            zorder=6,
+            label="stored points (--sensitivity)",
         )
     ax.scatter(
         [chosen["false_per_hour"]],

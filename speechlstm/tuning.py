@@ -23,16 +23,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import numpy as np
 
-from .config import DetectorConfig
+from .config import DetectorConfig, OperatingPoint
 from .debounce import TriggerDetector
 from .labels import BACKGROUND_LABELS
 from .settings import to_dict
-from .stream import StreamingDetector, detect_file
+from .stream import StreamingDetector, detect_stream
 
 MATCH_TOLERANCE_S = 0.5
 # Fine steps near the top: with label smoothing 0.1 over 12 classes a model's
@@ -43,6 +43,9 @@ MATCH_TOLERANCE_S = 0.5
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95)
 THRESHOLDS += (0.96, 0.97, 0.98, 0.99, 0.995)
 SMOOTHING_MS = (200.0, 300.0, 500.0)
+# The false-alarm budgets (an hour of negatives) of the operating points stored
+# with a model: `--sensitivity` 0 to 1 walks them evenly.
+POINT_BUDGETS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 # A label's own threshold may sit at most this far under the global one, and
 # lowering it may not add a single false alarm on the tuning hour: with ~1
 # alarm an hour to spend, a per-label step that buys a few matches at the
@@ -50,18 +53,84 @@ SMOOTHING_MS = (200.0, 300.0, 500.0)
 MAX_LABEL_DROP = 0.05
 
 
-@dataclass
-class LabelledStreams:
-    """What the tuner measures on: the command stream, its truth, the negatives."""
+class Recording:
+    """Audio the tuner reads: an array at the model's rate, or a file decoded
+    block by block (an hour of negatives never sits in memory whole)."""
 
-    commands: np.ndarray  # float32 at the model's rate
-    truth: list[dict]  # {"label", "start_s", "end_s"} per spoken command
-    negative: np.ndarray  # float32 at the model's rate: nothing in it is a command
-    rate_hz: int = 16_000
+    def __init__(self, source, rate_hz: int = 16_000):
+        self.rate_hz = rate_hz
+        self.wave = source if isinstance(source, np.ndarray) else None
+        self.path = None if self.wave is not None else Path(source)
+        if self.wave is not None:
+            self.samples = len(self.wave)
+        else:
+            from .audio import InvalidAudio, _check_file, sound_file
+
+            with sound_file(self.path, _check_file(self.path)) as f:  # the file and its header
+                if f.frames <= 0:
+                    raise InvalidAudio(self.path, "no audio frames (empty or truncated)")
+                self.samples = round(f.frames * rate_hz / f.samplerate)
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path else "audio"
+
+    def blocks(self):
+        if self.wave is not None:
+            for start in range(0, len(self.wave), self.rate_hz):
+                yield self.wave[start : start + self.rate_hz]
+        else:
+            from .audio import stream_audio
+
+            yield from stream_audio(self.path, self.rate_hz)
+
+    def window(self, end: int, length: int) -> np.ndarray:
+        """The `length` samples ending at `end` (zeros before the start)."""
+        lo = max(0, end - length)
+        piece = self.wave[lo:end] if self.wave is not None else self._read(lo, end)
+        clip = np.zeros(length, np.float32)
+        clip[length - len(piece) :] = piece
+        return clip
+
+    def _read(self, lo: int, end: int) -> np.ndarray:
+        import soundfile as sf
+
+        with sf.SoundFile(os.fsencode(self.path)) as f:
+            scale = f.samplerate / self.rate_hz
+            f.seek(min(f.frames, int(lo * scale)))
+            data = f.read(max(0, int(np.ceil((end - lo) * scale))), dtype="float32", always_2d=True)
+        mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+        if scale != 1:
+            import soxr
+
+            # A file at another rate: its window is resampled alone (the stream's
+            # resampler carries state between blocks; the two differ only at the edges).
+            mono = soxr.resample(mono, f.samplerate, self.rate_hz)
+        return np.clip(mono[: end - lo], -1.0, 1.0)
+
+
+class LabelledStreams:
+    """What the tuner measures on: the command stream, its truth, the negatives
+    (arrays at the model's rate or audio files; several negative recordings are
+    each run from their own start)."""
+
+    def __init__(self, commands, truth: list[dict], negative, rate_hz: int = 16_000):
+        self.rate_hz = rate_hz
+        self.truth = truth
+        self.recording = Recording(commands, rate_hz)
+        negatives = negative if isinstance(negative, list | tuple) else [negative]
+        self.negatives = [Recording(n, rate_hz) for n in negatives]
+
+    @property
+    def commands(self) -> np.ndarray:
+        """The command stream in memory (it is minutes long, the negatives hours)."""
+        if self.recording.wave is None:
+            self.recording.wave = np.concatenate(list(self.recording.blocks()))
+        return self.recording.wave
 
     @property
     def negative_hours(self) -> float:
-        return len(self.negative) / self.rate_hz / 3600
+        return sum(n.samples for n in self.negatives) / self.rate_hz / 3600
 
 
 def read_truth(path: str | Path) -> list[dict]:
@@ -106,14 +175,51 @@ class HopRecorder:
         self.scores: list[np.ndarray] = []
 
 
-def record_hops(rec, cfg: DetectorConfig, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def record_hops(rec, cfg: DetectorConfig, audio, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """The exact per-hop inputs `StreamingDetector` gives its decision (buffer, gate,
-    smoothing) over `wave`: (window ends in samples, smoothed posteriors)."""
+    smoothing) over `audio` (an array at the model's rate or a Recording): (window
+    ends in samples, smoothed posteriors)."""
+    recording = audio if isinstance(audio, Recording) else Recording(audio, rec.sample_rate)
     recorder = HopRecorder()
-    detect_file(StreamingDetector(rec, cfg, decision=recorder), wave)
+    detector = StreamingDetector(rec, cfg, decision=recorder)
+
+    def blocks():
+        for block in recording.blocks():
+            if progress:
+                progress(len(block) / recording.rate_hz)
+            yield block
+
+    detect_stream(detector, blocks())
     if not recorder.ends:
         return np.zeros(0, np.int64), np.zeros((0, len(rec.labels)), np.float32)
     return np.asarray(recorder.ends), np.stack(recorder.scores)
+
+
+def smooth(raw: np.ndarray, n: int) -> np.ndarray:
+    """Posteriors averaged over the last `n` hops exactly as StreamingDetector
+    averages them (np.mean of its deque), from the unsmoothed ones."""
+    if n <= 1:
+        return raw
+    out = np.empty_like(raw)
+    for i in range(len(raw)):
+        out[i] = np.mean(raw[max(0, i - n + 1) : i + 1], axis=0)
+    return out
+
+
+def compress(rec, ends: np.ndarray, scores: np.ndarray, floor: float):
+    """Only the hops a decision with every threshold at or over `floor` can act
+    on: those whose best command score reaches `floor`, the hop after each run
+    of them (it reports or re-arms) and the last (the flush's time). A hop
+    under every threshold after one that was too changes nothing in the
+    TriggerDetector, so replaying the rest gives the same detections."""
+    if not len(ends):
+        return ends, scores
+    foreground = ~np.asarray(rec.background, dtype=bool)
+    loud = scores[:, foreground].max(axis=1) >= floor
+    keep = loud.copy()
+    keep[1:] |= loud[:-1]
+    keep[-1] = True
+    return ends[keep], scores[keep]
 
 
 def replay(rec, cfg: DetectorConfig, ends, scores, verify=None) -> list[dict]:
@@ -175,10 +281,11 @@ def score_detections(detections: list[dict], truth: list[dict]) -> dict:
     }
 
 
-def record_all(rec, cfg: DetectorConfig, streams: LabelledStreams) -> dict:
+def record_all(rec, cfg: DetectorConfig, streams: LabelledStreams, progress=None) -> dict:
+    """Hops of the command stream and of each negative recording at `cfg`."""
     return {
-        "stream": record_hops(rec, cfg, streams.commands),
-        "negative": record_hops(rec, cfg, streams.negative),
+        "stream": record_hops(rec, cfg, streams.recording, progress),
+        "negative": [record_hops(rec, cfg, n, progress) for n in streams.negatives],
     }
 
 
@@ -186,14 +293,199 @@ def evaluate_detector(
     rec, cfg: DetectorConfig, hops: dict, streams: LabelledStreams, verify=None
 ) -> dict:
     """matched/wrong/latency on the command stream and false alarms an hour on the
-    negative; `verify`: {"stream": f, "negative": f}, each as replay takes it."""
+    negatives; `verify`: {"stream": f, "negative": [f per negative recording]},
+    each as replay takes it."""
     verify = verify or {}
     ends, scores = hops["stream"]
     row = score_detections(replay(rec, cfg, ends, scores, verify.get("stream")), streams.truth)
-    false = replay(rec, cfg, *hops["negative"], verify=verify.get("negative"))
-    row["false_per_hour"] = round(len(false) / max(streams.negative_hours, 1e-9), 2)
-    row["false_alarms"] = len(false)
+    rulings = verify.get("negative") or [None] * len(hops["negative"])
+    false = sum(
+        len(replay(rec, cfg, e, sc, verify=f)) for (e, sc), f in zip(hops["negative"], rulings)
+    )
+    row["false_per_hour"] = round(false / max(streams.negative_hours, 1e-9), 2)
+    row["false_alarms"] = false
     return row
+
+
+class Tuner:
+    """The search's measurements: the model's posteriors recorded once per
+    recording (unsmoothed), smoothed per span and cut to the hops a decision
+    can act on (`compress`), and every setting's row memoized, so searching
+    at several false-alarm budgets and verifier thresholds costs one pass
+    over the audio."""
+
+    FLOOR = min(THRESHOLDS) - MAX_LABEL_DROP  # the lowest threshold the search tries
+
+    def __init__(self, rec, base: DetectorConfig, streams: LabelledStreams, verify=None,
+                 progress=None):  # fmt: skip
+        self.rec, self.streams, self.verify = rec, streams, verify
+        self.base = dataclasses.replace(base, thresholds=(), points=())
+        once = dataclasses.replace(self.base, smoothing_ms=self.base.hop_ms)
+        # The hop the detector really runs at (an embedding model's is its frame).
+        self.hop_ms = StreamingDetector(rec, once, decision=HopRecorder()).cfg.hop_ms
+        self.raw = record_all(rec, once, streams, progress)
+        self._hops: dict[float, dict] = {}
+        self._rows: dict[tuple, dict] = {}
+        self.trace: list[dict] = []
+        self._noted: set[str] = set()
+
+    def hops(self, smoothing_ms: float) -> dict:
+        if smoothing_ms not in self._hops:
+            n = max(1, round(smoothing_ms / self.hop_ms))
+
+            def cut(pair):
+                ends, raw = pair
+                return compress(self.rec, ends, smooth(raw, n), self.FLOOR)
+
+            self._hops[smoothing_ms] = {
+                "stream": cut(self.raw["stream"]),
+                "negative": [cut(pair) for pair in self.raw["negative"]],
+            }
+        return self._hops[smoothing_ms]
+
+    def evaluate(self, cfg: DetectorConfig, verifier_threshold: float | None = None) -> dict:
+        key = (cfg.smoothing_ms, cfg.threshold, cfg.thresholds, verifier_threshold)
+        if key not in self._rows:
+            verify = self.verify
+            if verify and verifier_threshold is not None:
+                import functools
+
+                def at(f):
+                    return functools.partial(f, threshold=verifier_threshold)
+
+                verify = {"stream": at(verify["stream"]),
+                          "negative": [at(f) for f in verify["negative"]]}  # fmt: skip
+            row = evaluate_detector(self.rec, cfg, self.hops(cfg.smoothing_ms), self.streams,
+                                    verify)  # fmt: skip
+            self._rows[key] = row
+        return dict(self._rows[key])
+
+    def search(
+        self,
+        max_false_per_hour: float,
+        max_latency_ms: float | None = None,
+        verifier_threshold: float | None = None,
+    ) -> tuple[DetectorConfig, dict]:
+        """The most commands matched within the budgets (the row's "budget" says
+        which were met: "all", "false_alarms" (no setting met the latency
+        bound) or "none" (nothing met the false-alarm budget: the strictest
+        setting)). A detector that matches nothing is never chosen while one
+        within the false-alarm budget matches something."""
+
+        def within_alarms(row: dict) -> bool:
+            return row["false_per_hour"] <= max_false_per_hour and row["matched"] > 0
+
+        def eligible(row: dict) -> bool:
+            return within_alarms(row) and (
+                max_latency_ms is None or row["latency_median_ms"] <= max_latency_ms
+            )
+
+        best = self._search(eligible, within_alarms, verifier_threshold)
+        budget = "all"
+        if best is None and max_latency_ms is not None:
+            best = self._search(within_alarms, within_alarms, verifier_threshold)
+            budget = "false_alarms"
+        if best is None:
+            cfg = dataclasses.replace(self.base, smoothing_ms=SMOOTHING_MS[0],
+                                      threshold=max(THRESHOLDS))  # fmt: skip
+            best = (cfg, self.evaluate(cfg, verifier_threshold))
+            budget = "none"
+        return best[0], {**best[1], "budget": budget}
+
+    def _search(self, eligible, start_ok, vthr):
+        """Per smoothing span, each global threshold, then per-label steps from
+        every one within the false-alarm budget (a global threshold just over
+        the latency bound can become eligible once some labels fire sooner)."""
+        best = None
+
+        def keep(cfg, row):
+            nonlocal best
+            if eligible(row) and (best is None or row["matched"] > best[1]["matched"]):
+                best = (cfg, row)
+
+        for smoothing_ms in SMOOTHING_MS:
+            cfg0 = dataclasses.replace(self.base, smoothing_ms=smoothing_ms)
+            starts = []
+            for thr in THRESHOLDS:
+                cfg = dataclasses.replace(cfg0, threshold=thr)
+                row = self.evaluate(cfg, vthr)
+                self._note(cfg, row, vthr)
+                keep(cfg, row)
+                if start_ok(row):  # per-label steps add no false alarm: the budget holds
+                    starts.append((cfg, row))
+            if not starts:  # none within the budget: per-label steps from the strictest
+                cfg = dataclasses.replace(cfg0, threshold=max(THRESHOLDS))
+                starts = [(cfg, self.evaluate(cfg, vthr))]
+            for start in starts:
+                cfg, row = self.per_label_steps(*start, eligible, vthr)
+                if cfg.thresholds:
+                    self._note(cfg, row, vthr)
+                keep(cfg, row)
+        return best
+
+    def _note(self, cfg: DetectorConfig, row: dict, vthr) -> None:
+        entry = {"smoothing_ms": cfg.smoothing_ms, "threshold": cfg.threshold}
+        if cfg.thresholds:
+            entry["per_label"] = dict(cfg.thresholds)
+        if vthr is not None:
+            entry["verifier_threshold"] = vthr
+        key = json.dumps(entry, sort_keys=True)
+        if key not in self._noted:  # the searches at other budgets meet it again
+            self._noted.add(key)
+            self.trace.append({**entry, **row})
+
+    def per_label_steps(self, cfg: DetectorConfig, row: dict, eligible, vthr=None):
+        """Each command label's threshold lowered (at most MAX_LABEL_DROP under the
+        global one) to the lowest step that matches more and adds no false alarm."""
+        floor = cfg.threshold - MAX_LABEL_DROP - 1e-9
+        for label in [lab for lab in self.rec.labels if lab not in BACKGROUND_LABELS]:
+            for thr in sorted(t for t in THRESHOLDS if floor <= t < cfg.threshold_for(label)):
+                per_label = dict(cfg.thresholds) | {label: thr}
+                trial = dataclasses.replace(cfg, thresholds=tuple(sorted(per_label.items())))
+                trial_row = self.evaluate(trial, vthr)
+                if (
+                    eligible(trial_row)
+                    and trial_row["false_alarms"] <= row["false_alarms"]
+                    and trial_row["matched"] > row["matched"]
+                ):
+                    cfg, row = trial, trial_row
+                    break
+        return cfg, row
+
+    def points(
+        self,
+        max_latency_ms: float | None,
+        budgets: tuple[float, ...] = POINT_BUDGETS,
+        verifier_thresholds: tuple[float, ...] = (),
+    ) -> tuple[OperatingPoint, ...]:
+        """An operating point per false-alarm budget: the search's choice there
+        (with a second stage, over each verifier threshold too: the most
+        commands matched, budgets met first)."""
+        rank = {"all": 2, "false_alarms": 1, "none": 0}
+        out = []
+        for budget in budgets:
+            best = None
+            for vthr in verifier_thresholds or (None,):
+                cfg, row = self.search(budget, max_latency_ms, vthr)
+                score = (rank[row["budget"]], row["matched"], -row["false_per_hour"])
+                if best is None or score > best[0]:
+                    best = (score, cfg, row, vthr)
+            _, cfg, row, vthr = best
+            out.append(
+                OperatingPoint(
+                    max_false_per_hour=budget,
+                    threshold=cfg.threshold,
+                    smoothing_ms=cfg.smoothing_ms,
+                    thresholds=cfg.thresholds,
+                    verifier_threshold=vthr or 0.0,
+                    matched=row["matched"],
+                    false_per_hour=row["false_per_hour"],
+                    latency_median_ms=0.0
+                    if np.isnan(row["latency_median_ms"])
+                    else row["latency_median_ms"],
+                )
+            )
+        return tuple(out)
 
 
 def tune(
@@ -205,111 +497,31 @@ def tune(
     progress=None,
     verify=None,
 ):
-    """(detector settings, their row, the trace of every setting tried). `verify`:
-    a second stage (evaluate_detector), tuned for: the first stage may then fire
-    more freely.
-
-    The row's "budget" says what the settings meet: "all" (false alarms and
-    latency), "false_alarms" (no setting met the latency bound: the most
-    commands within the false-alarm budget, however late), or "none" (nothing
-    met the false-alarm budget: the strictest setting). A detector that
-    matches nothing is never chosen while one within the false-alarm budget
-    matches something."""
-
-    def within_alarms(row: dict) -> bool:
-        return row["false_per_hour"] <= max_false_per_hour and row["matched"] > 0
-
-    def eligible(row: dict) -> bool:
-        return within_alarms(row) and (
-            max_latency_ms is None or row["latency_median_ms"] <= max_latency_ms
-        )
-
-    recorded = {}
-    for smoothing_ms in SMOOTHING_MS:
-        cfg0 = dataclasses.replace(base, smoothing_ms=smoothing_ms, thresholds=())
-        recorded[smoothing_ms] = (cfg0, record_all(rec, cfg0, streams))
-        if progress:
-            progress(1)
-    trace: list[dict] = []
-    best = _search(rec, recorded, streams, eligible, within_alarms, verify, trace)
-    budget = "all"
-    if best is None and max_latency_ms is not None:
-        best = _search(rec, recorded, streams, within_alarms, within_alarms, verify, trace)
-        budget = "false_alarms"
-    if best is None:  # nothing met the false-alarm budget: the strictest setting
-        cfg0, hops = recorded[SMOOTHING_MS[0]]
-        cfg = dataclasses.replace(cfg0, threshold=max(THRESHOLDS))
-        best = (cfg, evaluate_detector(rec, cfg, hops, streams, verify))
-        budget = "none"
-    return best[0], {**best[1], "budget": budget}, trace
-
-
-def _search(rec, recorded: dict, streams, eligible, start_ok, verify, trace: list):
-    """The most commands matched by an `eligible` setting: per smoothing span, each
-    global threshold, then per-label steps from every one that matches something
-    within the false-alarm budget (a global threshold just over the latency
-    bound can become eligible once some labels fire sooner); None if none is."""
-    best = None
-
-    def keep(cfg, row):
-        nonlocal best
-        if eligible(row) and (best is None or row["matched"] > best[1]["matched"]):
-            best = (cfg, row)
-
-    for smoothing_ms, (cfg0, hops) in recorded.items():
-        starts = []
-        for thr in THRESHOLDS:
-            cfg = dataclasses.replace(cfg0, threshold=thr)
-            row = evaluate_detector(rec, cfg, hops, streams, verify)
-            trace.append({"smoothing_ms": smoothing_ms, "threshold": thr, **row})
-            keep(cfg, row)
-            if start_ok(row):  # per-label steps add no false alarm: the budget holds
-                starts.append((cfg, row))
-        if not starts:  # none within the budget: per-label steps from the strictest
-            cfg = dataclasses.replace(cfg0, threshold=max(THRESHOLDS))
-            starts = [(cfg, evaluate_detector(rec, cfg, hops, streams, verify))]
-        for start in starts:
-            cfg, row = per_label_steps(rec, *start, hops, streams, eligible, verify)
-            if cfg.thresholds:
-                trace.append({"smoothing_ms": smoothing_ms, "per_label": to_dict(cfg), **row})
-            keep(cfg, row)
-    return best
-
-
-def per_label_steps(
-    rec, cfg: DetectorConfig, row: dict, hops: dict, streams, eligible, verify=None
-):
-    """Each command label's threshold lowered (at most MAX_LABEL_DROP under the
-    global one) to the lowest step that matches more and adds no false alarm."""
-    floor = cfg.threshold - MAX_LABEL_DROP - 1e-9
-    for label in [lab for lab in rec.labels if lab not in BACKGROUND_LABELS]:
-        for thr in sorted(t for t in THRESHOLDS if floor <= t < cfg.threshold_for(label)):
-            per_label = dict(cfg.thresholds) | {label: thr}
-            trial = dataclasses.replace(cfg, thresholds=tuple(sorted(per_label.items())))
-            trial_row = evaluate_detector(rec, trial, hops, streams, verify)
-            if (
-                eligible(trial_row)
-                and trial_row["false_alarms"] <= row["false_alarms"]
-                and trial_row["matched"] > row["matched"]
-            ):
-                cfg, row = trial, trial_row
-                break
-    return cfg, row
+    """(detector settings, their row, the trace of every setting tried): the
+    Tuner's search at one false-alarm budget."""
+    tuner = Tuner(rec, base, streams, verify, progress)
+    cfg, row = tuner.search(max_false_per_hour, max_latency_ms)
+    return cfg, row, tuner.trace
 
 
 def detector_toml(cfg: DetectorConfig) -> str:
-    """A [detector] TOML section (`speechlstm export --detector FILE` reads it);
-    written by hand: the inference install has no TOML writer."""
+    """A [detector] TOML section with its operating points (`speechlstm export
+    --detector FILE` reads it); written by hand: the inference install has no
+    TOML writer."""
+
+    def value(v) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else repr(float(v))
+
+    def table(pairs) -> list[str]:
+        return [f"{json.dumps(label)} = {float(v)!r}" for label, v in pairs]
+
     lines = ["[detector]"]
-    for key, value in to_dict(cfg).items():
-        if key == "thresholds":
-            continue
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        else:
-            lines.append(f"{key} = {float(value)!r}")
-    lines.append("")
-    lines.append("[detector.thresholds]")
-    for label, value in cfg.thresholds:
-        lines.append(f"{json.dumps(label)} = {float(value)!r}")
+    lines += [
+        f"{k} = {value(v)}" for k, v in to_dict(cfg).items() if k not in ("thresholds", "points")
+    ]
+    lines += ["", "[detector.thresholds]", *table(cfg.thresholds)]
+    for point in cfg.points:
+        lines += ["", "[[detector.points]]"]
+        lines += [f"{k} = {value(v)}" for k, v in to_dict(point).items() if k != "thresholds"]
+        lines += ["[detector.points.thresholds]", *table(point.thresholds)]
     return "\n".join(lines) + "\n"

@@ -181,19 +181,20 @@ class WaveVerifier:
     """A verifier over a whole recording, its answers cached by window end: the
     detector tuner replays many thresholds over the same candidates."""
 
-    def __init__(self, verifier: Verifier, wave: np.ndarray):
+    def __init__(self, verifier: Verifier, audio):
+        """`audio`: an array at the model's rate or a tuning.Recording (a file
+        read at each candidate, never whole)."""
+        from .tuning import Recording
+
         self.verifier = verifier
-        self.wave = wave
+        self.audio = (
+            audio if isinstance(audio, Recording) else Recording(audio, verifier.rec.sample_rate)
+        )
         self.cache: dict[int, np.ndarray] = {}
 
     def probs(self, end: int) -> np.ndarray:
         if end not in self.cache:
-            length = self.verifier.span
-            clip = np.zeros(length, np.float32)
-            lo = max(0, end - length)
-            piece = self.wave[lo:end]
-            clip[length - len(piece) :] = piece
-            self.cache[end] = self.verifier.probs(clip)
+            self.cache[end] = self.verifier.probs(self.audio.window(end, self.verifier.span))
         return self.cache[end]
 
     def ruling(self, label: str, end: int, threshold: float | None = None) -> str | None:

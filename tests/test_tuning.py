@@ -121,3 +121,109 @@ def test_truth_files_are_checked_by_line(tmp_path, onnx_model):
     path.write_text("label,start_s,end_s\n")
     with pytest.raises(ValueError, match="no commands"):
         read_truth(path)
+
+
+def _labelled(onnx_model, tmp_path):
+    """Command stream and 2 minutes of noise negatives as files, and their streams."""
+    from speechlstm.tuning import LabelledStreams
+
+    wave, truth = _stream(seed=5, n_words=8)
+    rng = np.random.default_rng(2)
+    sf.write(tmp_path / "commands.wav", wave, SR)
+    noise = (rng.standard_normal(SR * 120) * 0.05).astype(np.float32)
+    noise[SR * 30 : SR * 31] += _stream(seed=9, n_words=1)[0][SR : 2 * SR]  # a word-like tone
+    sf.write(tmp_path / "noise.wav", noise, SR)
+    return LabelledStreams(tmp_path / "commands.wav", truth, [tmp_path / "noise.wav"], SR)
+
+
+@pytest.mark.slow
+def test_the_tuners_shortcuts_give_the_rows_of_a_full_replay(onnx_model, tmp_path):
+    """Recording once unsmoothed, smoothing afterwards and replaying only the hops
+    a decision can act on (tuning.compress) measures every setting exactly as a
+    full replay of the detector at that setting does."""
+    import dataclasses
+
+    from speechlstm.runtime import OnnxRecognizer
+    from speechlstm.tuning import Tuner, evaluate_detector, record_all
+
+    rec = OnnxRecognizer(onnx_model)
+    streams = _labelled(onnx_model, tmp_path)
+    tuner = Tuner(rec, rec.description.detector, streams)
+    for smoothing in (200.0, 500.0):
+        base = dataclasses.replace(rec.description.detector, smoothing_ms=smoothing, thresholds=())
+        full_hops = record_all(rec, base, streams)
+        for threshold, per_label in ((0.4, ()), (0.7, (("yes", 0.65),)), (0.95, ())):
+            cfg = dataclasses.replace(base, threshold=threshold, thresholds=per_label)
+            assert tuner.evaluate(cfg) == evaluate_detector(rec, cfg, full_hops, streams)
+    # The compressed replay keeps a small part of the negative hops.
+    kept = len(tuner.hops(200.0)["negative"][0][0])
+    assert kept < len(tuner.raw["negative"][0][0]) / 2
+
+
+@pytest.mark.slow
+def test_tune_detector_stores_operating_points_that_sensitivity_walks(onnx_model, tmp_path):
+    """--write stores a point per false-alarm budget (fewest first) with what each
+    measured; live/transcribe --sensitivity and the API pick among them; a
+    model stored with them lists them in `info`."""
+    from speechlstm.api import Detector
+    from speechlstm.settings import load_detector_toml
+    from speechlstm.tuning import POINT_BUDGETS
+
+    _labelled(onnx_model, tmp_path)
+    truth_rows = _stream(seed=5, n_words=8)[1]
+    rows = ["label,start_s,end_s"] + [
+        f"{t['label']},{t['start_s']},{t['end_s']}" for t in truth_rows
+    ]
+    (tmp_path / "truth.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "tuned.toml"
+    result = CliRunner().invoke(app, [
+        "tune-detector", "-m", str(onnx_model), "--commands", str(tmp_path / "commands.wav"),
+        "--truth", str(tmp_path / "truth.csv"), "--negatives", str(tmp_path / "noise.wav"),
+        "--write", str(out), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tuned = load_detector_toml(out)
+    assert [p.max_false_per_hour for p in tuned.points] == list(POINT_BUDGETS)
+    reported = json.loads(result.stdout.strip().splitlines()[-1])["detector"]["points"]
+    for point, row in zip(tuned.points, reported):
+        assert point.matched == row["matched"] and point.threshold == row["threshold"]
+        assert 0 < point.matched <= 1
+    # Sensitivity 0 is the first point, 1 the last, in between evenly.
+    for sensitivity, index in ((0.0, 0), (0.4, 2), (1.0, len(POINT_BUDGETS) - 1)):
+        det = Detector(onnx_model, detector_file=out, sensitivity=sensitivity)
+        point = tuned.points[index]
+        assert det.points == [point]
+        assert det.configs[0].threshold == point.threshold
+        assert det.configs[0].smoothing_ms == point.smoothing_ms
+    # Stored into the model (export --detector), `info` lists the points.
+    stored = tmp_path / "stored.onnx"
+    args = ["export", str(onnx_model), "-o", str(stored), "--detector", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    info = CliRunner().invoke(app, ["info", str(stored)])
+    assert info.exit_code == 0 and "--sensitivity" in info.output
+    listed = [line for line in info.output.splitlines() if " matched, " in line]
+    assert [line.split(":")[0].strip() for line in listed] == [
+        "0.0",
+        "0.2",
+        "0.4",
+        "0.6",
+        "0.8",
+        "1.0",
+    ]
+    ok = CliRunner().invoke(app, ["transcribe", "-m", str(stored), "--sensitivity", "1",
+                                  str(tmp_path / "commands.wav")])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert sum(word in ok.output for word in ("yes", "no", "up", "down")) >= 2
+
+
+def test_a_sensitivity_needs_stored_points_and_a_range(onnx_model, tmp_path):
+    """A model without points, or a sensitivity outside 0-1: one clear line, exit 2."""
+    wave = _stream(n_words=1)[0]
+    sf.write(tmp_path / "w.wav", wave, SR)
+    none = CliRunner().invoke(app, ["transcribe", "-m", str(onnx_model), "--sensitivity", "0.5",
+                                    str(tmp_path / "w.wav")])  # fmt: skip
+    assert none.exit_code == 2 and "operating points" in none.output, none.output
+    assert "tune-detector" in none.output
+    for bad in ("1.5", "-0.1", "nan"):
+        out = CliRunner().invoke(app, ["transcribe", "-m", str(onnx_model), "--sensitivity", bad,
+                                       str(tmp_path / "w.wav")])  # fmt: skip
+        assert out.exit_code == 2, (bad, out.output)
