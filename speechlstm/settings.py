@@ -29,16 +29,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
         if dataclasses.is_dataclass(value):
             value = to_dict(value)
         elif isinstance(value, tuple):
-            value = list(value)
+            value = [to_dict(v) if dataclasses.is_dataclass(v) else v for v in value]
         out[f.name] = value
     return out
 
 
-# Levers that were measured, not kept, and removed (docs/models/sc12.md keeps
-# their figures), with the value that switched each off. A saved config (a
-# run's config.toml, a checkpoint, a model's training summary) that holds one
-# at that value reads as before; one that used it is refused by name, since
-# training would now silently do something else.
+# Levers that were measured, not kept, and removed, with the value that
+# switched each off (None: a companion setting, meaningful only with its
+# lever). A saved config (a run's config.toml, a checkpoint, a model's
+# training summary) that holds one at that value reads as before; one that
+# used it is refused by name, since training would now silently do something
+# else. RETIRED_FIGURES says where each one's figures stay.
 # (augment.speed, removed as an MFCC lever, came back for the embedding's
 # copies: a saved config that used it trains with speed perturbation again.)
 RETIRED_SETTINGS = {
@@ -50,7 +51,32 @@ RETIRED_SETTINGS = {
     "train.swa_lr_ratio": None,  # meaningful only with swa_epochs
     "train.domain_adversarial": 0.0,
     "data.unknown_weight": 1.0,
+    # Issue 45: training windows drawn as the detector sees them (the live-mode
+    # issue's lever 2), the teacher judging them (lever 5), and unlabelled
+    # audio for feature distillation.
+    "augment.detector_windows": 0.0,
+    "augment.detector_shift_ms": None,  # meaningful only with detector_windows
+    "augment.detector_neighbour": None,
+    "train.window_teacher": "",
+    "train.feature_distill_audio": (),
+    "train.feature_distill_audio_batch": None,  # meaningful only with feature_distill_audio
 }
+RETIRED_FIGURES = {
+    "augment.detector_windows": "docs/streaming.md",
+    "train.window_teacher": "docs/streaming.md, docs/models/teacher.md",
+    "train.feature_distill_audio": "docs/models/teacher.md",
+}
+
+
+def _retired_message(name: str) -> str:
+    """Why a setting naming RETIRED_SETTINGS key `name` is refused."""
+    figures = RETIRED_FIGURES.get(name, "docs/models/sc12.md")
+    return f"this lever was removed (measured and not kept; {figures})"
+
+
+def _is_off(value: Any, neutral: Any) -> bool:
+    """`value` is the retired setting's off value (a TOML list reads as a tuple)."""
+    return (tuple(value) if isinstance(value, list) else value) == neutral
 
 
 def _retired(dotted: str) -> str | None:
@@ -72,12 +98,11 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", retired: str = "
         if name is None:
             continue
         neutral = RETIRED_SETTINGS[name]
-        if retired == "drop" or neutral is None or data[key] == neutral:
+        if retired == "drop" or neutral is None or _is_off(data[key], neutral):
             del data[key]
         else:
             raise ValueError(
-                f"setting {where}{key}={data[key]!r}: this lever was removed (measured and "
-                "not kept; docs/models/sc12.md); leave it out"
+                f"setting {where}{key}={data[key]!r}: {_retired_message(name)}; leave it out"
             )
     unknown = sorted(set(data) - known)
     if unknown:
@@ -146,11 +171,9 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         current = sections[section]
         hints = typing.get_type_hints(type(current))
         if key not in hints:
-            if _retired(dotted):
-                raise ValueError(
-                    f"setting {dotted!r}: this lever was removed (measured and not kept; "
-                    "docs/models/sc12.md)"
-                )
+            name = _retired(dotted)
+            if name:
+                raise ValueError(f"setting {dotted!r}: {_retired_message(name)}")
             known = ", ".join(f.name for f in fields(current))
             raise ValueError(f"unknown setting {dotted!r}; {section} has: {known}")
         sections[section] = dataclasses.replace(

@@ -221,51 +221,6 @@ def test_feature_distillation_trains_keeps_its_projector_to_resume_and_exports_w
     assert len(OnnxRecognizer(result.path).labels) == 5
 
 
-def test_detector_windows_judged_by_the_teacher(stand_in, tmp_path, tone_dataset):
-    from speechlstm.train.distill import WINDOW_TEACHER_DRAWS, window_teacher_targets
-    from speechlstm.train.run import run_training
-    from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, run_teacher
-
-    base = tiny_config(epochs=2)
-    # "up" and "down" become _unknown_: the class a fragment of a word can be.
-    cfg = dataclasses.replace(base, data=dataclasses.replace(base.data, words=("yes", "no")))
-    run_teacher(
-        tone_dataset, tmp_path / "t", cfg, TeacherConfig(epochs=8, hidden_size=8, lr=1e-2),
-        cache_dir=tmp_path / "cache", show_progress=False,
-    )  # fmt: skip
-    path = str(tmp_path / "t" / TEACHER_FILE)
-    labels = ["yes", "no", "_unknown_", "_silence_"]
-    clips = _clips(("yes", "no", "up", "yes"))
-    eligible = np.array([True, True, False, True])
-    shifts, probs = window_teacher_targets(path, labels, clips, eligible, 8000, 0, tmp_path / "c")
-    assert shifts.shape == (4, WINDOW_TEACHER_DRAWS) and probs.shape == (4, 2, 4)
-    assert (shifts[2] == 0).all() and (np.abs(shifts[eligible]) <= 8000).all()
-    np.testing.assert_allclose(probs[eligible].sum(-1), 1.0, rtol=1e-5)
-    assert len({tuple(r) for r in shifts[eligible]}) > 1  # every clip its own draws
-    # Seeded: the same windows again, from the cache.
-    again, again_probs = window_teacher_targets(
-        path, labels, clips, eligible, 8000, 0, tmp_path / "c"
-    )
-    np.testing.assert_array_equal(shifts, again)
-    np.testing.assert_allclose(probs, again_probs, atol=1e-6)
-    with pytest.raises(ValueError, match="labels"):
-        window_teacher_targets(path, ["yes", "no"], clips, eligible, 8000, 0, tmp_path / "c")
-
-    # A student trains with them; without detector windows the setting is refused.
-    judged = dataclasses.replace(
-        cfg,
-        augment=dataclasses.replace(cfg.augment, detector_windows=0.5),
-        train=dataclasses.replace(cfg.train, window_teacher=path),
-    )
-    report = run_training(
-        tone_dataset, tmp_path / "s", judged, cache_dir=tmp_path / "c", show_progress=False
-    )
-    assert report["best_val_accuracy"] >= 0.6  # three classes with silence: chance 0.33
-    plain = dataclasses.replace(judged, augment=cfg.augment)
-    with pytest.raises(ValueError, match="detector_windows"):
-        run_training(tone_dataset, tmp_path / "p", plain, show_progress=False)
-
-
 def test_train_frontend_embedding_augments_its_copies_as_measured_unless_told(
     stand_in, tmp_path, tone_dataset
 ):

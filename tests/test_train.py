@@ -386,6 +386,55 @@ def test_removed_levers_read_as_before_when_off_and_are_refused_when_used(tmp_pa
         apply_overrides(RunConfig(), {"train.mixup": "0.4"})
 
 
+# The levers issue 45 removed: each key, a value that used it, and the page
+# that keeps its figures.
+REMOVED_45 = [
+    ("augment.detector_windows", "0.2", "docs/streaming.md"),
+    ("train.window_teacher", '"teacher.safetensors"', "docs/models/teacher.md"),
+    ("train.feature_distill_audio", '["stream.wav"]', "docs/models/teacher.md"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "figures"), REMOVED_45)
+def test_a_config_using_a_lever_of_issue_45_is_refused_by_name(tmp_path, key, value, figures):
+    from speechlstm.config import RunConfig
+    from speechlstm.settings import apply_overrides, load_toml
+
+    section, name = key.split(".")
+    path = tmp_path / "old.toml"
+    path.write_text(f"[{section}]\n{name} = {value}\n")
+    with pytest.raises(ValueError, match=f"{key}=.*lever was removed.*not kept") as err:
+        load_toml(path)
+    assert figures in str(err.value)
+    with pytest.raises(ValueError, match=f"'{key}'.*removed"):
+        apply_overrides(RunConfig(), {key: "1"})
+
+
+def test_a_config_from_before_issue_45_with_its_levers_off_reads_as_before(tmp_path):
+    import tomli_w
+
+    from speechlstm.config import RunConfig
+    from speechlstm.settings import from_dict, load_toml, to_dict
+
+    old = to_dict(RunConfig())  # a run's config.toml as saved then, levers off
+    old["augment"] |= {
+        "detector_windows": 0.0,
+        "detector_shift_ms": 400.0,
+        "detector_neighbour": 0.5,
+    }
+    old["train"] |= {
+        "window_teacher": "",
+        "feature_distill_audio": [],
+        "feature_distill_audio_batch": 32,
+    }
+    (tmp_path / "old.toml").write_text(tomli_w.dumps(old))
+    assert load_toml(tmp_path / "old.toml") == RunConfig()
+    assert from_dict(RunConfig, old) == RunConfig()  # a checkpoint's config
+    # A model's training summary names the levers it used; `info` still reads it.
+    old["train"]["window_teacher"] = "teacher.safetensors"
+    assert from_dict(RunConfig, old, retired="drop") == RunConfig()
+
+
 def test_teacher_with_other_labels_is_refused(tmp_path, trained_run):
     import torch
 
@@ -440,32 +489,3 @@ def test_deferred_step_statistics_equal_per_step_ones(tmp_path, tone_dataset, mo
     _assert_same_weights(
         _weights(tmp_path / "each" / "last.pt"), _weights(tmp_path / "cut" / "last.pt")
     )
-
-
-def test_detector_windows_train_resume_and_need_an_unknown_class(
-    tmp_path, tone_dataset, monkeypatch
-):
-    import dataclasses
-
-    from speechlstm.train import checkpoint
-    from speechlstm.train.run import run_training
-    from speechlstm.train.trainer import TrainingInterrupted
-
-    base = tiny_config(epochs=3)
-    windows = dataclasses.replace(base.augment, detector_windows=0.5, detector_shift_ms=400.0)
-    # "up" and "down" become _unknown_: the class the fragments are taught as.
-    cfg = dataclasses.replace(
-        base, augment=windows, data=dataclasses.replace(base.data, words=("yes", "no"))
-    )
-    report = run_training(tone_dataset, tmp_path / "a", cfg, show_progress=False)
-    assert report["best_val_accuracy"] >= 0.6  # three classes with silence: chance 0.33
-    with pytest.raises(TrainingInterrupted):
-        _interrupted_at(4, monkeypatch, tone_dataset, tmp_path / "b", cfg)
-    run_training(tone_dataset, tmp_path / "b", cfg, resume=True, show_progress=False)
-    _assert_same_weights(
-        checkpoint.load(tmp_path / "a/last.pt").model, checkpoint.load(tmp_path / "b/last.pt").model
-    )
-    # Without an _unknown_ class there is nothing to teach the fragments as.
-    no_unknown = dataclasses.replace(base, augment=windows)
-    with pytest.raises(ValueError, match="_unknown_"):
-        run_training(tone_dataset, tmp_path / "c", no_unknown, show_progress=False)

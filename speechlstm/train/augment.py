@@ -10,18 +10,11 @@ run sees the same augmentation as an uninterrupted one.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import AugmentConfig, FeatureConfig
 
 REVERB_MS = 500.0  # length of the synthetic room responses
-# Detector windows: the share of a word's energy inside the window at which its
-# target is all its label (above WHOLE) or all `_unknown_` (below FRAGMENT),
-# linear between: a window holding most of a word should fire, a window
-# holding an edge of one should not.
-WHOLE, FRAGMENT = 0.85, 0.4
-NEIGHBOUR_OVERLAP_S = (0.1, 0.4)  # how much of the neighbouring clip shares the window
 
 
 def speed_rows(wave: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -48,59 +41,6 @@ def shift_rows(wave: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     src = torch.arange(s, device=wave.device).unsqueeze(0) - shift  # (B, S)
     valid = (src >= 0) & (src < s)
     return torch.where(valid, wave.gather(1, src.clamp(0, s - 1)), torch.zeros_like(wave))
-
-
-def detector_windows(
-    wave: torch.Tensor,
-    target: torch.Tensor,
-    eligible: torch.Tensor,
-    unknown: int,
-    n_classes: int,
-    cfg: AugmentConfig,
-    sample_rate: int,
-    gen: torch.Generator,
-    judged: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Redraw a share of the (B, S) clean clips as detector windows.
-
-    Returns the waves, soft targets (B, n_classes) and the (B,) mask of clips
-    redrawn. `eligible` marks command clips (a moved `_silence_` or
-    `_unknown_` clip is still what it was). `judged`: the batch's rows of
-    distill.window_teacher_targets (shifts (B, D), posteriors (B, D, C)): each
-    moved clip takes one of its judged windows and the teacher's posteriors
-    as its target, without a neighbour (the teacher did not hear one).
-    """
-    b, s = wave.shape
-    dev = wave.device
-    soft = F.one_hot(target, n_classes).float()
-    pick = (torch.rand(b, generator=gen, device=dev) < cfg.detector_windows) & eligible
-    if judged is not None:
-        shifts, posteriors = judged
-        j = torch.randint(0, shifts.shape[1], (b, 1), generator=gen, device=dev)
-        moved = shift_rows(wave, shifts.gather(1, j))
-        teacher = posteriors.gather(1, j.unsqueeze(2).expand(-1, 1, n_classes)).squeeze(1)
-        wave = torch.where(pick.unsqueeze(1), moved, wave)
-        soft = torch.where(pick.unsqueeze(1), teacher, soft)
-        return wave, soft, pick
-    widest = round(sample_rate * cfg.detector_shift_ms / 1000)
-    shift = torch.randint(-widest, widest + 1, (b, 1), generator=gen, device=dev)
-    moved = shift_rows(wave, shift)
-    energy = wave.pow(2).sum(1)
-    kept = moved.pow(2).sum(1) / energy.clamp_min(1e-12)
-    whole = ((kept - FRAGMENT) / (WHOLE - FRAGMENT)).clamp(0.0, 1.0).unsqueeze(1)
-    # A neighbour on the side the word moved away from: its edge in the window.
-    partner = torch.randint(0, b, (b,), generator=gen, device=dev)
-    side = torch.where(shift > 0, -1, 1)  # word moved right: neighbour from the left
-    lo, hi = (round(sample_rate * x) for x in NEIGHBOUR_OVERLAP_S)
-    overlap = torch.randint(lo, hi + 1, (b, 1), generator=gen, device=dev)
-    neighbour = shift_rows(wave[partner], side * (s - overlap))
-    with_neighbour = torch.rand(b, 1, generator=gen, device=dev) < cfg.detector_neighbour
-    moved = moved + neighbour * with_neighbour
-    unknown_row = F.one_hot(torch.full_like(target, unknown), n_classes).float()
-    mixed = whole * soft + (1 - whole) * unknown_row
-    wave = torch.where(pick.unsqueeze(1), moved.clamp(-1.0, 1.0), wave)
-    soft = torch.where(pick.unsqueeze(1), mixed, soft)
-    return wave, soft, pick
 
 
 class WaveAugment(nn.Module):

@@ -30,12 +30,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import RunConfig
 from ..data.prepare import Prepared
-from ..labels import BACKGROUND_LABELS, UNKNOWN
 from ..progress import note, progress_bar
 from . import checkpoint, threads
-from .augment import WaveAugment, detector_windows, pitch_warp, spec_augment
+from .augment import WaveAugment, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
-from .distill import checkpoint_teacher_probs, distill_sources, feature_loss, transfer_batch
+from .distill import checkpoint_teacher_probs, distill_sources, feature_loss
 from .distributed import SINGLE, Ranks, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .history import (
@@ -122,25 +121,12 @@ class Trainer:
         self.augment.to(self.device)
         self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
         self.train_targets = data.splits["train"].targets
-        # Detector windows (augment.detector_windows) move command clips only,
-        # and need an `_unknown_` class for the fragments.
-        if cfg.augment.detector_windows > 0 and UNKNOWN not in self.labels:
-            raise ValueError("augment.detector_windows needs an _unknown_ class in the task")
-        background = {i for i, lab in enumerate(self.labels) if lab in BACKGROUND_LABELS}
-        self.is_command = torch.tensor(
-            [i not in background for i in range(len(self.labels))], device=self.device
-        )
         self.train_from_extra = data.splits["train"].from_extra
         sources = distill_sources(
-            cfg,
-            self.labels,
-            data.splits["train"].audio,
-            self.is_command[torch.from_numpy(self.train_targets)].cpu().numpy(),
-            self.device,
-            cache_dir,
+            cfg, self.labels, data.splits["train"].audio, self.device, cache_dir
         )
         self.teachers, self.clip_teacher = sources.teachers, sources.clip_teacher
-        self.targets, self.window_teacher = sources.targets, sources.window_teacher
+        self.targets = sources.targets
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
@@ -344,22 +330,7 @@ class Trainer:
         index = torch.from_numpy(idx).to(self.device)
         wave = self.train_audio[index].float() / 32767.0  # (B, S)
         target = torch.from_numpy(self.train_targets[idx]).to(self.device)
-        soft, moved = None, None
         with torch.no_grad():  # augment, features, teachers' targets
-            if ac.detector_windows > 0:
-                wave, soft, moved = detector_windows(
-                    wave,
-                    target,
-                    self.is_command[target],
-                    self.labels.index(UNKNOWN),
-                    len(self.labels),
-                    ac,
-                    self.cfg.features.sample_rate,
-                    gen,
-                    None
-                    if self.window_teacher is None
-                    else tuple(x[index] for x in self.window_teacher),
-                )
             wave = self.augment(wave, gen)
             clean_mel = self.model.features.log_mel(wave)
             log_mel = spec_augment(pitch_warp(clean_mel, ac.pitch, gen), ac, gen)
@@ -376,44 +347,26 @@ class Trainer:
                 # Each teacher counts alike, checkpoint or embedding.
                 n_ckpt = len(self.teachers)
                 clip_p = self.clip_teacher[index]
-                if moved is not None:  # the teacher heard the clip, not the window
-                    clip_p = torch.where(moved.unsqueeze(1), soft, clip_p)
                 teacher_probs = (
                     clip_p
                     if teacher_probs is None
                     else (teacher_probs * n_ckpt + clip_p) / (n_ckpt + 1)
                 )
         h = None
-        n_clips = len(idx)
-        extra = None
-        if self.targets is not None and self.targets.transfer is not None:
-            extra = transfer_batch(
-                self.targets, self.model.features, self.augment, self.cfg, gen, self.device
-            )
-        if extra is not None:  # unlabelled windows: one forward pass with the clips
-            feats = torch.cat([feats, extra[0]])
         with self.autocast:  # loss
             if self.targets is not None:
                 logits, h = self.classifier(feats, with_sequence=True)
-                logits = logits[:n_clips]
             else:
                 logits = self.classifier(feats)
             logits = logits.float()
-            loss = F.cross_entropy(
-                logits, target if soft is None else soft, label_smoothing=tc.label_smoothing
-            )
+            loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
             if teacher_probs is not None:
                 t, w = tc.distill_temperature, tc.distill_weight
                 kl = F.kl_div(F.log_softmax(logits / t, -1), teacher_probs, reduction="batchmean")
                 loss = (1 - w) * loss + w * t * t * kl
             if h is not None:
-                keep = None if moved is None else ~moved
                 frames = self.targets.frames[index]
-                if extra is not None:
-                    frames = torch.cat([frames, extra[1]])
-                    if keep is not None:
-                        keep = torch.cat([keep, keep.new_ones(len(extra[1]))])
-                loss = loss + tc.feature_distill * feature_loss(self.targets, h, frames, keep)
+                loss = loss + tc.feature_distill * feature_loss(self.targets, h, frames)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._record_grad_norms()
@@ -422,8 +375,6 @@ class Trainer:
             self._pending_clipped.append(total > tc.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        if soft is not None:
-            target = soft.argmax(-1)
         return loss.detach(), (logits.argmax(-1) == target).sum()
 
     def _note(self, message: str) -> None:
