@@ -1,235 +1,158 @@
-"""Streaming accuracy, false alarms, latency and CPU of the live detector; tunes its defaults.
+"""Streaming accuracy, false alarms, latency and CPU of the live detector, on the
+test speakers' streams (never tuned on), for every shipped set-up.
 
-Streams are built from the real-speech subset, one speaker group at a time:
+The streams are `speechlstm data streams`'s (default folder data/streams):
+per split a command stream with its truth (12 minutes, a command every other
+word, the others non-command words) and 5 hours of negatives (other words,
+synthesized conversation, television, music-like sound, noise). A detection
+matches a command when its label is right and its window's centre lies within
+500 ms of the word's centre; latency runs from the word's end to the report.
 
-- a command stream: the split's command clips (yes no up down left right on
-  off stop go) at random times over its background noise, with a non-command
-  word (the other Speech Commands words, same speakers) in every other gap,
-  the true word times recorded (like TensorFlow's streaming accuracy test);
-- a negative stream of at least an hour: background noise and non-command
-  words only, so a false-alarm rate of 1 an hour is resolvable.
+Rows: the model's stored detector (what `live` runs with no flag), each of its
+operating points (`live --sensitivity S`), and with `--verifier` the cascade
+at its stored pair settings and at each of the pair's points. CPU: share of
+one core while `live` runs 5 minutes of the command stream at 50 ms blocks,
+with and without the verifier. `--tune` first tunes the model (or the pair)
+on the VALIDATION streams exactly as `speechlstm tune-detector` does, and
+reports the tuned settings instead (`--write-detector FILE` saves them).
 
-`--tune` picks the detector defaults (threshold per label, smoothing; the
-library's tuner, speechlstm/tuning.py, the search `speechlstm tune-detector`
-runs on a user's recordings) on the VALIDATION speakers' streams: the most
-commands matched with at most `--max-false-per-hour` false alarms on the negative
-stream and a median
-latency within `--max-latency-ms` (300); a label's own threshold may sit up to
-0.05 under the global one, and only where it adds no false alarm. `--write-detector
-FILE` saves them as a [detector] TOML section that `speechlstm export
---detector FILE` stores in the model. The report always runs on the TEST
-speakers' streams (never used for tuning) with the model's stored defaults,
-the detector `speechlstm live` and `transcribe` use: matched (right label,
-detection window centre within 500 ms of the word centre), wrong label, false
-alarms per hour, latency from the word's end to the report (median, p95: the
-hop the decision is made at, after waiting for the peak), and CPU.
+    speechlstm data streams ../shared/data/speech_commands_subset -o data/streams \
+        --split validation --split test
+    python bench/streaming.py [--model sc12] [--verifier sc12] [--det-png docs/det.png]
+    python bench/streaming.py --model M --tune --write-detector M.detector.toml
 
-    python bench/streaming.py [--model M] [--minutes 12] [--negative-minutes 60]
-    python bench/streaming.py --model M --tune --write-detector tuned.toml
-    python bench/streaming.py --model A --det B --det C --det-png docs/det.png  # DET curves
-    python bench/streaming.py --model M --verifier V --verifier-thresholds 0.5,0.7,0.9
-    python bench/streaming.py --write-streams data/streams --skip-report   # then:
-    speechlstm tune-detector -m M --commands data/streams/validation_commands.wav \
-        --truth data/streams/validation_truth.csv \
-        --negatives data/streams/validation_negatives.wav --write M.detector.toml
-
-`--write-streams DIR` saves the validation speakers' streams (16 kHz WAV, the
-truth as CSV) for `speechlstm tune-detector`, the product's tuner: the same
-search as `--tune`, from the command line a user runs on their own recordings;
-and the TRAINING speakers' negative stream (`--mining-minutes`, noise and
-non-command words only) for `speechlstm data mine`: hard negatives mined from
-it never touch the speakers the detector is tuned or reported on.
+Writes bench/out/streaming.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT_DIR, ROOT, machine, require_subset  # noqa: E402
+from common import OUT_DIR, ROOT, machine  # noqa: E402
 
-from speechlstm.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from speechlstm.config import DetectorConfig  # noqa: E402
-from speechlstm.data.datasets import discover  # noqa: E402
-from speechlstm.labels import BACKGROUND_LABELS, SC12_WORDS  # noqa: E402
-from speechlstm.runtime import OnnxRecognizer, default_model_path  # noqa: E402
+from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
 from speechlstm.settings import to_dict  # noqa: E402
+from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
 from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
 from speechlstm.tuning import (  # noqa: E402
+    POINT_BUDGETS,
     LabelledStreams,
+    Tuner,
     detector_toml,
-    evaluate_detector,
-    record_all,
-    tune,
+    read_truth,
 )
 from speechlstm.verify import Verifier, WaveVerifier  # noqa: E402
 
-NOISE_LEVEL = 0.05  # peak of the background noise stretches
+GOALS = (
+    "test speakers: best set-up >= 0.90 matched at <= 1 false alarm an hour, median latency "
+    "<= 300 ms; the default with no extra >= 0.80 matched at <= 2 an hour"
+)
+VERIFIER_POINT_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
-def word_span(
-    clip: np.ndarray, top_db: float = 30.0, floor_margin_db: float = 10.0, bridge_ms: float = 150.0
-) -> tuple[int, int]:
-    """First and last sample of the word in a clip: of the runs of 10 ms frames
-    that stand out from the clip's own noise (within top_db of the peak and
-    floor_margin_db over the clip's 20th-percentile frame; gaps up to
-    bridge_ms, a stop's closure, bridged), the one holding the most energy.
-    Within top_db of the peak alone, a recording with noise 30 dB under the
-    word spans the whole clip and puts the word's centre where it is not; the
-    run with the loudest frame can be a click."""
-    frame = 160
-    n = len(clip) // frame
-    power = (clip[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
-    energy = 10 * np.log10(power + 1e-10)
-    floor = float(np.percentile(energy, 20))
-    loud = np.flatnonzero(energy > max(energy.max() - top_db, floor + floor_margin_db))
-    if not loud.size:  # nothing stands out (silence, steady noise): the whole clip
-        return 0, n * frame
-    # Runs: a new one starts where the gap to the previous loud frame exceeds the bridge.
-    starts = np.r_[0, np.flatnonzero(np.diff(loud) > round(bridge_ms / 10)) + 1]
-    ends = np.r_[starts[1:], len(loud)]
-    totals = [power[loud[a] : loud[b - 1] + 1].sum() for a, b in zip(starts, ends)]
-    best = int(np.argmax(totals))
-    return int(loud[starts[best]] * frame), int((loud[ends[best] - 1] + 1) * frame)
+def streams_of(folder: Path, split: str, rate_hz: int) -> LabelledStreams:
+    files = [folder / f"{split}_{kind}" for kind in ("commands.wav", "truth.csv", "negatives.wav")]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(
+            f"{missing[0]} is missing; make the streams first: speechlstm data streams "
+            f"SPEECH_COMMANDS_TREE -o {folder} --split validation --split test"
+        )
+    return LabelledStreams(files[0], read_truth(files[1]), [files[2]], rate_hz)
 
 
-def background(waves: list[np.ndarray], n: int, rng) -> np.ndarray:
-    out = np.zeros(n, dtype=np.float32)
-    pos = 0
-    while pos < n:  # 5-20 s stretches of randomly chosen noise recordings
-        w = waves[rng.integers(len(waves))]
-        length = min(n - pos, int(rng.uniform(5, 20) * SAMPLE_RATE), len(w))
-        start = rng.integers(0, len(w) - length + 1)
-        seg = w[start : start + length]
-        out[pos : pos + length] = seg / (np.abs(seg).max() + 1e-9) * NOISE_LEVEL
-        pos += length
-    return out
-
-
-class Streams(LabelledStreams):
-    """The command and negative streams of one split's speakers (what
-    `speechlstm tune-detector` takes as --commands, --truth and --negatives)."""
-
-    def __init__(self, subset: Path, split: str, minutes: float, negative_minutes: float, seed=0):
-        rng = np.random.default_rng([seed, {"train": 0, "validation": 1, "test": 2}[split]])
-        index = discover(subset)
-        noise = [load_audio(p) for p in index.noise_files]
-        clips = index.split(split)
-        commands = [c for c in clips if c.word in SC12_WORDS]
-        others = [c for c in clips if c.word not in SC12_WORDS and c.word not in BACKGROUND_LABELS]
-        self.split, self.speakers = split, len({c.speaker for c in clips})
-        stream, truth = self._build(commands, others, noise, minutes, rng, True)
-        negative, _ = self._build([], others, noise, negative_minutes, rng, False)
-        super().__init__(stream, truth, negative, SAMPLE_RATE)
-
-    @property
-    def stream(self) -> np.ndarray:
-        return self.commands
-
-    @staticmethod
-    def _build(commands, others, noise, minutes, rng, with_commands: bool):
-        n = int(minutes * 60 * SAMPLE_RATE)
-        out = background(noise, n, rng)
-        truth, pos, k = [], SAMPLE_RATE, 0
-        order = rng.permutation(len(commands)) if commands else []
-        while pos + SAMPLE_RATE < n:
-            # Commands alternate with non-command words; the negative stream has only the latter.
-            is_command = with_commands and k % 2 == 0
-            if is_command:
-                clip = commands[order[(k // 2) % len(order)]]
-            else:
-                clip = others[rng.integers(len(others))]
-            k += 1
-            wave = load_audio(clip.path)[:SAMPLE_RATE] * rng.uniform(0.5, 1.0)
-            lo, hi = word_span(wave)
-            out[pos : pos + len(wave)] += wave
-            if is_command:
-                truth.append(
-                    {"label": clip.word, "start_s": (pos + lo) / SAMPLE_RATE,
-                     "end_s": (pos + hi) / SAMPLE_RATE}
-                )  # fmt: skip
-            pos += len(wave) + int(rng.uniform(1.0, 3.0) * SAMPLE_RATE)
-        return np.clip(out, -1, 1), truth
-
-
-def write_streams(streams: Streams, folder: Path) -> None:
-    """SPLIT_commands.wav, SPLIT_truth.csv (label,start_s,end_s), SPLIT_negatives.wav."""
-    import csv
-
-    folder.mkdir(parents=True, exist_ok=True)
-    name = streams.split
-    sf.write(folder / f"{name}_commands.wav", streams.commands, SAMPLE_RATE, subtype="PCM_16")
-    sf.write(folder / f"{name}_negatives.wav", streams.negative, SAMPLE_RATE, subtype="PCM_16")
-    with open(folder / f"{name}_truth.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["label", "start_s", "end_s"])
-        writer.writeheader()
-        for row in streams.truth:
-            writer.writerow({k: (round(v, 3) if k != "label" else v) for k, v in row.items()})
-
-
-def wave_verifiers(verifier, streams) -> dict | None:
-    """The second stage over a stream pair, as the tuner's replay takes it."""
-    if verifier is None:
-        return None
+def rulings(verifier: Verifier, streams: LabelledStreams) -> dict:
     return {
-        "stream": WaveVerifier(verifier, streams.commands).ruling,
-        "negative": WaveVerifier(verifier, streams.negative).ruling,
+        "stream": WaveVerifier(verifier, streams.recording).ruling,
+        "negative": [WaveVerifier(verifier, n).ruling for n in streams.negatives],
     }
 
 
 def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray, verifier=None) -> float:
     """CPU seconds per audio second x 100: % of one core at real time."""
     det = StreamingDetector(rec, cfg, verifier=verifier)
-    block_samples = round(det.rate_hz * 0.05)  # 50 ms blocks, as from the microphone
     started = time.process_time()
-    detect_file(det, wave, chunk_samples=block_samples)
+    detect_file(det, wave, chunk_samples=round(det.rate_hz * 0.05))  # 50 ms blocks
     return round(100 * (time.process_time() - started) / (len(wave) / det.rate_hz), 2)
 
 
-# The DET curve's thresholds: the tuner's grid, finer at the top, and the extremes.
-DET_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.88, 0.9, 0.91, 0.92, 0.93,
-                  0.94, 0.95, 0.96, 0.97, 0.98, 0.99)  # fmt: skip
+def rows_at(tuner: Tuner, cfg: DetectorConfig, verifier_threshold=None) -> dict:
+    """The stored settings' row, and one per operating point (by sensitivity)."""
+    out = {"stored": tuner.evaluate(cfg, verifier_threshold)}
+    n = len(cfg.points)
+    for i, point in enumerate(cfg.points):
+        at, _ = cfg.at_sensitivity(i / (n - 1) if n > 1 else 0.0)
+        row = tuner.evaluate(at, point.verifier_threshold or verifier_threshold)
+        out[f"sensitivity {i / max(1, n - 1):.1f}"] = {
+            "tuned_for_per_hour": point.max_false_per_hour,
+            "validation": {"matched": point.matched, "false_per_hour": point.false_per_hour},
+            **row,
+        }
+    return out
 
 
-def det_points(rec, cfg: DetectorConfig, hops: dict, streams) -> list[dict]:
-    """Matched against false alarms an hour, one point per global threshold (the
-    model's smoothing and other settings; per-label thresholds dropped)."""
-    points = []
-    for thr in DET_THRESHOLDS:
-        trial = dataclasses.replace(cfg, threshold=thr, thresholds=())
-        row = evaluate_detector(rec, trial, hops, streams)
-        points.append({"threshold": thr, "matched": row["matched"], "fph": row["false_per_hour"]})
-    return points
+def false_by_kind(tuner: Tuner, cfg: DetectorConfig, folder: Path, verifier_threshold=None):
+    """The stored settings' false alarms on the test negatives by kind of audio
+    (`data streams` lists each stretch's kind) and by label."""
+    import csv
+    import functools
+
+    from speechlstm.tuning import replay
+
+    with open(folder / "test_negatives.csv", newline="") as fh:
+        stretches = [
+            (r["kind"], float(r["start_s"]), float(r["end_s"])) for r in csv.DictReader(fh)
+        ]
+    hours: dict[str, float] = {}
+    for kind, a, b in stretches:
+        hours[kind] = hours.get(kind, 0.0) + (b - a) / 3600
+    ends, scores = tuner.hops(cfg.smoothing_ms)["negative"][0]
+    verify = None
+    if tuner.verify:
+        verify = functools.partial(tuner.verify["negative"][0], threshold=verifier_threshold)
+    by_kind: dict[str, int] = {k: 0 for k in hours}
+    by_label: dict[str, int] = {}
+    starts = np.array([a for _, a, _ in stretches])
+    for det in replay(tuner.rec, cfg, ends, scores, verify):
+        kind = stretches[max(0, int(np.searchsorted(starts, det["centre_s"], "right")) - 1)][0]
+        by_kind[kind] += 1
+        by_label[det["label"]] = by_label.get(det["label"], 0) + 1
+    return {
+        "per_hour_by_kind": {k: round(by_kind[k] / hours[k], 2) for k in hours},
+        "hours_by_kind": {k: round(v, 2) for k, v in hours.items()},
+        "by_label": dict(sorted(by_label.items(), key=lambda kv: -kv[1])),
+    }
 
 
-def plot_det(curves: dict[str, list[dict]], path: Path, hours: float) -> None:
-    """One line per model: matched (y) against false alarms an hour (x, log scale;
-    0 drawn at the resolution of the negative audio)."""
+def plot(curves: dict[str, list[dict]], path: Path, hours: float) -> None:
+    """Matched (y) against false alarms an hour (x, log; 0 drawn at the
+    resolution of the negatives), one line per set-up, its points marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     floor = 0.5 / max(hours, 1e-9)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for name, points in curves.items():
-        xs = [max(p["fph"], floor) for p in points]
-        ax.plot(xs, [p["matched"] for p in points], marker="o", ms=3, label=name)
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    for name, rows in curves.items():
+        rows = sorted(rows, key=lambda r: (r["false_per_hour"], r["matched"]))
+        ax.plot([max(r["false_per_hour"], floor) for r in rows], [r["matched"] for r in rows],
+                marker="o", ms=4, label=name)  # fmt: skip
     ax.set_xscale("log")
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.axhline(0.9, color="grey", lw=0.8, ls=":")
     ax.set_xlabel(f"false alarms an hour (test speakers; {floor:.2g} = none in {hours:.1f} h)")
     ax.set_ylabel("commands matched")
-    ax.set_title("Streaming detector: DET curve (bench/streaming.py)")
+    ax.set_title("Shipped set-ups at their operating points (bench/streaming.py)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -239,167 +162,72 @@ def plot_det(curves: dict[str, list[dict]], path: Path, hours: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--minutes", type=float, default=12.0, help="command stream length")
-    parser.add_argument("--negative-minutes", type=float, default=60.0)
-    parser.add_argument("--tune", action="store_true", help="choose defaults on validation")
+    parser.add_argument("--model", default="sc12")
+    parser.add_argument("--verifier", default=None, help="a second stage: sc12 or a file")
+    parser.add_argument("--streams", type=Path, default=ROOT / "data" / "streams")
+    parser.add_argument("--tune", action="store_true", help="tune on validation first")
     parser.add_argument("--max-false-per-hour", type=float, default=1.0)
-    parser.add_argument(
-        "--max-latency-ms",
-        type=float,
-        default=300.0,
-        help="with --tune: median latency bound (the goal); 0 for none",
-    )
+    parser.add_argument("--max-latency-ms", type=float, default=300.0)
     parser.add_argument("--write-detector", type=Path, default=None)
-    parser.add_argument("--skip-report", action="store_true", help="with --tune: only tune")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="report file (default bench/out/streaming.json)"
-    )
-    parser.add_argument(
-        "--det",
-        type=Path,
-        action="append",
-        default=None,
-        help="also draw the DET curve of this model on the test streams (repeatable; "
-        "the --model is drawn too)",
-    )
     parser.add_argument("--det-png", type=Path, default=None, help="default bench/out/det.png")
-    parser.add_argument(
-        "--write-streams",
-        type=Path,
-        default=None,
-        help="save the validation streams as WAV + truth CSV for `speechlstm tune-detector`",
-    )
-    parser.add_argument(
-        "--mining-minutes",
-        type=float,
-        default=120.0,
-        help="with --write-streams: the training speakers' negative stream's length",
-    )
-    parser.add_argument(
-        "--verifier",
-        type=Path,
-        default=None,
-        help="a second-stage model (speechlstm/verify.py): report (and --tune) with it",
-    )
-    parser.add_argument(
-        "--verifier-thresholds",
-        default="0.5",
-        help="comma-separated verifier thresholds to report; the first is tuned for",
-    )
-    parser.add_argument(
-        "--verifier-relabel",
-        action="store_true",
-        help="a candidate the verifier hears as another command is reported as that command",
-    )
-    parser.add_argument(
-        "--verifier-centre",
-        action="store_true",
-        help="the verifier judges the window centred on the loudest 300 ms of the detection's",
-    )
+    parser.add_argument("--out", type=Path, default=OUT_DIR / "streaming.json")
     args = parser.parse_args()
-    subset = require_subset()
-    model = args.model or default_model_path()
-    rec = OnnxRecognizer(model, threads=1)
-    stored = rec.description.detector
-    result = {
-        "benchmark": "streaming",
-        "machine": machine(),
-        "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
-        "stored_detector": to_dict(stored),
-        "goals": "test speakers: matched >= 0.90, <= 1 false alarm an hour, median latency "
-        "<= 300 ms",
-    }
-    if args.write_streams:
-        write_streams(
-            Streams(subset, "validation", args.minutes, args.negative_minutes), args.write_streams
-        )
-        train = Streams(subset, "train", 0.0, args.mining_minutes)
-        sf.write(args.write_streams / "train_negatives.wav", train.negative, SAMPLE_RATE,
-                 subtype="PCM_16")  # fmt: skip
-        result["wrote_streams"] = str(args.write_streams)
+    rec = OnnxRecognizer(resolve_model(args.model), threads=1)
     verifier = None
-    vthresholds = [float(x) for x in args.verifier_thresholds.split(",")]
+    cfg = rec.description.detector
     if args.verifier:
-        verifier = Verifier(
-            OnnxRecognizer(args.verifier, threads=1),
-            vthresholds[0],
-            rec.labels,
-            relabel=args.verifier_relabel,
-            centre=args.verifier_centre,
-        )
-        result["verifier"] = str(args.verifier)
-        result["verifier_relabel"] = args.verifier_relabel
-        result["verifier_centre"] = args.verifier_centre
+        pair_cfg, pair_threshold = pair_settings(args.verifier)
+        cfg = pair_cfg or cfg
+        second = OnnxRecognizer(resolve_verifier(args.verifier), threads=1)
+        verifier = Verifier(second, pair_threshold or 0.5, rec.labels)
+    result = {"benchmark": "streaming", "machine": machine(), "model": args.model,
+              "verifier": args.verifier, "goals": GOALS}  # fmt: skip
     if args.tune:
-        val = Streams(subset, "validation", args.minutes, args.negative_minutes)
-        tuned, row, trace = tune(
-            rec,
-            stored,
-            val,
-            args.max_false_per_hour,
-            args.max_latency_ms or None,
-            verify=wave_verifiers(verifier, val),
-        )
-        result["tuned_on_validation"] = {
-            "speakers": val.speakers,
-            "stream_minutes": args.minutes,
-            "negative_hours": round(val.negative_hours, 2),
-            "detector": to_dict(tuned),
-            **row,
-            "sweep": trace,
-        }
+        val = streams_of(args.streams, "validation", rec.sample_rate)
+        tuner = Tuner(rec, cfg, val, rulings(verifier, val) if verifier else None)
+        tuned, row = tuner.search(args.max_false_per_hour, args.max_latency_ms or None)
+        vthr = VERIFIER_POINT_THRESHOLDS if verifier else ()
+        points = tuner.points(args.max_latency_ms or None, POINT_BUDGETS, vthr)
+        cfg = dataclasses.replace(tuned, points=points)
+        result["tuned_on_validation"] = {"negative_hours": round(val.negative_hours, 2),
+                                         "detector": to_dict(cfg), **row}  # fmt: skip
         if args.write_detector:
-            args.write_detector.write_text(detector_toml(tuned))
-            result["wrote"] = str(args.write_detector)
-        stored = tuned
-    if not args.skip_report:
-        test = Streams(subset, "test", args.minutes, args.negative_minutes)
-        hops = record_all(rec, stored, test)
-        five_min = test.stream[: 5 * 60 * SAMPLE_RATE]
-        ungated = dataclasses.replace(stored, gate=False)
-        result["test_speakers"] = {
-            "speakers": test.speakers,
-            "stream_minutes": args.minutes,
-            "negative_hours": round(test.negative_hours, 2),
-            **evaluate_detector(rec, stored, hops, test),
-            "cpu_percent_of_one_core": {
-                "stream": cpu_share(rec, stored, five_min),
-                "stream_gate_off": cpu_share(rec, ungated, five_min),
-            },
-        }
-        if verifier is not None:
-            rows = {}
-            verify = wave_verifiers(verifier, test)
-            for vthr in vthresholds:
-                thresholded = {k: functools.partial(f, threshold=vthr) for k, f in verify.items()}
-                rows[str(vthr)] = evaluate_detector(rec, stored, hops, test, thresholded)
-            calls = verifier.calls
-            share = cpu_share(rec, stored, five_min, verifier)
-            result["test_speakers"]["with_verifier"] = {
-                "by_verifier_threshold": rows,
-                "verifier_runs": calls,
-                "cpu_percent_of_one_core": share,
-            }
-    if args.det and not args.skip_report:
-        curves = {result["model"]: det_points(rec, stored, hops, test)}
-        for other in args.det:
-            orec = OnnxRecognizer(other, threads=1)
-            ocfg = orec.description.detector
-            curves[str(other)] = det_points(orec, ocfg, record_all(orec, ocfg, test), test)
-        png = args.det_png or OUT_DIR / "det.png"
-        png.parent.mkdir(parents=True, exist_ok=True)
-        plot_det(curves, png, test.negative_hours)
-        result["det"] = {"png": str(png), "curves": curves}
-    out = args.out or OUT_DIR / "streaming.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    summary = {k: v for k, v in result.items() if k != "tuned_on_validation"}
-    if "tuned_on_validation" in result:
-        summary["tuned_on_validation"] = {
-            k: v for k, v in result["tuned_on_validation"].items() if k != "sweep"
-        }
-    print(json.dumps(summary, indent=2))
+            args.write_detector.write_text(detector_toml(cfg))
+    test = streams_of(args.streams, "test", rec.sample_rate)
+    started = time.perf_counter()
+    first = Tuner(rec, cfg, test)
+    result["test_speakers"] = {
+        "negative_hours": round(test.negative_hours, 2),
+        "commands": len(test.truth),
+        "first_stage": rows_at(first, cfg),
+    }
+    if (args.streams / "test_negatives.csv").is_file():
+        result["test_speakers"]["first_stage_false_alarms"] = false_by_kind(
+            first, cfg, args.streams
+        )
+    five_min = test.commands[: 5 * 60 * rec.sample_rate]
+    cpu = {"first_stage": cpu_share(rec, cfg, five_min)}
+    curves = {f"{args.model}": list(result["test_speakers"]["first_stage"].values())}
+    if verifier is not None:
+        cascade = Tuner(rec, cfg, test, rulings(verifier, test))
+        result["test_speakers"]["cascade"] = rows_at(cascade, cfg, verifier.threshold)
+        if (args.streams / "test_negatives.csv").is_file():
+            result["test_speakers"]["cascade_false_alarms"] = false_by_kind(
+                cascade, cfg, args.streams, verifier.threshold
+            )
+        cpu["cascade"] = cpu_share(rec, cfg, five_min, verifier)
+        curves[f"{args.model} + verifier {args.verifier}"] = list(
+            result["test_speakers"]["cascade"].values()
+        )
+    result["test_speakers"]["cpu_percent_of_one_core"] = cpu
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    png = args.det_png or OUT_DIR / "det.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(curves, png, test.negative_hours)
+    result["det_png"] = str(png)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

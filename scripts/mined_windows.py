@@ -1,13 +1,16 @@
 """Cut the listed mined windows out of the training speakers' negative stream.
 
-    python scripts/mined_windows.py STREAM LIST OUT
+    python scripts/mined_windows.py SUBSET LIST OUT
 
-STREAM is `bench/streaming.py --write-streams`'s train_negatives.wav (seeded:
-the same subset gives the same stream); LIST names one window a line as
-`speechlstm data mine` names it (`mined_<source>_<start>ms.wav`); each becomes
-OUT/_unknown_/<name>, the 1 s from its start, byte for byte what `data mine`
-wrote (but for a detection in the stream's first second, which `data mine` pads
-with zeros after the detection; none is listed). recipes/mined_r1.txt holds
+The stream is rebuilt from the Speech Commands tree SUBSET as it was mined:
+two hours of the training speakers' non-command words over the tree's
+background noise (speechlstm.data.streams.words_over_noise, seed 0; the same
+subset gives the same stream, to within two 16-bit steps of the one mined).
+LIST names one window a line as `speechlstm data mine` names it
+(`mined_<source>_<start>ms.wav`); each becomes OUT/_unknown_/<name>, the 1 s
+from its start, what `data mine` wrote (to within those steps; but for a
+detection in the stream's first second, which `data mine` pads with zeros
+after the detection; none is listed). recipes/mined_r1.txt holds
 the 519 windows the shipped default model (the feature-distilled student of
 2026-12-03) fired on at 0.5; `make verifier` trains on them, so that
 rebuilding the verifier does not depend on which default model is installed
@@ -20,7 +23,6 @@ import re
 import sys
 from pathlib import Path
 
-from speechlstm.audio import load_audio
 from speechlstm.labels import UNKNOWN
 from speechlstm.mining import write_window
 
@@ -28,7 +30,7 @@ SAMPLE_RATE = 16000
 NAME = re.compile(r"^mined_[A-Za-z0-9._-]+_(\d{9})ms\.wav$")
 
 
-def cut(stream: Path, names: list[str], out: Path) -> int:
+def cut(wave, names: list[str], out: Path) -> int:
     """Write every listed window (one already there is kept); returns how many
     the folder holds. A name that is not a mined window's, or a window past the
     stream's end, is refused: the stream is not the one the list was made from."""
@@ -42,7 +44,6 @@ def cut(stream: Path, names: list[str], out: Path) -> int:
                 f"{folder}: holds {len(strangers)} clip(s) not in the list "
                 f"(first: {strangers[0]}); move it away or choose another folder"
             )
-    wave = load_audio(str(stream), SAMPLE_RATE)
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         match = NAME.match(name)
@@ -51,18 +52,35 @@ def cut(stream: Path, names: list[str], out: Path) -> int:
         start = int(match.group(1)) * SAMPLE_RATE // 1000
         if start >= len(wave):
             raise SystemExit(
-                f"{name}: starts after the end of {stream} ({len(wave) / SAMPLE_RATE:.1f} s)"
+                f"{name}: starts after the end of the stream ({len(wave) / SAMPLE_RATE:.1f} s)"
             )
         write_window(folder / name, wave[start : start + SAMPLE_RATE], SAMPLE_RATE, SAMPLE_RATE)
     return len(names)
 
 
+def mining_stream(subset: Path, minutes: float = 120.0, seed: int = 0):
+    """The training speakers' words-over-noise stream the list was mined from
+    (the random draws in the order they were made then: the command order's
+    permutation first)."""
+    import numpy as np
+
+    from speechlstm.data.datasets import discover
+    from speechlstm.data.streams import SplitSource, words_over_noise
+
+    source = SplitSource(discover(subset), "train")
+    rng = np.random.default_rng([seed, 0])
+    rng.permutation(len(source.commands))
+    wave, _ = words_over_noise([], source.others, source.noise, minutes * 60, rng, False)
+    # As the 16-bit WAV held it: libsndfile writes round(x * 32767), reads n / 32768.
+    return (np.round(wave * 32767) / 32768).astype(np.float32)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) != 3:
         raise SystemExit(__doc__)
-    stream, listing, out = (Path(a) for a in argv)
+    subset, listing, out = (Path(a) for a in argv)
     names = [n.strip() for n in listing.read_text().splitlines() if n.strip()]
-    count = cut(stream, names, out)
+    count = cut(mining_stream(subset), names, out)
     print(f"{count} mined windows in {out}/{UNKNOWN} (listed in {listing})")
 
 

@@ -22,15 +22,16 @@ OUT=${OUT:-models/sc12.verifier.onnx}
 start=$(date +%s)
 # The default model's data (as make default-model builds it).
 SC="$SC" SYNTH=data/synth_sc12 REAL="$REAL" bash scripts/sc12_data.sh
-# Two hours of the training speakers' non-command words over noise (seeded),
-# and the validation speakers' streams the pair is tuned on.
-$PY bench/streaming.py --write-streams "$STREAMS" --mining-minutes 120 --skip-report > /dev/null
+# The validation speakers' streams the pair is tuned on (12 minutes of
+# commands, 5 hours of negatives; seeded).
+$SL data streams "$SC" -o "$STREAMS" --split validation
 # The hard negatives: the 519 windows listed in recipes/mined_r1.txt, where
-# the default model of 2026-12-03 fired at 0.5 in that stream (`speechlstm
-# data mine`). They are cut from the regenerated stream, not mined again, so
-# the verifier does not depend on which default model is installed. To mine
-# your own: speechlstm data mine STREAM -m MODEL --out DIR.
-$PY scripts/mined_windows.py "$STREAMS/train_negatives.wav" recipes/mined_r1.txt "$MINED"
+# the default model of 2026-12-03 fired at 0.5 in two hours of the training
+# speakers' non-command words over noise (`speechlstm data mine`). They are
+# cut from that stream rebuilt (seeded), not mined again, so the verifier does
+# not depend on which default model is installed. To mine your own:
+# speechlstm data streams SC --split train, then data mine STREAM -m MODEL --out DIR.
+$PY scripts/mined_windows.py "$SC" recipes/mined_r1.txt "$MINED"
 rm -rf "$RUN"
 $SL train "$REAL" --add data/synth_sc12 --add data/vocab_unknown --add "$MINED" \
   --config recipes/sc12.recipe.toml --frontend embedding --out "$RUN"

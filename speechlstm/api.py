@@ -246,12 +246,14 @@ class Detector:
                 vthr = point.verifier_threshold
             vthr = vthr if vthr is not None else (pair_threshold or 0.5)
             second = _verifier(ver, vthr, rec, threads)
-            if second is not None and verifier_threshold is None and point is not None:
-                if point.verifier_threshold and second.threshold != vthr:
-                    import copy
+            from_point = (
+                point is not None and point.verifier_threshold and verifier_threshold is None
+            )
+            if second is not None and from_point and second.threshold != vthr:
+                import copy
 
-                    second = copy.copy(second)  # a ready Verifier, at the point's threshold
-                    second.threshold = vthr
+                second = copy.copy(second)  # a ready Verifier, at the point's threshold
+                second.threshold = vthr
             self.points.append(point)
             self.detectors.append(StreamingDetector(rec.runtime, cfg, verifier=second, name=name))
         self.rate_hz = self.detectors[0].rate_hz  # what push() hands each model

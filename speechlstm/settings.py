@@ -253,6 +253,11 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             return str(value)
         if hint == tuple[tuple[str, float], ...]:
             return _label_values(value)
+        args = typing.get_args(hint)
+        if origin is tuple and args and dataclasses.is_dataclass(args[0]):
+            if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+                raise ValueError(value)
+            return tuple(from_dict(args[0], v, where=f"{name}.") for v in value)
         if origin is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for v in items if str(v).strip())

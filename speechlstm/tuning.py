@@ -324,24 +324,27 @@ class Tuner:
         # The hop the detector really runs at (an embedding model's is its frame).
         self.hop_ms = StreamingDetector(rec, once, decision=HopRecorder()).cfg.hop_ms
         self.raw = record_all(rec, once, streams, progress)
-        self._hops: dict[float, dict] = {}
+        self._hops: dict[tuple, dict] = {}
         self._rows: dict[tuple, dict] = {}
         self.trace: list[dict] = []
         self._noted: set[str] = set()
 
-    def hops(self, smoothing_ms: float) -> dict:
-        if smoothing_ms not in self._hops:
+    def hops(self, smoothing_ms: float, exact: bool = False) -> dict:
+        """Smoothed hops, cut to those a threshold at or over FLOOR acts on
+        (`exact`: every hop, for a threshold under it)."""
+        key = (smoothing_ms, exact)
+        if key not in self._hops:
             n = max(1, round(smoothing_ms / self.hop_ms))
 
             def cut(pair):
                 ends, raw = pair
-                return compress(self.rec, ends, smooth(raw, n), self.FLOOR)
+                return compress(self.rec, ends, smooth(raw, n), 0.0 if exact else self.FLOOR)
 
-            self._hops[smoothing_ms] = {
+            self._hops[key] = {
                 "stream": cut(self.raw["stream"]),
                 "negative": [cut(pair) for pair in self.raw["negative"]],
             }
-        return self._hops[smoothing_ms]
+        return self._hops[key]
 
     def evaluate(self, cfg: DetectorConfig, verifier_threshold: float | None = None) -> dict:
         key = (cfg.smoothing_ms, cfg.threshold, cfg.thresholds, verifier_threshold)
@@ -355,8 +358,9 @@ class Tuner:
 
                 verify = {"stream": at(verify["stream"]),
                           "negative": [at(f) for f in verify["negative"]]}  # fmt: skip
-            row = evaluate_detector(self.rec, cfg, self.hops(cfg.smoothing_ms), self.streams,
-                                    verify)  # fmt: skip
+            lowest = min([cfg.threshold, *(v for _, v in cfg.thresholds)])
+            hops = self.hops(cfg.smoothing_ms, exact=lowest < self.FLOOR)
+            row = evaluate_detector(self.rec, cfg, hops, self.streams, verify)
             self._rows[key] = row
         return dict(self._rows[key])
 

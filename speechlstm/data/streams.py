@@ -365,34 +365,45 @@ def negative_stretches(source: SplitSource, spec: StreamSpec, voices, rng):
         yield kind, wave
 
 
-def _write_wav(path: Path, blocks) -> dict:
-    """Blocks of float32 to a 16-bit WAV at `path`, atomically; seconds per kind."""
+def _write_wav(path: Path, blocks) -> list[tuple[str, float, float]]:
+    """Blocks of float32 to a 16-bit WAV at `path`, atomically; the stretches
+    written: (kind, start_s, end_s)."""
     import soundfile as sf
 
     from ..files import temp_beside
 
     fd, tmp = temp_beside(path)
     os.close(fd)
-    seconds: dict[str, float] = {}
+    stretches, done = [], 0
     try:
         with sf.SoundFile(tmp, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as out:
             for kind, wave in blocks:
                 out.write(wave)
-                seconds[kind] = seconds.get(kind, 0.0) + len(wave) / SAMPLE_RATE
+                stretches.append((kind, done / SAMPLE_RATE, (done + len(wave)) / SAMPLE_RATE))
+                done += len(wave)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return {k: round(v, 1) for k, v in seconds.items()}
+    return stretches
+
+
+def seconds_by_kind(stretches) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind, start, end in stretches:
+        out[kind] = round(out.get(kind, 0.0) + end - start, 1)
+    return out
+
+
+def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    from ..files import write_atomic
+
+    write_atomic(path, "".join(",".join(row) + "\r\n" for row in [header, *rows]))
 
 
 def write_truth(path: Path, truth: list[dict]) -> None:
-    from ..files import write_atomic
-
-    lines = [["label", "start_s", "end_s"]] + [
-        [t["label"], f"{round(t['start_s'], 3)}", f"{round(t['end_s'], 3)}"] for t in truth
-    ]
-    write_atomic(path, "".join(",".join(row) + "\r\n" for row in lines))
+    rows = [[t["label"], f"{round(t['start_s'], 3)}", f"{round(t['end_s'], 3)}"] for t in truth]
+    write_rows(path, ["label", "start_s", "end_s"], rows)
 
 
 def write_split(
@@ -429,6 +440,10 @@ def write_split(
                     progress(len(wave) / SAMPLE_RATE)
                 yield kind, wave
 
-        summary["negative_seconds"] = _write_wav(out_dir / f"{split}_negatives.wav", reported())
+        stretches = _write_wav(out_dir / f"{split}_negatives.wav", reported())
+        # What each stretch is, for reading the false alarms by kind.
+        write_rows(out_dir / f"{split}_negatives.csv", ["kind", "start_s", "end_s"],
+                   [[k, f"{a:.3f}", f"{b:.3f}"] for k, a, b in stretches])  # fmt: skip
+        summary["negative_seconds"] = seconds_by_kind(stretches)
         summary["voices"] = len(voices.voices)
     return summary
