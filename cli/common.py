@@ -103,7 +103,6 @@ def build_detector(
     verifier: Path | None = None,
     verifier_threshold: float | None = None,
     relabel: bool = False,
-    centre: bool = False,
     sensitivity: float | None = None,
 ) -> Detector:
     """The API's Detector for `-m` (one, several or none: the default) with the
@@ -121,7 +120,7 @@ def build_detector(
             recognizers,
             detector_settings=base,
             verifier=[
-                load_verifier(verifier, verifier_threshold, r.runtime, threads, relabel, centre)
+                load_verifier(verifier, verifier_threshold, r.runtime, threads, relabel)
                 for r in recognizers
             ],
             verifier_threshold=verifier_threshold,
@@ -175,26 +174,18 @@ VERIFIER_RELABEL_HELP = (
 )
 
 
-VERIFIER_CENTRE_HELP = (
-    "With --verifier: judge the window centred on the loudest 300 ms of the detection's "
-    "window (where the verifier's training clips hold their word) instead of the window "
-    "ending at the detection."
-)
-
-
 def load_verifier(
     path: Path | None,
     threshold: float | None,
     recognizer,
     threads: int = 1,
     relabel: bool = False,
-    centre: bool = False,
 ):
     """The second stage for `--verifier` (None without one); a usage error if the
     model is unusable or cannot judge the detector's commands, and for a
     verifier setting given without a verifier (it would be recorded, not used)."""
     if path is None:
-        for given, flag in ((relabel, "relabel"), (centre, "centre"), (threshold, "threshold")):
+        for given, flag in ((relabel, "relabel"), (threshold, "threshold")):
             if given not in (None, False):
                 fail(f"--verifier-{flag} needs --verifier")
         return None
@@ -206,9 +197,7 @@ def load_verifier(
         threshold = pair_settings(path)[1] or DEFAULT_VERIFIER_THRESHOLD
     try:
         second = OnnxRecognizer(resolve_verifier(path), threads=threads)
-        return Verifier(
-            second, threshold, commands=recognizer.labels, relabel=relabel, centre=centre
-        )
+        return Verifier(second, threshold, commands=recognizer.labels, relabel=relabel)
     except (ModelError, VerifierError) as exc:
         fail(f"--verifier {exc}")
 

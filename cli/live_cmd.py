@@ -19,7 +19,6 @@ from .common import (
     MODELS_HELP,
     RATE_OPTION,
     RAW_OPTIONS_HELP,
-    VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_OPTION,
@@ -111,7 +110,6 @@ def live(
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float | None = VERIFIER_THRESHOLD_OPTION,
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
-    verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
     threads: int = typer.Option(1, "--threads", min=0, max=256),
 ) -> None:
     """Listen and print each detected command: wall-clock time, label, confidence.
@@ -184,7 +182,6 @@ def live(
         verifier,
         verifier_threshold,
         verifier_relabel,
-        verifier_centre,
         sensitivity,
     )
     tty = sys.stderr.isatty() and not names

@@ -97,14 +97,25 @@ def score(
             fail(str(exc))
     # One onnxruntime thread per run, `threads` runs at once: see score_paths.
     recognizer = load_recognizer(model, threads=1)
+    writer = None
     try:
         # The writer first: it refuses files that are not ours and takes the
         # lock before an interrupted run's last partial row is dropped.
         writer = RowWriter(
             out, fmt, append=resume, labels=recognizer.labels, k=top_k, stream=sys.stdout
         )
+        if out is not None:
+            # Results that cannot mix: the rows already there must be this
+            # model's, and the file records which model writes the new ones.
+            identity = _identity(recognizer)
+            if resume:
+                shards.check_same_model(out, identity)
+            shards.write_model_record(out, identity)
         skip = done_paths(out, fmt) if resume and out is not None else None
-    except OutputError as exc:
+    except (OutputError, shards.ShardError) as exc:
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.close()
         fail(str(exc))
     if part is not None:
         shards.clear_receipt(out)  # unfinished until this run says otherwise
@@ -149,7 +160,7 @@ def score(
             writer.close()
     if part is not None:
         rows = len(shards.read_rows(out, fmt)[1])
-        shards.write_receipt(out, part, rows, fmt, model=_identity(recognizer))
+        shards.write_receipt(out, part, rows, fmt, model=identity)
         err_line(f"shard {part}: {rows} row(s) in {out}")
     if skip:
         typer.echo(f"resumed: {len(skip)} file(s) were already scored", err=True)

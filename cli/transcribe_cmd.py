@@ -15,7 +15,6 @@ from .common import (
     MODEL_HELP,
     RATE_OPTION,
     RAW_OPTIONS_HELP,
-    VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_OPTION,
@@ -65,7 +64,6 @@ def transcribe(
     verifier: Path | None = typer.Option(None, "--verifier", help=VERIFIER_HELP),
     verifier_threshold: float | None = VERIFIER_THRESHOLD_OPTION,
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
-    verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
     threads: int = typer.Option(
         1, "--threads", min=0, max=256, help="onnxruntime threads (0: all cores)."
     ),
@@ -113,7 +111,6 @@ def transcribe(
         verifier,
         verifier_threshold,
         verifier_relabel,
-        verifier_centre,
         sensitivity,
     )
     recognizer = detector.recognizers[0]

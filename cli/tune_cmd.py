@@ -10,7 +10,6 @@ import typer
 
 from .common import (
     MODEL_HELP,
-    VERIFIER_CENTRE_HELP,
     VERIFIER_HELP,
     VERIFIER_RELABEL_HELP,
     VERIFIER_THRESHOLD_OPTION,
@@ -90,7 +89,6 @@ def tune_detector(
     ),
     verifier_threshold: float | None = VERIFIER_THRESHOLD_OPTION,
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
-    verifier_centre: bool = typer.Option(False, "--verifier-centre", help=VERIFIER_CENTRE_HELP),
 ) -> None:
     """Choose the detector settings that catch the most commands within a false-alarm
     budget, on your own labelled recordings; store them with `export --detector`.
@@ -148,9 +146,7 @@ def tune_detector(
         )
     base = recognizer.description.detector
     verify = None
-    second = load_verifier(
-        verifier, verifier_threshold, recognizer, relabel=verifier_relabel, centre=verifier_centre
-    )
+    second = load_verifier(verifier, verifier_threshold, recognizer, relabel=verifier_relabel)
     if second is not None:
         from speechlstm.verify import WaveVerifier
 

@@ -10,11 +10,8 @@ the detector's audio history) and the detection is kept only if the verifier
 gives the same command at least `threshold`. With `relabel`, a candidate
 the verifier hears as another command (at least `threshold`) is reported as
 that command: the first stage's misses in noise are mostly confusions
-(left -> yes, down -> no), which the verifier hears right. With `centre`, it
-judges the window centred on the loudest 300 ms of the firing window, as its
-training clips hold their word, instead of the window ending at the
-detection. It runs on candidates only, so the stream's CPU share barely
-moves.
+(left -> yes, down -> no), which the verifier hears right. It runs on
+candidates only, so the stream's CPU share barely moves.
 
 numpy + onnxruntime only.
 """
@@ -25,11 +22,6 @@ import numpy as np
 
 from .labels import BACKGROUND_LABELS
 
-# A centred window (`centre`): the loudest stretch of the firing window taken as
-# the word, found from the energy of 10 ms frames.
-LOUDEST_MS = 300
-FRAME_MS = 10
-
 
 class VerifierError(ValueError):
     """A verifier that cannot judge the detector's commands."""
@@ -38,32 +30,12 @@ class VerifierError(ValueError):
 class Verifier:
     """`ruling(label, audio)`: the label to report for a candidate `label` whose
     audio is `audio` (the last `span` samples before the detection, float at its
-    rate), or None to drop it (rule() says how).
+    rate), or None to drop it (rule() says how). It judges the window of its
+    own length ending where the detector's firing window ends."""
 
-    With `lookback_ms` > 0 it judges several windows of its own length, ending
-    at the detection and every `step_ms` before it, and keeps each class's
-    highest probability: a smoothed first stage fires a few hundred ms after
-    the word's end, when the word sits early in the window, off where the
-    verifier was trained to hear it (centred)."""
-
-    def __init__(
-        self,
-        recognizer,
-        threshold: float = 0.5,
-        commands=(),
-        lookback_ms: float = 0.0,
-        step_ms: float = 100.0,
-        relabel: bool = False,
-        centre: bool = False,
-    ):
+    def __init__(self, recognizer, threshold: float = 0.5, commands=(), relabel: bool = False):
         if not 0.0 < threshold <= 1.0:
             raise VerifierError(f"verifier threshold {threshold}: expected (0, 1]")
-        if not 0.0 <= lookback_ms <= 2000.0 or step_ms <= 0:
-            raise VerifierError(
-                f"verifier look-back {lookback_ms} ms (step {step_ms} ms): expected 0-2000 ms"
-            )
-        if centre and lookback_ms > 0:
-            raise VerifierError("a centred verifier window and a look-back: choose one")
         self.rec = recognizer
         self.threshold = threshold
         self.index = {label: i for i, label in enumerate(recognizer.labels)}
@@ -78,37 +50,16 @@ class Verifier:
         named = [c for c in (commands or recognizer.labels) if c not in BACKGROUND_LABELS]
         self.commands = tuple(c for c in named if c in self.index)
         self.window = recognizer.clip_samples
-        rate = recognizer.sample_rate
-        step = max(1, round(step_ms * rate / 1000))
-        back = round(lookback_ms * rate / 1000)
-        # Window ends, counted back from the detection: 0, step, ..., <= back.
-        self.offsets = tuple(range(0, back + 1, step))
-        # Centring may move the window up to half its length back from the detection.
-        self.centre = centre
-        self.span = self.window + self.offsets[-1] + (self.window // 2 if centre else 0)
+        self.span = self.window  # audio it needs before the detection
         self.calls = 0
 
     def probs(self, audio: np.ndarray) -> np.ndarray:
-        """Each class's highest probability over the windows in `audio` (its last
-        `span` samples; shorter audio is padded with zeros in front)."""
+        """Its probabilities for the last `span` samples of `audio` (shorter audio
+        is padded with zeros in front)."""
         if audio.size < self.span:
             audio = np.concatenate([np.zeros(self.span - audio.size, np.float32), audio])
-        audio = audio[audio.size - self.span :]
-        if self.centre:
-            self.calls += 1
-            return self.rec.predict_clip(self.centred(audio))
-        best = None
-        for off in self.offsets:
-            end = self.span - off
-            self.calls += 1
-            p = self.rec.predict_clip(audio[end - self.window : end])
-            best = p if best is None else np.maximum(best, p)
-        return best
-
-    def centred(self, audio: np.ndarray) -> np.ndarray:
-        """The window of `audio` (`span` samples ending at the detection) centred
-        on the loudest stretch of the first stage's window (its last `window`)."""
-        return centred_window(audio, self.window, self.window, self.rec.sample_rate)
+        self.calls += 1
+        return self.rec.predict_clip(audio[audio.size - self.span :])
 
     def rule(self, label: str, probs: np.ndarray, threshold: float | None = None) -> str | None:
         """The label to report for a candidate `label` given the verifier's
@@ -125,21 +76,6 @@ class Verifier:
 
     def ruling(self, label: str, audio: np.ndarray) -> str | None:
         return self.rule(label, self.probs(audio))
-
-
-def centred_window(audio: np.ndarray, window: int, region: int, rate: int) -> np.ndarray:
-    """The `window` samples of `audio` centred on the loudest LOUDEST_MS of its
-    last `region` samples, moved back where the end of `audio` would cut it
-    (`audio` holds at least `window` samples)."""
-    frame = max(1, round(rate * FRAME_MS / 1000))
-    part = audio[-region:].astype(np.float64)
-    n = part.size // frame
-    energy = (part[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
-    k = max(1, min(n, round(rate * LOUDEST_MS / 1000) // frame))
-    run = np.convolve(energy, np.ones(k), "valid")
-    centre = audio.size - part.size + round((int(np.argmax(run)) + k / 2) * frame)
-    end = max(window, min(audio.size, centre + window // 2))
-    return audio[end - window : end]
 
 
 class AudioHistory:

@@ -102,37 +102,6 @@ def test_a_relabelling_verifier_reports_the_command_it_hears(onnx_model):
     assert det.stats.per_label["down"] == 2
 
 
-def test_a_centred_verifier_hears_the_loudest_stretch_in_the_middle_of_its_window(onnx_model):
-    from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import detect_file
-    from speechlstm.verify import Verifier, VerifierError
-
-    rec = OnnxRecognizer(onnx_model)
-    heard = []
-    predict = rec.predict_clip
-    rec.predict_clip = lambda clip: heard.append(clip.copy()) or predict(clip)
-    v = Verifier(rec, 0.3, commands=rec.labels, centre=True)
-    w = v.window
-    assert v.span == w + w // 2  # room to move half a window back
-    audio = np.zeros(v.span, np.float32)
-    audio[w // 2 + int(0.1 * SR) : w // 2 + int(0.4 * SR)] = 0.5  # early in the firing window
-    v.probs(audio)
-    loud = np.flatnonzero(heard[-1])
-    assert heard[-1].size == w and abs((loud[0] + loud[-1]) / 2 - w / 2) < 0.02 * SR
-    # A word running to the detection's end: the window cannot reach past it.
-    audio[:] = 0
-    audio[-int(0.2 * SR) :] = 0.5
-    v.probs(audio)
-    assert np.array_equal(heard[-1], audio[-w:])
-    with pytest.raises(VerifierError, match="choose one"):
-        Verifier(rec, 0.3, commands=rec.labels, centre=True, lookback_ms=300)
-    # In the stream: once per candidate, and the tone words still come through.
-    heard.clear()
-    found = detect_file(_detector(onnx_model, v), _stream())
-    assert [d.label for d in found] == [word for _, word in TRUTH]
-    assert len(heard) == len(found)
-
-
 def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onnx_model):
     from speechlstm.stream import detect_file
 
@@ -148,27 +117,19 @@ def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onn
         np.testing.assert_array_equal(clip, stream[end - len(clip) : end])
 
 
-def test_a_looking_back_verifier_keeps_each_class_best_window(onnx_model):
+def test_the_verifier_judges_the_window_ending_at_the_detection(onnx_model):
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.verify import Verifier, VerifierError, WaveVerifier
+    from speechlstm.verify import Verifier, WaveVerifier
 
     rec = OnnxRecognizer(onnx_model, threads=1)
-    v = Verifier(rec, 0.5, lookback_ms=250, step_ms=100)
+    v = Verifier(rec, 0.5)
     w = rec.clip_samples
-    assert v.offsets == (0, 1600, 3200) and v.span == w + 3200
     stream = _stream()
     end = round(TRUTH[0][0] * SR) + 8000
-    audio = stream[end - v.span : end]
-    windows = [rec.predict_clip(stream[end - o - w : end - o]) for o in v.offsets]
-    np.testing.assert_allclose(v.probs(audio), np.max(windows, axis=0), atol=1e-6)
-    assert v.calls == 3
+    np.testing.assert_allclose(v.probs(stream[:end]), rec.predict_clip(stream[end - w : end]))
+    assert v.calls == 1 and v.span == w
     # The replay over a whole recording answers the same.
-    np.testing.assert_allclose(WaveVerifier(v, stream).probs(end), v.probs(audio), atol=1e-6)
-    # Without look-back it is the single window ending at the detection.
-    one = Verifier(rec, 0.5)
-    np.testing.assert_allclose(one.probs(audio), windows[0], atol=1e-6)
-    with pytest.raises(VerifierError, match="look-back"):
-        Verifier(rec, 0.5, lookback_ms=-1)
+    np.testing.assert_allclose(WaveVerifier(v, stream).probs(end), v.probs(stream[:end]))
 
 
 def test_a_rejecting_verifier_silences_the_stream_and_a_real_one_agrees(onnx_model):
@@ -338,6 +299,5 @@ def test_live_relabel_renames_what_the_verifier_hears_and_needs_a_verifier(onnx_
     alone = runner.invoke(app, [*base, "--verifier-relabel"])
     assert alone.exit_code == 2
     assert "--verifier-relabel needs --verifier" in alone.output
-    alone = runner.invoke(app, [*base, "--verifier-centre"])
-    assert alone.exit_code == 2
-    assert "--verifier-centre needs --verifier" in alone.output
+    retired = runner.invoke(app, [*base, "--verifier", str(onnx_model), "--verifier-centre"])
+    assert retired.exit_code == 2 and "--verifier-centre" in retired.output
