@@ -10,6 +10,10 @@ A finished shard run writes a receipt beside its output (`OUT.shard.json`:
 shard, count, rows, format). `merge` joins the parts only when every shard
 0..N-1 is present once and finished, each part's rows belong to its shard,
 and no file appears twice; otherwise it names what is missing or doubled.
+
+Every results file written with `--out` also has a model record
+(`OUT.model.json`: the model's path and sha256), written when the run starts:
+`score --resume` refuses to append another model's rows to it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .files import FileRefused, check_regular, open_regular, read_capped, write_
 from .outputs import CSV_FIELDS, OutputError, csv_value, first_line, is_ours
 
 RECEIPT_SUFFIX = ".shard.json"
+MODEL_SUFFIX = ".model.json"  # beside every results file: the model that wrote its rows
 MAX_SHARDS = 1_000_000
 MAX_RECEIPT_BYTES = 4096
 
@@ -122,6 +127,73 @@ def read_receipt(part: Path) -> dict:
     return out
 
 
+def model_record_path(output: Path) -> Path:
+    return output.with_name(output.name + MODEL_SUFFIX)
+
+
+def recorded_model(output: Path) -> dict | None:
+    """The model ({"name", "sha256"}) that wrote `output`'s rows: from its model
+    record (written when a run starts, so an interrupted run has one), else from
+    a finished shard's receipt; None when neither exists (results written before
+    models were recorded). ShardError names a record that is not ours."""
+    path = model_record_path(output)
+    if not path.exists() and not path.is_symlink():
+        if receipt_path(output).exists():
+            return read_receipt(output).get("model")
+        return None
+    try:
+        record = json.loads(read_capped(path, MAX_RECEIPT_BYTES, "model record"))
+    except FileRefused as exc:
+        raise ShardError(str(exc)) from None
+    except (ValueError, RecursionError):
+        raise ShardError(f"{path}: not a speechlstm model record (not JSON)") from None
+    model = record.get("model") if isinstance(record, dict) else None
+    if not (
+        isinstance(model, dict)
+        and isinstance(model.get("sha256"), str)
+        and len(model["sha256"]) == 64
+        and isinstance(model.get("name"), str)
+    ):
+        raise ShardError(f"{path}: not a speechlstm model record (no model name and sha256)")
+    return {"name": model["name"][:300], "sha256": model["sha256"]}
+
+
+def check_same_model(output: Path, model: dict) -> None:
+    """Before `--resume` appends to `output`: its rows must come from `model`
+    (same sha256), or the file would mix two models' answers. ShardError names both."""
+    try:
+        has_rows = output.is_file() and output.stat().st_size > 0
+    except OSError:
+        has_rows = False
+    if not has_rows:
+        return
+    before = recorded_model(output)
+    if before is not None and before["sha256"] != model["sha256"]:
+        raise ShardError(
+            f"{output} holds results of {before['name']} (sha256 {before['sha256'][:12]}); "
+            f"--resume with {model['name']} (sha256 {model['sha256'][:12]}) would mix two "
+            "models' answers: resume with the same model, or write to another --out"
+        )
+
+
+def check_model_record(output: Path) -> None:
+    """ShardError unless the file at `output`'s model record name is absent or ours."""
+    path = model_record_path(output)
+    if path.exists() or path.is_symlink():
+        recorded_model(output)
+
+
+def write_model_record(output: Path, model: dict) -> None:
+    """Record the model that writes `output`'s rows (replacing only a record of ours)."""
+    path = model_record_path(output)
+    check_model_record(output)
+    record = {"results": output.name, "model": model}
+    try:
+        write_atomic(path, json.dumps(record) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 def clear_receipt(output: Path) -> None:
     """A shard run that starts or resumes is not finished until it says so."""
     receipt_path(output).unlink(missing_ok=True)
@@ -198,6 +270,9 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
         and not is_ours(first_line(output), CSV_FIELDS, ("path", "label", "top"))
     ):
         raise OutputError(f"{output}: exists and is not a speechlstm results file; refusing it")
+    model = next(iter(receipts.values())).get("model")
+    if model is not None:
+        check_model_record(output)  # before the merged file is written
     seen: dict[str, int] = {}
     header, rows = None, []
     for index in range(count):
@@ -226,4 +301,6 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
         write_atomic(output, text.encode("utf-8", "surrogateescape"))
     except OSError as exc:
         raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    if model is not None:  # a later --resume into the merged file is checked too
+        write_model_record(output, model)
     return len(rows), count

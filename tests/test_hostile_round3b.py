@@ -1,0 +1,121 @@
+"""Round 3 of the hostile-input families (issue 46), second part: results that
+cannot mix (score --resume with another model), resume means the same run
+(train --resume with other data), memory flat on long audio (data mine and the
+training bank stream it), no hang on special files (teacher files, manifests,
+downloads that stall)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from speechlstm.testing.synth_audio import SR, tone_word
+
+
+def _cli(*args, cwd=None, stdout=subprocess.PIPE, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "speechlstm", *map(str, args)],
+        cwd=cwd,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+def _rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+@pytest.fixture(scope="module")
+def changed_model(onnx_model, tmp_path_factory) -> Path:
+    """The same graph with another description: another file, another sha256."""
+    import onnx
+
+    m = onnx.load(str(onnx_model))
+    m.doc_string = "another model"
+    path = tmp_path_factory.mktemp("changed") / "changed.onnx"
+    onnx.save(m, str(path))
+    return path
+
+
+# Family 3: results that cannot mix -----------------------------------------
+
+
+@pytest.mark.slow
+def test_score_resume_with_another_model_is_refused_naming_both(
+    onnx_model, changed_model, tmp_path
+):
+    clips = []
+    for i in range(4):
+        clips.append(tmp_path / f"c{i}.wav")
+        sf.write(clips[-1], tone_word("yes"), SR)
+    out = tmp_path / "out.csv"
+    first = _cli("score", *clips[:2], "-m", onnx_model, "-o", out, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    before = out.read_bytes()
+    mixed = _cli("score", *clips, "-m", changed_model, "-o", out, "--resume", "--no-progress")
+    err = mixed.stderr.decode()
+    assert mixed.returncode == 2, err
+    assert str(onnx_model) in err and str(changed_model) in err and "mix" in err
+    assert "Traceback" not in err and "unexpected" not in err
+    assert out.read_bytes() == before  # not a byte appended
+    # The same model resumes; the rows then come from one model.
+    same = _cli("score", *clips, "-m", onnx_model, "-o", out, "--resume", "--no-progress")
+    assert same.returncode == 0, same.stderr
+    assert len(_rows(out)) == 4
+
+
+def test_an_interrupted_shard_is_not_resumed_with_another_model(
+    onnx_model, changed_model, tmp_path
+):
+    """A shard run has no receipt until it finishes; its model record is written
+    when it starts, so an interrupted shard is checked too."""
+    for i in range(6):
+        sf.write(tmp_path / f"c{i}.wav", tone_word("up"), SR)
+    clips = sorted(tmp_path.glob("c*.wav"))
+    part = tmp_path / "part0.csv"
+    first = _cli("score", *clips, "-m", onnx_model, "-o", part, "--shard", "0/1", "--no-progress")
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "part0.csv.shard.json").unlink()  # as if it had been killed
+    again = _cli(
+        "score", *clips, "-m", changed_model, "-o", part, "--shard", "0/1", "--resume",
+        "--no-progress",
+    )  # fmt: skip
+    err = again.stderr.decode()
+    assert again.returncode == 2, err
+    assert str(onnx_model) in err and str(changed_model) in err
+
+
+@pytest.mark.slow
+def test_a_merged_file_remembers_its_model_and_a_foreign_record_is_never_replaced(
+    onnx_model, changed_model, tmp_path
+):
+    for i in range(4):
+        sf.write(tmp_path / f"c{i}.wav", tone_word("no"), SR)
+    clips = sorted(tmp_path.glob("c*.wav"))
+    parts = []
+    for k in range(2):
+        parts.append(tmp_path / f"p{k}.csv")
+        r = _cli("score", *clips, "-m", onnx_model, "-o", parts[-1], "--shard", f"{k}/2",
+                 "--no-progress")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    merged = tmp_path / "all.csv"
+    r = _cli("score", "--merge", *parts, "-o", merged)
+    assert r.returncode == 0, r.stderr
+    r = _cli("score", *clips, "-m", changed_model, "-o", merged, "--resume", "--no-progress")
+    assert r.returncode == 2 and str(onnx_model) in r.stderr.decode(), r.stderr
+    # A user's file at the record's name is not ours: refused, left as it was.
+    out = tmp_path / "mine.csv"
+    record = tmp_path / "mine.csv.model.json"
+    record.write_text("my notes\n")
+    r = _cli("score", clips[0], "-m", onnx_model, "-o", out, "--no-progress")
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "not a speechlstm model record" in err, err
+    assert record.read_text() == "my notes\n"
