@@ -227,3 +227,34 @@ def test_a_sensitivity_needs_stored_points_and_a_range(onnx_model, tmp_path):
         out = CliRunner().invoke(app, ["transcribe", "-m", str(onnx_model), "--sensitivity", bad,
                                        str(tmp_path / "w.wav")])  # fmt: skip
         assert out.exit_code == 2, (bad, out.output)
+
+
+def test_a_cascade_point_brings_its_verifier_threshold_unless_one_is_given(onnx_model, tmp_path):
+    """A point tuned with a second stage sets the verifier's threshold at that
+    sensitivity; an explicit verifier_threshold wins; points are read back from
+    the TOML `tune-detector --write` writes, per-label thresholds included."""
+    from speechlstm.api import Detector
+    from speechlstm.config import DetectorConfig, OperatingPoint
+    from speechlstm.settings import load_detector_toml
+    from speechlstm.tuning import detector_toml
+
+    points = (
+        OperatingPoint(0.5, 0.9, 300.0, (("yes", 0.85),), verifier_threshold=0.95, matched=0.4),
+        OperatingPoint(4.0, 0.6, 200.0, (), verifier_threshold=0.6, matched=0.8),
+    )
+    path = tmp_path / "pair.toml"
+    path.write_text(detector_toml(DetectorConfig(threshold=0.7, points=points)))
+    assert load_detector_toml(path).points == points
+    strict = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=0)
+    assert strict.detectors[0].verifier.threshold == 0.95
+    assert strict.configs[0].threshold_for("yes") == 0.85
+    loose = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=1)
+    assert loose.detectors[0].verifier.threshold == 0.6 and loose.configs[0].smoothing_ms == 200
+    given = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=1,
+                     verifier_threshold=0.7)  # fmt: skip
+    assert given.detectors[0].verifier.threshold == 0.7
+    # Without a sensitivity the file's own settings hold.
+    plain = Detector(onnx_model, detector_file=path)
+    assert plain.configs[0].threshold == 0.7 and plain.points == [None]
+    with pytest.raises(ValueError, match="sensitivity"):
+        Detector(onnx_model, detector_file=path, sensitivity=1.5)
