@@ -9,7 +9,7 @@ SUBSET ?= ../shared/data/speech_commands_subset
 # The Speech Commands tree the default model's real clips come from.
 SC ?= $(SUBSET)
 
-.PHONY: demo install voices install-inference test test-fast test-inference test-wheel check-arm lint default-model verifier encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
+.PHONY: demo install voices install-inference test test-fast test-inference test-wheel check-arm lint docs default-model verifier encoder synthetic-model bench-accuracy bench-synthetic bench-inference bench-streaming bench-cells bench-long-lag clean
 
 # The README's first command: set up, then synthesize -> train -> export -> transcribe.
 demo: install
@@ -56,6 +56,12 @@ check-arm: install
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# The generated parts of docs/: the settings reference in docs/training.md,
+# from the field comments of speechlstm/config.py (tests/test_references.py
+# fails when it is out of date).
+docs: install
+	$(PY) scripts/settings_reference.py
 
 default-model: install
 	SC=$(SC) bash scripts/default_model.sh
