@@ -74,6 +74,19 @@ def check_regular(path: str | os.PathLike, what: str = "file") -> None:
     open_regular(path, what).close()
 
 
+def same_source(given: str | os.PathLike, recorded: str | os.PathLike) -> bool:
+    """True when `given` names the file or folder `recorded` names: one path in
+    one normal form (`./data/sc/` is `data/sc`), or one file reached two ways
+    (an absolute path, a link). `train --resume` compares the run's data so."""
+    a, b = os.fspath(given), os.fspath(recorded)
+    if os.path.normpath(a) == os.path.normpath(b) or os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # ValueError: a NUL byte in a name
+        return False
+
+
 def read_capped(path: str | os.PathLike, limit: int = MAX_SETTINGS_BYTES, what="file") -> bytes:
     """The bytes of a regular file of at most `limit` bytes."""
     with open_regular(path, what) as fh:

@@ -119,3 +119,47 @@ def test_a_merged_file_remembers_its_model_and_a_foreign_record_is_never_replace
     err = r.stderr.decode()
     assert r.returncode == 2 and "not a speechlstm model record" in err, err
     assert record.read_text() == "my notes\n"
+
+
+# Family 9: resume means the same run -----------------------------------------
+
+
+def test_same_source_is_one_path_in_one_normal_form(tmp_path, monkeypatch):
+    from speechlstm.files import same_source
+
+    data = tmp_path / "data" / "sc"
+    data.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("data/sc", "./data/sc/", "data//sc", str(data), "link", "data/../data/sc"):
+        assert same_source(spelling, "data/sc"), spelling
+    (tmp_path / "other").mkdir()
+    assert not same_source("other", "data/sc")
+    assert not same_source("gone", "data/sc")
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_train_resume_with_other_data_is_refused_naming_both(trained_run, tone_dataset, tmp_path):
+    """`train OTHER --resume --out RUN` used to continue silently with the run's
+    own data; now it is refused, both sources named, before anything is written.
+    The run's data under another spelling resumes."""
+    import shutil
+
+    from speechlstm.train.run import run_training
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(trained_run / "last.pt", run / "last.pt")
+    other = tmp_path / "other"
+    (other / "yes").mkdir(parents=True)
+    sf.write(other / "yes" / "a.wav", tone_word("yes"), SR)
+    result = _cli("train", other, "--resume", "--out", run, "--no-progress", timeout=300)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert str(other) in err and str(tone_dataset) in err and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == ["last.pt"]  # nothing written
+    # The same data, spelt another way, is the same run: it resumes (and, the
+    # run being finished, only writes its report).
+    report = run_training(f"{tone_dataset}/./", run, None, resume=True, show_progress=False)
+    assert report["test_clips"] > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import metrics
 from ..config import RunConfig
-from ..files import FolderLock
+from ..files import FolderLock, same_source
 from ..progress import note
 from ..settings import RESUMABLE_SETTINGS, apply_overrides, save_toml
 from . import checkpoint
@@ -130,7 +130,14 @@ def _run_training(
         if refused:
             raise ValueError(f"--resume cannot change {', '.join(refused)}")
         cfg = apply_overrides(resume_from.config, resume_settings)
-        source = resume_from.source
+        if resume_from.source and not same_source(source, resume_from.source):
+            # Resume means the same run: other data would silently be ignored.
+            raise ValueError(
+                f"--resume: {out_dir} was trained on {resume_from.source}, not {source}; "
+                f"resume with the run's data ({resume_from.source}), or train on {source} "
+                "into another --out"
+            )
+        source = resume_from.source or source
         if ranks.main:
             note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
     elif (out_dir / "last.pt").exists() and not force:
