@@ -13,12 +13,15 @@
 # file on the same stack (CPU, torch 2.11, onnxruntime as installed).
 #
 # The detector defaults stored in the model are recipes/sc12.detector.toml:
-# bench/streaming.py --tune chose them for this recipe's model on a stream of
+# `speechlstm tune-detector` chose them for this recipe's model on streams of
 # validation speakers (the most commands matched within 1 false alarm an hour
 # of real non-command speech and noise and a 300 ms median latency; a label's
 # own threshold at most 0.05 under the global one, and only where it adds no
-# false alarm). A changed recipe needs a new tuning:
-#   python bench/streaming.py --tune --write-detector recipes/sc12.detector.toml
+# false alarm). A changed recipe needs a new tuning (docs/models/sc12.md):
+#   speechlstm data streams "$SC" -o data/streams --split validation
+#   speechlstm tune-detector -m MODEL --commands data/streams/validation_commands.wav \
+#     --truth data/streams/validation_truth.csv \
+#     --negatives data/streams/validation_negatives.wav --write recipes/sc12.detector.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm

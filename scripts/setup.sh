@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 EXTRAS=${EXTRAS:-train,mic,tts,dev,embedding,serve}
-# torchaudio 2.11 is the newest release and imports only next to torch 2.11
-# (ENVIRONMENT.md); the GPU machine ships the same pair.
+# torchaudio 2.11 is the newest release and imports only next to torch 2.11;
+# the GPU machine ships the same pair.
 TORCH_PAIR="torch==2.11.0 torchaudio==2.11.0"
 # espeak-ng/flite/festival: offline text-to-speech for synthetic data;
 # libportaudio2: sounddevice's microphone backend; pulseaudio: the virtual

@@ -1,4 +1,4 @@
-"""The MFCC front-end agrees with librosa given matched settings (ENVIRONMENT.md: ~1e-4)."""
+"""The MFCC front-end agrees with librosa given matched settings (to about 1e-4)."""
 
 from __future__ import annotations
 

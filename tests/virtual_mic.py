@@ -1,5 +1,5 @@
 """A real-time virtual microphone: a private PulseAudio daemon with a 16 kHz null sink
-whose monitor is remapped as the default source (ENVIRONMENT.md). WAVs played into
+whose monitor is remapped as the default source. WAVs played into
 the sink with paplay arrive at sounddevice's default input in real time."""
 
 from __future__ import annotations
