@@ -24,6 +24,7 @@ Writes bench/out/front_levers.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -116,8 +117,7 @@ def vad_gate(tuner: Tuner, streams: LabelledStreams) -> float:
         first = np.maximum(0, (ends - recording.rate_hz) // VAD_CHUNK)
         quiet = cumulative[last] - cumulative[first] == 0
         raw[quiet] = silence
-    tuner._hops.clear()
-    tuner._rows.clear()
+    tuner.forget()
     return cpu / seconds
 
 
@@ -133,7 +133,7 @@ def measure(rec, val, test, gate=False) -> dict:
         vad_gate(measured, test)
     rows = []
     for point in points:
-        cfg = base.__class__(**{**base.__dict__, "points": points}).at_sensitivity(
+        cfg = dataclasses.replace(base, points=points).at_sensitivity(
             points.index(point) / (len(points) - 1)
         )[0]
         row = measured.evaluate(cfg)

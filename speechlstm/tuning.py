@@ -329,6 +329,11 @@ class Tuner:
         self.trace: list[dict] = []
         self._noted: set[str] = set()
 
+    def forget(self) -> None:
+        """Drop what was derived from `raw` (after changing it: a gate applied)."""
+        self._hops.clear()
+        self._rows.clear()
+
     def hops(self, smoothing_ms: float, exact: bool = False) -> dict:
         """Smoothed hops, cut to those a threshold at or over FLOOR acts on
         (`exact`: every hop, for a threshold under it)."""
