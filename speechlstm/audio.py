@@ -189,6 +189,61 @@ def stream_audio(
         raise InvalidAudio(path, f"only {total} samples ({1000 * total / rate:.1f} ms): too short")
 
 
+def load_loudest(
+    path: str | os.PathLike, n_samples: int, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """`crop_loudest(load_audio(path), n_samples)`, in memory bounded by a block:
+    a large file (`is_large`) is streamed and its loudest window kept as it goes
+    (the training bank reads an hour of negatives so)."""
+    if not is_large(path):
+        return crop_loudest(load_audio(path, sample_rate), n_samples)
+    return crop_loudest_blocks(stream_audio(path, sample_rate), n_samples)
+
+
+def load_head(
+    path: str | os.PathLike, n_samples: int, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """`load_audio(path)[:n_samples]`: a large file is streamed and read no
+    further than the first `n_samples` (its later blocks are never decoded)."""
+    if not is_large(path):
+        return load_audio(path, sample_rate)[:n_samples]
+    blocks, have = [], 0
+    stream = stream_audio(path, sample_rate)
+    try:
+        for block in stream:
+            blocks.append(block[: n_samples - have])
+            have += len(blocks[-1])
+            if have >= n_samples:
+                break
+    finally:
+        stream.close()
+    if have == 0:
+        raise InvalidAudio(path, "no audio frames (empty or truncated)")
+    return np.concatenate(blocks)
+
+
+def crop_loudest_blocks(blocks: Iterator[np.ndarray], n_samples: int) -> np.ndarray:
+    """`crop_loudest` of the concatenated `blocks`, holding one block and a
+    window's worth of the one before: the first loudest window (as argmax
+    picks it), padded at the end if the whole is shorter than `n_samples`."""
+    tail = np.zeros(0, np.float32)  # the last n_samples - 1 samples seen
+    best, best_energy = None, -1.0
+    for block in blocks:
+        buf = np.concatenate([tail, np.asarray(block, np.float32)])
+        if len(buf) >= n_samples:
+            # Windows starting in `tail` were not whole in the last round: none is seen twice.
+            energy = np.concatenate([[0.0], np.cumsum(buf.astype(np.float64) ** 2)])
+            window_energy = energy[n_samples:] - energy[:-n_samples]
+            start = int(np.argmax(window_energy))
+            if window_energy[start] > best_energy:
+                best_energy = float(window_energy[start])
+                best = buf[start : start + n_samples].copy()
+        tail = buf[max(0, len(buf) - (n_samples - 1)) :] if n_samples > 1 else buf[:0]
+    if best is None:  # shorter than a window: all of it, padded
+        return np.pad(tail, (0, n_samples - len(tail)))
+    return best
+
+
 def _read_pcm16_wav(path: Path) -> tuple[np.ndarray, int] | None:
     """(samples, channels) int16 and the rate of a complete 16-bit PCM WAV, else None.
 

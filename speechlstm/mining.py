@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import InvalidAudio, load_audio
+from .audio import InvalidAudio, is_large, load_audio, stream_audio
 from .files import FolderLock, write_atomic
 from .labels import UNKNOWN
-from .stream import StreamingDetector, detect_file
+from .stream import MAX_BATCH, StreamingDetector, detect_file
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,20 @@ def mine(
     rate = recognizer.sample_rate
     with FolderLock(out_dir, "mining folder"):
         folder.mkdir(parents=True, exist_ok=True)
+
+        def keep(path, start: int, piece: np.ndarray, label: str, score: float) -> None:
+            target = folder / f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms.wav"
+            write_window(target, piece, window, rate)
+            found.append(Mined(str(path), start / rate, label, score, target))
+
         for path in paths:
             try:
+                if is_large(path):
+                    # Streamed block by block: memory does not grow with the
+                    # recording (a 20-minute 48 kHz stereo file decoded whole
+                    # is a gigabyte). Windows are written as they are found.
+                    _mine_stream(detector, path, rate, window, keep)
+                    continue
                 wave = load_audio(path, rate)
             except InvalidAudio as exc:
                 errors[str(path)] = exc.reason
@@ -62,18 +74,63 @@ def mine(
             saved = saved_window(path, wave, rate, window)
             if saved is not None:  # a detection `live --save-detections` kept: its own window
                 start, label, score = saved
-                target = folder / f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms.wav"
-                write_window(target, wave[start : start + window], window, rate)
-                found.append(Mined(str(path), start / rate, label, score, target))
+                keep(path, start, wave[start : start + window], label, score)
                 continue
             for det in detect_file(detector, wave):
                 end = min(len(wave), round(det.end_s * rate))
                 start = max(0, end - window)
-                name = f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms.wav"
-                target = folder / name
-                write_window(target, wave[start:end], window, rate)
-                found.append(Mined(str(path), start / rate, det.label, det.score, target))
+                keep(path, start, wave[start:end], det.label, det.score)
     return found, errors
+
+
+class _Recent:
+    """The last samples of a stream, addressed by stream position: what the
+    detector may still report a window from."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.data = np.zeros(0, np.float32)
+        self.start = 0  # stream position of data[0]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+    def push(self, block: np.ndarray) -> None:
+        self.data = np.concatenate([self.data, block])
+
+    def trim(self) -> None:
+        drop = max(0, len(self.data) - self.keep)
+        if drop:
+            self.data = self.data[drop:].copy()
+            self.start += drop
+
+    def piece(self, start: int, end: int) -> np.ndarray:
+        lo = max(start, self.start)
+        return self.data[lo - self.start : max(lo, end) - self.start]
+
+
+def _mine_stream(detector: StreamingDetector, path, rate: int, window: int, keep) -> None:
+    """`detect_file`'s windows of a long recording, read block by block
+    (audio.stream_audio); `keep(path, start, piece, label, score)` gets each.
+    InvalidAudio mid-way keeps the windows found before it."""
+    # A detection is reported at most a batch of hops and the peak wait after
+    # its window ends (the verifier's history is sized alike): kept twice over.
+    lag = (MAX_BATCH + 2) * detector.hop + round(rate * detector.cfg.peak_wait_ms / 1000)
+    recent = _Recent(window + 2 * lag)
+    detector.reset()
+
+    def take(detections) -> None:
+        for det in detections:
+            end = min(recent.end, round(det.end_s * rate))
+            start = max(0, end - window)
+            keep(path, start, recent.piece(start, end), det.label, det.score)
+
+    for block in stream_audio(path, rate):
+        recent.push(block)
+        take(detector.push(block))
+        recent.trim()
+    take(detector.flush())
 
 
 def saved_window(path, wave: np.ndarray, rate: int, window: int):

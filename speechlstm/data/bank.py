@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import InvalidAudio, crop_loudest, float_to_int16, load_audio
+from ..audio import InvalidAudio, float_to_int16, load_loudest
 from ..files import FileRefused, open_regular, temp_beside
 
 BANK_FORMAT = 1  # bump when the decoded representation changes
@@ -65,10 +65,12 @@ def load_bank(
 
     def decode(i: int) -> tuple[int, str | None]:
         try:
-            wav = load_audio(paths[i], sample_rate)
+            # A long recording is streamed, its loudest window kept as it goes:
+            # four threads decoding hour-long negatives stay far from a gigabyte.
+            wav = load_loudest(paths[i], clip_samples, sample_rate)
         except InvalidAudio as exc:
             return i, exc.reason
-        audio[i] = float_to_int16(crop_loudest(wav, clip_samples))
+        audio[i] = float_to_int16(wav)
         return i, None
 
     # soundfile and soxr release the GIL while decoding, so threads scale here.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import InvalidAudio, float_to_int16, load_audio
+from ..audio import InvalidAudio, float_to_int16, load_head
 from ..config import DataConfig, FeatureConfig
 from ..labels import SILENCE, Task, make_task
 from ..progress import note, progress_bar
@@ -150,7 +150,8 @@ def load_noise(
     waves = []
     for path in files:
         try:
-            wave = load_audio(path, feature_cfg.sample_rate)
+            # Only the first `length` samples are used: a long file is read no further.
+            wave = load_head(path, length, feature_cfg.sample_rate)
         except InvalidAudio as exc:
             note(f"noise file skipped: {exc}")
             continue

@@ -363,7 +363,7 @@ def probe_set(
     clips when it is still on disk (real inputs, the ones that matter), topped
     up from its other clips to `n` (a small validation split makes one flip
     in 70 look like a broken model), else generated speech-like tones."""
-    from ..audio import InvalidAudio, fix_length, load_audio
+    from ..audio import InvalidAudio, fix_length, load_head
     from ..data.datasets import DatasetError, discover
 
     try:
@@ -382,7 +382,7 @@ def probe_set(
             if len(waves) >= n:
                 break
             try:
-                wave = load_audio(clip.path, features.sample_rate)
+                wave = load_head(clip.path, features.clip_samples, features.sample_rate)
             except InvalidAudio:
                 continue
             waves.append(fix_length(wave, features.clip_samples))
