@@ -30,7 +30,8 @@ $SL data streams "$SC" -o "$STREAMS" --split validation
 # speakers' non-command words over noise (`speechlstm data mine`). They are
 # cut from that stream rebuilt (seeded), not mined again, so the verifier does
 # not depend on which default model is installed. To mine your own:
-# speechlstm data streams SC --split train, then data mine STREAM -m MODEL --out DIR.
+# `speechlstm data streams SC --split train`, then
+# `speechlstm data mine data/streams/train_negatives.wav -m MODEL --out DIR`.
 $PY scripts/mined_windows.py "$SC" recipes/mined_r1.txt "$MINED"
 rm -rf "$RUN"
 $SL train "$REAL" --add data/synth_sc12 --add data/vocab_unknown --add "$MINED" \
