@@ -46,16 +46,3 @@ def median_ms(fn, repeats: int = 300, warmup: int = 20) -> float:
         fn()
         times.append(time.perf_counter() - started)
     return float(np.median(times) * 1000)
-
-
-def validation_streams(folder: Path):
-    """The validation speakers' streams `bench/streaming.py --write-streams` saved
-    in `folder`, with their truth (speechlstm.tuning.LabelledStreams)."""
-    from speechlstm.audio import load_audio
-    from speechlstm.tuning import LabelledStreams, read_truth
-
-    return LabelledStreams(
-        load_audio(folder / "validation_commands.wav"),
-        read_truth(folder / "validation_truth.csv"),
-        load_audio(folder / "validation_negatives.wav"),
-    )

@@ -18,7 +18,7 @@ reports the tuned settings instead (`--write-detector FILE` saves them).
 
     speechlstm data streams ../shared/data/speech_commands_subset -o data/streams \
         --split validation --split test
-    python bench/streaming.py [--model sc12] [--verifier sc12] [--det-png docs/det.png]
+    python bench/streaming.py [--model sc12] [--verifier sc12] [--det-png docs/images/det.png]
     python bench/streaming.py --model M --tune --write-detector M.detector.toml
 
 Writes bench/out/streaming.json.

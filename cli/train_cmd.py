@@ -249,7 +249,7 @@ def export(
         None,
         "--detector",
         help="TOML with a \\[detector] section: the streaming defaults to store in the model "
-        "(bench/streaming.py --tune writes one); default: the training config's.",
+        "(speechlstm tune-detector --write writes one); default: the training config's.",
     ),
     as_encoder: bool = typer.Option(
         False,

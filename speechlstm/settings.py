@@ -62,8 +62,8 @@ RETIRED_SETTINGS = {
     "train.feature_distill_audio_batch": None,  # meaningful only with feature_distill_audio
 }
 RETIRED_FIGURES = {
-    "augment.detector_windows": "docs/streaming.md",
-    "train.window_teacher": "docs/streaming.md, docs/models/teacher.md",
+    "augment.detector_windows": "docs/models/sc12.md",
+    "train.window_teacher": "docs/models/teacher.md",
     "train.feature_distill_audio": "docs/models/teacher.md",
 }
 
@@ -142,7 +142,7 @@ def load_toml(path: str | Path) -> RunConfig:
 
 def load_detector_toml(path: str | Path) -> DetectorConfig:
     """The [detector] section of a TOML file (a run's config.toml, or the
-    defaults bench/streaming.py --tune writes)."""
+    settings speechlstm tune-detector --write writes)."""
     data = read_toml(path, "detector file")
     if not isinstance(data.get("detector"), dict):
         raise ValueError(f"detector file {path}: no [detector] section")

@@ -8,4 +8,5 @@ synth      synthesized speech datasets (every installed voice, seeded, resumable
 tts        the text-to-speech engines: espeak-ng, flite, festival, piper, pico
 download   resumable, checksum-verified downloads and safe archive extraction
 record     the user's own takes from the microphone
-"""
+streams    labelled streams for tuning and mining (commands + truth, hours of negatives)
+links"""

@@ -18,6 +18,7 @@
     distill      logit and feature distillation from the embedding teacher
     checkpoint   the checkpoint record: written atomically, loaded with weights_only
     export       checkpoint -> self-describing ONNX model
+    frontend_export  an embedding-model run -> one ONNX file with the embedding inside
     calibrate    a temperature fitted on validation clips (export --calibrate)
     onnx_rnn     the recurrent part of the ONNX graph, operator by operator
 

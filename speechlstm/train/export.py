@@ -112,7 +112,7 @@ def export(
     calibrate: bool = False,
 ) -> ExportResult:
     """`detector`: the detector defaults to store in the model (tuned on a
-    stream, bench/streaming.py --tune) instead of the training config's.
+    stream, speechlstm tune-detector --write) instead of the training config's.
     An existing `out_path` is replaced only if it is a speechlstm model, or `force`.
     `calibrate` fits a temperature on the run's validation split (calibrate.py)
     and stores it in the model's description."""
