@@ -194,8 +194,25 @@ def download(
     out: Path = typer.Option(Path("data"), "--out", "-o", help="Folder to download into."),
     url: str | None = typer.Option(None, "--url", help="A mirror of the archive."),
     sha256: str | None = typer.Option(None, "--sha256", help="Expected SHA-256 (with --url)."),
+    stall_timeout: float = typer.Option(
+        60.0,
+        "--stall-timeout",
+        callback=finite,
+        min=1.0,
+        help="Seconds in which at least 1 KiB must arrive; less is a stall (ended, resumable).",
+    ),
+    deadline: float = typer.Option(
+        12.0,
+        "--deadline",
+        callback=finite,
+        min=0.0,
+        help="Hours the whole transfer may take (0: no deadline); past it, ended, resumable.",
+    ),
 ) -> None:
     """Download and extract a dataset (resumable, checksum-verified).
+
+    A stalled transfer or one past --deadline ends with one line; the partial
+    file is kept and the next run resumes it.
 
     Example:
 
@@ -215,7 +232,15 @@ def download(
             last["done"] = done
 
         try:
-            folder = fetch_dataset(archive, out, url=url, sha256=sha256, progress=progress)
+            folder = fetch_dataset(
+                archive,
+                out,
+                url=url,
+                sha256=sha256,
+                progress=progress,
+                stall_s=stall_timeout,
+                deadline_s=deadline * 3600 if deadline > 0 else None,
+            )
         except DownloadError as exc:
             fail(str(exc), EXIT_SOME_FAILED)
         except ValueError as exc:  # files.FileRefused: the folder is in use or unusable

@@ -261,3 +261,236 @@ def test_mining_and_the_bank_stay_flat_on_20_minutes_of_48khz_stereo(onnx_model,
         assert code == 0, run.stderr
         print(f"{what}: peak RSS {peak_kb / 1024:.1f} MB")
         assert peak_kb / 1024 < 400, f"{what}: peak RSS {peak_kb / 1024:.0f} MB"
+
+
+# Family 7: no hang on special files ------------------------------------------
+
+
+def _finishes(fn, seconds: float = 30):
+    """fn()'s result or exception; fails the test if it is still running after
+    `seconds` (it would be blocked on a FIFO for ever)."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    assert not worker.is_alive(), f"{fn} hung"
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def test_a_dataset_or_manifest_that_is_a_fifo_or_a_device_is_refused_by_name(tmp_path):
+    import os
+
+    from speechlstm.data.datasets import DatasetError, discover
+
+    fifo = tmp_path / "data.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match="FIFO"):
+        _finishes(lambda: discover(fifo))
+    zero = tmp_path / "zero.csv"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(DatasetError, match="character device"):
+        _finishes(lambda: discover(zero))
+
+
+def test_a_manifest_listing_fifos_and_devices_prepares_without_hanging(tmp_path):
+    """Clips and background noise listed as a FIFO or /dev/zero are refused by
+    name while the data is prepared; the rest of the run's data is kept."""
+    import dataclasses
+    import os
+
+    from speechlstm.config import RunConfig
+    from speechlstm.data.prepare import prepare
+
+    rows = ["path,label,split"]
+    for word in ("yes", "no"):
+        for split in ("train", "validation", "test"):
+            path = tmp_path / f"{word}_{split}.wav"
+            sf.write(path, tone_word(word), SR)
+            rows.append(f"{path.name},{word},{split}")
+    os.mkfifo(tmp_path / "pipe.wav")
+    rows += ["pipe.wav,yes,train", "/dev/zero,no,train", "pipe.wav,_background_noise_"]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    cfg = RunConfig()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, words=("yes", "no")))
+    data = _finishes(lambda: prepare(manifest, cfg.data, cfg.features, 0, cache_dir=None))
+    assert "FIFO" in data.errors[str(tmp_path / "pipe.wav")]
+    assert "character device" in data.errors["/dev/zero"]
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_teacher_checkpoint_and_encoder_files_that_are_fifos_are_refused(tmp_path, tone_dataset):
+    """Any file a run reads later (teachers, last.pt on --resume, an encoder)
+    gets the regular-file check: refused by name at once, never a hang. A
+    run's teachers are checked before its data is prepared."""
+    import dataclasses
+    import functools
+    import os
+
+    from conftest import tiny_config
+
+    from speechlstm.files import FileRefused
+    from speechlstm.train import checkpoint
+    from speechlstm.train.encoder import EncoderError, load_encoder
+    from speechlstm.train.run import run_training
+    from speechlstm.train.teacher import EmbeddingTeacher
+
+    fifo = tmp_path / "teacher.safetensors"
+    os.mkfifo(fifo)
+    pt = tmp_path / "teacher.pt"
+    os.mkfifo(pt)
+    with pytest.raises(ValueError, match="FIFO"):
+        _finishes(lambda: EmbeddingTeacher(fifo))
+    with pytest.raises(checkpoint.CheckpointError, match="FIFO"):
+        _finishes(lambda: checkpoint.load(pt))
+    with pytest.raises(EncoderError, match="FIFO"):
+        _finishes(lambda: load_encoder(fifo))
+    base = tiny_config(epochs=1)
+    for teacher in (fifo, pt, Path("/dev/zero"), tmp_path / "missing.pt"):
+        train = dataclasses.replace(base.train, teacher=(str(teacher),))
+        out = tmp_path / f"run_{teacher.name}"
+        run = functools.partial(
+            run_training, tone_dataset, out, dataclasses.replace(base, train=train)
+        )
+        with pytest.raises(FileRefused, match=str(teacher)):
+            _finishes(run)
+        assert not (out / "config.toml").exists()  # refused before anything was written
+    # The resume path: last.pt is a FIFO.
+    (tmp_path / "run_r").mkdir()
+    os.mkfifo(tmp_path / "run_r" / "last.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="FIFO"):
+        _finishes(lambda: run_training(tone_dataset, tmp_path / "run_r", base, resume=True))
+
+
+class _StallingServer:
+    """An HTTP server on 127.0.0.1 whose body comes as `mode` says: "stall" sends
+    the first `first` bytes and then nothing (the connection held open),
+    "trickle" sends 16 bytes every 0.1 s, "slow" 4 KiB every 0.05 s, "ok" all."""
+
+    def __init__(self, payload: bytes):
+        import http.server
+        import threading
+        import time
+
+        self.payload, self.mode, self.first = payload, "ok", 20_000
+        self.stop = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                start = 0
+                if self.headers.get("Range"):
+                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                    self.send_response(206)
+                else:
+                    self.send_response(200)
+                body = outer.payload[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    if outer.mode == "ok":
+                        self.wfile.write(body)
+                        return
+                    if outer.mode == "stall":
+                        self.wfile.write(body[: outer.first])
+                        self.wfile.flush()
+                        outer.stop.wait(30)
+                        return
+                    step, pause = (16, 0.1) if outer.mode == "trickle" else (4096, 0.05)
+                    for i in range(0, len(body), step):
+                        if outer.stop.is_set():
+                            return
+                        self.wfile.write(body[i : i + step])
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:
+                    return  # the client gave up: as it should
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/a.bin"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def stalling():
+    import os
+
+    server = _StallingServer(os.urandom(200_000))
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("mode", ["stall", "trickle"])
+def test_a_download_that_stalls_ends_with_one_line_and_resumes(stalling, tmp_path, mode):
+    """No progress (or less than 1 KiB) for the stall timeout ends the transfer
+    with a clear error, however the server keeps the connection alive; the
+    partial file is kept and the next run resumes it."""
+    import hashlib
+    import time
+
+    from speechlstm.data.download import DownloadError, download
+
+    digest = hashlib.sha256(stalling.payload).hexdigest()
+    dest = tmp_path / "a.bin"
+    stalling.mode = mode
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="stalled.*run again to resume"):
+        _finishes(lambda: download(stalling.url, dest, digest, stall_s=1.0), 20)
+    assert time.monotonic() - started < 10
+    part = tmp_path / "a.bin.part"
+    kept = part.stat().st_size
+    assert 0 < kept < len(stalling.payload)
+    stalling.mode = "ok"
+    assert download(stalling.url, dest, digest, stall_s=1.0).read_bytes() == stalling.payload
+    assert not part.exists()
+
+
+def test_a_download_past_its_deadline_ends_and_keeps_the_part(stalling, tmp_path):
+    """A transfer that keeps moving (4 KiB every 50 ms: no stall) but would take
+    too long ends at its overall deadline, the part kept for the next run."""
+    import hashlib
+
+    from speechlstm.data.download import DownloadError, download
+
+    digest = hashlib.sha256(stalling.payload).hexdigest()
+    stalling.mode = "slow"
+    with pytest.raises(DownloadError, match="deadline.*run again to resume"):
+        _finishes(lambda: download(stalling.url, tmp_path / "a.bin", digest, deadline_s=0.5), 20)
+    assert 0 < (tmp_path / "a.bin.part").stat().st_size < len(stalling.payload)
+
+
+@pytest.mark.slow
+def test_data_download_stall_is_one_line_from_the_command_line(stalling, tmp_path):
+    import hashlib
+
+    stalling.mode = "stall"
+    digest = hashlib.sha256(stalling.payload).hexdigest()
+    result = _cli("data", "download", "--url", stalling.url, "--sha256", digest, "--out", tmp_path,
+                  "--stall-timeout", "1", timeout=60)  # fmt: skip
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert "stalled" in err and "Traceback" not in err and "unexpected" not in err
+    assert list(tmp_path.glob("*.part"))  # kept for the next run
+    bad = _cli("data", "download", "--out", tmp_path, "--stall-timeout", "nan")
+    assert bad.returncode == 2

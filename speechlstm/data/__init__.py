@@ -9,4 +9,5 @@ tts        the text-to-speech engines: espeak-ng, flite, festival, piper, pico
 download   resumable, checksum-verified downloads and safe archive extraction
 record     the user's own takes from the microphone
 streams    labelled streams for tuning and mining (commands + truth, hours of negatives)
-links"""
+links      clips linked (never copied) into dataset folders
+"""

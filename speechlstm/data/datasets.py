@@ -104,6 +104,13 @@ def discover(source: str | Path) -> DatasetIndex:
     src = Path(source)
     if not src.exists():
         raise DatasetError(f"{src}: no such file or folder")
+    if not src.is_file() and not src.is_dir():
+        from ..files import kind
+
+        # A FIFO or a device as the data: reading it would hang, or never end.
+        raise DatasetError(
+            f"{src}: is {kind(src.stat().st_mode)}; expected a dataset folder or a .csv manifest"
+        )
     if src.is_file():
         if src.suffix.lower() != ".csv":
             raise DatasetError(f"{src}: expected a dataset folder or a .csv manifest")
@@ -153,7 +160,15 @@ def _from_manifest(csv_path: Path) -> DatasetIndex:
     clips, noise = [], []
     # surrogateescape: paths that are not UTF-8 keep their bytes (and open);
     # a label must be text, checked below.
-    with csv_path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
+    import io
+
+    from ..files import FileRefused, open_regular
+
+    try:
+        raw = open_regular(csv_path, "manifest")
+    except FileRefused as exc:
+        raise DatasetError(str(exc)) from None
+    with io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="") as fh:
         try:
             rows = list(csv.reader(fh))
         except csv.Error as exc:

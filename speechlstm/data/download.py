@@ -10,12 +10,21 @@ from __future__ import annotations
 import hashlib
 import re
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 CHUNK_BYTES = 1 << 20
+# A transfer that brings fewer than STALL_BYTES in `stall_s` seconds (60 by
+# default: curl's --speed-limit/--speed-time) has stalled: a server that
+# trickles a byte a minute would pass any per-read timeout. The whole
+# transfer also has a deadline (`deadline_s`); either ends it with one line,
+# the partial file kept for the next run to resume.
+STALL_BYTES = 1024
+STALL_S = 60.0
+DEADLINE_S = 12 * 3600.0  # 2.4 GB at 1 Mbit/s takes 5.4 hours
 
 
 @dataclass(frozen=True)
@@ -64,24 +73,37 @@ def download(
     timeout_s: float = 60.0,
     progress=None,
     max_bytes: int | None = None,
+    stall_s: float = STALL_S,
+    deadline_s: float | None = DEADLINE_S,
 ) -> Path:
     """Fetch `url` to `dest`, resuming `dest.part`; verify SHA-256. Returns `dest`.
 
     `progress(done_bytes, total_bytes)` is called as data arrives. The transfer
     stops past `max_bytes` (a mirror that sends more than the archive's size, or
-    an endless source such as file:///dev/zero, cannot fill the disk).
+    an endless source such as file:///dev/zero, cannot fill the disk), when
+    fewer than STALL_BYTES arrive in `stall_s` seconds, and past `deadline_s`
+    seconds in all (None: no deadline); the partial file is kept to resume.
     """
     dest = Path(dest)
     sha256 = normalize_sha256(sha256)  # before any transfer: a typo costs nothing
     check_url(url)
+    if not stall_s > 0 or (deadline_s is not None and not deadline_s > 0):
+        raise DownloadError("the stall timeout and the deadline must be positive")
+    started = time.monotonic()
     if dest.is_file() and _sha256(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    for path in (dest, part):
+        # A FIFO or device at either name would hang the write, or never end.
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            raise DownloadError(f"{path}: is not a regular file; move it away and run again")
     have = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    # A read that waits longer than the stall timeout is a stall; so is a connect.
+    wait_s = min(timeout_s, stall_s, deadline_s or stall_s)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
+        response = urllib.request.urlopen(request, timeout=wait_s)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left to fetch: the part is complete
             return _finish(part, dest, sha256)
@@ -103,9 +125,12 @@ def download(
             )
         mode = "ab" if have else "wb"
         done = have
+        # read1: whatever has arrived, so a trickle is seen as one, not waited out.
+        read = getattr(response, "read1", response.read)
+        mark_at, mark_bytes = time.monotonic(), done  # the last time data flowed
         try:
             with part.open(mode) as fh:
-                while chunk := response.read(CHUNK_BYTES):
+                while chunk := read(CHUNK_BYTES):
                     if max_bytes is not None and done + len(chunk) > max_bytes:
                         raise DownloadError(
                             f"{url}: sent more than the {max_bytes:,} bytes expected; "
@@ -115,6 +140,19 @@ def download(
                     done += len(chunk)
                     if progress:
                         progress(done, total)
+                    now = time.monotonic()
+                    if done - mark_bytes >= STALL_BYTES:
+                        mark_at, mark_bytes = now, done
+                    elif now - mark_at > stall_s:
+                        raise _stalled(url, part, done, stall_s)
+                    if deadline_s is not None and now - started > deadline_s:
+                        fh.flush()
+                        raise DownloadError(
+                            f"{url}: not finished within the {_seconds(deadline_s)} deadline "
+                            f"({done:,} bytes); {part.name} is kept: run again to resume"
+                        )
+        except TimeoutError:  # no byte at all for the stall timeout
+            raise _stalled(url, part, done, wait_s) from None
         except (OSError, urllib.error.URLError) as exc:
             raise DownloadError(
                 f"{url}: connection lost after {done} bytes ({exc}); run again to resume"
@@ -122,6 +160,17 @@ def download(
     if total is not None and done < total:
         raise DownloadError(f"{url}: incomplete, got {done} of {total} bytes; run again to resume")
     return _finish(part, dest, sha256)
+
+
+def _stalled(url: str, part: Path, done: int, stall_s: float) -> DownloadError:
+    return DownloadError(
+        f"{url}: stalled, less than {STALL_BYTES:,} bytes in {_seconds(stall_s)} "
+        f"({done:,} bytes so far); {part.name} is kept: run again to resume"
+    )
+
+
+def _seconds(s: float) -> str:
+    return f"{s:g} s" if s < 120 else f"{s / 60:g} min" if s < 7200 else f"{s / 3600:g} h"
 
 
 def normalize_sha256(text: str) -> str:
@@ -229,8 +278,11 @@ def fetch_dataset(
     url: str | None = None,
     sha256: str | None = None,
     progress=None,
+    stall_s: float = STALL_S,
+    deadline_s: float | None = DEADLINE_S,
 ) -> Path:
-    """Download (resumably) and extract a dataset archive; returns the dataset folder."""
+    """Download (resumably) and extract a dataset archive; returns the dataset folder.
+    `stall_s` and `deadline_s` as for `download`."""
     from ..files import FolderLock
 
     out_dir = Path(out_dir)
@@ -239,10 +291,11 @@ def fetch_dataset(
     if done_marker.is_file():
         return target
     with FolderLock(out_dir, "download folder"):
-        return _fetch(archive, out_dir, target, done_marker, url, sha256, progress)
+        limits = {"stall_s": stall_s, "deadline_s": deadline_s}
+        return _fetch(archive, out_dir, target, done_marker, url, sha256, progress, limits)
 
 
-def _fetch(archive, out_dir, target, done_marker, url, sha256, progress) -> Path:
+def _fetch(archive, out_dir, target, done_marker, url, sha256, progress, limits) -> Path:
     # A mirror serves the same archive: twice its size leaves room for another
     # compression and still stops an endless source long before the disk fills.
     path = download(
@@ -251,6 +304,7 @@ def _fetch(archive, out_dir, target, done_marker, url, sha256, progress) -> Path
         sha256 or archive.sha256,
         progress=progress,
         max_bytes=2 * archive.size_bytes,
+        **limits,
     )
     safe_extract(path, target)
     done_marker.write_text(archive.sha256 if sha256 is None else sha256)

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig
-from ..files import temp_beside
+from ..files import FileRefused, open_regular, temp_beside
 from ..settings import from_dict, to_dict
 
 CHECKPOINT_FORMAT = 1
@@ -184,10 +184,15 @@ def load(
 ) -> Checkpoint:
     """The checkpoint at `path`; `resumable` also requires the optimizer and loop state."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        # Opened as a regular file only: a FIFO (a teacher, a resumed run's
+        # last.pt) would hang the load, /dev/zero would never end it.
+        with open_regular(path, "checkpoint") as fh:
+            state = torch.load(fh, map_location=map_location, weights_only=True)
+    except FileRefused as exc:
+        raise CheckpointError(str(exc)) from None
     except Exception as exc:  # torch raises several types for foreign or corrupt files
         if isinstance(exc, pickle.UnpicklingError):
             reason = f"refused by the safe loader: {_first_line(exc)}"
@@ -214,9 +219,10 @@ def run_summary(path: str | Path, ckpt: Checkpoint) -> dict[str, Any] | None:
     not this run's (a copy elsewhere, an unfinished run).
     """
     try:
-        report = json.loads((Path(path).parent / METRICS_FILE).read_text())
+        with open_regular(Path(path).parent / METRICS_FILE, "run report") as fh:
+            report = json.loads(fh.read())
         summary, best_epoch = dict(report["summary"]), report["best_epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):  # FileRefused is a ValueError
         return None
     saved_at = ckpt.summary.get("epochs_completed")
     if ckpt.source != summary.get("source") or saved_at not in (

@@ -139,10 +139,13 @@ class EmbeddingCache:
         return self.folder / key[:2] / f"{key}.npy"
 
     def get(self, key: str) -> np.ndarray | None:
+        from ..files import open_regular
+
         path = self.path(key)
         try:
-            value = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
+            with open_regular(path, "cache file") as fh:  # never a FIFO planted there
+                value = np.load(fh, allow_pickle=False)
+        except (OSError, ValueError):  # FileRefused is a ValueError
             return None
         return value.astype(np.float32) if value.shape == (N_FRAMES, EMBED_DIM) else None
 

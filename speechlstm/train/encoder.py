@@ -113,9 +113,15 @@ def save_encoder(
 def load_encoder(path: str | Path) -> Encoder:
     st = _safetensors()
     load_file, safe_open, SafetensorError = st.torch.load_file, st.safe_open, st.SafetensorError
+    from ..files import FileRefused, check_regular
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise EncoderError(f"{path}: no such encoder file")
+    try:
+        check_regular(path, "encoder file")  # a FIFO would hang safetensors' open
+    except FileRefused as exc:
+        raise EncoderError(str(exc)) from None
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}

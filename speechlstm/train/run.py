@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import metrics
 from ..config import RunConfig
-from ..files import FolderLock, same_source
+from ..files import FolderLock, check_regular, same_source
 from ..progress import note
 from ..settings import RESUMABLE_SETTINGS, apply_overrides, save_toml
 from . import checkpoint
@@ -155,6 +155,10 @@ def _run_training(
                 f"starting from the pretrained encoder {encoder.path} ({m.cell} x{m.num_layers}, "
                 f"hidden {m.hidden_size}, frame stack {m.frame_stack}); --from-scratch opts out"
             )
+    for teacher in cfg.train.teacher:
+        # Found now, not after the data is prepared; a FIFO or a device is
+        # refused by name rather than read for ever.
+        check_regular(teacher, "teacher file")
     barrier(ranks)  # every rank has checked before rank 0 writes anything
     if ranks.main:
         out_dir.mkdir(parents=True, exist_ok=True)

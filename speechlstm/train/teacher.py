@@ -377,7 +377,11 @@ class EmbeddingTeacher:
     def __init__(self, path: str | Path, cache_dir: Path | None = None):
         from safetensors import SafetensorError, safe_open
 
+        from ..files import check_regular
+
         self.path = Path(path)
+        # safetensors opens and maps the file: a FIFO would hang it.
+        check_regular(self.path, "teacher file")
         try:
             with safe_open(str(self.path), "pt") as f:
                 meta = f.metadata() or {}
