@@ -122,15 +122,24 @@ class StreamingDetector:
         # At most the window: a window shorter than one frame is gated as a whole.
         self.gate_frame = min(self.window, max(1, round(rate * GATE_FRAME_MS / 1000)))
         self.audio = None
+        self.recent: deque[tuple[int, np.ndarray]] | None = None
         if verifier is not None:
-            from .verify import AudioHistory
-
             if verifier.rec.sample_rate != rate:
                 raise ValueError("the verifier runs at another sample rate than the model")
-            # A detection is decided at most a batch of hops, the peak wait and
-            # the flush's half window after its window ends.
-            lag = (MAX_BATCH + 2) * self.hop + round(rate * cfg.peak_wait_ms / 1000)
-            self.audio = AudioHistory(verifier.span + lag + self.window)
+            if verifier.span <= self.window:
+                # The verifier's clip is the end of a hop's own window: keep the
+                # windows of the hops a candidate can still come from (its peak
+                # is reported at most the peak wait and a hop after it), so the
+                # memory it takes does not grow with the hop.
+                hops = -(-round(rate * cfg.peak_wait_ms / 1000) // self.hop) + 3
+                self.recent = deque(maxlen=hops)
+            else:
+                from .verify import AudioHistory
+
+                # A longer clip: the stream's audio, as far back as a decision
+                # can lag (a batch of hops, the peak wait, the flush's half window).
+                lag = (MAX_BATCH + 2) * self.hop + round(rate * cfg.peak_wait_ms / 1000)
+                self.audio = AudioHistory(verifier.span + lag + self.window)
         self.reset()
 
     def reset(self) -> None:
@@ -143,6 +152,8 @@ class StreamingDetector:
             self.stream.reset()
         if self.audio is not None:
             self.audio.reset()
+        if self.recent is not None:
+            self.recent.clear()
         self.stats = DetectorStats()
         self._due: list[tuple[int, np.ndarray]] = []  # (window end, window) awaiting the model
 
@@ -210,17 +221,28 @@ class StreamingDetector:
             probs[active] = self.rec.predict(windows[active])
             self.stats.inferences += int(active.sum())
         out = []
-        for end, p in zip(ends, probs):
+        for end, p, window in zip(ends, probs, windows):
+            if self.recent is not None:
+                self.recent.append((end, window))
             self.history.append(p)
             out += self._report(self.trigger.update(np.mean(self.history, axis=0), end))
         return out
+
+    def _verifier_clip(self, end: int) -> np.ndarray:
+        """The `verifier.span` samples of the stream ending at `end`."""
+        if self.audio is not None:
+            return self.audio.window(end, self.verifier.span)
+        for at, window in reversed(self.recent):
+            if at == end:
+                return window[self.window - self.verifier.span :]
+        raise RuntimeError(f"the window ending at sample {end} is no longer kept")
 
     def _report(self, trigger: Trigger | None) -> list[Detection]:
         """The trigger as a Detection of its window, in seconds; counted in stats."""
         if trigger is None:
             return []
         if self.verifier is not None:
-            clip = self.audio.window(trigger.end_samples, self.verifier.span)
+            clip = self._verifier_clip(trigger.end_samples)
             self.stats.verified += 1
             label = self.verifier.ruling(trigger.label, clip)
             if label is None:

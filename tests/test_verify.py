@@ -301,3 +301,27 @@ def test_live_relabel_renames_what_the_verifier_hears_and_needs_a_verifier(onnx_
     assert "--verifier-relabel needs --verifier" in alone.output
     retired = runner.invoke(app, [*base, "--verifier", str(onnx_model), "--verifier-centre"])
     assert retired.exit_code == 2 and "--verifier-centre" in retired.output
+
+
+@pytest.mark.slow
+def test_the_verifiers_audio_is_bounded_by_what_it_needs_not_by_the_hop(onnx_model):
+    """The verifier's clip is the end of a hop's own window: the detector keeps
+    the few windows a candidate can still come from, however long the hop
+    (an audio history sized by the hop held minutes of audio at --hop-ms 60000),
+    and the rulings are those of the whole recording."""
+    from speechlstm.stream import detect_file
+    from speechlstm.verify import WaveVerifier
+
+    stream = _stream()
+    for hop_ms in (100.0, 60_000.0):
+        det = _detector(onnx_model, _verifier(onnx_model), hop_ms=hop_ms)
+        assert det.audio is None and det.recent.maxlen <= 5
+    det = _detector(onnx_model, _verifier(onnx_model))
+    spy = _Recording(det.verifier, lambda label, clip: True)
+    det.verifier = spy
+    found = detect_file(det, stream)
+    assert len(found) == len(TRUTH)
+    whole = WaveVerifier(_verifier(onnx_model), stream)
+    for (_, clip), d in zip(spy.seen, found):
+        end = round(d.end_s * SR)
+        np.testing.assert_array_equal(clip, whole.audio.window(end, len(clip)))
