@@ -37,11 +37,14 @@ def test_the_miner_finds_the_planted_false_alarm_at_its_offset(onnx_model, tmp_p
     # scripts/mined_windows.py (make verifier's hard negatives, from a list of
     # names) cuts the same window out of the same audio, byte for byte, and
     # refuses a folder that holds windows the list does not name.
+    from speechlstm.audio import load_audio
+
     cutter = _script("mined_windows")
-    cutter.cut(tmp_path / "negatives.wav", [clips[0].name], tmp_path / "cut")
+    wave = load_audio(tmp_path / "negatives.wav")
+    cutter.cut(wave, [clips[0].name], tmp_path / "cut")
     assert (tmp_path / "cut/_unknown_" / clips[0].name).read_bytes() == clips[0].read_bytes()
     with pytest.raises(SystemExit, match="not in the list"):
-        cutter.cut(tmp_path / "negatives.wav", ["mined_negatives_000001000ms.wav"], out)
+        cutter.cut(wave, ["mined_negatives_000001000ms.wav"], out)
 
 
 def _script(name: str):
