@@ -277,7 +277,7 @@ def streams(
     For each split: SPLIT_commands.wav with SPLIT_truth.csv (commands and other
     words over noise, the command times), and SPLIT_negatives.wav (hours with no
     command: other words, synthesized conversation, television, music-like
-    sound, noise). The train split writes its negatives only (for `data mine`).
+    sound, noise). The train split's negatives feed `data mine`.
     Synthesized voices are split three ways like the speakers.
 
     Examples:
@@ -306,9 +306,7 @@ def streams(
         total = round(negative_hours * 3600)
         with progress_bar(f"{name} negatives", total, unit="s") as advance:
             try:
-                summary = write_split(
-                    index, name, out, spec, commands=name != "train", progress=advance
-                )
+                summary = write_split(index, name, out, spec, progress=advance)
             except (RuntimeError, ValueError) as exc:
                 fail(str(exc))
             except OSError as exc:
