@@ -10,7 +10,8 @@ matches a command when its label is right and its window's centre lies within
 
 Rows: the model's stored detector (what `live` runs with no flag), each of its
 operating points (`live --sensitivity S`), and with `--verifier` the cascade
-at its stored pair settings and at each of the pair's points. CPU: share of
+at its stored pair settings and at each of the pair's points (`live
+--verifier V [--sensitivity S]`); the DET figure draws both. CPU: share of
 one core while `live` runs 5 minutes of the command stream at 50 ms blocks,
 with and without the verifier. `--tune` first tunes the model (or the pair)
 on the VALIDATION streams exactly as `speechlstm tune-detector` does, and
@@ -195,18 +196,21 @@ def main() -> None:
             args.write_detector.write_text(detector_toml(cfg))
     test = streams_of(args.streams, "test", rec.sample_rate)
     started = time.perf_counter()
-    first = Tuner(rec, cfg, test)
+    # The model alone at its own stored settings (what `live` runs), and with a
+    # verifier the pair at the pair's settings (what `live --verifier` runs).
+    own = rec.description.detector if verifier is not None else cfg
+    first = Tuner(rec, own, test)
     result["test_speakers"] = {
         "negative_hours": round(test.negative_hours, 2),
         "commands": len(test.truth),
-        "first_stage": rows_at(first, cfg),
+        "first_stage": rows_at(first, own),
     }
     if (args.streams / "test_negatives.csv").is_file():
         result["test_speakers"]["first_stage_false_alarms"] = false_by_kind(
-            first, cfg, args.streams
+            first, own, args.streams
         )
     five_min = test.commands[: 5 * 60 * rec.sample_rate]
-    cpu = {"first_stage": cpu_share(rec, cfg, five_min)}
+    cpu = {"first_stage": cpu_share(rec, own, five_min)}
     curves = {f"{args.model}": list(result["test_speakers"]["first_stage"].values())}
     if verifier is not None:
         cascade = Tuner(rec, cfg, test, rulings(verifier, test))
