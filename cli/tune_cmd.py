@@ -109,9 +109,10 @@ def tune_detector(
     """
     from speechlstm.audio import InvalidAudio
     from speechlstm.files import FileRefused, check_output, write_atomic
+    from speechlstm.labelled import LabelledStreams, read_truth
     from speechlstm.progress import progress_bar
     from speechlstm.settings import to_dict
-    from speechlstm.tuning import POINT_BUDGETS, LabelledStreams, Tuner, detector_toml, read_truth
+    from speechlstm.tuning import POINT_BUDGETS, Tuner, detector_toml
 
     recognizer = load_recognizer(model, threads=1)
     if write is not None:

@@ -120,7 +120,7 @@ class WaveVerifier:
     def __init__(self, verifier: Verifier, audio):
         """`audio`: an array at the model's rate or a tuning.Recording (a file
         read at each candidate, never whole)."""
-        from .tuning import Recording
+        from .labelled import Recording
 
         self.verifier = verifier
         self.audio = (

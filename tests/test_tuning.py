@@ -112,7 +112,7 @@ def test_a_latency_bound_nothing_meets_falls_back_to_the_most_commands_not_to_si
 
 
 def test_truth_files_are_checked_by_line(tmp_path, onnx_model):
-    from speechlstm.tuning import read_truth
+    from speechlstm.labelled import read_truth
 
     path = tmp_path / "t.csv"
     path.write_text("label,start_s,end_s\nyes,1.0,1.5\nno,2.0,oops\n")
@@ -125,7 +125,7 @@ def test_truth_files_are_checked_by_line(tmp_path, onnx_model):
 
 def _labelled(onnx_model, tmp_path):
     """Command stream and 2 minutes of noise negatives as files, and their streams."""
-    from speechlstm.tuning import LabelledStreams
+    from speechlstm.labelled import LabelledStreams
 
     wave, truth = _stream(seed=5, n_words=8)
     rng = np.random.default_rng(2)
