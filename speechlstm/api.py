@@ -239,6 +239,9 @@ class Detector:
                 except ValueError as exc:
                     source = detector_file or ("the verifier's pair" if base else name)
                     raise ValueError(f"{source}: {exc}") from None
+            cfg.check_labels(
+                rec.labels, str(detector_file or ("the verifier's pair" if base else name))
+            )
             cfg = cfg.with_overrides(**overrides)
             # The verifier's threshold: given, else the point's, else the pair's, else 0.5.
             vthr = verifier_threshold

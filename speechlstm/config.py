@@ -310,6 +310,22 @@ class DetectorConfig:
         out.validate()
         return out
 
+    def foreign_labels(self, labels) -> list[str]:
+        """Labels these settings give a threshold (or a point's threshold) that
+        `labels` lacks: a detector file tuned for another model."""
+        named = {label for label, _ in self.thresholds}
+        named |= {label for p in self.points for label, _ in p.thresholds}
+        return sorted(named - set(labels))
+
+    def check_labels(self, labels, source: str) -> None:
+        """ValueError naming `source` if it sets thresholds for labels not in `labels`."""
+        foreign = self.foreign_labels(labels)
+        if foreign:
+            raise ValueError(
+                f"{source}: thresholds for {', '.join(map(repr, foreign))}, which the model "
+                f"does not have (its labels: {', '.join(labels)}); tuned for another model?"
+            )
+
     def at_sensitivity(self, sensitivity: float) -> tuple[DetectorConfig, OperatingPoint]:
         """These settings at a stored operating point: 0 the fewest false alarms,
         1 the most commands, the points spread evenly between (with points at

@@ -47,6 +47,10 @@ def store_detector(
         check_output(out_path, is_our_model, force, what="model file")
     except FileRefused as exc:
         raise StoreError(str(exc)) from None
+    try:
+        detector.check_labels(description.labels, "--detector")
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
     proto = onnx.load(str(model_path))
     changed = dataclasses.replace(description, detector=detector)
     stamp(proto, changed)

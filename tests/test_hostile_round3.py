@@ -347,3 +347,38 @@ def test_a_bank_of_clips_that_lists_a_fifo_or_a_device_never_hangs(tmp_path):
     bank = result["bank"]
     assert list(bank.ok) == [True, False, False]
     assert "FIFO" in bank.errors[str(fifo)] and "character device" in bank.errors["/dev/zero"]
+
+
+@pytest.mark.slow
+def test_a_detector_file_for_another_models_labels_is_refused_wherever_it_is_read(
+    onnx_model, tmp_path
+):
+    """Per-label thresholds (or a point's) for labels the model lacks: one line
+    naming the file's labels, exit 2, in transcribe, live, export into a model
+    and the API; nothing written."""
+    from typer.testing import CliRunner
+
+    from speechlstm.api import Detector
+    from speechlstm.cli.main import app
+    from speechlstm.config import DetectorConfig, OperatingPoint
+    from speechlstm.tuning import detector_toml
+
+    wave = tmp_path / "w.wav"
+    sf.write(wave, np.zeros(32000, np.float32), 16000)
+    for cfg in (
+        DetectorConfig(thresholds=(("lights", 0.7),)),
+        DetectorConfig(points=(OperatingPoint(1.0, 0.9, 300.0, (("licht", 0.8),)),)),
+    ):
+        path = tmp_path / "other.toml"
+        path.write_text(detector_toml(cfg))
+        for args in (
+            ["transcribe", "-m", str(onnx_model), "--detector", str(path), str(wave)],
+            ["live", "-m", str(onnx_model), "--detector", str(path), "--input", str(wave)],
+            ["export", str(onnx_model), "-o", str(tmp_path / "new.onnx"), "--detector", str(path)],
+        ):
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 2, (args[0], result.output)
+            assert "does not have" in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "new.onnx").exists()
+        with pytest.raises(ValueError, match="does not have"):
+            Detector(onnx_model, detector_file=path)

@@ -126,6 +126,10 @@ def export(
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     if detector is not None:
+        try:
+            detector.check_labels(ckpt.labels, "--detector")
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
         cfg = replace(cfg, detector=detector)
     description = describe(ckpt, cfg)
     calibration = None

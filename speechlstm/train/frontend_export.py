@@ -330,6 +330,11 @@ def export_embedding(
     if problem:
         raise ExportError(problem)
     teacher = EmbeddingTeacher(path)
+    if detector is not None:
+        try:
+            detector.check_labels(teacher.labels, "--detector")
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
     mel_path, embed_path = find_model_files()
     with work_folder(out_path) as tmp:
         proto = build_graph(teacher, mel_path, embed_path, Path(tmp))
