@@ -441,6 +441,9 @@ def mine(
     for m in found:
         by_label[m.label] = by_label.get(m.label, 0) + 1
     detail = ", ".join(f"{k} {v}" for k, v in sorted(by_label.items())) or "none"
-    stdout_line(f"mined {len(found)} window(s) into {out}/_unknown_ (taken for: {detail})")
+    fresh = sum(m.new for m in found)
+    stdout_line(
+        f"mined {len(found)} window(s) into {out}/_unknown_, {fresh} new (taken for: {detail})"
+    )
     if errors:
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -27,7 +27,8 @@ from speechlstm.labels import UNKNOWN
 from speechlstm.mining import write_window
 
 SAMPLE_RATE = 16000
-NAME = re.compile(r"^mined_[A-Za-z0-9._-]+_(\d{9})ms\.wav$")
+# `data mine`'s names: source, offset, and (since 2026-12-07) a hash of the window.
+NAME = re.compile(r"^mined_[A-Za-z0-9._-]+_(\d{9})ms(?:_[0-9a-f]{10})?\.wav$")
 
 
 def cut(wave, names: list[str], out: Path) -> int:

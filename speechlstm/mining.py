@@ -3,7 +3,9 @@ does with false activations (`speechlstm data mine`).
 
 Run a model's streaming detector over audio that holds no command (noise,
 other speech, music) and keep every window it fires on, as a 1 s clip in
-`OUT/_unknown_/`, named by its source and its exact offset. `speechlstm train
+`OUT/_unknown_/`, named by its source, its offset and its content (a hash of
+the 16-bit window: two recordings of one name never overwrite each other's
+windows, and a window already there is known as such). `speechlstm train
 ... --add OUT` then learns that these are not commands; mine again with the
 new model, and repeat until the mined set stops growing. A threshold under
 the model's own mines the near misses too.
@@ -11,6 +13,7 @@ the model's own mines the near misses too.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ class Mined:
     label: str  # what the model took it for
     score: float
     path: Path  # the clip written
+    new: bool = True  # False: the same window was already in the folder
 
 
 def _stem(path: str) -> str:
@@ -55,9 +59,11 @@ def mine(
         folder.mkdir(parents=True, exist_ok=True)
 
         def keep(path, start: int, piece: np.ndarray, label: str, score: float) -> None:
-            target = folder / f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms.wav"
-            write_window(target, piece, window, rate)
-            found.append(Mined(str(path), start / rate, label, score, target))
+            clip = window_wav(piece, window, rate)
+            digest = hashlib.sha256(clip).hexdigest()[:10]
+            name = f"mined_{_stem(str(path))}_{round(1000 * start / rate):09d}ms_{digest}.wav"
+            new = write_wav_once(folder / name, clip)
+            found.append(Mined(str(path), start / rate, label, score, folder / name, new))
 
         for path in paths:
             try:
@@ -181,15 +187,26 @@ def expand_inputs(items) -> tuple[list[str], list[str]]:
     return paths, foreign
 
 
-def write_window(target: Path, piece: np.ndarray, window: int, rate: int) -> None:
-    """`piece` zero-padded to `window` samples, as a 16-bit WAV at `target`; a clip
-    already there is kept (mining again adds only new windows)."""
+def window_wav(piece: np.ndarray, window: int, rate: int) -> bytes:
+    """`piece` zero-padded to `window` samples, as the bytes of a 16-bit WAV."""
     import soundfile as sf
 
-    if target.exists():
-        return
     clip = np.zeros(window, np.float32)
     clip[: len(piece)] = piece
     buf = io.BytesIO()
     sf.write(buf, clip, rate, subtype="PCM_16", format="WAV")
-    write_atomic(target, buf.getvalue(), fsync=False)
+    return buf.getvalue()
+
+
+def write_wav_once(target: Path, data: bytes) -> bool:
+    """Write `data` at `target` unless a file is there already; True if written."""
+    if target.exists():
+        return False
+    write_atomic(target, data, fsync=False)
+    return True
+
+
+def write_window(target: Path, piece: np.ndarray, window: int, rate: int) -> bool:
+    """`piece` zero-padded to `window` samples, as a 16-bit WAV at `target`; a clip
+    already there is kept. True if written."""
+    return write_wav_once(target, window_wav(piece, window, rate))
