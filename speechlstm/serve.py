@@ -166,169 +166,186 @@ class BoundedReader:
         self.reader.feed_eof()
 
 
-def _handler_class():
-    """The handler class, made once the `wyoming` package is imported."""
-    from wyoming.asr import Transcribe, Transcript
-    from wyoming.audio import AudioChunk, AudioStart, AudioStop
-    from wyoming.event import async_read_event
-    from wyoming.info import Describe
-    from wyoming.server import AsyncEventHandler
-    from wyoming.wake import Detect, Detection, NotDetected
+class Connection:
+    """One connection: its own detector or classifier, its own audio format.
 
-    class Handler(AsyncEventHandler):
-        """One connection: its own detector or classifier, its own audio format."""
+    `wyoming` (the `serve` extra) is imported only when a service starts, so
+    this class holds the protocol and `_handler_class` joins it to wyoming's
+    AsyncEventHandler (the reader, the writer, write_event); its methods import
+    the event classes they use, as `describe` does."""
 
-        def __init__(self, service: Service, reader, writer):
-            super().__init__(reader, writer)
-            self.service = service
-            self.bounded = BoundedReader(reader)
-            peer = writer.get_extra_info("peername")
-            self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a client"
-            self.mode: str | None = None  # "detect" or "transcribe", once asked
-            self.names: set[str] | None = None
-            self.asr_model: Recognizer | None = None
-            self.fmt: tuple[int, int, int] | None = None  # rate, width, channels
-            self.detector: Detector | None = None
-            self.classifier = None
+    def __init__(self, service: Service, reader, writer):
+        super().__init__(reader, writer)
+        self.service = service
+        self.bounded = BoundedReader(reader)
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "a client"
+        self.mode: str | None = None  # "detect" or "transcribe", once asked
+        self.names: set[str] | None = None
+        self.asr_model: Recognizer | None = None
+        self.fmt: tuple[int, int, int] | None = None  # rate, width, channels
+        self.detector: Detector | None = None
+        self.classifier = None
+        self.detections = 0
+        self.samples = 0
+
+    async def run(self) -> None:
+        """wyoming's loop, with the connection's failures logged and contained."""
+        from wyoming.event import async_read_event
+
+        self._is_running = True
+        self.service.connections += 1
+        try:
+            while self._is_running:
+                event = await async_read_event(self.bounded)
+                if event is None:
+                    if self.bounded.refused or self.bounded.read_line:
+                        why = self.bounded.refused or "bytes that are not a Wyoming event"
+                        _LOGGER.warning("%s: closed: %s", self.peer, why)
+                    break
+                self.bounded.read_line = False
+                if not await self.handle_event(event):
+                    break
+        except ProtocolError as exc:
+            _LOGGER.warning("%s: closed: %s", self.peer, exc)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            _LOGGER.debug("%s: disconnected mid-event", self.peer)
+        except Exception as exc:  # one client's failure never stops the service
+            _LOGGER.warning("%s: closed: %s: %s", self.peer, type(exc).__name__, exc)
+        finally:
+            self.service.connections -= 1
+            self.detector = self.classifier = None
+            self.writer.close()
+
+    async def handle_event(self, event) -> bool:
+        from wyoming.asr import Transcribe
+        from wyoming.audio import AudioChunk, AudioStart, AudioStop
+        from wyoming.info import Describe
+        from wyoming.wake import Detect
+
+        if Describe.is_type(event.type):
+            await self.write_event(describe(self.service.cfg).event())
+        elif Detect.is_type(event.type):
+            # A satellite sends detect again after each pipeline, mid-stream:
+            # the names (a filter on what is reported) change, the stream goes on.
+            self.mode, self.names = "detect", set(Detect.from_event(event).names or []) or None
             self.detections = 0
-            self.samples = 0
+        elif Transcribe.is_type(event.type):
+            self.mode = "transcribe"
+            self.asr_model = self.service.model_named(Transcribe.from_event(event).name)
+        elif AudioStart.is_type(event.type):
+            start = AudioStart.from_event(event)
+            self._start(start.rate, start.width, start.channels)
+        elif AudioChunk.is_type(event.type):
+            await self._chunk(AudioChunk.from_event(event))
+        elif AudioStop.is_type(event.type):
+            await self._stop()
+        return True
 
-        async def run(self) -> None:
-            """wyoming's loop, with the connection's failures logged and contained."""
-            self._is_running = True
-            self.service.connections += 1
-            try:
-                while self._is_running:
-                    event = await async_read_event(self.bounded)
-                    if event is None:
-                        if self.bounded.refused or self.bounded.read_line:
-                            why = self.bounded.refused or "bytes that are not a Wyoming event"
-                            _LOGGER.warning("%s: closed: %s", self.peer, why)
-                        break
-                    self.bounded.read_line = False
-                    if not await self.handle_event(event):
-                        break
-            except ProtocolError as exc:
-                _LOGGER.warning("%s: closed: %s", self.peer, exc)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                _LOGGER.debug("%s: disconnected mid-event", self.peer)
-            except Exception as exc:  # one client's failure never stops the service
-                _LOGGER.warning("%s: closed: %s: %s", self.peer, type(exc).__name__, exc)
-            finally:
-                self.service.connections -= 1
-                self.detector = self.classifier = None
-                self.writer.close()
+    def _start(self, rate: int, width: int, channels: int) -> None:
+        from .audio import MAX_CHANNELS, MAX_RATE_HZ, MIN_RATE_HZ
 
-        async def handle_event(self, event) -> bool:
-            if Describe.is_type(event.type):
-                await self.write_event(describe(self.service.cfg).event())
-            elif Detect.is_type(event.type):
-                # A satellite sends detect again after each pipeline, mid-stream:
-                # the names (a filter on what is reported) change, the stream goes on.
-                self.mode, self.names = "detect", set(Detect.from_event(event).names or []) or None
-                self.detections = 0
-            elif Transcribe.is_type(event.type):
-                self.mode = "transcribe"
-                self.asr_model = self.service.model_named(Transcribe.from_event(event).name)
-            elif AudioStart.is_type(event.type):
-                start = AudioStart.from_event(event)
-                self._start(start.rate, start.width, start.channels)
-            elif AudioChunk.is_type(event.type):
-                await self._chunk(AudioChunk.from_event(event))
-            elif AudioStop.is_type(event.type):
-                await self._stop()
-            return True
+        if not (
+            MIN_RATE_HZ <= rate <= MAX_RATE_HZ
+            and width in WIDTH_DTYPES
+            and 1 <= channels <= MAX_CHANNELS
+        ):
+            raise ProtocolError(
+                f"audio-start with rate {rate}, width {width}, {channels} channels "
+                f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz, width 1-4 bytes, "
+                f"1-{MAX_CHANNELS} channels)"
+            )
+        self.fmt = (rate, width, channels)
+        self.samples = self.detections = 0
+        if self.mode == "transcribe":
+            from .transcribe import StreamClassifier
 
-        def _start(self, rate: int, width: int, channels: int) -> None:
-            from .audio import MAX_CHANNELS, MAX_RATE_HZ, MIN_RATE_HZ
+            self.classifier = StreamClassifier(self.asr_model.runtime)
+            self.resampler = _resampler(rate, self.asr_model.sample_rate)
+        else:  # detect, or audio with no request: wake words, as satellites stream
+            self.mode = self.mode or "detect"
+            self.detector = self.service.detector(rate, self.names)
 
-            if not (
-                MIN_RATE_HZ <= rate <= MAX_RATE_HZ
-                and width in WIDTH_DTYPES
-                and 1 <= channels <= MAX_CHANNELS
-            ):
-                raise ProtocolError(
-                    f"audio-start with rate {rate}, width {width}, {channels} channels "
-                    f"(accepted: {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz, width 1-4 bytes, "
-                    f"1-{MAX_CHANNELS} channels)"
-                )
-            self.fmt = (rate, width, channels)
-            self.samples = self.detections = 0
-            if self.mode == "transcribe":
-                from .transcribe import StreamClassifier
+    async def _chunk(self, chunk) -> None:
+        if self.fmt is None:
+            if self.mode != "detect":
+                raise ProtocolError("audio-chunk before audio-start")
+            # wyoming-satellite sends `detect`, then the microphone's chunks
+            # with no audio-start: the first chunk's format is the stream's.
+            self._start(chunk.rate, chunk.width, chunk.channels)
+        if (chunk.rate, chunk.width, chunk.channels) != self.fmt:
+            raise ProtocolError(
+                f"audio-chunk as {chunk.rate} Hz, width {chunk.width}, "
+                f"{chunk.channels} channels after audio-start announced {self.fmt}"
+            )
+        rate, width, channels = self.fmt
+        frame = width * channels
+        if len(chunk.audio) % frame or len(chunk.audio) > MAX_CHUNK_S * rate * frame:
+            raise ProtocolError(
+                f"audio-chunk of {len(chunk.audio)} bytes: not whole frames of {frame} "
+                f"bytes, or over {MAX_CHUNK_S:g} s"
+            )
+        samples = _samples(chunk.audio, width).reshape(-1, channels)
+        self.samples += len(samples)
+        if self.mode == "transcribe":
+            await self.service.run(self._classify, samples, False)
+            return
+        found = await self.service.run(self.detector.push, samples)
+        await self._report(found)
 
-                self.classifier = StreamClassifier(self.asr_model.runtime)
-                self.resampler = _resampler(rate, self.asr_model.sample_rate)
-            else:  # detect, or audio with no request: wake words, as satellites stream
-                self.mode = self.mode or "detect"
-                self.detector = self.service.detector(rate, self.names)
+    def _classify(self, samples, last: bool) -> None:
+        from .audio import _int_to_float
 
-        async def _chunk(self, chunk) -> None:
-            if self.fmt is None:
-                if self.mode != "detect":
-                    raise ProtocolError("audio-chunk before audio-start")
-                # wyoming-satellite sends `detect`, then the microphone's chunks
-                # with no audio-start: the first chunk's format is the stream's.
-                self._start(chunk.rate, chunk.width, chunk.channels)
-            if (chunk.rate, chunk.width, chunk.channels) != self.fmt:
-                raise ProtocolError(
-                    f"audio-chunk as {chunk.rate} Hz, width {chunk.width}, "
-                    f"{chunk.channels} channels after audio-start announced {self.fmt}"
-                )
-            rate, width, channels = self.fmt
-            frame = width * channels
-            if len(chunk.audio) % frame or len(chunk.audio) > MAX_CHUNK_S * rate * frame:
-                raise ProtocolError(
-                    f"audio-chunk of {len(chunk.audio)} bytes: not whole frames of {frame} "
-                    f"bytes, or over {MAX_CHUNK_S:g} s"
-                )
-            samples = _samples(chunk.audio, width).reshape(-1, channels)
-            self.samples += len(samples)
-            if self.mode == "transcribe":
-                await self.service.run(self._classify, samples, False)
-                return
-            found = await self.service.run(self.detector.push, samples)
-            await self._report(found)
+        wave = _int_to_float(samples).mean(axis=1, dtype=np.float32)
+        if self.resampler is not None:
+            wave = np.clip(self.resampler.resample_chunk(wave, last=last), -1.0, 1.0)
+        if wave.size:
+            self.classifier.push(wave)
 
-        def _classify(self, samples, last: bool) -> None:
-            from .audio import _int_to_float
+    async def _report(self, found) -> None:
+        from wyoming.wake import Detection
 
-            wave = _int_to_float(samples).mean(axis=1, dtype=np.float32)
-            if self.resampler is not None:
-                wave = np.clip(self.resampler.resample_chunk(wave, last=last), -1.0, 1.0)
-            if wave.size:
-                self.classifier.push(wave)
+        for det in found:
+            if self.names and det.label not in self.names and det.model not in self.names:
+                continue
+            self.detections += 1
+            _LOGGER.debug(
+                "%s: detected %s (%s) at %.2f s", self.peer, det.label, det.model, det.end_s
+            )
+            await self.write_event(
+                Detection(name=det.label, timestamp=round(det.end_s * 1000)).event()
+            )
 
-        async def _report(self, found) -> None:
-            for det in found:
-                if self.names and det.label not in self.names and det.model not in self.names:
-                    continue
-                self.detections += 1
-                _LOGGER.debug(
-                    "%s: detected %s (%s) at %.2f s", self.peer, det.label, det.model, det.end_s
-                )
-                await self.write_event(
-                    Detection(name=det.label, timestamp=round(det.end_s * 1000)).event()
-                )
+    async def _stop(self) -> None:
+        from wyoming.asr import Transcript
+        from wyoming.wake import NotDetected
 
-        async def _stop(self) -> None:
-            if self.fmt is None:
-                raise ProtocolError("audio-stop before audio-start")
-            self.fmt = None
-            if self.mode == "transcribe":
-                empty = np.zeros((0, 1), np.int16)
-                await self.service.run(self._classify, empty, True)
-                probs = await self.service.run(self.classifier.result)
-                labels = self.asr_model.labels
-                label = labels[int(np.argmax(probs))]
-                text = "" if label in BACKGROUND_LABELS else label
-                self.classifier = None
-                await self.write_event(Transcript(text=text).event())
-                return
-            await self._report(await self.service.run(self.detector.flush))
-            if self.detections == 0:
-                await self.write_event(NotDetected().event())
-            self.detector = None
+        if self.fmt is None:
+            raise ProtocolError("audio-stop before audio-start")
+        self.fmt = None
+        if self.mode == "transcribe":
+            empty = np.zeros((0, 1), np.int16)
+            await self.service.run(self._classify, empty, True)
+            probs = await self.service.run(self.classifier.result)
+            labels = self.asr_model.labels
+            label = labels[int(np.argmax(probs))]
+            text = "" if label in BACKGROUND_LABELS else label
+            self.classifier = None
+            await self.write_event(Transcript(text=text).event())
+            return
+        await self._report(await self.service.run(self.detector.flush))
+        if self.detections == 0:
+            await self.write_event(NotDetected().event())
+        self.detector = None
+
+
+def _handler_class() -> type:
+    """The handler class wyoming's server runs: a Connection that is an
+    AsyncEventHandler, made once the `wyoming` package is imported."""
+    from wyoming.server import AsyncEventHandler
+
+    class Handler(Connection, AsyncEventHandler):
+        """A Connection as wyoming's server runs it."""
 
     return Handler
 

@@ -221,6 +221,28 @@ def row_path(line: str, fmt: str) -> str:
 
 def merge(parts: list[Path], output: Path) -> tuple[int, int]:
     """Join finished shard outputs into `output`; returns (rows, shards)."""
+    receipts = _read_receipts(parts)
+    count, fmt = _common_run(receipts)
+    by_index = _parts_by_shard(receipts, count)
+    _check_merge_output(output, parts)
+    model = next(iter(receipts.values())).get("model")
+    if model is not None:
+        check_model_record(output)  # before the merged file is written
+    header, rows = _merged_rows(by_index, receipts, count, fmt)
+    try:
+        # An unpredictable temporary name, created exclusively: a link planted
+        # at a guessable name is never followed.
+        text = "".join((header or []) + rows)
+        write_atomic(output, text.encode("utf-8", "surrogateescape"))
+    except OSError as exc:
+        raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    if model is not None:  # a later --resume into the merged file is checked too
+        write_model_record(output, model)
+    return len(rows), count
+
+
+def _read_receipts(parts: list[Path]) -> dict[Path, dict]:
+    """Each part file's receipt; each part given once, present and a regular file."""
     if not parts:
         raise ShardError("--merge needs the part files")
     receipts = {}
@@ -234,11 +256,16 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
         except FileRefused as exc:
             raise ShardError(str(exc)) from None
         receipts[part] = read_receipt(part)
+    return receipts
+
+
+def _common_run(receipts: dict[Path, dict]) -> tuple[int, str]:
+    """The shard count and format every part shares; the parts must also have
+    been scored by one model."""
     counts = {r["count"] for r in receipts.values()}
     formats = {r["format"] for r in receipts.values()}
     if len(counts) != 1 or len(formats) != 1:
         raise ShardError("the parts come from different --shard counts or --format")
-    count, fmt = counts.pop(), formats.pop()
     models = {(r.get("model") or {}).get("sha256"): p for p, r in receipts.items()}
     if len(models) > 1:
         (_, pa), (_, pb) = list(models.items())[:2]
@@ -249,6 +276,11 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
             f"{pa} was scored by {name[pa]} and {pb} by {name[pb]}: results of different "
             "models cannot be merged"
         )
+    return counts.pop(), formats.pop()
+
+
+def _parts_by_shard(receipts: dict[Path, dict], count: int) -> dict[int, Path]:
+    """The part of each shard 0..count-1: none doubled, none missing."""
     by_index: dict[int, Path] = {}
     for part, receipt in receipts.items():
         if receipt["shard"] in by_index:
@@ -260,6 +292,11 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
     if missing:
         shown = ", ".join(f"{k}/{count}" for k in missing[:10])
         raise ShardError(f"missing shard(s) {shown}{' ...' if len(missing) > 10 else ''}")
+    return by_index
+
+
+def _check_merge_output(output: Path, parts: list[Path]) -> None:
+    """`output` may be written: not a part, and absent, empty or a results file."""
     if output.resolve() in {p.resolve() for p in parts}:
         raise ShardError(f"{output}: is one of the parts; choose another --out")
     if output.exists() and not output.is_file():
@@ -270,9 +307,13 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
         and not is_ours(first_line(output), CSV_FIELDS, ("path", "label", "top"))
     ):
         raise OutputError(f"{output}: exists and is not a speechlstm results file; refusing it")
-    model = next(iter(receipts.values())).get("model")
-    if model is not None:
-        check_model_record(output)  # before the merged file is written
+
+
+def _merged_rows(
+    by_index: dict[int, Path], receipts: dict[Path, dict], count: int, fmt: str
+) -> tuple[list[str] | None, list[str]]:
+    """The first part's header and every part's rows in shard order, each row
+    checked: as many as its receipt says, in its own shard, in no other part."""
     seen: dict[str, int] = {}
     header, rows = None, []
     for index in range(count):
@@ -294,13 +335,4 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
                 raise ShardError(f"{path} is in shard {seen[path]} and shard {index}")
             seen[path] = index
             rows.append(line if line.endswith("\n") else line + "\n")
-    try:
-        # An unpredictable temporary name, created exclusively: a link planted
-        # at a guessable name is never followed.
-        text = "".join((header or []) + rows)
-        write_atomic(output, text.encode("utf-8", "surrogateescape"))
-    except OSError as exc:
-        raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
-    if model is not None:  # a later --resume into the merged file is checked too
-        write_model_record(output, model)
-    return len(rows), count
+    return header, rows

@@ -13,6 +13,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -94,72 +95,116 @@ def download(
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    for path in (dest, part):
-        # A FIFO or device at either name would hang the write, or never end.
-        if (path.exists() or path.is_symlink()) and not path.is_file():
-            raise DownloadError(f"{path}: is not a regular file; move it away and run again")
+    _check_regular_or_absent(dest, part)
     have = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     # A read that waits longer than the stall timeout is a stall; so is a connect.
     wait_s = min(timeout_s, stall_s, deadline_s or stall_s)
-    try:
-        response = urllib.request.urlopen(request, timeout=wait_s)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # nothing left to fetch: the part is complete
-            return _finish(part, dest, sha256)
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)})") from None
+    response = _open(url, have, wait_s)
+    if response is None:  # nothing left to fetch: the part is complete
+        return _finish(part, dest, sha256)
     with response:
         if have and response.status != 206:  # server ignored Range: start over
             have = 0
-        length = response.headers.get("Content-Length")
+        total = _announced_total(response, have, url, max_bytes)
+        transfer = _Transfer(url, part, have, progress, max_bytes, stall_s, deadline_s, started)
         try:
-            total = have + int(length) if length is not None else None
-        except ValueError:
-            total = None  # a malformed header: the cap and the checksum still hold
-        if max_bytes is not None and total is not None and total > max_bytes:
-            raise DownloadError(
-                f"{url}: announces {total:,} bytes, more than the {max_bytes:,} expected; "
-                "refusing it"
-            )
-        mode = "ab" if have else "wb"
-        done = have
-        # read1: whatever has arrived, so a trickle is seen as one, not waited out.
-        read = getattr(response, "read1", response.read)
-        mark_at, mark_bytes = time.monotonic(), done  # the last time data flowed
-        try:
-            with part.open(mode) as fh:
-                while chunk := read(CHUNK_BYTES):
-                    if max_bytes is not None and done + len(chunk) > max_bytes:
-                        raise DownloadError(
-                            f"{url}: sent more than the {max_bytes:,} bytes expected; "
-                            f"stopped (the partial {part.name} is kept for a look)"
-                        )
-                    fh.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-                    now = time.monotonic()
-                    if done - mark_bytes >= STALL_BYTES:
-                        mark_at, mark_bytes = now, done
-                    elif now - mark_at > stall_s:
-                        raise _stalled(url, part, done, stall_s)
-                    if deadline_s is not None and now - started > deadline_s:
-                        fh.flush()
-                        raise DownloadError(
-                            f"{url}: not finished within the {_seconds(deadline_s)} deadline "
-                            f"({done:,} bytes); {part.name} is kept: run again to resume"
-                        )
+            transfer.copy(response, total)
         except TimeoutError:  # no byte at all for the stall timeout
-            raise _stalled(url, part, done, wait_s) from None
+            raise _stalled(url, part, transfer.done, wait_s) from None
         except (OSError, urllib.error.URLError) as exc:
             raise DownloadError(
-                f"{url}: connection lost after {done} bytes ({exc}); run again to resume"
+                f"{url}: connection lost after {transfer.done} bytes ({exc}); run again to resume"
             ) from None
-    if total is not None and done < total:
-        raise DownloadError(f"{url}: incomplete, got {done} of {total} bytes; run again to resume")
+    if total is not None and transfer.done < total:
+        raise DownloadError(
+            f"{url}: incomplete, got {transfer.done} of {total} bytes; run again to resume"
+        )
     return _finish(part, dest, sha256)
+
+
+def _check_regular_or_absent(*paths: Path) -> None:
+    """Each path absent or a regular file (a link to one is fine)."""
+    for path in paths:
+        # A FIFO or device at either name would hang the write, or never end.
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            raise DownloadError(f"{path}: is not a regular file; move it away and run again")
+
+
+def _open(url: str, have: int, wait_s: float):
+    """The response to a request for `url` from byte `have` on (a Range request
+    when `have`); None when the server answers that nothing is left (416)."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        return urllib.request.urlopen(request, timeout=wait_s)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:
+            return None
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DownloadError(f"{url}: cannot connect ({getattr(exc, 'reason', exc)})") from None
+
+
+def _announced_total(response, have: int, url: str, max_bytes: int | None) -> int | None:
+    """The file's full size as the response announces it (None: not announced);
+    refused when it is over `max_bytes`."""
+    length = response.headers.get("Content-Length")
+    try:
+        total = have + int(length) if length is not None else None
+    except ValueError:
+        total = None  # a malformed header: the cap and the checksum still hold
+    if max_bytes is not None and total is not None and total > max_bytes:
+        raise DownloadError(
+            f"{url}: announces {total:,} bytes, more than the {max_bytes:,} expected; refusing it"
+        )
+    return total
+
+
+@dataclass
+class _Transfer:
+    """One response copied into the part file: appended after the `have` bytes
+    already there (written afresh when there are none); `done` counts the bytes
+    the part file holds, for the messages."""
+
+    url: str
+    part: Path
+    have: int
+    progress: Callable[[int, int | None], None] | None
+    max_bytes: int | None
+    stall_s: float
+    deadline_s: float | None
+    started: float  # time.monotonic() when the download began
+
+    def __post_init__(self) -> None:
+        self.done = self.have
+
+    def copy(self, response, total: int | None) -> None:
+        """Read until the response ends; stop on too many bytes, a stall or the deadline."""
+        url, part, max_bytes, deadline_s = self.url, self.part, self.max_bytes, self.deadline_s
+        # read1: whatever has arrived, so a trickle is seen as one, not waited out.
+        read = getattr(response, "read1", response.read)
+        mark_at, mark_bytes = time.monotonic(), self.done  # the last time data flowed
+        with part.open("ab" if self.have else "wb") as fh:
+            while chunk := read(CHUNK_BYTES):
+                if max_bytes is not None and self.done + len(chunk) > max_bytes:
+                    raise DownloadError(
+                        f"{url}: sent more than the {max_bytes:,} bytes expected; "
+                        f"stopped (the partial {part.name} is kept for a look)"
+                    )
+                fh.write(chunk)
+                self.done += len(chunk)
+                if self.progress:
+                    self.progress(self.done, total)
+                now = time.monotonic()
+                if self.done - mark_bytes >= STALL_BYTES:
+                    mark_at, mark_bytes = now, self.done
+                elif now - mark_at > self.stall_s:
+                    raise _stalled(url, part, self.done, self.stall_s)
+                if deadline_s is not None and now - self.started > deadline_s:
+                    fh.flush()
+                    raise DownloadError(
+                        f"{url}: not finished within the {_seconds(deadline_s)} deadline "
+                        f"({self.done:,} bytes); {part.name} is kept: run again to resume"
+                    )
 
 
 def _stalled(url: str, part: Path, done: int, stall_s: float) -> DownloadError:

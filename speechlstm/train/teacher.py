@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from .. import metrics
 from ..audio import float_to_int16, int16_to_float
 from ..config import AugmentConfig, FeatureConfig, RunConfig
 from ..data.bank import default_cache_dir
-from ..data.prepare import Prepared
+from ..data.prepare import Prepared, SplitData
 from ..progress import note, progress_bar
 from .embedding import EMBED_DIM, N_FRAMES, EmbeddingCache, SpeechEmbedding, embed_cached
 
@@ -230,63 +231,27 @@ def train_teacher(
     }
     if tcfg.copies > 0 and (augment is None or features is None):
         raise ValueError("augmented copies need the run's [augment] and [features]")
+
+    def draw_copies(seed: int) -> list[np.ndarray]:
+        audio = data.splits["train"].audio
+        return embed_copies(
+            audio, data.noise, augment, features, tcfg.copies, seed, embedder, cache, show_progress
+        )
+
     labels = list(data.task.labels)
-    val = data.splits["validation"]
     started = time.perf_counter()
-    members, history, steps = [], [], 0
-    for i in range(tcfg.heads):
-        seed = tcfg.seed + i
-        train = frames["train"]
-        targets = data.splits["train"].targets
-        from_extra = data.splits["train"].from_extra
-        if tcfg.copies > 0:
-            extra = embed_copies(
-                data.splits["train"].audio,
-                data.noise,
-                augment,
-                features,
-                tcfg.copies,
-                seed,
-                embedder,
-                cache,
-                show_progress,
-            )
-            train = np.concatenate([train, *extra])
-            targets = np.tile(targets, tcfg.copies + 1)
-            from_extra = None if from_extra is None else np.tile(from_extra, tcfg.copies + 1)
-        name = "" if tcfg.heads == 1 else f" head {i + 1}/{tcfg.heads}"
-        head, fit = _fit_head(
-            train, targets, from_extra, frames["validation"], val.targets, len(labels),
-            dataclasses.replace(tcfg, seed=seed), extra_share, name,
-        )  # fmt: skip
-        members.append(head)
-        history += [{**h, "head": i + 1} for h in fit["history"]]
-        steps = fit["steps"]
-        del train, targets
-    if tcfg.heads == 1:
-        head, best_acc, best_epoch = members[0], fit["best_val_accuracy"], fit["best_epoch"]
-    else:
-        head = HeadEnsemble(members)
-        pred = head_logits(head, frames["validation"]).argmax(1)
-        best_acc = float((pred == val.targets).mean())
-        best_epoch = fit["best_epoch"]  # the last head's; each head's is in the history
-        note(f"teacher: {tcfg.heads} heads together, val acc {best_acc:.3f}")
-    test = data.splits["test"]
-    preds = head_logits(head, frames["test"]).argmax(1)
-    cm = metrics.confusion_matrix(test.targets, preds, len(labels))
+    members, history, fit = _fit_heads(data, frames, tcfg, extra_share, draw_copies)
+    val_targets = data.splits["validation"].targets
+    head, best_acc = _join_heads(members, fit, frames["validation"], val_targets)
     report = {
         "frontend": "embedding",
         "labels": labels,
         "teacher": asdict(tcfg),
-        "best_epoch": best_epoch,
+        "best_epoch": fit["best_epoch"],  # with several heads the last's; each is in the history
         "best_val_accuracy": best_acc,
-        "test_accuracy": metrics.accuracy(cm),
-        "test_balanced_accuracy": metrics.balanced_accuracy(cm),
-        "test_clips": len(test.targets),
-        "per_class": metrics.per_class(cm, labels),
-        "confusion_matrix": cm.tolist(),
+        **_test_metrics(head, frames["test"], data.splits["test"].targets, labels),
         "clips": data.counts(),
-        "train_steps_per_epoch": steps,
+        "train_steps_per_epoch": fit["steps"],
         "heads": tcfg.heads,
         "train_seconds": round(time.perf_counter() - started, 1),
         "history": history,
@@ -295,6 +260,75 @@ def train_teacher(
     save_teacher(head, labels, tcfg, embedder.digest, report, out_dir / TEACHER_FILE)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _fit_heads(
+    data: Prepared,
+    frames: dict[str, np.ndarray],
+    tcfg: TeacherConfig,
+    extra_share: float,
+    draw_copies: Callable[[int], list[np.ndarray]],
+) -> tuple[list[nn.Module], list[dict], dict]:
+    """Train `tcfg.heads` heads, head i with seed `tcfg.seed + i` and its own
+    copies (`draw_copies(seed)`); returns the heads, their epochs' history (each
+    row with its head's number) and the last head's fit."""
+    train_split, val = data.splits["train"], data.splits["validation"]
+    n_classes = len(data.task.labels)
+    members, history = [], []
+    for i in range(tcfg.heads):
+        seed = tcfg.seed + i
+        copies = draw_copies(seed) if tcfg.copies > 0 else None
+        train, targets, from_extra = _training_rows(train_split, frames["train"], copies)
+        name = "" if tcfg.heads == 1 else f" head {i + 1}/{tcfg.heads}"
+        head, fit = _fit_head(
+            train, targets, from_extra, frames["validation"], val.targets, n_classes,
+            dataclasses.replace(tcfg, seed=seed), extra_share, name,
+        )  # fmt: skip
+        members.append(head)
+        history += [{**h, "head": i + 1} for h in fit["history"]]
+        del train, targets, copies  # before the next head draws its own
+    return members, history, fit
+
+
+def _training_rows(
+    split: SplitData, frames: np.ndarray, copies: list[np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A head's training rows: the split's frames, then each augmented copy's,
+    with the targets and the `--add` flags repeated to match."""
+    if copies is None:
+        return frames, split.targets, split.from_extra
+    repeat = len(copies) + 1
+    from_extra = None if split.from_extra is None else np.tile(split.from_extra, repeat)
+    return np.concatenate([frames, *copies]), np.tile(split.targets, repeat), from_extra
+
+
+def _join_heads(
+    members: list[nn.Module], fit: dict, val_frames: np.ndarray, val_targets: np.ndarray
+) -> tuple[nn.Module, float]:
+    """One head as it is, with its best validation accuracy; several as one
+    ensemble, with the ensemble's validation accuracy."""
+    if len(members) == 1:
+        return members[0], fit["best_val_accuracy"]
+    head = HeadEnsemble(members)
+    pred = head_logits(head, val_frames).argmax(1)
+    best_acc = float((pred == val_targets).mean())
+    note(f"teacher: {len(members)} heads together, val acc {best_acc:.3f}")
+    return head, best_acc
+
+
+def _test_metrics(
+    head: nn.Module, test_frames: np.ndarray, test_targets: np.ndarray, labels: list[str]
+) -> dict:
+    """The head's figures on the test split, as metrics.json records them."""
+    preds = head_logits(head, test_frames).argmax(1)
+    cm = metrics.confusion_matrix(test_targets, preds, len(labels))
+    return {
+        "test_accuracy": metrics.accuracy(cm),
+        "test_balanced_accuracy": metrics.balanced_accuracy(cm),
+        "test_clips": len(test_targets),
+        "per_class": metrics.per_class(cm, labels),
+        "confusion_matrix": cm.tolist(),
+    }
 
 
 def _fit_head(

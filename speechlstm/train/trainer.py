@@ -90,23 +90,52 @@ class Trainer:
         self.source = source
         self.verbose = verbose  # per-layer gradient norms on the terminal too
         self.labels = list(data.task.labels)
-        tc = cfg.train
-        self.device = pick_device(tc.device)
+        self._set_device()
+        self._check_global_batch()
+        torch.manual_seed(cfg.train.seed)
+        self._build_model(encoder)
+        self._load_step_inputs(cache_dir)
+        self._build_optimizer()
+        # bf16 autocast on GPU only: CPU bf16 LSTMs are slower and less exact.
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        self.state = TrainState()
+        # Step statistics not yet in the state (_flush).
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self._pending_norms: list[dict[str, torch.Tensor]] = []
+        self._pending_clipped: list[torch.Tensor] = []
+        self.flush_every = flush_interval(self.device)
+
+    # -- construction (in this order: the seeded draws depend on it) --------
+    def _set_device(self) -> None:
+        """The run's device, torch's threads for it, and under torchrun one GPU a rank."""
+        self.device = pick_device(self.cfg.train.device)
         self._set_threads()
-        if ranks.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", ranks.local_rank)  # one GPU a rank
+        if self.ranks.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.ranks.local_rank)  # one GPU a rank
             torch.cuda.set_device(self.device)
-        if tc.batch_size % ranks.world:
+
+    def _check_global_batch(self) -> None:
+        """train.batch_size is the global batch: it must divide over the ranks."""
+        tc = self.cfg.train
+        if tc.batch_size % self.ranks.world:
             raise ValueError(
                 f"train.batch_size={tc.batch_size} is the global batch: it must divide "
-                f"evenly over {ranks.world} ranks"
+                f"evenly over {self.ranks.world} ranks"
             )
-        torch.manual_seed(tc.seed)
+
+    def _build_model(self, encoder: Encoder | None) -> None:
+        """The recognizer on the device (with a pretrained encoder's weights) and
+        the classifier the steps call: wrapped for DDP under torchrun."""
+        cfg, ranks = self.cfg, self.ranks
         self.model = Recognizer(cfg.features, cfg.model, len(self.labels)).to(self.device)
         if encoder is not None:
             apply_encoder(self.model.classifier, encoder)
         # A pretrained encoder learns at its own rate (train.encoder_lr_scale).
-        self.uses_encoder = tc.encoder.startswith("sha256:")
+        self.uses_encoder = cfg.train.encoder.startswith("sha256:")
         # Under torchrun the classifier is wrapped so that backward averages the
         # gradients over the ranks; the features have no trainable parameters.
         self.classifier = self.model.classifier
@@ -117,6 +146,11 @@ class Trainer:
             )
         self.n_params = count_parameters(self.model)
         self.grad_groups = grad_groups(self.model.classifier)
+
+    def _load_step_inputs(self, cache_dir: Path | None) -> None:
+        """What every step draws on: the augmentation, the training split on the
+        device, and the distillation sources (teachers, embedding targets)."""
+        cfg, data = self.cfg, self.data
         self.augment = WaveAugment(cfg.augment, cfg.features, torch.from_numpy(data.noise))
         self.augment.to(self.device)
         self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
@@ -127,6 +161,11 @@ class Trainer:
         )
         self.teachers, self.clip_teacher = sources.teachers, sources.clip_teacher
         self.targets = sources.targets
+
+    def _build_optimizer(self) -> None:
+        """Steps per epoch, AdamW over the parameter groups, and the learning-rate
+        schedule: warmup, decay to the floor, the encoder's own rate."""
+        tc = self.cfg.train
         self.steps_per_epoch = max(1, math.ceil(len(self.train_targets) / tc.batch_size))
         self.total_steps = self.steps_per_epoch * tc.epochs
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
@@ -147,18 +186,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, [schedule(k[0]) for k in keys]
         )
-        # bf16 autocast on GPU only: CPU bf16 LSTMs are slower and less exact.
-        self.autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda"
-            else contextlib.nullcontext()
-        )
-        self.state = TrainState()
-        # Step statistics not yet in the state (_flush).
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, int]] = []
-        self._pending_norms: list[dict[str, torch.Tensor]] = []
-        self._pending_clipped: list[torch.Tensor] = []
-        self.flush_every = flush_interval(self.device)
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
