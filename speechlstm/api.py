@@ -232,31 +232,11 @@ class Detector:
         self.points = []  # the operating point each model runs at (None: its settings)
         self.detectors = []
         for rec, name, ver in zip(self.recognizers, self.models, verifiers):
-            cfg, point = base or rec.description.detector, None
-            if sensitivity is not None:
-                try:
-                    cfg, point = cfg.at_sensitivity(sensitivity)
-                except ValueError as exc:
-                    source = detector_file or ("the verifier's pair" if base else name)
-                    raise ValueError(f"{source}: {exc}") from None
-            cfg.check_labels(
-                rec.labels, str(detector_file or ("the verifier's pair" if base else name))
-            )
+            source = str(detector_file or ("the verifier's pair" if base else name))
+            cfg, point = _settings_at(base or rec.description.detector, sensitivity, source)
+            cfg.check_labels(rec.labels, source)
             cfg = cfg.with_overrides(**overrides)
-            # The verifier's threshold: given, else the point's, else the pair's, else 0.5.
-            vthr = verifier_threshold
-            if vthr is None and point is not None and point.verifier_threshold:
-                vthr = point.verifier_threshold
-            vthr = vthr if vthr is not None else (pair_threshold or 0.5)
-            second = _verifier(ver, vthr, rec, threads)
-            from_point = (
-                point is not None and point.verifier_threshold and verifier_threshold is None
-            )
-            if second is not None and from_point and second.threshold != vthr:
-                import copy
-
-                second = copy.copy(second)  # a ready Verifier, at the point's threshold
-                second.threshold = vthr
+            second = _verifier_at(ver, verifier_threshold, point, pair_threshold, rec, threads)
             self.points.append(point)
             self.detectors.append(StreamingDetector(rec.runtime, cfg, verifier=second, name=name))
         self.rate_hz = self.detectors[0].rate_hz  # what push() hands each model
@@ -345,6 +325,34 @@ def _ordered(found: list[Detection]) -> list[Detection]:
     """Detections of several models in stream order (a stable sort: one model's
     own order is kept)."""
     return sorted(found, key=lambda d: d.end_s) if len(found) > 1 else found
+
+
+def _settings_at(cfg: DetectorConfig, sensitivity: float | None, source: str):
+    """(settings, operating point) at `sensitivity`; the settings as they are
+    (and no point) without one; a ValueError naming `source`."""
+    if sensitivity is None:
+        return cfg, None
+    try:
+        return cfg.at_sensitivity(sensitivity)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def _verifier_at(verifier, given: float | None, point, pair_threshold, rec, threads: int):
+    """The second stage at its threshold: the one given, else the operating
+    point's, else the shipped pair's, else 0.5. A ready Verifier is copied to
+    take a point's threshold."""
+    from_point = given is None and point is not None and point.verifier_threshold
+    threshold = given if given is not None else None
+    if threshold is None:
+        threshold = point.verifier_threshold if from_point else (pair_threshold or 0.5)
+    second = _verifier(verifier, threshold, rec, threads)
+    if second is not None and from_point and second.threshold != threshold:
+        import copy
+
+        second = copy.copy(second)
+        second.threshold = threshold
+    return second
 
 
 def _verifier(verifier, threshold: float, recognizer: Recognizer, threads: int):
