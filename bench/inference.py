@@ -53,7 +53,7 @@ def latency(checkpoint: Path, workdir: Path) -> dict:
 
     from speechlstm.runtime import OnnxRecognizer
     from speechlstm.train.checkpoint import load_model
-    from speechlstm.train.export import _dynamo, export
+    from speechlstm.train.export import dynamo_export, export
 
     torch.set_num_threads(1)
     fp32, int8 = workdir / "m.onnx", workdir / "m.int8.onnx"
@@ -67,7 +67,7 @@ def latency(checkpoint: Path, workdir: Path) -> dict:
     import onnx
 
     onnx.save(
-        _dynamo(
+        dynamo_export(
             _head(model),
             mfcc,
             ("mfcc", ("probabilities", "logits")),

@@ -125,12 +125,12 @@ def build(ckpt: Path, folder: Path) -> tuple[dict[str, Path], np.ndarray, str]:
     )
 
     from speechlstm.train import checkpoint
-    from speechlstm.train.export import _export_fp32, describe, probe_set, quantize_int8
+    from speechlstm.train.export import describe, export_fp32, probe_set, quantize_int8
 
     model, ck, cfg = checkpoint.load_model(ckpt)
     description = describe(ck, cfg)
     paths = {"fp32": folder / "fp32.onnx", "dynamic int8": folder / "dyn.onnx"}
-    _export_fp32(model, cfg, paths["fp32"], description)
+    export_fp32(model, cfg, paths["fp32"], description)
     quantize_int8(paths["fp32"], paths["dynamic int8"], description)
     paths["per-row graph"] = folder / "rows.onnx"
     onnx.save(wrap_rows(onnx.load(str(paths["dynamic int8"]))), str(paths["per-row graph"]))

@@ -418,11 +418,15 @@ def test_large_files_take_the_streaming_path(tmp_path, onnx_model, monkeypatch):
 
 @pytest.mark.slow
 def test_fuzz_harness_holds_on_corrupt_files_and_models():
-    """bench/fuzz.py at a small size (the README quotes its full run)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    from fuzz import run
+    """bench/fuzz.py at a small size (the README quotes its full run), run as a
+    user runs it."""
 
-    result = run(n_files=120, n_models=40, seed=11)
+    script = Path(__file__).resolve().parent.parent / "bench" / "fuzz.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--files", "120", "--models", "40", "--seed", "11"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    result = json.loads(out.stdout[out.stdout.index("{") :])
     # score + transcribe of a third + 2 per model + the names stage (10 entries, 1 merge)
     assert result["tried"] == 120 + 40 + 2 * 40 + 11
     broken = result["audio"]["broken"] + result["models"]["broken"] + result["names"]["broken"]

@@ -144,7 +144,7 @@ def export(
         description = replace(description, temperature=calibration.temperature)
     with work_folder(out_path) as tmp:
         fp32_path = Path(tmp) / "fp32.onnx"
-        _export_fp32(model, cfg, fp32_path, description)
+        export_fp32(model, cfg, fp32_path, description)
         max_diff = check_parity(model, fp32_path)
         agreement = None
         final = fp32_path
@@ -211,7 +211,7 @@ class _Readout(torch.nn.Module):
         return torch.softmax(logits, dim=-1), logits
 
 
-def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: dict):
+def dynamo_export(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: dict):
     # The exporter warns that torchvision (which we do not use) is missing.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -229,7 +229,7 @@ def _dynamo(module: torch.nn.Module, example: torch.Tensor, names: tuple, dims: 
     return program.model_proto
 
 
-def _export_fp32(
+def export_fp32(
     model: Recognizer, cfg: RunConfig, path: Path, description: ModelDescription
 ) -> None:
     """Export the model in three parts and join them into one graph.
@@ -252,7 +252,7 @@ def _export_fp32(
     batch = torch.export.Dim("batch")
     wave = torch.zeros(2, fc.clip_samples)
     front_module = _Front(model)
-    front = _dynamo(
+    front = dynamo_export(
         front_module,
         wave,
         (INPUT_NAME, ("frames",)),
@@ -264,7 +264,7 @@ def _export_fp32(
         hidden = classifier.rnn(frames)
     opset = next(o.version for o in front.opset_import if o.domain in ("", "ai.onnx"))
     rnn = recurrent_model(classifier.rnn, cfg.model.cell, frames.shape[-1], opset, front.ir_version)
-    readout = _dynamo(
+    readout = dynamo_export(
         _Readout(model),
         hidden,
         ("hidden", OUTPUT_NAMES),
