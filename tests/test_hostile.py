@@ -420,7 +420,6 @@ def test_large_files_take_the_streaming_path(tmp_path, onnx_model, monkeypatch):
 def test_fuzz_harness_holds_on_corrupt_files_and_models():
     """bench/fuzz.py at a small size (the README quotes its full run), run as a
     user runs it."""
-
     script = Path(__file__).resolve().parent.parent / "bench" / "fuzz.py"
     out = subprocess.run(
         [sys.executable, str(script), "--files", "120", "--models", "40", "--seed", "11"],
