@@ -115,7 +115,8 @@ def vad_gate(tuner: Tuner, streams: LabelledStreams) -> float:
         # A hop's window is its last second: any speech frame in it keeps the hop.
         cumulative = np.concatenate([[0], np.cumsum(speech)])
         last = np.minimum(ends // VAD_CHUNK, len(speech))
-        first = np.maximum(0, (ends - recording.rate_hz) // VAD_CHUNK)
+        # (The flush's hops run past the audio's end: their frames are clipped.)
+        first = np.minimum(np.maximum(0, (ends - recording.rate_hz) // VAD_CHUNK), len(speech))
         quiet = cumulative[last] - cumulative[first] == 0
         raw[quiet] = silence
     tuner.forget()
