@@ -113,7 +113,8 @@ def main() -> None:
         # A write nothing else guarded (help or usage text to /dev/full): one
         # line, as coreutils say "write error", and no complaint at exit.
         _silence_stdout()
-        sys.stderr.write(f"error: cannot write output ({exc.strerror or exc})\n")
+        where = f" {exc.filename}" if exc.filename else " output"
+        sys.stderr.write(f"error: cannot write{where} ({exc.strerror or exc})\n")
         sys.exit(EXIT_USAGE)
     except Exception as exc:  # the last line of defence: one line, never a traceback
         _unexpected(exc)

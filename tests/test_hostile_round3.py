@@ -382,3 +382,41 @@ def test_a_detector_file_for_another_models_labels_is_refused_wherever_it_is_rea
         assert not (tmp_path / "new.onnx").exists()
         with pytest.raises(ValueError, match="does not have"):
             Detector(onnx_model, detector_file=path)
+
+
+def _limited(limit_bytes: int):
+    import resource
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_a_checkpoint_or_export_that_cannot_be_written_names_the_file(tmp_path):
+    """Under a file-size limit (a full disk answers alike): `train` and `export`
+    end with one line naming the file they could not write, exit 2; the
+    checkpoint there before is kept and no partial model is left."""
+    from speechlstm.testing.synth_audio import make_dataset
+
+    data = make_dataset(tmp_path / "data", speakers=4, takes=2)
+    run = tmp_path / "run"
+    base = [sys.executable, "-m", "speechlstm"]
+    train = [*base, "train", str(data), "--out", str(run), "--epochs", "1", "--hidden", "32",
+             "--no-progress", "--device", "cpu"]  # fmt: skip
+    limited = subprocess.run(train, capture_output=True, text=True, preexec_fn=_limited(40_000))
+    assert limited.returncode == 2, limited.stderr
+    last = limited.stderr.strip().splitlines()[-1]
+    assert "best.pt: cannot write the checkpoint" in last and "error: unexpected" not in last
+    assert not list(run.glob("*.pt")) and not list(run.glob(".*.tmp"))
+    again = subprocess.run([*train, "--force"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr  # room again: it trains
+    out = tmp_path / "m.onnx"
+    export = [*base, "export", str(run / "best.pt"), "-o", str(out)]
+    failed = subprocess.run(export, capture_output=True, text=True, preexec_fn=_limited(40_000))
+    assert failed.returncode == 2 and f"{out}: cannot write" in failed.stderr, failed.stderr
+    assert (
+        not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith("tmp")] == []
+    )

@@ -174,9 +174,22 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        # A full disk or a file-size limit: OSError, or torch's writer failing
+        # on the short write (RuntimeError). The file at `path` is as it was.
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or ["?"])[0]
+        raise CheckpointWriteError(
+            f"{path}: cannot write the checkpoint ({reason[:200]}); the one there before "
+            "is kept (a full disk or a file-size limit?)"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written; the message names the file."""
 
 
 def load(

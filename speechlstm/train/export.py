@@ -11,6 +11,7 @@ applies dynamic quantization, checked for top-1 agreement with fp32.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import tempfile
@@ -163,14 +164,26 @@ def export(
     return ExportResult(out_path, max_diff, agreement, out_path.stat().st_size, calibration)
 
 
-def work_folder(out_path: Path) -> tempfile.TemporaryDirectory:
+@contextlib.contextmanager
+def work_folder(out_path: Path):
     """A temporary folder beside `out_path` (same file system: the final move is
-    atomic); ExportError naming the file when it cannot be made."""
+    atomic), removed afterwards; ExportError naming `out_path` when it cannot
+    be made or a write in it fails for want of room (a full disk, a quota or
+    a file-size limit): nothing is written then."""
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(dir=out_path.parent)
+        holder = tempfile.TemporaryDirectory(dir=out_path.parent)
     except OSError as exc:
         raise ExportError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
+    with holder as tmp:
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise
+            raise ExportError(
+                f"{out_path}: cannot write ({exc.strerror}); nothing was written"
+            ) from None
 
 
 def move_into_place(final: Path, out_path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ from ..audio import float_to_int16, int16_to_float
 from ..config import AugmentConfig, FeatureConfig, RunConfig
 from ..data.bank import default_cache_dir
 from ..data.prepare import Prepared, SplitData
+from ..files import temp_beside
 from ..progress import note, progress_bar
 from .embedding import EMBED_DIM, N_FRAMES, EmbeddingCache, SpeechEmbedding, embed_cached
 
@@ -396,9 +398,20 @@ def save_teacher(head, labels, tcfg, digest, report, path: Path) -> None:
         "heads": str(tcfg.heads),
         "test_accuracy": f"{report['test_accuracy']:.4f}",
     }
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    # An unpredictable temporary name beside it (a planted link at a fixed one
+    # would be written through), renamed when whole.
+    fd, tmp = temp_beside(path)
+    os.close(fd)
+    try:
+        tensors = {k: v.contiguous() for k, v in head.state_dict().items()}
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or ["?"])[0]
+        raise OSError(f"{path}: cannot write the teacher ({reason[:200]})") from None
 
 
 def is_teacher_file(path: str | Path) -> bool:
