@@ -77,8 +77,10 @@ app.add_typer(data_cmd.app, name="data")
 
 def main() -> None:
     import errno
+    import os
     import signal
     import sys
+    from pathlib import Path
 
     # Ctrl-C is how live, train and score are stopped (each keeps its work): a
     # parent that ignores SIGINT (nohup, some CI runners and test harnesses)
@@ -108,6 +110,15 @@ def main() -> None:
         sys.stderr.write(f"error: {printable(str(exc))}\n")
         sys.exit(EXIT_USAGE)
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            # Met at the first look at an output (or input) path, before any work.
+            name = os.fsdecode(exc.filename or "")
+            longest = max((len(os.fsencode(part)) for part in Path(name).parts), default=0)
+            sys.stderr.write(
+                f"error: {printable(name[:80])}...: the name is too long for the file system "
+                f"(a part of {longest} bytes; most allow 255)\n"
+            )
+            sys.exit(EXIT_USAGE)
         if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO):
             _unexpected(exc)
         # A write nothing else guarded (help or usage text to /dev/full): one

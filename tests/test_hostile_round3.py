@@ -420,3 +420,24 @@ def test_a_checkpoint_or_export_that_cannot_be_written_names_the_file(tmp_path):
     assert (
         not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith("tmp")] == []
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["score", "data mine", "live --save-detections"])
+def test_an_output_name_too_long_for_the_file_system_is_one_line(command, tmp_path, onnx_model):
+    """A name part over the file system's 255 bytes: one line saying so, exit 2,
+    before any work (it used to end in the "unexpected" line)."""
+    clip = tmp_path / "yes.wav"
+    sf.write(clip, tone_word("yes"), SR)
+    long = str(tmp_path / ("a" * 300))
+    args = {
+        "score": ["score", str(clip), "-m", str(onnx_model), "-o", long + ".csv"],
+        "data mine": ["data", "mine", str(clip), "-m", str(onnx_model), "--out", long],
+        "live --save-detections": ["live", "--input", str(clip), "-m", str(onnx_model),
+                              "--save-detections", long],
+    }[command]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "speechlstm", *args], capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert "too long" in result.stderr and "unexpected" not in result.stderr
