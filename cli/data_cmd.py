@@ -271,6 +271,9 @@ def streams(
         help="Hours of negatives (words, speech, TV, music, noise: no command).",
     ),
     seed: int = typer.Option(0, "--seed", help="The same seed builds the same streams."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace stream files this command did not write."
+    ),
 ) -> None:
     """Build labelled streams for `tune-detector`, `data mine` and the streaming benchmark.
 
@@ -289,8 +292,8 @@ def streams(
           --negatives data/streams/validation_negatives.wav --write sc12.detector.toml
     """
     from speechlstm.data.datasets import DatasetError, discover
-    from speechlstm.data.streams import SPLITS, StreamSpec, write_split
-    from speechlstm.progress import progress_bar
+    from speechlstm.data.streams import SPLITS, StreamSpec, check_outputs
+    from speechlstm.files import FolderLock
 
     bad = [s for s in split if s not in SPLITS]
     if bad:
@@ -302,28 +305,44 @@ def streams(
     except DatasetError as exc:
         fail(str(exc))
     spec = StreamSpec(minutes=minutes, negative_hours=negative_hours, seed=seed)
-    for name in dict.fromkeys(split):
-        total = round(negative_hours * 3600)
-        with progress_bar(f"{name} negatives", total, unit="s") as advance:
-            try:
-                summary = write_split(index, name, out, spec, progress=advance)
-            except (RuntimeError, ValueError) as exc:
-                fail(str(exc))
-            except OSError as exc:
-                fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")
-        kinds = ", ".join(
-            f"{k} {v / 60:.0f} min" for k, v in summary.get("negative_seconds", {}).items()
-        )
-        stdout_line(
-            f"{name}: {summary['speakers']} speakers"
-            + (
-                f", {summary['commands']} commands in {minutes:g} min"
-                if "commands" in summary
-                else ""
-            )
-            + (f"; negatives: {kinds}" if kinds else "")
-        )
+    try:
+        lock = FolderLock(out, "streams folder")
+    except ValueError as exc:  # files.FileRefused: in use or unwritable
+        fail(str(exc))
+    try:
+        try:
+            check_outputs(out, dict.fromkeys(split), force)
+        except ValueError as exc:  # a file there that this command did not write
+            fail(str(exc))
+        for name in dict.fromkeys(split):
+            _write_streams_split(index, name, out, spec, minutes, negative_hours)
+    finally:
+        lock.release()
     stdout_line(f"wrote {out}")
+
+
+def _write_streams_split(index, name: str, out: Path, spec, minutes, negative_hours) -> None:
+    from speechlstm.data.streams import note_outputs, split_files, write_split
+    from speechlstm.progress import progress_bar
+
+    with progress_bar(f"{name} negatives", round(negative_hours * 3600), unit="s") as advance:
+        try:
+            summary = write_split(index, name, out, spec, progress=advance)
+        except (RuntimeError, ValueError) as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"{exc.filename or out}: cannot write ({exc.strerror or exc})")
+    note_outputs(out, split_files(name))
+    kinds = ", ".join(
+        f"{k} {v / 60:.0f} min" for k, v in summary.get("negative_seconds", {}).items()
+    )
+    commands = (
+        f", {summary['commands']} commands in {minutes:g} min" if "commands" in summary else ""
+    )
+    stdout_line(
+        f"{name}: {summary['speakers']} speakers{commands}"
+        + (f"; negatives: {kinds}" if kinds else "")
+    )
 
 
 def _default_speaker() -> str:

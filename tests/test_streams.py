@@ -114,3 +114,38 @@ def test_music_and_television_are_bounded_and_not_silent():
     wave = music(5.0, rng)
     assert wave.shape == (80_000,) and wave.dtype == np.float32
     assert np.isfinite(wave).all() and float(np.sqrt(np.mean(wave**2))) > 0.01
+
+
+def _tree(tmp_path):
+    from speechlstm.testing.synth_audio import make_dataset
+
+    tree = make_dataset(tmp_path / "tree", words=("yes", "no", "up", "down"), speakers=10)
+    for old, new in (("up", "cat"), ("down", "dog")):
+        (tree / old).rename(tree / new)
+        for listing in ("validation_list.txt", "testing_list.txt"):
+            path = tree / listing
+            path.write_text(path.read_text().replace(f"{old}/", f"{new}/"))
+    return tree
+
+
+@pytest.mark.slow
+def test_data_streams_replaces_only_its_own_files(tmp_path):
+    """A file `data streams` did not write where it would write one is refused
+    (exit 2, left as it was) unless --force; its own files are replaced."""
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+
+    tree = _tree(tmp_path)
+    out = tmp_path / "streams"
+    out.mkdir()
+    (out / "validation_commands.wav").write_bytes(b"my recording")
+    args = ["data", "streams", str(tree), "-o", str(out), "--split", "validation",
+            "--minutes", "0.2", "--negative-hours", "0"]  # fmt: skip
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "--force" in refused.output, refused.output
+    assert (out / "validation_commands.wav").read_bytes() == b"my recording"
+    assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
+    again = CliRunner().invoke(app, args)  # now ours: replaced without --force
+    assert again.exit_code == 0, again.output
+    assert (out / "validation_commands.wav").read_bytes()[:4] == b"RIFF"

@@ -406,6 +406,51 @@ def write_truth(path: Path, truth: list[dict]) -> None:
     write_rows(path, ["label", "start_s", "end_s"], rows)
 
 
+MANIFEST = "streams.json"  # what `data streams` wrote in a folder: only these are replaced
+
+
+def split_files(split: str) -> list[str]:
+    return [f"{split}_{name}" for name in ("commands.wav", "truth.csv", "negatives.wav",
+                                            "negatives.csv")]  # fmt: skip
+
+
+def check_outputs(out_dir: Path, splits, force: bool = False) -> None:
+    """Refuse (ValueError) to replace a file `data streams` did not write in
+    `out_dir` (its manifest lists what it did), unless `force`."""
+    import json
+
+    from ..files import FileRefused, check_output
+
+    manifest = out_dir / MANIFEST
+    ours: set[str] = set()
+    if manifest.is_file():
+        try:
+            ours = set(json.loads(manifest.read_text()).get("files", []))
+        except (ValueError, AttributeError, OSError):
+            ours = set()
+    for split in splits:
+        for name in split_files(split):
+            try:
+                check_output(out_dir / name, lambda p: p.name in ours, force, "stream file")
+            except FileRefused as exc:
+                raise ValueError(str(exc)) from None
+
+
+def note_outputs(out_dir: Path, names: list[str]) -> None:
+    import json
+
+    from ..files import write_atomic
+
+    manifest = out_dir / MANIFEST
+    known: set[str] = set()
+    if manifest.is_file():
+        try:
+            known = set(json.loads(manifest.read_text()).get("files", []))
+        except (ValueError, AttributeError, OSError):
+            known = set()
+    write_atomic(manifest, json.dumps({"files": sorted(known | set(names))}, indent=1) + "\n")
+
+
 def write_split(
     index,
     split: str,
