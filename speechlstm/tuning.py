@@ -364,7 +364,8 @@ class Tuner:
     ) -> tuple[OperatingPoint, ...]:
         """An operating point per false-alarm budget: the search's choice there
         (with a second stage, over each verifier threshold too: the most
-        commands matched, budgets met first)."""
+        commands matched, budgets met first), never fewer commands than the
+        point before."""
         rank = {"all": 2, "false_alarms": 1, "none": 0}
         out = []
         for budget in budgets:
@@ -375,6 +376,12 @@ class Tuner:
                 if best is None or score > best[0]:
                     best = (score, cfg, row, vthr)
             _, cfg, row, vthr = best
+            if out and row["matched"] < out[-1].matched:
+                # A larger budget never gives fewer commands: the previous point
+                # fits it too (a setting meeting the latency bound at this budget
+                # can match fewer than one that did not at the smaller).
+                out.append(dataclasses.replace(out[-1], max_false_per_hour=budget))
+                continue
             out.append(
                 OperatingPoint(
                     max_false_per_hour=budget,

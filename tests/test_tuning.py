@@ -183,6 +183,8 @@ def test_tune_detector_stores_operating_points_that_sensitivity_walks(onnx_model
     assert result.exit_code == 0, result.output
     tuned = load_detector_toml(out)
     assert [p.max_false_per_hour for p in tuned.points] == list(POINT_BUDGETS)
+    matched = [p.matched for p in tuned.points]
+    assert matched == sorted(matched)  # a larger budget never catches fewer
     reported = json.loads(result.stdout.strip().splitlines()[-1])["detector"]["points"]
     for point, row in zip(tuned.points, reported):
         assert point.matched == row["matched"] and point.threshold == row["threshold"]
