@@ -414,20 +414,29 @@ def split_files(split: str) -> list[str]:
                                             "negatives.csv")]  # fmt: skip
 
 
+def written(out_dir: Path) -> set[str]:
+    """The files `data streams` wrote in `out_dir`, as its manifest lists them
+    (read as a regular file, capped: a FIFO or a huge file there is no list)."""
+    import json
+
+    from ..files import FileRefused, read_text_capped
+
+    manifest = out_dir / MANIFEST
+    if not manifest.is_file():
+        return set()
+    try:
+        files = json.loads(read_text_capped(manifest, 1 << 20, "streams manifest")).get("files")
+    except (FileRefused, ValueError, AttributeError, OSError):
+        return set()
+    return {str(f) for f in files} if isinstance(files, list) else set()
+
+
 def check_outputs(out_dir: Path, splits, force: bool = False) -> None:
     """Refuse (ValueError) to replace a file `data streams` did not write in
     `out_dir` (its manifest lists what it did), unless `force`."""
-    import json
-
     from ..files import FileRefused, check_output
 
-    manifest = out_dir / MANIFEST
-    ours: set[str] = set()
-    if manifest.is_file():
-        try:
-            ours = set(json.loads(manifest.read_text()).get("files", []))
-        except (ValueError, AttributeError, OSError):
-            ours = set()
+    ours = written(out_dir)
     for split in splits:
         for name in split_files(split):
             try:
@@ -441,14 +450,8 @@ def note_outputs(out_dir: Path, names: list[str]) -> None:
 
     from ..files import write_atomic
 
-    manifest = out_dir / MANIFEST
-    known: set[str] = set()
-    if manifest.is_file():
-        try:
-            known = set(json.loads(manifest.read_text()).get("files", []))
-        except (ValueError, AttributeError, OSError):
-            known = set()
-    write_atomic(manifest, json.dumps({"files": sorted(known | set(names))}, indent=1) + "\n")
+    files = sorted(written(out_dir) | set(names))
+    write_atomic(out_dir / MANIFEST, json.dumps({"files": files}, indent=1) + "\n")
 
 
 def write_split(
