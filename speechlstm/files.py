@@ -116,8 +116,15 @@ def check_output(
     what: str = "output",
 ) -> None:
     """Refuse an output that is not a regular file, or that exists and is not ours
-    (unless `force`): a file is replaced only if `is_ours(path)` recognises it."""
+    (unless `force`): a file is replaced only if `is_ours(path)` recognises it.
+    A symbolic link there (dangling or not) is refused: the atomic rename would
+    put our file in place of the link, which is not ours either."""
     path = Path(path)
+    if path.is_symlink():
+        raise FileRefused(
+            f"{path}: is a symbolic link (to {os.readlink(path)}); give the real file's "
+            f"path as the {what}, or remove the link"
+        )
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:

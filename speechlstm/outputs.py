@@ -64,6 +64,12 @@ def open_rows(
     Truncates unless `append`. Refuses a file that is not ours, a file another
     process is writing, and a path that cannot be written, naming the reason.
     """
+    if path.is_symlink():
+        # Written through, a link (dangling or not) would put our rows in a file
+        # the user never named; replaced, the link itself would be lost.
+        raise OutputError(
+            f"{path}: is a symbolic link (to {os.readlink(path)}); give the real file's path"
+        )
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give a file name")
     if path.exists() and not path.is_file():
@@ -77,7 +83,9 @@ def open_rows(
                 f"{path}: exists and is not a speechlstm results file (its first line is not "
                 "ours); refusing to overwrite or append to it: choose another output"
             )
-        fh = path.open("a", newline="", **ENCODING)
+        # O_NOFOLLOW: a link planted after the check above is refused, not followed.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fh = os.fdopen(os.open(path, flags, 0o666), "a", newline="", **ENCODING)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:

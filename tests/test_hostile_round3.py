@@ -441,3 +441,37 @@ def test_an_output_name_too_long_for_the_file_system_is_one_line(command, tmp_pa
     )
     assert result.returncode == 2, result.stderr
     assert "too long" in result.stderr and "unexpected" not in result.stderr
+
+
+@pytest.mark.slow
+def test_no_output_is_written_through_or_in_place_of_a_symbolic_link(tmp_path, onnx_model):
+    """score -o, tune-detector --write and export -o at a link (dangling or to a
+    file of the user's): one line naming the link, exit 2; the link and its
+    target as they were."""
+    from typer.testing import CliRunner
+
+    from speechlstm.cli.main import app
+
+    clip = tmp_path / "yes.wav"
+    sf.write(clip, tone_word("yes"), SR)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("label,start_s,end_s\nyes,0.2,0.8\n")
+    detector = tmp_path / "d.toml"
+    detector.write_text("[detector]\nthreshold = 0.7\n")
+    for target in (victim, tmp_path / "nowhere.csv"):
+        link = tmp_path / "out.link"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        for args in (
+            ["score", str(clip), "-m", str(onnx_model), "-o", str(link)],
+            ["tune-detector", "-m", str(onnx_model), "--commands", str(clip), "--truth",
+             str(truth), "--negatives", str(clip), "--write", str(link)],
+            ["export", str(onnx_model), "-o", str(link), "--detector", str(detector)],
+        ):  # fmt: skip
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 2, (args[0], result.output)
+            assert "symbolic link" in result.output, (args[0], result.output)
+            assert link.is_symlink() and victim.read_text() == "precious"
+            assert not (tmp_path / "nowhere.csv").exists()
