@@ -16,18 +16,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from speechlstm.testing.cli import run_cli
 from speechlstm.testing.synth_audio import SR, tone_word
 
-
-def _cli(*args, cwd=None, stdout=subprocess.PIPE, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "speechlstm", *map(str, args)],
-        cwd=cwd,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-    )
+_cli = run_cli  # the command line as a user runs it
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])

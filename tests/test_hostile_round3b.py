@@ -15,18 +15,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from speechlstm.testing.cli import run_cli
 from speechlstm.testing.synth_audio import SR, tone_word
 
-
-def _cli(*args, cwd=None, stdout=subprocess.PIPE, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "speechlstm", *map(str, args)],
-        cwd=cwd,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-    )
+_cli = run_cli  # the command line as a user runs it
 
 
 def _rows(path: Path) -> list[dict]:
