@@ -21,6 +21,8 @@ reports the tuned settings instead (`--write-detector FILE` saves them).
         --split validation --split test
     python bench/streaming.py [--model sc12] [--verifier sc12] [--det-png docs/images/det.png]
     python bench/streaming.py --model M --tune --write-detector M.detector.toml
+    python bench/streaming.py --verifier sc12 --ensemble 0.5 --tune   (the lever:
+        the second stage averages both models, as `transcribe --verifier` does on a clip)
 
 Writes bench/out/streaming.json.
 """
@@ -68,6 +70,29 @@ def streams_of(folder: Path, split: str, rate_hz: int) -> LabelledStreams:
             f"SPEECH_COMMANDS_TREE -o {folder} --split validation --split test"
         )
     return LabelledStreams(files[0], read_truth(files[1]), [files[2]], rate_hz)
+
+
+class EnsembleRecognizer:
+    """The verifier's model with the first stage's probabilities mixed in: the
+    clip ensemble (`transcribe --verifier` on a clip) as the stream's second
+    stage. `weight` is the first stage's share; a label the first stage lacks
+    keeps the verifier's probability."""
+
+    def __init__(self, second: OnnxRecognizer, first: OnnxRecognizer, weight: float):
+        self.second, self.first, self.weight = second, first, weight
+        index = {lab: i for i, lab in enumerate(first.labels)}
+        self.map = [(i, index.get(lab)) for i, lab in enumerate(second.labels)]
+
+    def __getattr__(self, name):
+        return getattr(self.second, name)
+
+    def predict_clip(self, audio: np.ndarray) -> np.ndarray:
+        own, other = self.second.predict_clip(audio), self.first.predict_clip(audio)
+        mixed = own.copy()
+        for i, j in self.map:
+            if j is not None:
+                mixed[i] = (1 - self.weight) * own[i] + self.weight * other[j]
+        return (mixed / mixed.sum()).astype(np.float32)
 
 
 def rulings(verifier: Verifier, streams: LabelledStreams) -> dict:
@@ -171,6 +196,10 @@ def main() -> None:
     parser.add_argument("--write-detector", type=Path, default=None)
     parser.add_argument("--det-png", type=Path, default=None, help="default bench/out/det.png")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "streaming.json")
+    parser.add_argument(
+        "--ensemble", type=float, default=None,
+        help="the second stage averages the verifier with the first stage (its weight, 0-1)",
+    )  # fmt: skip
     args = parser.parse_args()
     rec = OnnxRecognizer(resolve_model(args.model), threads=1)
     verifier = None
@@ -179,9 +208,11 @@ def main() -> None:
         pair_cfg, pair_threshold = pair_settings(args.verifier)
         cfg = pair_cfg or cfg
         second = OnnxRecognizer(resolve_verifier(args.verifier), threads=1)
+        if args.ensemble is not None:
+            second = EnsembleRecognizer(second, rec, args.ensemble)
         verifier = Verifier(second, pair_threshold or 0.5, rec.labels)
     result = {"benchmark": "streaming", "machine": machine(), "model": args.model,
-              "verifier": args.verifier, "goals": GOALS}  # fmt: skip
+              "verifier": args.verifier, "ensemble": args.ensemble, "goals": GOALS}  # fmt: skip
     if args.tune:
         val = streams_of(args.streams, "validation", rec.sample_rate)
         tuner = Tuner(rec, cfg, val, rulings(verifier, val) if verifier else None)
