@@ -76,7 +76,9 @@ def tune_detector(
     write: Path | None = typer.Option(
         None, "--write", help="Write the chosen settings as a [detector] TOML (for export)."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace --write even if it is not ours."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace --write or --plot even if it is not ours."
+    ),
     as_json: bool = typer.Option(False, "--json", help="The result as one JSON object."),
     plot: Path | None = typer.Option(
         None,
@@ -115,11 +117,15 @@ def tune_detector(
     from speechlstm.tuning import POINT_BUDGETS, Tuner, detector_toml
 
     recognizer = load_recognizer(model, threads=1)
-    if write is not None:
-        try:
+    from speechlstm.plots import is_our_png
+
+    try:
+        if write is not None:
             check_output(write, _is_detector_toml, force, what="detector file")
-        except FileRefused as exc:
-            fail(str(exc))
+        if plot is not None:  # before the work, like --write: a plot we did not draw stays
+            check_output(plot, is_our_png, force, what="plot")
+    except FileRefused as exc:
+        fail(str(exc))
     try:
         truth_rows = read_truth(truth)
         # Files are read block by block, never whole: hours of negatives fit.

@@ -11,6 +11,7 @@ probabilities, which are kept as they are.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -161,26 +162,45 @@ def report(ev: Evaluation) -> dict:
 
 
 REPORT_FILES = ("report.json", "report.md", "confusion.png", "reliability.png")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The files report.json lists by content hash: a PNG or a page in the folder is
+# ours only if our report names it with these very bytes (a photo a user saved
+# as confusion.png is a PNG too).
+LISTED_FILES = REPORT_FILES[1:]
 
 
-def is_our_report_file(path: Path) -> bool:
-    """A report file evaluate wrote (so a later evaluate may replace it)."""
+def _sha256(path: Path) -> str | None:
     from .files import FileRefused, read_capped
 
     try:
-        head = read_capped(path, 64 << 20, "report file")
+        return hashlib.sha256(read_capped(path, 64 << 20, "report file")).hexdigest()
     except FileRefused:
-        return False
-    if path.suffix == ".png":
-        return head.startswith(PNG_MAGIC)
-    if path.suffix == ".md":
-        return head.startswith(b"# ") and b"\n- accuracy: " in head and b"| class |" in head
+        return None
+
+
+def _our_report(path: Path) -> dict | None:
+    """report.json's content if it is a report evaluate wrote, else None."""
+    from .files import FileRefused, read_capped
+
     try:
-        rep = json.loads(head)
-    except ValueError:
+        rep = json.loads(read_capped(path, 64 << 20, "report file"))
+    except (FileRefused, ValueError):
+        return None
+    if isinstance(rep, dict) and {"accuracy", "confusion_matrix", "labels"} <= rep.keys():
+        return rep
+    return None
+
+
+def is_our_report_file(path: Path) -> bool:
+    """A report file evaluate wrote (so a later evaluate may replace it): report.json
+    by its content, the others by report.json's list of what it wrote."""
+    if path.name == REPORT_FILES[0]:
+        return _our_report(path) is not None
+    rep = _our_report(path.parent / REPORT_FILES[0])
+    listed = (rep or {}).get("files")
+    if not isinstance(listed, dict):
         return False
-    return isinstance(rep, dict) and {"accuracy", "confusion_matrix", "labels"} <= rep.keys()
+    digest = _sha256(path)
+    return digest is not None and listed.get(path.name) == digest
 
 
 def check_report_dir(out_dir: Path, force: bool = False) -> None:
@@ -200,13 +220,14 @@ def check_report_dir(out_dir: Path, force: bool = False) -> None:
 
 
 def write_report(rep: dict, out_dir: Path, title: str, force: bool = False) -> list[Path]:
+    """report.md and the plots, then report.json listing them by hash (last: until
+    it is written, the previous report's list does not vouch for the new files)."""
     from .files import write_atomic
     from .plots import plot_confusion, plot_reliability
 
     check_report_dir(out_dir, force)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / n for n in REPORT_FILES]
-    write_atomic(written[0], json.dumps(rep, indent=2))
     write_atomic(written[1], markdown(rep, title))
     plot_confusion(
         np.asarray(rep["confusion_matrix"]),
@@ -215,6 +236,8 @@ def write_report(rep: dict, out_dir: Path, title: str, force: bool = False) -> l
         title=f"{title}: accuracy {rep['accuracy']:.3f}",
     )
     plot_reliability(rep["reliability"], written[3], rep["expected_calibration_error"])
+    files = {p.name: _sha256(p) for p in written[1:]}
+    write_atomic(written[0], json.dumps({**rep, "files": files}, indent=2))
     return written
 
 

@@ -11,6 +11,7 @@ written and read back with `surrogateescape`, so a resumed run recognises them.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -101,6 +102,37 @@ def open_rows(
         fh.truncate(0)
         had_rows = False
     return fh, had_rows
+
+
+@contextlib.contextmanager
+def held_unless_busy(path: Path):
+    """While `path` (if it exists) is replaced as a whole: refuse it when another
+    process holds its lock (a running `score` writing it, whose rows the
+    replacement would cut off), and hold the lock ourselves meanwhile so no
+    `score` starts writing it halfway."""
+    if path.is_symlink():
+        raise OutputError(
+            f"{path}: is a symbolic link (to {os.readlink(path)}); give the real file's path"
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield
+        return
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise OutputError(
+                    f"{path}: another process is writing it; wait for it or choose another output"
+                ) from None
+            raise OutputError(f"{path}: cannot lock ({exc.strerror or exc})") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def same_file(a: Path, b: Path) -> bool:

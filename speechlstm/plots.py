@@ -16,6 +16,36 @@ def _pyplot():
     return plt
 
 
+# Written into every PNG's tEXt chunk: how `is_our_png` knows a plot it may replace.
+SOFTWARE = "speechlstm"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _save(fig, path: Path) -> None:
+    """The figure as a PNG, written atomically (whole or absent, never through a
+    link), tagged as ours."""
+    import io
+
+    from .files import write_atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png", metadata={"Software": SOFTWARE})
+    write_atomic(path, buf.getvalue(), fsync=False)
+
+
+def is_our_png(path: Path) -> bool:
+    """A PNG this module wrote: its Software tEXt chunk says so (read from the
+    first kilobytes only: matplotlib writes it before the image data)."""
+    from .files import FileRefused, open_regular
+
+    try:
+        with open_regular(path, "plot") as fh:
+            head = fh.read(4096)
+    except (FileRefused, OSError):
+        return False
+    return head.startswith(PNG_MAGIC) and b"tEXtSoftware\x00" + SOFTWARE.encode() in head
+
+
 def plot_curves(history: list[dict], path: Path) -> None:
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
@@ -30,7 +60,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -62,7 +92,7 @@ def plot_confusion(cm: np.ndarray, labels, path: Path, title: str = "") -> None:
                     color = "white" if norm[i, j] > 0.5 else "black"
                     ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -96,7 +126,7 @@ def plot_reliability(bins: list[dict], path: Path, ece: float) -> None:
     )
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -151,5 +181,5 @@ def plot_det(trace: list[dict], chosen: dict, path: Path, title: str = "", point
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     plt.close(fig)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import FileRefused, check_regular, open_regular, read_capped, write_atomic
-from .outputs import CSV_FIELDS, OutputError, csv_value, first_line, is_ours
+from .outputs import CSV_FIELDS, OutputError, csv_value, first_line, held_unless_busy, is_ours
 
 RECEIPT_SUFFIX = ".shard.json"
 MODEL_SUFFIX = ".model.json"  # beside every results file: the model that wrote its rows
@@ -229,13 +229,14 @@ def merge(parts: list[Path], output: Path) -> tuple[int, int]:
     if model is not None:
         check_model_record(output)  # before the merged file is written
     header, rows = _merged_rows(by_index, receipts, count, fmt)
-    try:
-        # An unpredictable temporary name, created exclusively: a link planted
-        # at a guessable name is never followed.
-        text = "".join((header or []) + rows)
-        write_atomic(output, text.encode("utf-8", "surrogateescape"))
-    except OSError as exc:
-        raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
+    with held_unless_busy(output):
+        try:
+            # An unpredictable temporary name, created exclusively: a link planted
+            # at a guessable name is never followed.
+            text = "".join((header or []) + rows)
+            write_atomic(output, text.encode("utf-8", "surrogateescape"))
+        except OSError as exc:
+            raise OutputError(f"{output}: cannot write ({exc.strerror or exc})") from None
     if model is not None:  # a later --resume into the merged file is checked too
         write_model_record(output, model)
     return len(rows), count

@@ -11,11 +11,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import soundfile as sf
-
 from ..audio import SAMPLE_RATE, crop_loudest, level_dbfs
 from ..files import FolderLock
 from ..mic import Microphone
+from .synth import write_wav
 
 MIN_LEVEL_DBFS = -50.0  # quieter than this: nothing was said, the take is repeated
 
@@ -53,7 +52,9 @@ def record_takes(
                     prompt("  heard nothing" + (", again" if attempt < retries else ", skipped"))
                 else:
                     continue
-                sf.write(folder / f"{speaker}_nohash_{n}.wav", clip, SAMPLE_RATE, subtype="PCM_16")
+                # Atomic: a take is whole or absent, and an interrupted session
+                # keeps every take before it.
+                write_wav(folder / f"{speaker}_nohash_{n}.wav", clip)
                 n += 1
                 written[word] += 1
         if mic.overflows:

@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from ..audio import SAMPLE_RATE, crop_loudest, to_mono_16k
-from ..files import FolderLock, write_atomic
+from ..files import FileRefused, FolderLock, write_atomic
 from ..labels import BACKGROUND_NOISE_DIR, SC12_WORDS, SC35_WORDS, UNKNOWN
 from ..progress import note, progress_bar
 from .noise import make_noise
@@ -314,20 +314,16 @@ def synthesize_dataset(cfg: SynthConfig, out_dir: str | Path, show_progress=None
             return
         path = out / job.relpath()
         path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        sf.write(buf, clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        write_atomic(
-            path, buf.getvalue(), fsync=False
-        )  # a clip is either whole or absent: safe to resume
+        write_wav(path, clip)
 
-    with (
-        FolderLock(out, "dataset folder"),
-        progress_bar("synthesizing", len(todo), enabled=show_progress, unit="clips") as advance,
-        ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool,
-    ):
-        for _ in pool.map(work, todo):
-            advance(1)
-    write_noise(out / BACKGROUND_NOISE_DIR, cfg, by_name)
+    with FolderLock(out, "dataset folder"):
+        with (
+            progress_bar("synthesizing", len(todo), enabled=show_progress, unit="clips") as advance,
+            ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool,
+        ):
+            for _ in pool.map(work, todo):
+                advance(1)
+        write_noise(out / BACKGROUND_NOISE_DIR, cfg, by_name)
     if failures:
         note(f"{len(failures)} clip(s) failed, e.g. {failures[0]}")
     made = Counter(j.voice.engine for j in todo) if todo else Counter()
@@ -355,18 +351,30 @@ def voices_for(engines: list, lang: str) -> list[Voice]:
     return voices
 
 
+def write_wav(path: Path, clip: np.ndarray) -> None:
+    """16-bit WAV, written atomically: whole or absent (safe to resume), and in
+    place of a link, never through it."""
+    buf = io.BytesIO()
+    sf.write(buf, clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    write_atomic(path, buf.getvalue(), fsync=False)
+
+
 def write_noise(folder: Path, cfg: SynthConfig, engines: dict) -> None:
-    """White, pink, brown, hum and babble recordings for silence and noise mixing."""
+    """White, pink, brown, hum and babble recordings for silence and noise mixing.
+    A file already there is kept (a resumed run), a link there is refused."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([cfg.seed, 99])
     n = int(cfg.noise_seconds * SAMPLE_RATE)
-    for kind in ("white", "pink", "brown", "hum"):
+    for kind in ("white", "pink", "brown", "hum", "babble"):
         path = folder / f"{kind}.wav"
-        if not path.is_file():
-            sf.write(path, make_noise(kind, n, rng), SAMPLE_RATE, subtype="PCM_16")
-    path = folder / "babble.wav"
-    if not path.is_file() and engines:
-        sf.write(path, babble(n, engines, rng, cfg.lang), SAMPLE_RATE, subtype="PCM_16")
+        if path.is_symlink():
+            raise FileRefused(f"{path}: is a symbolic link; remove it, the noise is written there")
+        if path.is_file() or (kind == "babble" and not engines):
+            continue
+        if kind == "babble":
+            write_wav(path, babble(n, engines, rng, cfg.lang))
+        else:
+            write_wav(path, make_noise(kind, n, rng))
 
 
 def babble(
