@@ -9,6 +9,9 @@ detector, format), its graph's signature mutated (input/output type, rank,
 declared sizes, an extra input) and byte-corrupted files, each run through
 `info` and `transcribe`. Names: FIFOs, devices, NUL bytes, line separators
 and terminal escapes in one list file, scored, then sharded and merged.
+Outputs: every writer (`score -o`, `--merge -o`, `evaluate -r`, `tune-detector
+--write/--plot`) over a dangling link, a link to a user file, a user's file
+or PNG, a results file another `score` holds, a FIFO and a folder.
 
 An input is held when its command did what the contract says: no traceback
 and no last-resort "unexpected" error; exit 0, 1 (some inputs failed) or 2
@@ -313,6 +316,100 @@ def fuzz_models(folder: Path, n: int, rng: np.random.Generator, model: Path, cli
     return tally
 
 
+# -- outputs (issue 46, round 3) ----------------------------------------------
+HOSTILE_OUTPUTS = ("dangling link", "link to a user file", "user file", "user PNG", "locked",
+                   "FIFO", "folder")  # fmt: skip
+
+
+def plant(path: Path, kind: str, folder: Path) -> bytes | None:
+    """Something at `path` that no writer may harm; returns the user file's bytes."""
+    import fcntl
+
+    user = folder / f"user-{path.name}"
+    png = b"\x89PNG\r\n\x1a\n" + b"a user's own picture"
+    if kind == "dangling link":
+        os.symlink(folder / "nowhere" / path.name, path)
+    elif kind == "link to a user file":
+        user.write_bytes(b"the user's notes\n")
+        os.symlink(user, path)
+        return user.read_bytes()
+    elif kind == "user file":
+        path.write_bytes(b"the user's notes, path,label,score\n")
+    elif kind == "user PNG":
+        path.write_bytes(png)
+    elif kind == "locked":  # a results file a running `score` is writing
+        path.write_text("path,label,score,top,duration_s,error\n")
+        holder = open(path, "a")  # noqa: SIM115 - held until the stage ends
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        HELD.append(holder)
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    return path.read_bytes() if path.is_file() and not path.is_symlink() else None
+
+
+HELD: list = []
+
+
+def untouched(path: Path, kind: str, before: bytes | None, folder: Path) -> bool:
+    if kind.endswith("link"):
+        linked = path.is_symlink() and not (folder / "nowhere").exists()
+        return linked and (before is None or (folder / f"user-{path.name}").read_bytes() == before)
+    if kind == "FIFO":
+        return path.is_fifo()
+    if kind == "folder":
+        return path.is_dir() and not any(path.iterdir())
+    return path.read_bytes() == before
+
+
+def fuzz_outputs(folder: Path, model: Path) -> Tally:
+    """Every writer against every hostile output: one line naming it, exit 2,
+    and whatever was there unharmed (a link stays a link, a user file its bytes)."""
+    from speechlstm.testing.synth_audio import make_dataset, tone_word
+
+    tally = Tally()
+    clips = folder / "out-clips"
+    clips.mkdir()
+    for i, word in enumerate(("yes", "no", "up", "down")):
+        sf.write(clips / f"c{i}.wav", tone_word(word), 16000)
+    parts = []
+    for k in range(2):
+        parts.append(str(folder / f"out-part-{k}.csv"))
+        run_cli(["score", str(clips), "-m", str(model), "--shard", f"{k}/2", "-o", parts[-1]])
+    data = make_dataset(folder / "out-ds", speakers=2, takes=1)
+    missing = str(folder / "missing")
+    writers = {
+        "score -o": lambda out: ["score", str(clips), "-m", str(model), "-o", out],
+        "score --merge -o": lambda out: ["score", "--merge", *parts, "-o", out],
+        "evaluate -r (report.md)": lambda out: [
+            "evaluate", str(data), "-m", str(model), "-r", str(Path(out).parent)],
+        "tune-detector --write": lambda out: ["tune-detector", "-m", str(model), "--commands",
+            missing, "--truth", missing, "--negatives", missing, "--write", out],
+        "tune-detector --plot": lambda out: ["tune-detector", "-m", str(model), "--commands",
+            missing, "--truth", missing, "--negatives", missing, "--plot", out],
+    }  # fmt: skip
+    for n, (writer, args) in enumerate(writers.items()):
+        for kind in HOSTILE_OUTPUTS:
+            if kind == "locked" and not writer.startswith("score"):
+                continue  # the lock guards results files, which score writes
+            place = folder / f"out-{n}-{kind.replace(' ', '_')}"
+            place.mkdir()
+            name = "report.md" if writer.startswith("evaluate") else f"out{n}.csv"
+            path = place / ("plot.png" if writer.endswith("--plot") else name)
+            before = plant(path, kind, place)
+            code, _, err, exc = run_cli(args(str(path)))
+            named = path.name in err or str(place) in err
+            ok = exc is None and code == 2 and named and "unexpected" not in err
+            ok = ok and untouched(path, kind, before, place)
+            tally.check(
+                f"{writer} over a {kind}", ok, repr(exc) if exc else f"{code}: {err[-200:]}"
+            )
+    while HELD:
+        HELD.pop().close()
+    return tally
+
+
 def run(n_files: int, n_models: int, seed: int) -> dict:
     from speechlstm.testing.synth_audio import tone_word
     from speechlstm.testing.tiny_onnx import build_tiny_model
@@ -327,6 +424,7 @@ def run(n_files: int, n_models: int, seed: int) -> dict:
         audio = fuzz_audio(folder, n_files, rng, model)
         models = fuzz_models(folder, n_models, rng, model, clip)
         names = fuzz_names(folder, model)
+        outputs = fuzz_outputs(folder, model)
         seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -347,8 +445,9 @@ def run(n_files: int, n_models: int, seed: int) -> dict:
             "broken": models.broken,
         },  # fmt: skip
         "names": {"checks": names.tried, "held": names.held, "broken": names.broken},
-        "held": audio.held + models.held + names.held,
-        "tried": audio.tried + models.tried + names.tried,
+        "outputs": {"checks": outputs.tried, "held": outputs.held, "broken": outputs.broken},
+        "held": audio.held + models.held + names.held + outputs.held,
+        "tried": audio.tried + models.tried + names.tried + outputs.tried,
         "seconds": round(seconds, 1),
     }
 
