@@ -125,6 +125,14 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", retired: str = "
     known = {f.name for f in fields(cls)}
     data = _renamed(data) if cls is RunConfig else dict(data)
     for key in sorted(set(data) - known):
+        # A moved setting read within its old section alone (a model's training
+        # summary) has no place here: it belongs to another section now.
+        if any(
+            f"{where}{key}" == old or f"{where}{key}".endswith("." + old)
+            for old in RENAMED_SETTINGS
+        ):
+            del data[key]
+    for key in sorted(set(data) - known):
         name = _retired(f"{where}{key}")
         if name is None:
             continue

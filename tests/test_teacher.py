@@ -269,3 +269,9 @@ def test_old_configs_naming_the_embedding_settings_in_train_still_load(tmp_path)
     with pytest.raises(ValueError, match="train.embedding_copies=2 .*embedding.copies=5"):
         load_toml(tmp_path / "old.toml")
     assert apply_overrides(RunConfig(), {"train.embedding_heads": "3"}).embedding.heads == 3
+    # An exported model's training summary holds [train] alone: the old keys are
+    # dropped there (the shipped models were exported before the section existed).
+    from speechlstm.config import TrainConfig
+
+    summary = {**to_dict(TrainConfig()), "embedding_copies": 3, "embedding_heads": 2}
+    assert from_dict(TrainConfig, summary, where="training.train.", retired="drop") == TrainConfig()
