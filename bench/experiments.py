@@ -8,8 +8,8 @@ variants of bench/experiments.toml.
 `run` trains what has no metrics.json yet (resuming a run with last.pt),
 exports it to int8 ONNX (fp32 where int8 misses export's agreement check),
 and measures it on the real subset's validation and test lists (12-class,
-bench/synthetic_to_real.real_accuracy; a teacher is measured through its
-embedding). One training at a time: the development machine has two cores.
+bench/synthetic_to_real.real_accuracy; an embedding model is measured through
+its embedding). One training at a time: the development machine has two cores.
 Each run's measurement is kept in RUN/real.json; the group's table goes to
 bench/out/experiments_GROUP.{json,md}.
 """
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,15 @@ TABLE = Path(__file__).resolve().parent / "experiments.toml"
 SL = str(ROOT / ".venv/bin/speechlstm")
 RUNS = ROOT / "runs/exp"
 KEYS = {"group", "what", "data", "add", "recipe", "set", "flags", "encoder", "frontend"}
-KEYS |= {"run", "copy_to"}
+KEYS |= {"run", "copy_to", "sources"}
+
+# Learning sources under trial (speechlstm/train/sources.py): name -> a factory
+# taking the run's RunConfig and giving the source (or None: off). An
+# experiment that names some (`sources = ["NAME"]`) trains in this process
+# with the shipped sources plus these (run_training's learning_sources).
+# Trying a lever adds its file in bench/ and a line here; rejecting it
+# deletes both (DEVELOPERS.md, "Where a lever lives"). None is under trial now.
+LEVERS: dict[str, Callable] = {}
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class Experiment:
     frontend: str = "mfcc"
     run: str = ""
     copy_to: str = ""
+    sources: tuple[str, ...] = ()  # learning sources under trial (LEVERS)
     needs: tuple[str, ...] = field(default=())  # experiments whose teacher it uses
 
     @property
@@ -58,7 +68,7 @@ class Experiment:
         return ROOT / self.run if self.run else RUNS / self.name
 
     @property
-    def is_teacher(self) -> bool:
+    def is_embedding_model(self) -> bool:
         return self.frontend == "embedding"
 
 
@@ -71,7 +81,7 @@ def load_table(path: Path = TABLE) -> dict[str, Experiment]:
         if unknown:
             raise SystemExit(f"{path}: [{name}] has unknown keys {sorted(unknown)}")
         merged = {**defaults, **row}
-        for key in ("add", "set", "flags"):
+        for key in ("add", "set", "flags", "sources"):
             merged[key] = tuple(merged.get(key, ()))
         needs = tuple(
             v.split(":", 1)[1]
@@ -82,8 +92,10 @@ def load_table(path: Path = TABLE) -> dict[str, Experiment]:
         out[name] = Experiment(name=name, needs=needs, **merged)
     for exp in out.values():
         for need in exp.needs:
-            if need not in out or not out[need].is_teacher:
-                raise SystemExit(f"{path}: [{exp.name}] uses @teacher:{need}, not a teacher")
+            if need not in out or not out[need].is_embedding_model:
+                raise SystemExit(
+                    f"{path}: [{exp.name}] uses @teacher:{need}, not an embedding-model experiment"
+                )
     return out
 
 
@@ -125,7 +137,7 @@ def train(exp: Experiment, table: dict[str, Experiment]) -> None:
             cmd += ["--add", resolve(folder, table)]
         if exp.encoder:
             cmd += ["--encoder", resolve(exp.encoder, table)]
-        if exp.is_teacher:
+        if exp.is_embedding_model:
             cmd += ["--frontend", "embedding"]
         for item in exp.set:
             key, _, value = item.partition("=")
@@ -133,11 +145,38 @@ def train(exp: Experiment, table: dict[str, Experiment]) -> None:
     print(f"{exp.name}: {exp.what}", flush=True)
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f"{out.name}.log", "a") as log:
-        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    if exp.sources:
+        train_with_levers(exp, table)
+    else:
+        with open(out.parent / f"{out.name}.log", "a") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     wall = time.perf_counter() - started
     (out / "wall_s.txt").write_text(f"{wall:.0f}\n")
     print(f"{exp.name}: trained in {wall:.0f} s", flush=True)
+
+
+def train_with_levers(exp: Experiment, table: dict[str, Experiment]) -> None:
+    """`exp` trained in this process with its LEVERS beside the shipped sources
+    (as `speechlstm train` would, on the CPU; a run with last.pt resumes)."""
+    from speechlstm.settings import layered_config
+    from speechlstm.train.distill import shipped_sources
+    from speechlstm.train.run import run_training
+
+    unknown = sorted(set(exp.sources) - set(LEVERS))
+    if unknown or exp.flags or exp.is_embedding_model:
+        raise SystemExit(f"[{exp.name}]: sources {unknown} unknown, or with flags or a frontend")
+    sets = [f"{k}={resolve(v, table)}" for k, _, v in (i.partition("=") for i in exp.set)]
+    flags = {
+        "train.device": "cpu",
+        "data.extra": [resolve(a, table) for a in exp.add] or None,
+        "train.encoder": resolve(exp.encoder, table) if exp.encoder else None,
+    }
+    cfg = layered_config(ROOT / exp.recipe if exp.recipe else None, sets, flags)
+    levers = [LEVERS[name](cfg) for name in exp.sources]
+    sources = shipped_sources(cfg) + [s for s in levers if s is not None]
+    resume = (exp.out / "last.pt").is_file()
+    data = resolve(exp.data, table)
+    run_training(data, exp.out, cfg, resume=resume, show_progress=False, learning_sources=sources)
 
 
 def model_of(exp: Experiment) -> Path | None:
@@ -163,17 +202,17 @@ def export(exp: Experiment) -> Path:
     return model
 
 
-def teacher_accuracy(teacher: Path, subset: Path, split: str) -> dict:
-    """A teacher's 12-class accuracy on the subset's list, through the embedding."""
+def embedding_model_accuracy(model: Path, subset: Path, split: str) -> dict:
+    """An embedding model's 12-class accuracy on the subset's list, through the embedding."""
     import numpy as np
 
     from speechlstm import metrics
     from speechlstm.audio import crop_loudest, float_to_int16, load_audio
     from speechlstm.data.datasets import discover
     from speechlstm.labels import SILENCE, UNKNOWN
-    from speechlstm.train.teacher import EmbeddingTeacher
+    from speechlstm.train.embedding_model.model_file import EmbeddingModel
 
-    t = EmbeddingTeacher(teacher)
+    t = EmbeddingModel(model)
     clips = discover(subset).split(split)
     targets, waves = [], []
     for clip in clips:
@@ -198,7 +237,7 @@ def measure(exp: Experiment, subset: Path) -> dict | None:
 
     if not trained(exp):
         return None
-    if exp.is_teacher:
+    if exp.is_embedding_model:
         artefact = exp.out / "teacher.safetensors"
     else:
         artefact = export(exp)
@@ -207,8 +246,8 @@ def measure(exp: Experiment, subset: Path) -> dict | None:
     cached = exp.out / "real.json"
     if cached.is_file() and cached.stat().st_mtime >= artefact.stat().st_mtime:
         return {**json.loads(cached.read_text()), "what": exp.what}
-    if exp.is_teacher:
-        val, test = (teacher_accuracy(artefact, subset, s) for s in ("validation", "test"))
+    if exp.is_embedding_model:
+        val, test = (embedding_model_accuracy(artefact, subset, s) for s in ("validation", "test"))
     else:
         val, test = (real_accuracy(artefact, subset, s) for s in ("validation", "test"))
     metrics = json.loads((exp.out / "metrics.json").read_text())

@@ -99,12 +99,13 @@ def train(
     frontend: str = typer.Option(
         "mfcc",
         "--frontend",
-        help="mfcc: the recognizer (MFCC -> BiLSTM). embedding: a teacher on Google's "
-        "pretrained speech embedding (openwakeword 0.4.0's files) plus a BiLSTM head, "
-        "trained on the clips and train.embedding_copies (3) augmented copies of each "
-        "(without --config or --set augment.*: noise, level, rooms and speed within 10%), "
-        "written as teacher.safetensors for --set train.teacher=DIR/teacher.safetensors; "
-        "`export DIR` makes it a model.",
+        help="mfcc: the recognizer (MFCC -> BiLSTM). embedding: the embedding model, "
+        "Google's pretrained speech embedding (openwakeword 0.4.0's files) plus a BiLSTM "
+        "head, trained on the clips and embedding.copies (3) augmented copies of each, "
+        "drawn with [augment] (recipes/embedding.recipe.toml holds the measured one); "
+        "its settings are [embedding], and --epochs, --batch-size, --lr and --hidden set "
+        "them. Writes teacher.safetensors: `export DIR` makes it a model, and "
+        "--set train.teacher=DIR/teacher.safetensors distils from it.",
     ),
 ) -> None:
     """Train a recognizer and write best.pt, last.pt, metrics.json and plots to --out.
@@ -135,9 +136,10 @@ def train(
 
       torchrun --nproc-per-node 2 -m speechlstm train data/sc --out runs/ddp
 
-      speechlstm train data/sc --frontend embedding --out runs/teacher
+      speechlstm train data/sc --frontend embedding --config recipes/embedding.recipe.toml
+      --out runs/embedding
 
-      speechlstm train data/sc --set train.teacher=runs/teacher/teacher.safetensors
+      speechlstm train data/sc --set train.teacher=runs/embedding/teacher.safetensors
     """
     require_training_side()
     import torch
@@ -149,14 +151,19 @@ def train(
     from speechlstm.train.run import run_training
     from speechlstm.train.trainer import TrainingInterrupted
 
+    if frontend not in ("mfcc", "embedding"):
+        fail(f"--frontend {frontend!r}: choose mfcc or embedding")
+    # --epochs, --batch-size, --lr and --hidden set the model that trains: the
+    # MFCC model's [train] and [model], or the embedding model's [embedding].
+    opt, size = ("embedding", "embedding") if frontend == "embedding" else ("train", "model")
     flags = {
         "data.task": task,
         "data.words": words,
-        "train.epochs": epochs,
-        "train.batch_size": batch_size,
-        "train.lr": lr,
+        f"{opt}.epochs": epochs,
+        f"{opt}.batch_size": batch_size,
+        f"{opt}.lr": lr,
         "model.cell": cell,
-        "model.hidden_size": hidden,
+        f"{size}.hidden_size": hidden,
         "train.grad_clip": grad_clip,
         "model.num_layers": layers,
         "model.pooling": pooling,
@@ -172,9 +179,6 @@ def train(
         cfg = layered_config(config, settings, flags, resume)
     except ValueError as exc:
         fail(str(exc))
-    cache = None if no_cache else (cache_dir or default_cache_dir())
-    if frontend not in ("mfcc", "embedding"):
-        fail(f"--frontend {frontend!r}: choose mfcc or embedding")
     if frontend == "embedding":
         # The embedding model has its own head: an MFCC model's flags would be
         # recorded in config.toml and never used.
@@ -192,9 +196,13 @@ def train(
         ]
         if unused:
             fail(f"--frontend embedding has no use for {', '.join(unused)}: leave them out")
-        _train_teacher(
-            data, out, cfg, resume, hidden, epochs, batch_size, lr, seed, noise, cache, progress
-        )
+    try:
+        _check_frontend_settings(frontend, given_settings(settings, flags))
+    except ValueError as exc:
+        fail(str(exc))
+    cache = None if no_cache else (cache_dir or default_cache_dir())
+    if frontend == "embedding":
+        _train_embedding_model(data, out, cfg, resume, noise, cache, progress)
         return
     try:
         # Under torchrun: join the process group (NCCL on GPUs, gloo on CPU).
@@ -339,26 +347,56 @@ def export(
     stdout_line("; ".join(parts))
 
 
-def _train_teacher(
-    data, out, cfg, resume, hidden, epochs, batch_size, lr, seed, noise, cache, progress
-):
-    """`train --frontend embedding`: the embedding teacher (speechlstm/train/teacher.py)."""
+# The settings a run of each front-end reads from a command line (section ->
+# its keys, None: all): another is refused by name rather than recorded unused.
+_FRONTEND_SETTINGS = {
+    "mfcc": {"features": None, "model": None, "augment": None, "train": None, "data": None,
+             "detector": None},
+    "embedding": {"features": None, "augment": None, "data": None, "embedding": None,
+                  "train": ("seed", "device", "threads")},
+}  # fmt: skip
+
+
+def _check_frontend_settings(frontend: str, given: dict) -> None:
+    """ValueError naming a --set item (or flag) the front-end's model never reads."""
+    from speechlstm.settings import RENAMED_SETTINGS
+
+    used = _FRONTEND_SETTINGS[frontend]
+    for dotted in given:
+        dotted = RENAMED_SETTINGS.get(dotted, dotted)
+        section, _, key = dotted.partition(".")
+        if section not in used or used[section] is None or key in used[section]:
+            continue  # an unknown section is layered_config's to refuse
+        raise ValueError(
+            f"--frontend {frontend} does not use {dotted}"
+            + (f"; the embedding model's settings are [embedding] (embedding.{key})"
+               if frontend == "embedding" else "; [embedding] is the embedding model's")
+        )  # fmt: skip
+    if frontend == "mfcc" and any(k.startswith("embedding.") for k in given):
+        first = next(k for k in given if k.startswith("embedding."))
+        raise ValueError(
+            f"{first} is a setting of the embedding model (--frontend embedding); "
+            "an MFCC run does not read it"
+        )
+
+
+def _train_embedding_model(data, out, cfg, resume, noise, cache, progress):
+    """`train --frontend embedding`: the embedding model (speechlstm/train/embedding_model/)."""
     from speechlstm.data.datasets import DatasetError
     from speechlstm.train.embedding import EmbeddingUnavailable
-    from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, copies_augment, run_teacher
+    from speechlstm.train.embedding_model.model_file import MODEL_FILE
+    from speechlstm.train.run import run_embedding_model
 
     if resume:
-        fail("--resume: a teacher run is short and its embeddings are cached; start it again")
-    cfg = copies_augment(cfg)
-    tcfg = TeacherConfig.from_run(
-        cfg, hidden_size=hidden, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
-    )
+        fail(
+            "--resume: an embedding-model run is short and its embeddings are cached; "
+            "start it again"
+        )
     try:
-        report = run_teacher(
+        report = run_embedding_model(
             data,
             out,
             cfg,
-            tcfg,
             noise_dir=noise,
             cache_dir=cache,
             show_progress=None if progress else False,
@@ -370,10 +408,11 @@ def _train_teacher(
     except (ValueError, DatasetError, OSError, EmbeddingUnavailable) as exc:
         fail(str(exc))
     stdout_line(
-        f"teacher test accuracy {report['test_accuracy']:.4f} on {report['test_clips']} clips "
-        f"(best validation {report['best_val_accuracy']:.4f} at epoch {report['best_epoch']})"
+        f"embedding model test accuracy {report['test_accuracy']:.4f} on "
+        f"{report['test_clips']} clips (best validation {report['best_val_accuracy']:.4f} "
+        f"at epoch {report['best_epoch']})"
     )
-    stdout_line(f"wrote {out}/{TEACHER_FILE}, metrics.json, config.toml")
+    stdout_line(f"wrote {out}/{MODEL_FILE}, metrics.json, config.toml")
 
 
 def _export_embedding(run: Path, output: Path, int8, detector, force, calibrate) -> None:

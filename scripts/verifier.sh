@@ -35,7 +35,7 @@ $SL data streams "$SC" -o "$STREAMS" --split validation
 $PY scripts/mined_windows.py "$SC" recipes/mined_r1.txt "$MINED"
 rm -rf "$RUN"
 $SL train "$REAL" --add data/synth_sc12 --add data/vocab_unknown --add "$MINED" \
-  --config recipes/sc12.recipe.toml --frontend embedding --out "$RUN"
+  --config recipes/sc12.verifier.recipe.toml --frontend embedding --out "$RUN"
 mkdir -p "$(dirname "$OUT")"
 $SL export "$RUN" -o "$OUT" --force
 $SL info "$OUT"

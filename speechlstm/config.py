@@ -1,4 +1,5 @@
-"""Frozen configuration dataclasses: features, model, augmentation, training, data, detector.
+"""Frozen configuration dataclasses: features, model, augmentation, training, data,
+detector, and the embedding model's own section.
 
 Every run saves its resolved `RunConfig` (config.toml and inside each
 checkpoint), and the feature and model configs travel into the ONNX metadata,
@@ -160,9 +161,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # CPU threads for torch; 0 = the cores free now, re-measured each epoch (threads.py)
     threads: int = 0
-    # Knowledge distillation: checkpoints (best.pt of earlier runs with the
-    # same labels) whose averaged, temperature-softened outputs are a second
-    # target; the loss is (1 - w) * cross-entropy + w * T^2 * KL.
+    # Knowledge distillation: teachers with the run's labels, checkpoints
+    # (best.pt of earlier runs) or embedding models (teacher.safetensors of a
+    # `--frontend embedding` run), whose averaged, temperature-softened outputs
+    # are a second target; the loss is (1 - w) * cross-entropy + w * T^2 * KL.
     teacher: tuple[str, ...] = ()
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
@@ -171,20 +173,6 @@ class TrainConfig:
     # (16 frames of 96, standardised) through a linear projector that is never
     # exported; needs openwakeword 0.4.0's model files. 0 disables.
     feature_distill: float = 0.0
-    # The embedding teacher (`--frontend embedding`): augmented copies of each
-    # training clip it learns from besides the clip itself, each drawn once with
-    # the [augment] waveform stage (shift, gain, room, noise) and embedded once
-    # (cached by content). Synthesized clips have digital silence around the
-    # word. Custom words from synthesized speech: 3 copies lift real-voice
-    # accuracy from 0.80 to 0.90 (docs/models/teacher.md); on real clips they
-    # are neutral (recipes/sc12.recipe.toml sets 0). 0 disables.
-    embedding_copies: int = 3
-    # The embedding teacher's heads: each trained with its own seed (seed,
-    # seed + 1, ...) on its own augmented copies, their probabilities averaged
-    # (one model file, one embedding pass: a head costs ~1% of it). Custom
-    # words from synthesized speech: 2 heads 0.905 on real test voices against
-    # 0.897 and 0.886 alone (docs/models/teacher.md).
-    embedding_heads: int = 2
     # Start from a pretrained encoder (train/encoder.py): "auto" = the shipped
     # one when the model keeps the default or the encoder's shape, "none" =
     # from scratch, or a .safetensors path. A run records "sha256:<digest>".
@@ -205,16 +193,60 @@ class TrainConfig:
             raise ValueError(f"train.distill_weight={self.distill_weight}: must be in [0, 1]")
         if not 0.0 <= self.feature_distill <= 100.0:
             raise ValueError(f"train.feature_distill={self.feature_distill}: must be in [0, 100]")
-        if not 0 <= self.embedding_copies <= 16:
-            raise ValueError(f"train.embedding_copies={self.embedding_copies}: must be in [0, 16]")
-        if not 1 <= self.embedding_heads <= 8:
-            raise ValueError(f"train.embedding_heads={self.embedding_heads}: must be in [1, 8]")
         if self.distill_temperature <= 0:
             raise ValueError("train.distill_temperature must be > 0")
         if not 0.0 <= self.encoder_lr_scale <= 10.0:
             raise ValueError(f"train.encoder_lr_scale={self.encoder_lr_scale}: must be in [0, 10]")
         if self.freeze_epochs < 0:
             raise ValueError(f"train.freeze_epochs={self.freeze_epochs}: must be >= 0")
+        return self
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The embedding model (`train --frontend embedding`): Google's speech
+    embedding, computed once per clip and cached, under a small BiLSTM head
+    (speechlstm/train/embedding_model/). Its seed is train.seed; its copies are
+    drawn with the [augment] waveform stage; [model] is the MFCC model's and
+    does not reach it. Shape, dropout, label smoothing and 20 epochs chosen on
+    validation speakers (docs/models/embedding.md; best epochs fell at 7-14 of 20-40)."""
+
+    hidden_size: int = 64  # head units per direction (1 bidirectional layer); --hidden
+    dropout: float = 0.3  # before the head's last layer
+    epochs: int = 20  # the best on validation is kept; --epochs
+    batch_size: int = 64  # --batch-size
+    lr: float = 2e-3  # the peak of a one-cycle schedule; --lr
+    weight_decay: float = 0.01  # AdamW's
+    label_smoothing: float = 0.1  # of the cross-entropy
+    # Augmented copies of each training clip the head learns from besides the
+    # clip itself, each drawn once with the [augment] waveform stage (shift,
+    # gain, room, noise, speed) and embedded once (cached by content).
+    # Synthesized clips have digital silence around the word. Custom words from
+    # synthesized speech: 3 copies lift real-voice accuracy from 0.80 to 0.90
+    # (docs/models/embedding.md, with recipes/embedding.recipe.toml's
+    # augmentation); on real clips they are neutral
+    # (recipes/sc12.verifier.recipe.toml sets 0). 0 disables.
+    copies: int = 3
+    # Heads, each trained with its own seed (seed, seed + 1, ...) on its own
+    # augmented copies, their probabilities averaged (one model file, one
+    # embedding pass: a head costs ~1% of it). Custom words from synthesized
+    # speech: 2 heads 0.905 on real test voices against 0.897 and 0.886 alone
+    # (docs/models/embedding.md).
+    heads: int = 2
+
+    def validate(self) -> EmbeddingConfig:
+        if self.hidden_size < 1 or self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("embedding.hidden_size, epochs and batch_size must be >= 1")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError(f"embedding.lr={self.lr}: must be a positive number")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"embedding.dropout={self.dropout}: must be in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"embedding.label_smoothing={self.label_smoothing}: must be in [0, 1)")
+        if not 0 <= self.copies <= 16:
+            raise ValueError(f"embedding.copies={self.copies}: must be in [0, 16]")
+        if not 1 <= self.heads <= 8:
+            raise ValueError(f"embedding.heads={self.heads}: must be in [1, 8]")
         return self
 
 
@@ -379,6 +411,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    # The embedding model's own settings (`train --frontend embedding`).
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
     def validate(self) -> RunConfig:
         self.features.validate()
@@ -387,6 +421,7 @@ class RunConfig:
         self.train.validate()
         self.data.validate()
         self.detector.validate()
+        self.embedding.validate()
         return self
 
 

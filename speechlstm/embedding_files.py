@@ -3,7 +3,7 @@
 Found, not imported (importing openwakeword pulls in its own model loading and
 dependencies, none of which speechlstm needs). `SPEECHLSTM_EMBEDDING_DIR`
 points elsewhere (the tests' stand-in). Used by the training side (the
-embedding teacher and model) and by the inference side (the shipped
+embedding model and feature distillation) and by the inference side (the shipped
 verifier, composed at load time: shipped_verifier.py). Standard library only.
 """
 

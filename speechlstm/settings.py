@@ -63,9 +63,40 @@ RETIRED_SETTINGS = {
 }
 RETIRED_FIGURES = {
     "augment.detector_windows": "docs/models/sc12.md",
-    "train.window_teacher": "docs/models/teacher.md",
-    "train.feature_distill_audio": "docs/models/teacher.md",
+    "train.window_teacher": "docs/models/embedding.md",
+    "train.feature_distill_audio": "docs/models/embedding.md",
 }
+
+
+# Settings that moved, old dotted name -> new: a saved config (config.toml, a
+# checkpoint, a --config file) or a --set item naming the old one means the
+# new one. Issue 45 gave the embedding model its own [embedding] section.
+RENAMED_SETTINGS = {
+    "train.embedding_copies": "embedding.copies",
+    "train.embedding_heads": "embedding.heads",
+}
+
+
+def _renamed(data: dict[str, Any]) -> dict[str, Any]:
+    """A RunConfig's dict with RENAMED_SETTINGS moved to their new places; an
+    old and a new name given different values are refused by both names."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for old, new in RENAMED_SETTINGS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        section = data.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        value = section.pop(old_key)
+        target = data.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # from_dict names the malformed section
+        if new_key in target and target[new_key] != value:
+            raise ValueError(
+                f"setting {old}={value!r} (the old name of {new}) and {new}={target[new_key]!r} "
+                f"disagree; keep {new} alone"
+            )
+        target[new_key] = value
+    return data
 
 
 def _retired_message(name: str) -> str:
@@ -92,7 +123,15 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "", retired: str = "
     summary, which only `info` shows)."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    data = dict(data)
+    data = _renamed(data) if cls is RunConfig else dict(data)
+    for key in sorted(set(data) - known):
+        # A moved setting read within its old section alone (a model's training
+        # summary) has no place here: it belongs to another section now.
+        if any(
+            f"{where}{key}" == old or f"{where}{key}".endswith("." + old)
+            for old in RENAMED_SETTINGS
+        ):
+            del data[key]
     for key in sorted(set(data) - known):
         name = _retired(f"{where}{key}")
         if name is None:
@@ -151,10 +190,21 @@ def load_detector_toml(path: str | Path) -> DetectorConfig:
     return cfg
 
 
-def save_toml(cfg: RunConfig, path: str | Path) -> None:
+def save_toml(
+    cfg: RunConfig, path: str | Path, only: dict[str, tuple[str, ...] | None] | None = None
+) -> None:
+    """Write `cfg` as TOML; `only` (section -> its keys, None: all of them)
+    keeps the sections, and keys, that a run used: config.toml says what ran."""
     import tomli_w
 
-    Path(path).write_text(tomli_w.dumps(to_dict(cfg)))
+    data = to_dict(cfg)
+    if only is not None:
+        data = {
+            name: table if only[name] is None else {k: table[k] for k in only[name]}
+            for name, table in data.items()
+            if name in only
+        }
+    Path(path).write_text(tomli_w.dumps(data))
 
 
 def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
@@ -163,6 +213,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     for dotted, value in overrides.items():
         if value is None:
             continue
+        dotted = RENAMED_SETTINGS.get(dotted, dotted)
         section, _, key = dotted.partition(".")
         if section not in sections or not key:
             raise ValueError(

@@ -123,7 +123,7 @@ def quiet_mic(virtual_mic):
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory):
     """The stand-in speech embedding (stand_in_embedding.py) installed for a
-    test module: the teacher tests need neither the real files nor a download."""
+    test module: the embedding-model tests need neither the real files nor a download."""
     from stand_in_embedding import build_stand_in
 
     folder = build_stand_in(tmp_path_factory.mktemp("embedding"))

@@ -1,10 +1,11 @@
 """The speech-embedding front-end as a model users run (train/frontend_export.py,
 embedding_stream.py), on the stand-in embedding (stand_in_embedding.py): export
-of a teacher run into one ONNX graph, clips through it, streams one embedding
+of an embedding-model run into one ONNX graph, clips through it, streams one embedding
 frame per hop."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -21,39 +22,37 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory, tone_dataset):
-    from speechlstm.train.teacher import TeacherConfig, run_teacher
+def embedding_run(tmp_path_factory, tone_dataset):
+    from speechlstm.config import EmbeddingConfig
+    from speechlstm.train.run import run_embedding_model
 
     folder = build_stand_in(tmp_path_factory.mktemp("embedding"))
-    out = tmp_path_factory.mktemp("runs") / "teacher"
+    out = tmp_path_factory.mktemp("runs") / "embedding"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPEECHLSTM_EMBEDDING_DIR", str(folder))
-        run_teacher(
-            tone_dataset,
-            out,
-            tiny_config(),
-            # Two heads, as train.embedding_heads draws by default: one graph averages them.
-            TeacherConfig(epochs=15, hidden_size=16, batch_size=16, lr=1e-2, heads=2),
-            cache_dir=None,
-            show_progress=False,
-        )
+        # Two heads, as embedding.heads draws by default: one graph averages them.
+        small = EmbeddingConfig(epochs=15, hidden_size=16, batch_size=16, lr=1e-2, copies=0)
+        cfg = dataclasses.replace(tiny_config(), embedding=small)
+        run_embedding_model(tone_dataset, out, cfg, cache_dir=None, show_progress=False)
         yield out
 
 
 @pytest.fixture(scope="module")
-def embedding_model(teacher_run, tmp_path_factory):
-    path = tmp_path_factory.mktemp("models") / "teacher.onnx"
-    result = runner.invoke(app, ["export", str(teacher_run), "-o", str(path)])
+def embedding_model(embedding_run, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "embedding.onnx"
+    result = runner.invoke(app, ["export", str(embedding_run), "-o", str(path)])
     assert result.exit_code == 0, result.output
     assert "speech-embedding front-end" in result.output
     return path
 
 
-def test_export_joins_embedding_and_head_and_matches_the_teacher(teacher_run, embedding_model):
+def test_export_joins_embedding_and_head_and_matches_the_torch_model(
+    embedding_run, embedding_model
+):
     import torch
 
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.train.teacher import EmbeddingTeacher
+    from speechlstm.train.embedding_model.model_file import EmbeddingModel
 
     rec = OnnxRecognizer(embedding_model)
     assert rec.description.frontend == "embedding"
@@ -61,17 +60,17 @@ def test_export_joins_embedding_and_head_and_matches_the_teacher(teacher_run, em
     assert rec.description.detector.hop_ms == 80.0
     words = ("yes", "no", "up", "down")
     clips = np.stack([tone_word(w, rng=np.random.default_rng(i)) for i, w in enumerate(words)])
-    # The clips as 16-bit audio: what the teacher trained on, and what a file holds.
+    # The clips as 16-bit audio: what the model trained on, and what a file holds.
     ints = np.round(clips * 32768).clip(-32768, 32767).astype(np.int16)
     got = rec.predict(ints.astype(np.float32) / 32768)
-    # The graph computes what the teacher computes on the same int16 clip.
-    teacher = EmbeddingTeacher(teacher_run / "teacher.safetensors", cache_dir=teacher_run)
+    # The graph computes what the torch model computes on the same int16 clip.
+    trained = EmbeddingModel(embedding_run / "teacher.safetensors", cache_dir=embedding_run)
     with torch.no_grad():
-        frames = torch.from_numpy(teacher.embedder.embed(ints))
-        want = torch.softmax(teacher.head.eval()(frames), -1).numpy()
+        frames = torch.from_numpy(trained.embedder.embed(ints))
+        want = torch.softmax(trained.head.eval()(frames), -1).numpy()
     np.testing.assert_allclose(got, want, atol=2e-4)
-    # The teacher's probabilities are its two heads' mean.
-    members = teacher.head.members
+    # The model's probabilities are its two heads' mean.
+    members = trained.head.members
     assert len(members) == 2
     with torch.no_grad():
         each = [torch.softmax(m.eval()(frames), -1).numpy() for m in members]
@@ -83,7 +82,7 @@ def test_export_joins_embedding_and_head_and_matches_the_teacher(teacher_run, em
     heard = rec.predict(np.stack([clip for _, clip in takes])).argmax(1)
     right = sum(rec.labels[k] == w for k, (w, _) in zip(heard, takes))
     assert right >= 8, f"{right}/12 takes right"
-    metrics = json.loads((teacher_run / "metrics.json").read_text())
+    metrics = json.loads((embedding_run / "metrics.json").read_text())
     assert rec.description.training.best_val_accuracy == metrics["best_val_accuracy"]
 
 
@@ -94,9 +93,9 @@ def test_info_names_the_embeddings_source_and_terms(embedding_model):
     assert "licence:" in result.output and "openwakeword 0.4.0" in result.output
 
 
-def test_export_of_an_embedding_run_refuses_int8(teacher_run, tmp_path):
+def test_export_of_an_embedding_run_refuses_int8(embedding_run, tmp_path):
     result = runner.invoke(
-        app, ["export", str(teacher_run), "-o", str(tmp_path / "m.onnx"), "--int8"]
+        app, ["export", str(embedding_run), "-o", str(tmp_path / "m.onnx"), "--int8"]
     )
     assert result.exit_code != 0
     assert "fp32" in result.output

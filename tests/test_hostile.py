@@ -169,6 +169,7 @@ SETTINGS = [
     "detector.threshold", "detector.hop_ms", "data.extra_share", "data.words", "nosuch.key",
     "train.nosuch", "train.mixup", "augment.speed", "train.distill_weight",
     "train.embedding_copies", "augment.detector_windows", "augment.time_shift_ms",
+    "embedding.copies", "embedding.lr", "embedding.heads",
 ]  # fmt: skip
 VALUES = st.one_of(
     st.sampled_from(["0", "-5", "inf", "-inf", "nan", "1e308", "abc", "", "true", "3", "0.5",
@@ -194,7 +195,8 @@ def test_any_set_values_give_a_valid_config_or_a_named_error(items):
     assert cfg.model.hidden_size >= 1 and 0 <= cfg.detector.threshold <= 1
     assert 0 <= t.feature_distill <= 100 and 0 <= t.distill_weight <= 1
     assert cfg.features.sample_rate == 16000
-    assert 0 <= t.embedding_copies <= 16
+    assert 0 <= cfg.embedding.copies <= 16 and 1 <= cfg.embedding.heads <= 8
+    assert math.isfinite(cfg.embedding.lr) and cfg.embedding.lr > 0
     assert math.isfinite(cfg.augment.time_shift_ms) and cfg.augment.time_shift_ms >= 0
 
 

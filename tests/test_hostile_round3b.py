@@ -335,16 +335,16 @@ def test_teacher_checkpoint_and_encoder_files_that_are_fifos_are_refused(tmp_pat
 
     from speechlstm.files import FileRefused
     from speechlstm.train import checkpoint
+    from speechlstm.train.embedding_model.model_file import EmbeddingModel
     from speechlstm.train.encoder import EncoderError, load_encoder
     from speechlstm.train.run import run_training
-    from speechlstm.train.teacher import EmbeddingTeacher
 
     fifo = tmp_path / "teacher.safetensors"
     os.mkfifo(fifo)
     pt = tmp_path / "teacher.pt"
     os.mkfifo(pt)
     with pytest.raises(ValueError, match="FIFO"):
-        _finishes(lambda: EmbeddingTeacher(fifo))
+        _finishes(lambda: EmbeddingModel(fifo))
     with pytest.raises(checkpoint.CheckpointError, match="FIFO"):
         _finishes(lambda: checkpoint.load(pt))
     with pytest.raises(EncoderError, match="FIFO"):

@@ -124,3 +124,63 @@ def test_training_commands_say_what_to_install_without_torch(blocked_env, tmp_pa
         assert out.returncode == 2, out.stderr
         assert "pip install 'speechlstm[train]'" in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def _train_imports() -> dict[str, set[str]]:
+    """speechlstm/train's modules and the train modules each imports, at any
+    level (a function-level import counts: it must not hide a circle)."""
+    import ast
+
+    base = ROOT / "speechlstm" / "train"
+    names = {}
+    for path in base.rglob("*.py"):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names[".".join(parts)] = path
+    graph = {}
+    for name, path in names.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                stem = ".".join(anchor) if node.level else ""
+                mod = ".".join(p for p in (stem, node.module or "") if p)
+                targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            else:
+                continue
+            found |= {t for t in targets if t in names and t != name}
+        graph[name] = found
+    return graph
+
+
+def test_the_training_side_imports_in_no_circle():
+    """No import circle among speechlstm/train's modules, counting imports
+    inside functions (issue 45: distill -> teacher -> run -> trainer -> distill
+    was hidden by one), and every module imports on its own."""
+    import importlib
+
+    graph = _train_imports()
+    assert "speechlstm.train.distill" in graph and "speechlstm.train.trainer" in graph
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                circle = path[path.index(dep) :] + [dep]
+                pytest.fail("import circle: " + " -> ".join(circle))
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    if importlib.util.find_spec("torch") is None:
+        return
+    for name in sorted(graph):
+        importlib.import_module(name)

@@ -1,10 +1,12 @@
-"""The embedding teacher (train/embedding.py, train/teacher.py) on a stand-in
+"""The embedding model (train/embedding.py, train/embedding_model/) and the
+learning sources that distil from it (train/distill.py), on a stand-in
 embedding built in the test (stand_in_embedding.py): no real model files needed."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,11 @@ from conftest import tiny_config
 from speechlstm.testing.synth_audio import tone_word
 
 pytestmark = pytest.mark.train
+
+
+def _with_embedding(cfg, **values):
+    """`cfg` with [embedding] settings replaced."""
+    return dataclasses.replace(cfg, embedding=dataclasses.replace(cfg.embedding, **values))
 
 
 def _clips(words=("yes", "no", "up", "down")) -> np.ndarray:
@@ -56,31 +63,29 @@ def test_missing_model_files_name_the_package(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_teacher_learns_the_words_and_a_student_distils_from_it(stand_in, tmp_path, tone_dataset):
-    from speechlstm.train.run import run_training
-    from speechlstm.train.teacher import TEACHER_FILE, EmbeddingTeacher, TeacherConfig, run_teacher
+def test_embedding_model_learns_the_words_and_a_student_distils_from_it(
+    stand_in, tmp_path, tone_dataset
+):
+    from speechlstm.train.embedding_model.model_file import MODEL_FILE, EmbeddingModel
+    from speechlstm.train.run import run_embedding_model, run_training
 
     cfg = tiny_config(epochs=2)
-    report = run_teacher(
-        tone_dataset,
-        tmp_path / "teacher",
-        cfg,
-        TeacherConfig(epochs=15, hidden_size=16, batch_size=16, lr=1e-2),
-        cache_dir=tmp_path / "cache",
-        show_progress=False,
+    emb = _with_embedding(cfg, epochs=15, hidden_size=16, batch_size=16, lr=1e-2, copies=0, heads=1)
+    report = run_embedding_model(
+        tone_dataset, tmp_path / "teacher", emb, cache_dir=tmp_path / "cache", show_progress=False
     )
     # Five classes (four words and _silence_): chance is 0.2.
     assert report["best_val_accuracy"] >= 0.8
     assert report["test_accuracy"] >= 0.8
-    path = tmp_path / "teacher" / TEACHER_FILE
+    path = tmp_path / "teacher" / MODEL_FILE
     saved = json.loads((tmp_path / "teacher/metrics.json").read_text())
     assert saved["labels"] == report["labels"]
     # The same folder is not overwritten.
-    with pytest.raises(ValueError, match="already holds a teacher"):
-        run_teacher(tone_dataset, tmp_path / "teacher", cfg, TeacherConfig(epochs=1))
+    with pytest.raises(ValueError, match="already holds an embedding model"):
+        run_embedding_model(tone_dataset, tmp_path / "teacher", emb)
 
     # The file loads back and agrees with the report on the test clips.
-    teacher = EmbeddingTeacher(path, tmp_path / "cache")
+    teacher = EmbeddingModel(path, tmp_path / "cache")
     assert teacher.labels == report["labels"]
     # A one-head teacher exports to one graph that computes what it computes.
     from speechlstm.train.frontend_export import export_embedding
@@ -111,7 +116,7 @@ def test_augmented_copies_are_noisy_reproducible_and_embedded_once_each(stand_in
     from speechlstm.config import AugmentConfig, FeatureConfig
     from speechlstm.data.noise import default_noise_bank
     from speechlstm.train import embedding as E
-    from speechlstm.train.teacher import augmented_chunks
+    from speechlstm.train.embedding_model.frames import augmented_chunks
 
     def augmented_copies(clips, noise, aug, features, copies, seed, **kw):
         return [
@@ -141,46 +146,42 @@ def test_augmented_copies_are_noisy_reproducible_and_embedded_once_each(stand_in
     E.embed_cached(model, again[1], cache)
 
 
-def test_teacher_trains_on_its_copies(stand_in, tmp_path, tone_dataset):
-    from speechlstm.train.teacher import TeacherConfig, run_teacher
+def test_embedding_model_trains_on_its_copies(stand_in, tmp_path, tone_dataset):
+    from speechlstm.train.run import run_embedding_model
 
-    cfg = tiny_config(epochs=2)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, embedding_copies=2))
-    tcfg = TeacherConfig.from_run(cfg, epochs=3, hidden_size=8, batch_size=16)
-    assert tcfg.copies == 2
-    report = run_teacher(
-        tone_dataset, tmp_path / "t", cfg, tcfg, cache_dir=tmp_path / "c", show_progress=False
+    cfg = _with_embedding(tiny_config(epochs=2), copies=2, epochs=3, hidden_size=8, batch_size=16)
+    report = run_embedding_model(
+        tone_dataset, tmp_path / "t", cfg, cache_dir=tmp_path / "c", show_progress=False
     )
-    assert report["teacher"]["copies"] == 2
-    # Two heads by default (train.embedding_heads), each with its own copies.
+    assert report["embedding"]["copies"] == 2 and report["embedding"]["seed"] == 0
+    # Two heads by default (embedding.heads), each with its own copies.
     assert report["heads"] == 2 and {h["head"] for h in report["history"]} == {1, 2}
     # Three times the training clips: each epoch takes three times the steps.
-    plain = run_teacher(
+    plain = run_embedding_model(
         tone_dataset,
         tmp_path / "p",
-        cfg,
-        dataclasses.replace(tcfg, copies=0),
+        _with_embedding(cfg, copies=0),
         cache_dir=tmp_path / "c",
         show_progress=False,
     )
     assert report["train_steps_per_epoch"] >= 3 * plain["train_steps_per_epoch"] - 2
 
 
-def test_embedding_teacher_with_other_labels_or_other_files_is_refused(
+def test_embedding_model_teacher_with_other_labels_or_other_files_is_refused(
     stand_in, tmp_path, tone_dataset
 ):
     from speechlstm.train.distill import clip_teacher_probs
-    from speechlstm.train.teacher import TEACHER_FILE, TeacherConfig, run_teacher
+    from speechlstm.train.embedding_model.model_file import MODEL_FILE
+    from speechlstm.train.run import run_embedding_model
 
-    run_teacher(
+    run_embedding_model(
         tone_dataset,
         tmp_path / "t",
-        tiny_config(),
-        TeacherConfig(epochs=1, hidden_size=8),
+        _with_embedding(tiny_config(), epochs=1, hidden_size=8, copies=0, heads=1),
         cache_dir=tmp_path / "cache",
         show_progress=False,
     )
-    path = str(tmp_path / "t" / TEACHER_FILE)
+    path = str(tmp_path / "t" / MODEL_FILE)
     with pytest.raises(ValueError, match="labels"):
         clip_teacher_probs((path,), ["yes", "no"], _clips(), 2.0, tmp_path / "cache")
     (tmp_path / "junk.safetensors").write_bytes(b"not a teacher")
@@ -210,7 +211,7 @@ def test_feature_distillation_trains_keeps_its_projector_to_resume_and_exports_w
     # The regression term adds to the loss: the two runs differ from the first epoch.
     assert report["history"][0]["train_loss"] > plain["history"][0]["train_loss"]
     last = checkpoint.load(tmp_path / "fd/last.pt", resumable=True)
-    assert last.projector is not None and last.projector["weight"].shape == (96, 48)
+    assert last.sources["feature_distill"]["weight"].shape == (96, 48)
     # Resuming continues with the projector; the exported model is the recognizer alone.
     run_training(
         tone_dataset, tmp_path / "fd", dataclasses.replace(with_fd), resume=True,
@@ -221,33 +222,56 @@ def test_feature_distillation_trains_keeps_its_projector_to_resume_and_exports_w
     assert len(OnnxRecognizer(result.path).labels) == 5
 
 
-def test_train_frontend_embedding_augments_its_copies_as_measured_unless_told(
+def test_train_frontend_embedding_reads_its_own_layered_section_and_records_what_ran(
     stand_in, tmp_path, tone_dataset
 ):
-    """`train --frontend embedding` with no --config and no --set augment.*: the
-    copies get the augmentation the custom-words figures were measured with
-    (rooms, louder noise, speed); a run that sets its own augmentation keeps it."""
+    """`train --frontend embedding`: [embedding] layered like every section
+    (recipe, then --set, then the flags), the copies drawn with the recipe's
+    [augment], and config.toml holding the settings that ran, not an MFCC model."""
     from typer.testing import CliRunner
 
     from cli.main import app
-    from speechlstm.config import AugmentConfig
-    from speechlstm.settings import load_toml
-    from speechlstm.train.teacher import COPIES_AUGMENT
+    from speechlstm.settings import load_toml, read_toml
 
     runner = CliRunner()
-    small = ["--epochs", "2", "--hidden", "8", "--set", "train.embedding_copies=1"]
-    small += ["--set", "train.embedding_heads=1", "--no-progress"]
-    small += ["--cache-dir", str(tmp_path / "c")]
-    measured = tmp_path / "measured"
-    args = ["train", str(tone_dataset), "--frontend", "embedding", "--out", str(measured)]
-    result = runner.invoke(app, args + small)
+    recipe = Path(__file__).resolve().parent.parent / "recipes/embedding.recipe.toml"
+    args = ["train", str(tone_dataset), "--frontend", "embedding", "--config", str(recipe)]
+    args += ["--set", "embedding.epochs=3", "--set", "embedding.hidden_size=4", "--hidden", "8"]
+    args += ["--set", "train.embedding_copies=1", "--set", "embedding.heads=1"]  # the old name too
+    args += ["--no-progress", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "e")]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    aug = load_toml(measured / "config.toml").augment
-    assert aug.speed == COPIES_AUGMENT["speed"] > 0 and aug.reverb_prob == 0.5
-    # A run that sets its own augmentation (here through --config's layering) keeps it.
-    from speechlstm.config import RunConfig
-    from speechlstm.settings import apply_overrides
-    from speechlstm.train.teacher import copies_augment
+    saved = read_toml(tmp_path / "e/config.toml", "config")
+    assert set(saved) == {"features", "augment", "train", "data", "embedding"}
+    assert saved["train"] == {"seed": 0}
+    emb = load_toml(tmp_path / "e/config.toml").embedding
+    assert (emb.epochs, emb.hidden_size, emb.copies, emb.heads) == (3, 8, 1, 1)
+    aug = load_toml(tmp_path / "e/config.toml").augment
+    assert aug.speed == 0.1 and aug.reverb_prob == 0.5  # the recipe's, not a hidden swap
+    metrics = json.loads((tmp_path / "e/metrics.json").read_text())
+    assert metrics["embedding"]["epochs"] == 3 and len(metrics["history"]) == 3
+    # An MFCC setting given to it is refused by name, with the section it means.
+    refused = runner.invoke(
+        app, [*args[:4], "--set", "train.epochs=5", "--out", str(tmp_path / "x")]
+    )
+    assert refused.exit_code == 2 and "embedding.epochs" in refused.output
 
-    own = copies_augment(apply_overrides(RunConfig(), {"augment.gain_db": "3"})).augment
-    assert own == AugmentConfig(gain_db=3.0) and own.speed == 0.0
+
+def test_old_configs_naming_the_embedding_settings_in_train_still_load(tmp_path):
+    from speechlstm.config import EmbeddingConfig, RunConfig
+    from speechlstm.settings import apply_overrides, from_dict, load_toml, to_dict
+
+    old = to_dict(RunConfig())  # a config.toml or checkpoint from before [embedding]
+    del old["embedding"]
+    old["train"] |= {"embedding_copies": 0, "embedding_heads": 1}
+    assert from_dict(RunConfig, old).embedding == EmbeddingConfig(copies=0, heads=1)
+    (tmp_path / "old.toml").write_text("[train]\nembedding_copies = 2\n[embedding]\ncopies = 5\n")
+    with pytest.raises(ValueError, match="train.embedding_copies=2 .*embedding.copies=5"):
+        load_toml(tmp_path / "old.toml")
+    assert apply_overrides(RunConfig(), {"train.embedding_heads": "3"}).embedding.heads == 3
+    # An exported model's training summary holds [train] alone: the old keys are
+    # dropped there (the shipped models were exported before the section existed).
+    from speechlstm.config import TrainConfig
+
+    summary = {**to_dict(TrainConfig()), "embedding_copies": 3, "embedding_heads": 2}
+    assert from_dict(TrainConfig, summary, where="training.train.", retired="drop") == TrainConfig()

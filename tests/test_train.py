@@ -390,8 +390,8 @@ def test_removed_levers_read_as_before_when_off_and_are_refused_when_used(tmp_pa
 # that keeps its figures.
 REMOVED_45 = [
     ("augment.detector_windows", "0.2", "docs/models/sc12.md"),
-    ("train.window_teacher", '"teacher.safetensors"', "docs/models/teacher.md"),
-    ("train.feature_distill_audio", '["stream.wav"]', "docs/models/teacher.md"),
+    ("train.window_teacher", '"teacher.safetensors"', "docs/models/embedding.md"),
+    ("train.feature_distill_audio", '["stream.wav"]', "docs/models/embedding.md"),
 ]
 
 

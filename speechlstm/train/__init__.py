@@ -4,8 +4,10 @@
     augment      on-device waveform augmentation and SpecAugment
     cells        recurrent cells written from their equations
     model        the bidirectional recurrent classifier
-    run          a run: the folder, the data, resume, the final report
-    trainer      the loop and the step (augment, features, teachers, loss, step)
+    run          a run: the folder, the data, resume, the final report; the embedding
+                 model's run beside it
+    trainer      the loop and the step (augment, sources, features, loss, step)
+    sources      learning sources: what a student learns besides its labels (the protocol)
     history      epoch records, formatting, early stopping, validation
     optim        device, learning-rate schedule, parameter groups
     sampling     class-balanced draws
@@ -14,8 +16,10 @@
     distributed  torchrun ranks, process groups, barriers
     encoder      the pretrained encoder: save, load, start a run from it
     embedding    Google's speech embedding (openwakeword 0.4.0's files), cached
-    teacher      the embedding teacher: embedding + BiLSTM head (train --frontend embedding)
-    distill      logit and feature distillation from the embedding teacher
+    embedding_model/  the embedding model: the embedding + a BiLSTM head (train --frontend
+                 embedding); its map is embedding_model/__init__.py
+    distill      the shipped learning sources: logit distillation from teachers, feature
+                 distillation to the embedding
     checkpoint   the checkpoint record: written atomically, loaded with weights_only
     export       checkpoint -> self-describing ONNX model
     frontend_export  an embedding-model run -> one ONNX file with the embedding inside

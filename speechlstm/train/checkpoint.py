@@ -15,6 +15,9 @@ plain tensors and built-in types (format 1):
     scheduler    LambdaLR state_dict()                          required to resume
     train_state  TrainState fields (counters, running sums, history)  required to resume
     ema          (runs before 2026-12-02 with a weight average) the averaged weights: what runs
+    sources      {name: state_dict} of the learning sources with state (sources.py), to resume
+    projector    (runs before issue 45) the feature-distillation projector: read as
+                 sources["feature_distill"]
 
 Loading uses `torch.load(weights_only=True)`, which refuses pickled objects,
 so a checkpoint from anywhere can never run code. The test accuracy is not
@@ -84,8 +87,9 @@ class Checkpoint:
     # Runs made before domain-adversarial training was removed hold its
     # discriminator here; it is read and ignored (it was never exported).
     domain: dict[str, torch.Tensor] | None = None
-    # The embedding projector (train.feature_distill): to resume only.
-    projector: dict[str, torch.Tensor] | None = None
+    # The learning sources' resumable state by name (sources.py; the feature
+    # distillation's projector): to resume only, never exported.
+    sources: dict[str, dict[str, torch.Tensor]] | None = None
 
     @property
     def weights(self) -> dict[str, torch.Tensor]:
@@ -107,14 +111,14 @@ def to_state(ckpt: Checkpoint) -> dict[str, Any]:
         "train_state": None if ckpt.train_state is None else dataclasses.asdict(ckpt.train_state),
         "ema": ckpt.ema,
         "domain": ckpt.domain,
-        "projector": ckpt.projector,
+        "sources": ckpt.sources or None,
     }
     return {k: v for k, v in state.items() if v is not None}
 
 
 def from_state(state: dict[str, Any], path: Path, resumable: bool = False) -> Checkpoint:
     """The typed record of a loaded dict; CheckpointError names the file and the key."""
-    known = {f.name for f in dataclasses.fields(Checkpoint)} | {"format"}
+    known = {f.name for f in dataclasses.fields(Checkpoint)} | {"format", "projector"}
     unknown = sorted(set(state) - known)
     if unknown:
         raise CheckpointError(f"{path}: unknown checkpoint key {unknown[0]!r}")
@@ -141,8 +145,17 @@ def from_state(state: dict[str, Any], path: Path, resumable: bool = False) -> Ch
         train_state=_train_state(state.get("train_state"), path),
         ema=state.get("ema"),
         domain=state.get("domain"),
-        projector=state.get("projector"),
+        sources=_sources(state),
     )
+
+
+def _sources(state: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]] | None:
+    """The learning sources' states; a checkpoint from before they had names
+    kept the feature distillation's projector under its own key."""
+    sources = dict(state.get("sources") or {})
+    if state.get("projector") is not None:
+        sources.setdefault("feature_distill", state["projector"])
+    return sources or None
 
 
 def _train_state(data: dict[str, Any] | None, path: Path) -> TrainState | None:

@@ -1,14 +1,13 @@
-"""Distillation: checkpoint teachers (load_teachers) and the speech-embedding
-teacher (teacher.py, embedding.py).
+"""The learning sources that ship (sources.py): logit distillation from
+teachers and feature distillation to Google's speech embedding.
 
-Two ways the student learns from Google's speech embedding, both computed once
-per training clip (the embedding costs ~20-30 ms a clip: far too much to run on
-every augmented batch) and cached on disk:
-
-- logit distillation (`train.teacher` = a teacher.safetensors): the teacher's
-  temperature-softened posteriors on each clip as stored are a second target
-  (trainer._step: (1 - w) * cross-entropy + w * T^2 * KL);
-- feature distillation (`train.feature_distill` = a weight): the student's
+- Logit distillation (`train.teacher`): the teachers' temperature-softened
+  posteriors are a second target, (1 - w) * cross-entropy + w * T^2 * KL.
+  A teacher is a checkpoint (best.pt of an earlier run), run on each augmented
+  batch, or an embedding model (teacher.safetensors, embedding_model/), whose
+  posteriors on each training clip as stored are computed once: the embedding
+  costs ~20-30 ms a clip, far too much to run on every augmented batch.
+- Feature distillation (`train.feature_distill` = a weight): the student's
   recurrent outputs, pooled to the embedding's 16 frames and mapped by a linear
   projector, regress the clip's standardised embedding frames (MSE). The
   projector is a training aid: kept in checkpoints to resume, never exported.
@@ -19,7 +18,6 @@ clean clip's targets stay fitting ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import RunConfig
 from . import checkpoint
-from .teacher import embed_split, embedding_cache, is_teacher_file
+from .embedding import EMBED_DIM, N_FRAMES, SpeechEmbedding
+from .embedding_model.frames import embed_split, embedding_cache
+from .embedding_model.model_file import EmbeddingModel, is_embedding_model_file
+from .sources import Batch, LearningSource, Output, SourceRun
 
 
 def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.device) -> list:
     """The checkpoint teachers, in eval mode; each must have the run's labels
-    (embedding teachers, `.safetensors`, are clip_teacher_probs')."""
+    (embedding models, `.safetensors`, are clip_teacher_probs')."""
     teachers = []
     for path in paths:
-        if is_teacher_file(path):
+        if is_embedding_model_file(path):
             continue
         ckpt = checkpoint.load(path)
         if list(ckpt.labels) != labels:
@@ -47,9 +49,7 @@ def load_teachers(paths: tuple[str, ...], labels: list[str], device: torch.devic
     return teachers
 
 
-def checkpoint_teacher_probs(
-    teachers: list, student, wave: torch.Tensor, log_mel: torch.Tensor, temperature: float, autocast
-) -> torch.Tensor | None:
+def checkpoint_teacher_probs(teachers: list, b: Batch, temperature: float) -> torch.Tensor | None:
     """The checkpoint teachers' mean temperature-softened posteriors on the
     augmented batch (before SpecAugment: the teacher should see the word the
     student must learn), None without teachers. A teacher with the student's
@@ -58,11 +58,11 @@ def checkpoint_teacher_probs(
         return None
     probs = 0.0
     for teacher in teachers:
-        if teacher.features.cfg == student.features.cfg:
-            feats = teacher.features.cepstrum(log_mel)
+        if teacher.features.cfg == b.features.cfg:
+            feats = teacher.features.cepstrum(b.log_mel())
         else:
-            feats = teacher.features.cepstrum(teacher.features.log_mel(wave))
-        with autocast:
+            feats = teacher.features.cepstrum(teacher.features.log_mel(b.wave))
+        with b.autocast:
             probs = probs + F.softmax(teacher.classifier(feats).float() / temperature, -1)
     return probs / len(teachers)
 
@@ -74,18 +74,13 @@ def clip_teacher_probs(
     temperature: float,
     cache_dir: Path | None,
 ) -> np.ndarray | None:
-    """The embedding teachers' mean temperature-softened posteriors on each training
-    clip as stored (N, C), or None when there is no embedding teacher. Computed once:
-    the embedding costs ~30 ms a clip, too much to run on every augmented batch; the
-    student's augmentation (shift, gain, noise, room) keeps the word, so the clean
-    clip's posteriors stay a fitting target."""
-    from .teacher import EmbeddingTeacher
-
+    """The embedding-model teachers' mean temperature-softened posteriors on each
+    training clip as stored (N, C), or None when there is none."""
     probs = []
     for path in paths:
-        if not is_teacher_file(path):
+        if not is_embedding_model_file(path):
             continue
-        teacher = EmbeddingTeacher(path, cache_dir)
+        teacher = EmbeddingModel(path, cache_dir)
         if teacher.labels != labels:
             raise ValueError(
                 f"teacher {path}: labels {teacher.labels} differ from this run's {labels}"
@@ -95,6 +90,56 @@ def clip_teacher_probs(
     return np.mean(probs, axis=0).astype(np.float32) if probs else None
 
 
+class LogitDistillation:
+    """Teachers' soft targets (train.teacher, distill_weight, distill_temperature)."""
+
+    name = "logit_distill"
+    needs_sequence = False
+
+    def __init__(self, paths: tuple[str, ...], weight: float, temperature: float):
+        self.paths, self.weight, self.temperature = paths, weight, temperature
+        self.teachers: list = []
+        self.clip_probs: torch.Tensor | None = None
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> LogitDistillation | None:
+        tc = cfg.train
+        return cls(tc.teacher, tc.distill_weight, tc.distill_temperature) if tc.teacher else None
+
+    def prepare(self, run: SourceRun) -> None:
+        self.teachers = load_teachers(self.paths, run.labels, run.device)
+        probs = clip_teacher_probs(
+            self.paths, run.labels, run.audio, self.temperature, run.cache_dir
+        )
+        self.clip_probs = None if probs is None else torch.from_numpy(probs).to(run.device)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def batch(self, b: Batch, gen: torch.Generator) -> Batch:
+        probs = checkpoint_teacher_probs(self.teachers, b, self.temperature)
+        if self.clip_probs is not None:
+            # Each teacher counts alike, checkpoint or embedding model.
+            n_ckpt = len(self.teachers)
+            clip_p = self.clip_probs[b.index]
+            probs = clip_p if probs is None else (probs * n_ckpt + clip_p) / (n_ckpt + 1)
+        b.extra[self.name] = probs
+        return b
+
+    def loss(self, b: Batch, out: Output, loss: torch.Tensor) -> torch.Tensor:
+        if b.extra[self.name] is None:
+            return loss
+        t, w = self.temperature, self.weight
+        kl = F.kl_div(F.log_softmax(out.logits / t, -1), b.extra[self.name], reduction="batchmean")
+        return (1 - w) * loss + w * t * t * kl
+
+    def state_dict(self) -> None:
+        return None  # the teachers are files; nothing of theirs changes
+
+    def load_state_dict(self, state, path: Path) -> None:
+        pass
+
+
 class EmbeddingTargets(nn.Module):
     """The clips' embedding frames, standardised per dimension with the training
     split's statistics (N, 16, 96), and the projector that the student's encoder
@@ -102,8 +147,6 @@ class EmbeddingTargets(nn.Module):
 
     def __init__(self, audio_int16: np.ndarray, encoder_dim: int, cache_dir: Path | None):
         super().__init__()
-        from .embedding import EMBED_DIM, N_FRAMES, SpeechEmbedding
-
         embedder = SpeechEmbedding(threads=torch.get_num_threads())
         cache = embedding_cache(cache_dir)
         frames = embed_split(audio_int16, embedder, cache, "training clips")
@@ -124,29 +167,49 @@ def feature_loss(targets: EmbeddingTargets, h: torch.Tensor, frames: torch.Tenso
     return F.mse_loss(targets.projector(pooled), frames.float())
 
 
-@dataclass
-class DistillSources:
-    """What a student learns from besides its labels, on the training device:
-    logit teachers (train.teacher) with their cached clip probabilities, and the
-    embedding frames to predict (train.feature_distill)."""
+class FeatureDistillation:
+    """The embedding's frames as a regression target (train.feature_distill)."""
 
-    teachers: list
-    clip_teacher: torch.Tensor | None
-    targets: EmbeddingTargets | None
+    name = "feature_distill"
+    needs_sequence = True
+
+    def __init__(self, weight: float):
+        self.weight = weight
+        self.targets: EmbeddingTargets | None = None
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig) -> FeatureDistillation | None:
+        return cls(cfg.train.feature_distill) if cfg.train.feature_distill > 0 else None
+
+    def prepare(self, run: SourceRun) -> None:
+        encoder_dim = 2 * run.cfg.model.hidden_size
+        self.targets = EmbeddingTargets(run.audio, encoder_dim, run.cache_dir).to(run.device)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.targets.projector.parameters())
+
+    def batch(self, b: Batch, gen: torch.Generator) -> Batch:
+        b.extra[self.name] = self.targets.frames[b.index]
+        return b
+
+    def loss(self, b: Batch, out: Output, loss: torch.Tensor) -> torch.Tensor:
+        frames = b.extra[self.name]
+        return loss + self.weight * feature_loss(self.targets, out.sequence, frames)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.targets.projector.state_dict()
+
+    def load_state_dict(self, state, path: Path) -> None:
+        if state is None:
+            raise checkpoint.CheckpointError(f"{path}: holds no embedding projector")
+        checkpoint.load_weights(self.targets.projector, state, path, "projector")
 
 
-def distill_sources(
-    cfg, labels: list[str], audio: np.ndarray, device: torch.device, cache_dir: Path | None
-) -> DistillSources:
-    """The run's distillation sources (`cfg` a RunConfig; `audio` the training clips)."""
-    tc = cfg.train
-    teachers = load_teachers(tc.teacher, labels, device)
-    clip_probs = clip_teacher_probs(tc.teacher, labels, audio, tc.distill_temperature, cache_dir)
-    targets = None
-    if tc.feature_distill > 0:
-        targets = EmbeddingTargets(audio, 2 * cfg.model.hidden_size, cache_dir).to(device)
-    return DistillSources(
-        teachers,
-        None if clip_probs is None else torch.from_numpy(clip_probs).to(device),
-        targets,
-    )
+# The shipped sources, in the order they are prepared and their losses taken
+# (the order of the seeded draws a run's results depend on).
+SHIPPED_SOURCES = (LogitDistillation.from_config, FeatureDistillation.from_config)
+
+
+def shipped_sources(cfg: RunConfig) -> list[LearningSource]:
+    """The shipped learning sources the run's settings switch on."""
+    return [s for s in (make(cfg) for make in SHIPPED_SOURCES) if s is not None]

@@ -1,4 +1,5 @@
-"""A speech embedding pretrained on far more speech than ours: the teacher's front-end.
+"""A speech embedding pretrained on far more speech than ours: the embedding model's
+front-end, and the target of feature distillation.
 
 Google's `speech_embedding` model, as openWakeWord 0.4.0 ships it in its wheel
 (`openwakeword/resources/models/melspectrogram.onnx` and `embedding_model.onnx`;
@@ -19,7 +20,7 @@ maximum over the whole input, so clips batched together would change each
 other's features. The embedding model has no such coupling and is batched.
 
 Embeddings are cached on disk, keyed by the clip's content and the model files'
-digest, so that a teacher run and every student after it pay the ~30 ms a clip
+digest, so that an embedding-model run and every student after it pay the ~30 ms a clip
 once (EmbeddingCache).
 """
 

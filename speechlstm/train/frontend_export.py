@@ -41,6 +41,7 @@ from ..embedding_stream import (
 from ..modelmeta import INPUT_NAME, OUTPUT_NAMES, ModelDescription, TrainingSummary
 from ..runtime import open_session
 from .embedding import find_model_files
+from .embedding_model.model_file import MODEL_FILE, EmbeddingModel
 from .export import (
     FP32_TOLERANCE,
     ExportError,
@@ -51,7 +52,6 @@ from .export import (
     stamp,
     work_folder,
 )
-from .teacher import TEACHER_FILE, EmbeddingTeacher
 
 OPSET = 13
 IR_VERSION = 7
@@ -66,12 +66,17 @@ CREDIT = (
 DETECTOR = DetectorConfig(hop_ms=STRIDE_SAMPLES * 1000 / 16_000)
 
 
-def teacher_path(path: str | Path) -> Path | None:
-    """The teacher file `path` names (the file, or a run folder holding it), or None."""
+def embedding_model_path(path: str | Path) -> Path | None:
+    """The embedding-model file `path` names (the file, or a run folder holding
+    it), or None."""
     path = Path(path)
-    if path.is_dir() and (path / TEACHER_FILE).is_file():
-        return path / TEACHER_FILE
+    if path.is_dir() and (path / MODEL_FILE).is_file():
+        return path / MODEL_FILE
     return path if path.name.endswith(".safetensors") and path.is_file() else None
+
+
+# The export command's name for it (cli/train_cmd.py, moved by another change).
+teacher_path = embedding_model_path
 
 
 def _glue_model(name: str, nodes, inputs, outputs, initializers=()):
@@ -166,14 +171,14 @@ class _Head(torch.nn.Module):
         return torch.softmax(logits, dim=-1), logits
 
 
-def _head_model(teacher: EmbeddingTeacher, tmp: Path):
+def _head_model(trained: EmbeddingModel, tmp: Path):
     import onnx
 
     path = tmp / "head.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecation and LSTM batch notes: batch is 1 here
         torch.onnx.export(
-            _Head(teacher.head).eval(),
+            _Head(trained.head).eval(),
             (torch.zeros(1, N_FRAMES, EMBED_DIM),),
             str(path),
             dynamo=False,
@@ -182,7 +187,7 @@ def _head_model(teacher: EmbeddingTeacher, tmp: Path):
             output_names=list(OUTPUT_NAMES),
         )
     # The exporter restores the wrapper's mode afterwards, recursively: keep eval.
-    teacher.head.eval()
+    trained.head.eval()
     model = onnx.load(str(path))
     model.ir_version = IR_VERSION
     return model
@@ -204,7 +209,7 @@ def _prefixed(model, prefix: str, inputs: dict[str, str], outputs: dict[str, str
     return model
 
 
-def build_graph(teacher: EmbeddingTeacher, mel_path: Path, embed_path: Path, tmp: Path):
+def build_graph(trained: EmbeddingModel, mel_path: Path, embed_path: Path, tmp: Path):
     """The whole graph as one ModelProto (no metadata yet)."""
     import onnx
     import onnx.compose
@@ -216,7 +221,7 @@ def build_graph(teacher: EmbeddingTeacher, mel_path: Path, embed_path: Path, tmp
     mel_out, emb_out = mel.graph.output[0].name, emb.graph.output[0].name
     n_mel = int(np.ceil(CONTEXT_SAMPLES / 160 - 3))
     head = onnx.compose.add_prefix(
-        _head_model(teacher, tmp), "head/", rename_inputs=False, rename_outputs=False
+        _head_model(trained, tmp), "head/", rename_inputs=False, rename_outputs=False
     )
     head.ir_version = IR_VERSION
     proto = onnx.compose.merge_models(_pre(), mel, io_map=[(MEL_INPUT, MEL_INPUT)])
@@ -254,50 +259,52 @@ def build_graph(teacher: EmbeddingTeacher, mel_path: Path, embed_path: Path, tmp
     return proto
 
 
-def describe(teacher: EmbeddingTeacher, detector: DetectorConfig | None) -> ModelDescription:
-    report_path = teacher.path.parent / "metrics.json"
+def describe(trained: EmbeddingModel, detector: DetectorConfig | None) -> ModelDescription:
+    report_path = trained.path.parent / "metrics.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    # metrics.json named its settings "teacher" before issue 45.
+    settings = report.get("embedding", report.get("teacher", {}))
     return ModelDescription(
-        labels=tuple(teacher.labels),
+        labels=tuple(trained.labels),
         features=FeatureConfig(clip_ms=CLIP_SAMPLES // 16),
         model=ModelConfig(
-            hidden_size=teacher.cfg.hidden_size,
+            hidden_size=trained.cfg.hidden_size,
             num_layers=1,
-            dropout=teacher.cfg.dropout,
+            dropout=trained.cfg.dropout,
             pooling="mean",
         ),
         detector=detector or DETECTOR,
         training=TrainingSummary(
-            source=str(teacher.path.parent),
+            source=str(trained.path.parent),
             clips=dict(report.get("clips", {})),
-            epochs_completed=int(report.get("teacher", {}).get("epochs", 0)),
+            epochs_completed=int(settings.get("epochs", 0)),
             best_epoch=int(report.get("best_epoch", 0)),
             best_val_accuracy=report.get("best_val_accuracy"),
             test_accuracy=report.get("test_accuracy"),
             device="cpu",
             train=TrainConfig(
-                epochs=teacher.cfg.epochs,
-                batch_size=teacher.cfg.batch_size,
-                lr=teacher.cfg.lr,
-                weight_decay=teacher.cfg.weight_decay,
-                label_smoothing=teacher.cfg.label_smoothing,
-                seed=teacher.cfg.seed,
+                epochs=trained.cfg.epochs,
+                batch_size=trained.cfg.batch_size,
+                lr=trained.cfg.lr,
+                weight_decay=trained.cfg.weight_decay,
+                label_smoothing=trained.cfg.label_smoothing,
+                seed=trained.seed,
             ),
         ),
-        n_params=sum(p.numel() for p in teacher.head.parameters()),
+        n_params=sum(p.numel() for p in trained.head.parameters()),
         frontend="embedding",
         frontend_credit=CREDIT,
     )
 
 
 @torch.no_grad()
-def check_parity(teacher: EmbeddingTeacher, path: Path, n: int = 4, seed: int = 0) -> float:
+def check_parity(trained: EmbeddingModel, path: Path, n: int = 4, seed: int = 0) -> float:
     """Worst |ONNX - (embedding + head)| on probabilities of random int16 clips."""
     rng = np.random.default_rng(seed)
     clips = (rng.uniform(-0.3, 0.3, (n, CLIP_SAMPLES)) * 32767).astype(np.int16)
-    frames = teacher.embedder.embed(clips)
-    teacher.head.eval()
-    expected = torch.softmax(teacher.head(torch.from_numpy(frames)), dim=-1).numpy()
+    frames = trained.embedder.embed(clips)
+    trained.head.eval()
+    expected = torch.softmax(trained.head(torch.from_numpy(frames)), dim=-1).numpy()
     sess = open_session(path)
     worst = 0.0
     for clip, want in zip(clips, expected):
@@ -306,7 +313,7 @@ def check_parity(teacher: EmbeddingTeacher, path: Path, n: int = 4, seed: int = 
         worst = max(worst, float(np.abs(got - want).max()))
     if not worst <= FP32_TOLERANCE:
         raise ExportError(
-            f"the embedding model differs from the teacher by {worst:.2e} "
+            f"the exported embedding model differs from its torch head by {worst:.2e} "
             f"(tolerance {FP32_TOLERANCE:.0e})"
         )
     return worst
@@ -318,29 +325,29 @@ def export_embedding(
     detector: DetectorConfig | None = None,
     force: bool = False,
 ) -> ExportResult:
-    """A teacher run (or its teacher.safetensors) -> one ONNX model with the
-    embedding front-end, checked against the teacher."""
+    """An embedding-model run (or its teacher.safetensors) -> one ONNX model with
+    the embedding front-end inside, checked against the torch head."""
     import onnx
 
-    path = teacher_path(source)
+    path = embedding_model_path(source)
     if path is None:
-        raise ExportError(f"{source}: not an embedding run (no {TEACHER_FILE})")
+        raise ExportError(f"{source}: not an embedding run (no {MODEL_FILE})")
     out_path = Path(out_path)
     problem = output_problem(out_path, path, ".onnx", is_our_model, force)
     if problem:
         raise ExportError(problem)
-    teacher = EmbeddingTeacher(path)
+    trained = EmbeddingModel(path)
     if detector is not None:
         try:
-            detector.check_labels(teacher.labels, "--detector")
+            detector.check_labels(trained.labels, "--detector")
         except ValueError as exc:
             raise ExportError(str(exc)) from None
     mel_path, embed_path = find_model_files()
     with work_folder(out_path) as tmp:
-        proto = build_graph(teacher, mel_path, embed_path, Path(tmp))
-        stamp(proto, describe(teacher, detector))
+        proto = build_graph(trained, mel_path, embed_path, Path(tmp))
+        stamp(proto, describe(trained, detector))
         final = Path(tmp) / "model.onnx"
         onnx.save(proto, str(final))
-        worst = check_parity(teacher, final)
+        worst = check_parity(trained, final)
         move_into_place(final, out_path)
     return ExportResult(out_path, worst, None, out_path.stat().st_size)

@@ -1,6 +1,7 @@
 """A training run, orchestrated: the run folder (lock, refusals, config.toml),
 the data, the trainer, resume, and the final report (test accuracy, metrics.json,
-plots)."""
+plots). `run_training` runs the MFCC model's trainer; `run_embedding_model`
+(`train --frontend embedding`) the embedding model's fit on the same data."""
 
 from __future__ import annotations
 
@@ -11,14 +12,31 @@ from .. import metrics
 from ..config import RunConfig
 from ..files import FolderLock, check_regular, same_source
 from ..progress import note
-from ..settings import RESUMABLE_SETTINGS, apply_overrides, save_toml
+from ..settings import RESUMABLE_SETTINGS, SECTIONS, apply_overrides, save_toml
 from . import checkpoint
 from .distributed import SINGLE, Ranks, barrier
+from .embedding_model.fit import train_embedding_model
+from .embedding_model.model_file import MODEL_FILE
 from .history import score_split
+from .sources import LearningSource
 from .trainer import Trainer
 
 # What a run writes into its folder: a new run refuses to replace them (unless forced).
 RUN_FILES = ("last.pt", "best.pt", "config.toml", "metrics.json", "curves.png", "confusion.png")
+
+# The settings each kind of run reads (section -> its keys, None: all): what
+# its config.toml records. The MFCC model never reads [embedding]; the
+# embedding model reads the data, its copies' augmentation, the seed and its own.
+MFCC_SETTINGS: dict[str, tuple[str, ...] | None] = {
+    name: None for name in SECTIONS if name != "embedding"
+}
+EMBEDDING_SETTINGS: dict[str, tuple[str, ...] | None] = {
+    "features": None,
+    "augment": None,
+    "train": ("seed",),
+    "data": None,
+    "embedding": None,
+}
 
 
 def final_report(trainer: Trainer) -> dict:
@@ -60,7 +78,7 @@ def final_report(trainer: Trainer) -> dict:
 
 
 def prepare_run_data(source, cfg: RunConfig, noise_dir, cache_dir, show_progress, say=True):
-    """The run's data as the trainer (and the embedding teacher) take it: the
+    """The run's data as the trainer (and the embedding model) take it: the
     dataset's splits for the task, `--add` sources, silence and the noise bank;
     a one-line summary on stderr."""
     from ..data.prepare import prepare
@@ -94,8 +112,13 @@ def run_training(
     ranks: Ranks = SINGLE,
     force: bool = False,
     resume_settings: dict | None = None,
+    learning_sources: list[LearningSource] | None = None,
 ) -> dict:
     """Train on `source`, write the run folder, return the final report.
+
+    `learning_sources` (sources.py): what the student learns from besides its
+    labels; None, the shipped ones the settings switch on (bench/ passes levers
+    under trial here).
 
     A resumed run continues with the settings saved in its checkpoint; only
     `resume_settings` (RESUMABLE_SETTINGS: device, threads, patience) replace them.
@@ -110,7 +133,7 @@ def run_training(
     try:
         return _run_training(
             source, out_dir, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks,
-            force, resume_settings or {},
+            force, resume_settings or {}, learning_sources,
         )  # fmt: skip
     finally:
         if lock is not None:
@@ -119,7 +142,7 @@ def run_training(
 
 def _run_training(
     source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force,
-    resume_settings: dict,
+    resume_settings: dict, learning_sources,
 ) -> dict:  # fmt: skip
     from .encoder import resolve
 
@@ -162,7 +185,7 @@ def _run_training(
     barrier(ranks)  # every rank has checked before rank 0 writes anything
     if ranks.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_toml(cfg, out_dir / "config.toml")
+        save_toml(cfg, out_dir / "config.toml", only=MFCC_SETTINGS)
 
     # Rank 0 decodes first and fills the cache; the others then read it.
     data = None
@@ -187,6 +210,7 @@ def _run_training(
         ranks=ranks,
         encoder=encoder,
         cache_dir=cache_dir,
+        learning_sources=learning_sources,
     )
     if resume_from is not None:
         trainer.load_resume(resume_from, out_dir / "last.pt")
@@ -196,3 +220,36 @@ def _run_training(
     # group down while a peer still holds it aborts (gloo's threads).
     barrier(ranks)
     return report
+
+
+def run_embedding_model(
+    source: str | Path,
+    out_dir: str | Path,
+    cfg: RunConfig,
+    noise_dir: str | Path | None = None,
+    cache_dir: Path | None = None,
+    show_progress: bool | None = None,
+) -> dict:
+    """`speechlstm train --frontend embedding`: prepare the data as an MFCC run
+    would (same task, splits and --add sources), then train the embedding
+    model's heads ([embedding]; seed train.seed; copies drawn with [augment]).
+    config.toml records the settings it read (EMBEDDING_SETTINGS)."""
+    out_dir = Path(out_dir)
+    if (out_dir / MODEL_FILE).exists():
+        raise ValueError(f"{out_dir} already holds an embedding model; use another --out")
+    data = prepare_run_data(source, cfg, noise_dir, cache_dir, show_progress)
+    if len(data.splits["train"].targets) == 0:
+        raise ValueError(f"{source}: no training clips for this task")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_toml(cfg, out_dir / "config.toml", only=EMBEDDING_SETTINGS)
+    return train_embedding_model(
+        data,
+        out_dir,
+        cfg.embedding,
+        cfg.train.seed,
+        cache_dir,
+        augment=cfg.augment,
+        features=cfg.features,
+        extra_share=cfg.data.extra_share,
+        show_progress=show_progress,
+    )

@@ -5,13 +5,15 @@ Every random draw of step k in epoch e is seeded from (seed, e, k), so a run
 stopped at any step and resumed with `--resume` ends with the same weights as
 one that never stopped (on CPU, where kernels are deterministic).
 
-A step reads: augment, features, teachers' targets, loss, optimiser step. At
+A step reads: augment, the learning sources' batch (sources.py: soft targets,
+embedding frames), features, forward, cross-entropy plus the sources' losses,
+optimiser step. At
 the end of an epoch the pure helpers of history.py build its record, advance
 the loop state and decide on early stopping; the trainer saves last.pt (and
 best.pt on a new best validation accuracy) and prints one line on stderr. The
 run around it (folder, data, final report) is run.py; the schedule and
-parameter groups optim.py; the balanced draws sampling.py; the teachers
-distill.py.
+parameter groups optim.py; the balanced draws sampling.py; the shipped
+learning sources distill.py.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..progress import note, progress_bar
 from . import checkpoint, threads
 from .augment import WaveAugment, pitch_warp, spec_augment
 from .checkpoint import Checkpoint, TrainState
-from .distill import checkpoint_teacher_probs, distill_sources, feature_loss
+from .distill import shipped_sources
 from .distributed import SINGLE, Ranks, sum_across
 from .encoder import Encoder, apply_encoder, is_encoder_param
 from .history import (
@@ -50,6 +52,7 @@ from .model import Recognizer, count_parameters
 from .optim import lr_factor, parameter_groups, pick_device
 from .sampling import balanced_order
 from .signals import held_stop_signals, raise_interrupt, signal_handler
+from .sources import Batch, LearningSource, Output, SourceRun
 
 # torch's own thread count (physical cores), read before any run changes it:
 # the ceiling of the automatic count (threads.py).
@@ -82,7 +85,10 @@ class Trainer:
         ranks: Ranks = SINGLE,
         encoder: Encoder | None = None,
         cache_dir: Path | None = None,
+        learning_sources: list[LearningSource] | None = None,
     ):
+        """`learning_sources`: what the student learns from besides its labels
+        (sources.py); None: the shipped ones the settings switch on."""
         self.cfg = cfg
         self.ranks = ranks
         self.data = data
@@ -94,7 +100,7 @@ class Trainer:
         self._check_global_batch()
         torch.manual_seed(cfg.train.seed)
         self._build_model(encoder)
-        self._load_step_inputs(cache_dir)
+        self._load_step_inputs(cache_dir, learning_sources)
         self._build_optimizer()
         # bf16 autocast on GPU only: CPU bf16 LSTMs are slower and less exact.
         self.autocast = (
@@ -147,20 +153,26 @@ class Trainer:
         self.n_params = count_parameters(self.model)
         self.grad_groups = grad_groups(self.model.classifier)
 
-    def _load_step_inputs(self, cache_dir: Path | None) -> None:
+    def _load_step_inputs(
+        self, cache_dir: Path | None, learning_sources: list[LearningSource] | None
+    ) -> None:
         """What every step draws on: the augmentation, the training split on the
-        device, and the distillation sources (teachers, embedding targets)."""
+        device, and the learning sources, prepared in their order (teachers and
+        projectors draw their initial weights from the seeded generator)."""
         cfg, data = self.cfg, self.data
         self.augment = WaveAugment(cfg.augment, cfg.features, torch.from_numpy(data.noise))
         self.augment.to(self.device)
         self.train_audio = torch.from_numpy(data.splits["train"].audio).to(self.device)
         self.train_targets = data.splits["train"].targets
         self.train_from_extra = data.splits["train"].from_extra
-        sources = distill_sources(
-            cfg, self.labels, data.splits["train"].audio, self.device, cache_dir
-        )
-        self.teachers, self.clip_teacher = sources.teachers, sources.clip_teacher
-        self.targets = sources.targets
+        self.sources = shipped_sources(cfg) if learning_sources is None else learning_sources
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"learning sources share a name: {names}")
+        run = SourceRun(cfg, self.labels, data.splits["train"].audio, self.device, cache_dir)
+        for source in self.sources:
+            source.prepare(run)
+        self.needs_sequence = any(s.needs_sequence for s in self.sources)
 
     def _build_optimizer(self) -> None:
         """Steps per epoch, AdamW over the parameter groups, and the learning-rate
@@ -171,10 +183,8 @@ class Trainer:
         warmup = round(tc.warmup_epochs * self.steps_per_epoch)
         decay_steps = self.total_steps
         floor = tc.min_lr_ratio
-        projector = None if self.targets is None else self.targets.projector.parameters()
-        param_groups, keys = parameter_groups(
-            self.model, tc.weight_decay, self.uses_encoder, projector
-        )
+        aids = [p for source in self.sources for p in source.parameters()]
+        param_groups, keys = parameter_groups(self.model, tc.weight_decay, self.uses_encoder, aids)
         self.optimizer = torch.optim.AdamW(param_groups, lr=tc.lr)
 
         def schedule(enc: bool):
@@ -200,7 +210,7 @@ class Trainer:
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             train_state=self.state,
-            projector=None if self.targets is None else self.targets.projector.state_dict(),
+            sources={s.name: s.state_dict() for s in self.sources if s.state_dict() is not None},
         )
 
     @property
@@ -210,10 +220,8 @@ class Trainer:
 
     def load_resume(self, ckpt: Checkpoint, path: Path) -> None:
         checkpoint.load_weights(self.model, ckpt.model, path)
-        if self.targets is not None:
-            if ckpt.projector is None:
-                raise checkpoint.CheckpointError(f"{path}: holds no embedding projector")
-            checkpoint.load_weights(self.targets.projector, ckpt.projector, path, "projector")
+        for source in self.sources:
+            source.load_state_dict((ckpt.sources or {}).get(source.name), path)
         try:
             self.optimizer.load_state_dict(ckpt.optimizer)
             self.scheduler.load_state_dict(ckpt.scheduler)
@@ -357,43 +365,21 @@ class Trainer:
         index = torch.from_numpy(idx).to(self.device)
         wave = self.train_audio[index].float() / 32767.0  # (B, S)
         target = torch.from_numpy(self.train_targets[idx]).to(self.device)
-        with torch.no_grad():  # augment, features, teachers' targets
-            wave = self.augment(wave, gen)
-            clean_mel = self.model.features.log_mel(wave)
-            log_mel = spec_augment(pitch_warp(clean_mel, ac.pitch, gen), ac, gen)
+        with torch.no_grad():  # augment, the sources' batch, features
+            b = Batch(index, self.augment(wave, gen), target, self.model.features, self.autocast)
+            for source in self.sources:
+                b = source.batch(b, gen)
+            log_mel = spec_augment(pitch_warp(b.log_mel(), ac.pitch, gen), ac, gen)
             feats = self.model.features.cepstrum(log_mel)  # (B, T, n_mfcc), fp32
-            teacher_probs = checkpoint_teacher_probs(
-                self.teachers,
-                self.model,
-                wave,
-                clean_mel,
-                self.cfg.train.distill_temperature,
-                self.autocast,
-            )
-            if self.clip_teacher is not None:
-                # Each teacher counts alike, checkpoint or embedding.
-                n_ckpt = len(self.teachers)
-                clip_p = self.clip_teacher[index]
-                teacher_probs = (
-                    clip_p
-                    if teacher_probs is None
-                    else (teacher_probs * n_ckpt + clip_p) / (n_ckpt + 1)
-                )
-        h = None
-        with self.autocast:  # loss
-            if self.targets is not None:
+        with self.autocast:  # forward, loss
+            if self.needs_sequence:
                 logits, h = self.classifier(feats, with_sequence=True)
+                out = Output(logits.float(), h)
             else:
-                logits = self.classifier(feats)
-            logits = logits.float()
-            loss = F.cross_entropy(logits, target, label_smoothing=tc.label_smoothing)
-            if teacher_probs is not None:
-                t, w = tc.distill_temperature, tc.distill_weight
-                kl = F.kl_div(F.log_softmax(logits / t, -1), teacher_probs, reduction="batchmean")
-                loss = (1 - w) * loss + w * t * t * kl
-            if h is not None:
-                frames = self.targets.frames[index]
-                loss = loss + tc.feature_distill * feature_loss(self.targets, h, frames)
+                out = Output(self.classifier(feats).float())
+            loss = F.cross_entropy(out.logits, b.target, label_smoothing=tc.label_smoothing)
+            for source in self.sources:
+                loss = source.loss(b, out, loss)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._record_grad_norms()
@@ -402,7 +388,7 @@ class Trainer:
             self._pending_clipped.append(total > tc.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        return loss.detach(), (logits.argmax(-1) == target).sum()
+        return loss.detach(), (out.logits.argmax(-1) == b.target).sum()
 
     def _note(self, message: str) -> None:
         if self.ranks.main:
