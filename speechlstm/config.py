@@ -77,6 +77,12 @@ class FeatureConfig:
 # Recurrent cells (see cells.py): lstm is the fused nn.LSTM, the others are
 # written from their equations.
 CELLS = ("lstm", "peephole", "coupled", "gru", "rnn")
+# Model sizes past any command model (the shipped one: 2 x 128): a larger
+# number is a typo or a tampered file, refused before data is prepared or a
+# tensor allocated (4,096 units x 8 layers is already ~2 GB of weights).
+MAX_UNITS = 4096
+MAX_LAYERS = 8
+MAX_FRAME_STACK = 16
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,13 @@ class ModelConfig:
         _check_choice("model.pooling", self.pooling, ("attention", "mean"))
         if self.hidden_size < 1 or self.num_layers < 1 or self.frame_stack < 1:
             raise ValueError("model.hidden_size, num_layers and frame_stack must be >= 1")
+        for name, value, most in (
+            ("hidden_size", self.hidden_size, MAX_UNITS),
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("frame_stack", self.frame_stack, MAX_FRAME_STACK),
+        ):
+            if value > most:
+                raise ValueError(f"model.{name}={value}: at most {most}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout={self.dropout} must be in [0, 1)")
 
@@ -237,6 +250,8 @@ class EmbeddingConfig:
     def validate(self) -> EmbeddingConfig:
         if self.hidden_size < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("embedding.hidden_size, epochs and batch_size must be >= 1")
+        if self.hidden_size > MAX_UNITS:
+            raise ValueError(f"embedding.hidden_size={self.hidden_size}: at most {MAX_UNITS}")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ValueError(f"embedding.lr={self.lr}: must be a positive number")
         if not 0.0 <= self.dropout < 1.0:

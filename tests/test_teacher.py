@@ -275,3 +275,78 @@ def test_old_configs_naming_the_embedding_settings_in_train_still_load(tmp_path)
 
     summary = {**to_dict(TrainConfig()), "embedding_copies": 3, "embedding_heads": 2}
     assert from_dict(TrainConfig, summary, where="training.train.", retired="drop") == TrainConfig()
+
+
+def _model_file(path: Path, labels=("yes", "no"), record_edit=None, tensors_edit=None) -> Path:
+    """An embedding-model file as `train --frontend embedding` writes one (an
+    untrained head), its settings or tensors edited the way a tampered file is."""
+    from safetensors.torch import save_file
+
+    from speechlstm.config import EmbeddingConfig
+    from speechlstm.train.embedding_model.head import build_head
+    from speechlstm.train.embedding_model.model_file import FORMAT, SETTINGS_KEY, settings_record
+
+    ecfg = EmbeddingConfig(heads=1, copies=0)
+    record = settings_record(ecfg, seed=0)
+    tensors = {k: v.contiguous() for k, v in build_head(len(labels), ecfg).state_dict().items()}
+    if record_edit:
+        record_edit(record)
+    if tensors_edit:
+        tensors_edit(tensors)
+    meta = {"format": FORMAT, "labels": json.dumps(list(labels)), SETTINGS_KEY: json.dumps(record)}
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "what, edit, expected",
+    [
+        ("unknown setting", {"record_edit": lambda r: r.update(lookback_ms=300)}, "unknown"),
+        ("absurd units", {"record_edit": lambda r: r.update(hidden_size=10**9)}, "at most"),
+        ("more heads", {"record_edit": lambda r: r.update(heads=8)}, "lacks tensors"),
+        ("a tensor gone", {"tensors_edit": lambda t: t.pop("head.weight")}, "lacks tensors"),
+        (
+            "a tensor added",
+            {"tensors_edit": lambda t: t.update(x=t["head.bias"].clone())},
+            "unknown",
+        ),
+        ("larger units", {"record_edit": lambda r: r.update(hidden_size=4096)}, "resized"),
+        ("5,000 labels", {"labels": [f"w{i}" for i in range(5000)]}, "classes"),
+        ("a control label", {"labels": ["yes", "n\x1bo"]}, "class name"),
+    ],
+)
+def test_a_tampered_embedding_model_file_is_refused_in_one_line(tmp_path, what, edit, expected):
+    """Unknown keys, missing or extra tensors and absurd sizes: one line naming
+    the file, before any tensor its numbers ask for is allocated."""
+    from speechlstm.train.embedding_model.model_file import EmbeddingModel
+
+    path = _model_file(tmp_path / "teacher.safetensors", **edit)
+    with pytest.raises(ValueError, match=expected) as caught:
+        EmbeddingModel(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.slow
+def test_an_untampered_embedding_model_file_loads(stand_in, tmp_path):
+    from speechlstm.train.embedding_model.model_file import EmbeddingModel
+
+    path = _model_file(tmp_path / "teacher.safetensors")
+    with pytest.raises(ValueError, match="other embedding model files"):
+        EmbeddingModel(path)  # its digest is not the installed embedding's
+    from speechlstm.train.embedding import SpeechEmbedding
+    from speechlstm.train.embedding_model import model_file
+
+    digest = SpeechEmbedding().digest
+    original = model_file.EmbeddingModel._metadata
+    model = None
+    try:
+        model_file.EmbeddingModel._metadata = lambda self: {
+            **original(self),
+            "embedding_digest": digest,
+        }
+        model = EmbeddingModel(path)
+    finally:
+        model_file.EmbeddingModel._metadata = original
+    assert model.labels == ["yes", "no"] and model.cfg.heads == 1
+    assert model.logits(_clips(("yes", "no"))).shape == (2, 2)

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from ...config import EmbeddingConfig
 from ...data.bank import default_cache_dir
 from ...files import check_regular, temp_beside
+from ...labels import check_labels
 from ..embedding import SpeechEmbedding
 from .frames import embed_split, embedding_cache
 from .head import build_head, head_logits
@@ -80,11 +81,12 @@ class EmbeddingModel:
     def __init__(self, path: str | Path, cache_dir: Path | None = None):
         self.path = Path(path)
         meta = self._metadata()
-        self.labels = json.loads(meta["labels"])
-        record = json.loads(meta[SETTINGS_KEY])
-        self.seed = int(record.get("seed", 0))
-        known = {f.name for f in fields(EmbeddingConfig)}
-        self.cfg = EmbeddingConfig(**{k: v for k, v in record.items() if k in known})
+        self.labels, self.cfg, self.seed = self._settings(meta)
+        # The head's shapes first, on the meta device (nothing allocated),
+        # compared with the tensors the file holds: a tampered file gets one
+        # line, and the head built after holds no more than the file's bytes.
+        with torch.device("meta"):
+            self._check_tensors(build_head(len(self.labels), self.cfg))
         self.head = build_head(len(self.labels), self.cfg)
         self.head.load_state_dict(load_file(str(self.path)))
         self.head.eval()
@@ -114,6 +116,47 @@ class EmbeddingModel:
                 f"(`speechlstm train --frontend embedding` writes {MODEL_FILE})"
             )
         return meta
+
+    def _settings(self, meta: dict) -> tuple[list[str], EmbeddingConfig, int]:
+        """The labels, settings and seed the metadata records, each checked."""
+        try:
+            labels = json.loads(meta["labels"])
+            record = json.loads(meta[SETTINGS_KEY])
+        except KeyError as exc:
+            raise ValueError(f"{self.path}: its metadata lacks {exc}") from None
+        except ValueError:
+            raise ValueError(f"{self.path}: its metadata is not JSON") from None
+        if not isinstance(labels, list) or not labels or not isinstance(record, dict):
+            raise ValueError(f"{self.path}: its labels or settings are not what it should hold")
+        check_labels(labels, f"{self.path}: labels")
+        known = {f.name for f in fields(EmbeddingConfig)}
+        unknown = sorted(set(record) - known - {"seed"})
+        if unknown:
+            raise ValueError(f"{self.path}: unknown settings {', '.join(map(repr, unknown[:5]))}")
+        try:
+            cfg = EmbeddingConfig(**{k: v for k, v in record.items() if k in known})
+            cfg.validate()
+            seed = int(record.get("seed", 0))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.path}: its settings are not usable ({exc})") from None
+        return labels, cfg, seed
+
+    def _check_tensors(self, head: torch.nn.Module) -> None:
+        """The file holds exactly `head`'s tensors, each of its shape."""
+        from safetensors import safe_open
+
+        expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+        with safe_open(str(self.path), "pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        for what, names in (("lacks", missing), ("holds unknown", extra), ("has resized", wrong)):
+            if names:
+                raise ValueError(
+                    f"{self.path}: {what} tensors {', '.join(names[:3])}"
+                    f"{' ...' if len(names) > 3 else ''} (not the head its settings describe)"
+                )
 
     def logits(self, audio_int16: np.ndarray, name: str = "training clips") -> np.ndarray:
         """(N, C) logits on (N, S) int16 clips (embeddings from the cache when there)."""
