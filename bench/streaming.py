@@ -40,17 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
 from speechlstm.config import DetectorConfig  # noqa: E402
-from speechlstm.labelled import LabelledStreams, read_truth  # noqa: E402
-from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
-from speechlstm.settings import to_dict  # noqa: E402
-from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
-from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
-from speechlstm.tuning import (  # noqa: E402
+from speechlstm.detect.labelled import LabelledStreams, read_truth  # noqa: E402
+from speechlstm.detect.stream import StreamingDetector, detect_file  # noqa: E402
+from speechlstm.detect.tuning import (  # noqa: E402
     POINT_BUDGETS,
     Tuner,
     detector_toml,
 )
-from speechlstm.verify import Verifier, WaveVerifier  # noqa: E402
+from speechlstm.detect.verify import Verifier, WaveVerifier  # noqa: E402
+from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
+from speechlstm.settings import to_dict  # noqa: E402
+from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
 
 GOALS = (
     "test speakers: best set-up >= 0.90 matched at <= 1 false alarm an hour, median latency "
@@ -106,7 +106,7 @@ def false_by_kind(tuner: Tuner, cfg: DetectorConfig, folder: Path, verifier_thre
     import csv
     import functools
 
-    from speechlstm.tuning import replay
+    from speechlstm.detect.tuning import replay
 
     with open(folder / "test_negatives.csv", newline="") as fh:
         stretches = [

@@ -156,9 +156,9 @@ def live(
         return
     if names and as_json:
         fail("--names and --json are two output formats: choose one")
-    from speechlstm import live as live_lib
     from speechlstm import pcm
-    from speechlstm.hooks import HookRunner
+    from speechlstm.detect import live as live_lib
+    from speechlstm.detect.hooks import HookRunner
 
     raw_fmt = raw_input_format(raw, rate, sample_format, channels, input_file)
     streamed = input_file is not None and (raw or pcm.is_stream_input(input_file))
@@ -188,7 +188,7 @@ def live(
 
     saver = None
     if save_detections is not None:
-        from speechlstm.saved import DetectionSaver, SaveError
+        from speechlstm.detect.saved import DetectionSaver, SaveError
 
         window = detector.recognizers[0].runtime.clip_samples
         try:

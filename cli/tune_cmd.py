@@ -108,11 +108,11 @@ def tune_detector(
     --verifier` judges it, so the thresholds found are for the two together.
     """
     from speechlstm.audio import InvalidAudio
+    from speechlstm.detect.labelled import LabelledStreams, read_truth
+    from speechlstm.detect.tuning import POINT_BUDGETS, Tuner, detector_toml
     from speechlstm.files import FileRefused, check_output, write_atomic
-    from speechlstm.labelled import LabelledStreams, read_truth
     from speechlstm.progress import progress_bar
     from speechlstm.settings import to_dict
-    from speechlstm.tuning import POINT_BUDGETS, Tuner, detector_toml
 
     recognizer = load_recognizer(model, threads=1)
     if write is not None:
@@ -149,7 +149,7 @@ def tune_detector(
     verify = None
     second = load_verifier(verifier, verifier_threshold, recognizer, relabel=verifier_relabel)
     if second is not None:
-        from speechlstm.verify import WaveVerifier
+        from speechlstm.detect.verify import WaveVerifier
 
         verify = {
             "stream": WaveVerifier(second, streams.recording).ruling,

@@ -23,8 +23,8 @@ import numpy as np
 
 from .audio import InvalidAudio, _int_to_float, to_mono_16k
 from .config import DetectorConfig
+from .detect.stream import Detection, DetectorStats, StreamingDetector
 from .runtime import OnnxRecognizer, model_name, resolve_model
-from .stream import Detection, DetectorStats, StreamingDetector
 from .transcribe import FileResult, batch_top_k, classify_waveform
 
 __all__ = ["Detection", "Detector", "Prediction", "Recognizer"]
@@ -360,7 +360,7 @@ def _verifier(verifier, threshold: float, recognizer: Recognizer, threads: int):
     to load as one."""
     if verifier is None:
         return None
-    from .verify import Verifier
+    from .detect.verify import Verifier
 
     if isinstance(verifier, Verifier):
         return verifier

@@ -1,5 +1,5 @@
 """The speech-embedding front-end as a model users run (train/frontend_export.py,
-embedding_stream.py), on the stand-in embedding (stand_in_embedding.py): export
+detect/embedding_stream.py), on the stand-in embedding (stand_in_embedding.py): export
 of a teacher run into one ONNX graph, clips through it, streams one embedding
 frame per hop."""
 
@@ -119,7 +119,7 @@ def test_a_stream_carries_its_state_exactly_as_the_clip_graph_computes(embedding
     """The stand-in's mel frames depend on their own 160 samples only, so a stream
     whose last 16 embedding windows line up with a clip's gives the clip's answer
     exactly; a stream that re-ran or dropped a frame would not."""
-    from speechlstm.embedding_stream import EmbeddingStream
+    from speechlstm.detect.embedding_stream import EmbeddingStream
     from speechlstm.runtime import OnnxRecognizer
 
     rec = OnnxRecognizer(embedding_model)
@@ -140,8 +140,8 @@ def test_a_stream_carries_its_state_exactly_as_the_clip_graph_computes(embedding
 
 
 def test_the_detector_runs_one_embedding_frame_a_hop(embedding_model):
+    from speechlstm.detect.stream import DetectorConfig, StreamingDetector, detect_file
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import DetectorConfig, StreamingDetector, detect_file
 
     rec = OnnxRecognizer(embedding_model)
     det = StreamingDetector(rec, DetectorConfig(threshold=0.5, hop_ms=100, gate=False))

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .config import DetectorConfig
+from ..config import DetectorConfig
+from ..runtime import OnnxRecognizer
 from .debounce import Trigger, TriggerDetector
-from .runtime import OnnxRecognizer
 
 __all__ = [
     "MAX_BATCH",
