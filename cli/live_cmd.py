@@ -299,7 +299,7 @@ def _kept(saver, blocks):
 def _summary_line(detector, summary, overflows: int) -> None:
     stats = detector.stats
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts().items())) or "none"
-    verifiers = [d.verifier for d in detector.detectors if d.verifier is not None]
+    verifiers = [v for v in detector.verifiers if v is not None]
     line = (
         f"heard {len(summary.detections)} command(s) in {summary.seconds:.1f} s of audio "
         f"({counts}); model ran on {stats.inferences} of {stats.hops} hops; "

@@ -149,12 +149,9 @@ def tune_detector(
     verify = None
     second = load_verifier(verifier, verifier_threshold, recognizer, relabel=verifier_relabel)
     if second is not None:
-        from speechlstm.detect.verify import WaveVerifier
+        from speechlstm.detect.cascade import rulings
 
-        verify = {
-            "stream": WaveVerifier(second, streams.recording).ruling,
-            "negative": [WaveVerifier(second, n).ruling for n in streams.negatives],
-        }
+        verify = rulings(second, streams)
     total_s = round(stream_s + streams.negative_hours * 3600)
     try:
         with progress_bar("tuning (audio seconds)", total_s, unit="s") as advance:

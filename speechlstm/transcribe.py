@@ -200,7 +200,9 @@ def clip_probs(
     2,204 unseen speakers' clips against 0.922 and 0.946 alone). A label the
     verifier lacks keeps the first model's probability; the result is renormalized."""
     probs = classify_waveform(recognizer, wave)
-    verifier = None if detector is None else detector.verifier
+    from .detect.cascade import verifier_of
+
+    verifier = None if detector is None else verifier_of(detector)
     if verifier is None or len(wave) > recognizer.clip_samples:
         return probs
     second = verifier.rec.predict_clip(wave)

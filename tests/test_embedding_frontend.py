@@ -145,12 +145,13 @@ def test_the_detector_runs_one_embedding_frame_a_hop(embedding_model):
 
     rec = OnnxRecognizer(embedding_model)
     det = StreamingDetector(rec, DetectorConfig(threshold=0.5, hop_ms=100, gate=False))
-    assert det.stream is not None and det.hop == 1280  # 80 ms whatever the config says
+    stream = det.inference.stream  # hop_inference.EmbeddingFrames: the model's own way
+    assert det.hop == 1280 and det.cfg.hop_ms == 80  # 80 ms whatever the config says
     rng = np.random.default_rng(5)
     gap = (rng.standard_normal(SR) * 0.003).astype(np.float32)
     audio = np.concatenate([gap] + [np.concatenate([tone_word(w), gap]) for w in ("down", "yes")])
-    embed = det.stream.embed = _Counting(det.stream.embed)
-    mel = det.stream.mel = _Counting(det.stream.mel)
+    embed = stream.embed = _Counting(stream.embed)
+    mel = stream.mel = _Counting(stream.mel)
     found = detect_file(det, audio)
     hops = det.stats.hops
     assert hops == (len(audio) + SR // 2) // 1280  # the stream and the flush's half window

@@ -248,13 +248,13 @@ def test_a_cascade_point_brings_its_verifier_threshold_unless_one_is_given(onnx_
     path.write_text(detector_toml(DetectorConfig(threshold=0.7, points=points)))
     assert load_detector_toml(path).points == points
     strict = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=0)
-    assert strict.detectors[0].verifier.threshold == 0.95
+    assert strict.verifiers[0].threshold == 0.95
     assert strict.configs[0].threshold_for("yes") == 0.85
     loose = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=1)
-    assert loose.detectors[0].verifier.threshold == 0.6 and loose.configs[0].smoothing_ms == 200
+    assert loose.verifiers[0].threshold == 0.6 and loose.configs[0].smoothing_ms == 200
     given = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=1,
                      verifier_threshold=0.7)  # fmt: skip
-    assert given.detectors[0].verifier.threshold == 0.7
+    assert given.verifiers[0].threshold == 0.7
     # Without a sensitivity the file's own settings hold.
     plain = Detector(onnx_model, detector_file=path)
     assert plain.configs[0].threshold == 0.7 and plain.points == [None]

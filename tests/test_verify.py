@@ -37,11 +37,12 @@ class _Recording:
 
 
 def _detector(onnx_model, verifier=None, **changes):
-    from speechlstm.detect.stream import DetectorConfig, StreamingDetector
+    from speechlstm.detect.cascade import cascade
+    from speechlstm.detect.stream import DetectorConfig
     from speechlstm.runtime import OnnxRecognizer
 
     cfg = DetectorConfig(threshold=THRESHOLD, **changes)
-    return StreamingDetector(OnnxRecognizer(onnx_model), cfg, verifier=verifier)
+    return cascade(OnnxRecognizer(onnx_model), verifier, cfg)
 
 
 def _verifier(onnx_model, threshold=0.3):
@@ -315,10 +316,10 @@ def test_the_verifiers_audio_is_bounded_by_what_it_needs_not_by_the_hop(onnx_mod
     stream = _stream()
     for hop_ms in (100.0, 60_000.0):
         det = _detector(onnx_model, _verifier(onnx_model), hop_ms=hop_ms)
-        assert det.audio is None and det.recent.maxlen <= 5
+        assert det.decision.audio is None and det.decision.recent.maxlen <= 5
     det = _detector(onnx_model, _verifier(onnx_model))
-    spy = _Recording(det.verifier, lambda label, clip: True)
-    det.verifier = spy
+    spy = _Recording(det.decision.verifier, lambda label, clip: True)
+    det.decision.verifier = spy
     found = detect_file(det, stream)
     assert len(found) == len(TRUTH)
     whole = WaveVerifier(_verifier(onnx_model), stream)
