@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 from streaming import streams_of  # noqa: E402
 
-from speechlstm.labelled import LabelledStreams  # noqa: E402
+from speechlstm.detect.labelled import LabelledStreams  # noqa: E402
+from speechlstm.detect.tuning import POINT_BUDGETS, Tuner  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
-from speechlstm.tuning import POINT_BUDGETS, Tuner  # noqa: E402
 
 FRAME = 160  # 10 ms at 16 kHz: what both noise suppressors take
 VAD_CHUNK = 512  # Silero's 32 ms at 16 kHz

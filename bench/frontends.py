@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine, median_ms  # noqa: E402
 from inference import make_files, run_score  # noqa: E402
 
+from speechlstm.detect.stream import StreamingDetector, detect_file  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, default_model_path  # noqa: E402
-from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
 from speechlstm.testing.synth_audio import SR, tone_word  # noqa: E402
 
 

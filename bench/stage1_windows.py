@@ -24,13 +24,13 @@ import json
 from pathlib import Path
 
 from speechlstm.audio import load_audio  # noqa: E402
-from speechlstm.labelled import read_truth  # noqa: E402
+from speechlstm.detect.labelled import read_truth  # noqa: E402
+from speechlstm.detect.mining import write_window  # noqa: E402
+from speechlstm.detect.stream import StreamingDetector, detect_file  # noqa: E402
+from speechlstm.detect.tuning import MATCH_TOLERANCE_S  # noqa: E402
 from speechlstm.labels import UNKNOWN  # noqa: E402
-from speechlstm.mining import write_window  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
 from speechlstm.shipped_verifier import pair_settings  # noqa: E402
-from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
-from speechlstm.tuning import MATCH_TOLERANCE_S  # noqa: E402
 
 
 def label_of(centre_s: float, truth: list[dict]) -> str:

@@ -42,17 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
 from speechlstm.config import DetectorConfig  # noqa: E402
-from speechlstm.labelled import LabelledStreams, read_truth  # noqa: E402
-from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
-from speechlstm.settings import to_dict  # noqa: E402
-from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
-from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
-from speechlstm.tuning import (  # noqa: E402
+from speechlstm.detect.cascade import cascade, rulings  # noqa: E402
+from speechlstm.detect.labelled import LabelledStreams, read_truth  # noqa: E402
+from speechlstm.detect.stream import detect_file  # noqa: E402
+from speechlstm.detect.tuning import (  # noqa: E402
     POINT_BUDGETS,
     Tuner,
     detector_toml,
 )
-from speechlstm.verify import Verifier, WaveVerifier  # noqa: E402
+from speechlstm.detect.verify import Verifier  # noqa: E402
+from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
+from speechlstm.settings import to_dict  # noqa: E402
+from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
 
 GOALS = (
     "test speakers: best set-up >= 0.90 matched at <= 1 false alarm an hour, median latency "
@@ -95,16 +96,9 @@ class EnsembleRecognizer:
         return (mixed / mixed.sum()).astype(np.float32)
 
 
-def rulings(verifier: Verifier, streams: LabelledStreams) -> dict:
-    return {
-        "stream": WaveVerifier(verifier, streams.recording).ruling,
-        "negative": [WaveVerifier(verifier, n).ruling for n in streams.negatives],
-    }
-
-
 def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray, verifier=None) -> float:
     """CPU seconds per audio second x 100: % of one core at real time."""
-    det = StreamingDetector(rec, cfg, verifier=verifier)
+    det = cascade(rec, verifier, cfg)
     started = time.process_time()
     detect_file(det, wave, chunk_samples=round(det.rate_hz * 0.05))  # 50 ms blocks
     return round(100 * (time.process_time() - started) / (len(wave) / det.rate_hz), 2)
@@ -131,7 +125,7 @@ def false_by_kind(tuner: Tuner, cfg: DetectorConfig, folder: Path, verifier_thre
     import csv
     import functools
 
-    from speechlstm.tuning import replay
+    from speechlstm.detect.tuning import replay
 
     with open(folder / "test_negatives.csv", newline="") as fh:
         stretches = [
@@ -243,11 +237,11 @@ def main() -> None:
     cpu = {"first_stage": cpu_share(rec, own, five_min)}
     curves = {f"{args.model}": list(result["test_speakers"]["first_stage"].values())}
     if verifier is not None:
-        cascade = Tuner(rec, cfg, test, rulings(verifier, test))
-        result["test_speakers"]["cascade"] = rows_at(cascade, cfg, verifier.threshold)
+        pair = Tuner(rec, cfg, test, rulings(verifier, test))
+        result["test_speakers"]["cascade"] = rows_at(pair, cfg, verifier.threshold)
         if (args.streams / "test_negatives.csv").is_file():
             result["test_speakers"]["cascade_false_alarms"] = false_by_kind(
-                cascade, cfg, args.streams, verifier.threshold
+                pair, cfg, args.streams, verifier.threshold
             )
         cpu["cascade"] = cpu_share(rec, cfg, five_min, verifier)
         curves[f"{args.model} + verifier {args.verifier}"] = list(

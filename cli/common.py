@@ -189,9 +189,9 @@ def load_verifier(
             if given not in (None, False):
                 fail(f"--verifier-{flag} needs --verifier")
         return None
+    from speechlstm.detect.verify import Verifier, VerifierError
     from speechlstm.runtime import ModelError, OnnxRecognizer
     from speechlstm.shipped_verifier import pair_settings, resolve_verifier
-    from speechlstm.verify import Verifier, VerifierError
 
     if threshold is None:
         threshold = pair_settings(path)[1] or DEFAULT_VERIFIER_THRESHOLD

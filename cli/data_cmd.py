@@ -431,15 +431,15 @@ def mine(
 
       speechlstm train data/mywords --add data/negatives --out runs/mywords2
     """
+    from speechlstm.detect.mining import mine as run_mine
     from speechlstm.files import FileRefused
-    from speechlstm.mining import mine as run_mine
 
     from .common import err_line, load_recognizer
 
     recognizer = load_recognizer(model, threads=1)
     if out.exists() and not out.is_dir():
         fail(f"{out}: is a file; --out names the dataset folder to write")
-    from speechlstm.mining import expand_inputs
+    from speechlstm.detect.mining import expand_inputs
     from speechlstm.runtime import ModelError
 
     paths, foreign = expand_inputs(audio)

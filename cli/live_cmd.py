@@ -156,9 +156,9 @@ def live(
         return
     if names and as_json:
         fail("--names and --json are two output formats: choose one")
-    from speechlstm import live as live_lib
     from speechlstm import pcm
-    from speechlstm.hooks import HookRunner
+    from speechlstm.detect import live as live_lib
+    from speechlstm.detect.hooks import HookRunner
 
     raw_fmt = raw_input_format(raw, rate, sample_format, channels, input_file)
     streamed = input_file is not None and (raw or pcm.is_stream_input(input_file))
@@ -188,7 +188,7 @@ def live(
 
     saver = None
     if save_detections is not None:
-        from speechlstm.saved import DetectionSaver, SaveError
+        from speechlstm.detect.saved import DetectionSaver, SaveError
 
         window = detector.recognizers[0].runtime.clip_samples
         try:
@@ -299,7 +299,7 @@ def _kept(saver, blocks):
 def _summary_line(detector, summary, overflows: int) -> None:
     stats = detector.stats
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.counts().items())) or "none"
-    verifiers = [d.verifier for d in detector.detectors if d.verifier is not None]
+    verifiers = [v for v in detector.verifiers if v is not None]
     line = (
         f"heard {len(summary.detections)} command(s) in {summary.seconds:.1f} s of audio "
         f"({counts}); model ran on {stats.inferences} of {stats.hops} hops; "

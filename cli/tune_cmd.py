@@ -110,11 +110,11 @@ def tune_detector(
     --verifier` judges it, so the thresholds found are for the two together.
     """
     from speechlstm.audio import InvalidAudio
+    from speechlstm.detect.labelled import LabelledStreams, read_truth
+    from speechlstm.detect.tuning import POINT_BUDGETS, Tuner, detector_toml
     from speechlstm.files import FileRefused, check_output, write_atomic
-    from speechlstm.labelled import LabelledStreams, read_truth
     from speechlstm.progress import progress_bar
     from speechlstm.settings import to_dict
-    from speechlstm.tuning import POINT_BUDGETS, Tuner, detector_toml
 
     recognizer = load_recognizer(model, threads=1)
     from speechlstm.plots import is_our_png
@@ -155,12 +155,9 @@ def tune_detector(
     verify = None
     second = load_verifier(verifier, verifier_threshold, recognizer, relabel=verifier_relabel)
     if second is not None:
-        from speechlstm.verify import WaveVerifier
+        from speechlstm.detect.cascade import rulings
 
-        verify = {
-            "stream": WaveVerifier(second, streams.recording).ruling,
-            "negative": [WaveVerifier(second, n).ruling for n in streams.negatives],
-        }
+        verify = rulings(second, streams)
     total_s = round(stream_s + streams.negative_hours * 3600)
     try:
         with progress_bar("tuning (audio seconds)", total_s, unit="s") as advance:

@@ -23,8 +23,8 @@ import re
 import sys
 from pathlib import Path
 
+from speechlstm.detect.mining import write_window
 from speechlstm.labels import UNKNOWN
-from speechlstm.mining import write_window
 
 SAMPLE_RATE = 16000
 # `data mine`'s names: source, offset, and (since 2026-12-07) a hash of the window.

@@ -23,8 +23,9 @@ import numpy as np
 
 from .audio import InvalidAudio, _int_to_float, to_mono_16k
 from .config import DetectorConfig
+from .detect.cascade import cascade, verifier_of
+from .detect.stream import Detection, DetectorStats, StreamingDetector
 from .runtime import OnnxRecognizer, model_name, resolve_model
-from .stream import Detection, DetectorStats, StreamingDetector
 from .transcribe import FileResult, batch_top_k, classify_waveform
 
 __all__ = ["Detection", "Detector", "Prediction", "Recognizer"]
@@ -170,7 +171,7 @@ class Detector:
     `peak_wait_ms`, `gate` (the energy gate on or off) and `gate_dbfs`.
     `detector_file`: a [detector] TOML (`tune-detector --write`) to start from
     instead of the stored settings (or `detector_settings`, a DetectorConfig).
-    `verifier`: a second model (path, shipped name or verify.Verifier; or a
+    `verifier`: a second model (path, shipped name or detect.verify.Verifier; or a
     list, one per model) that rules on each candidate, at `verifier_threshold`
     (default 0.5). A shipped verifier (`"sc12"`: our head on the speech
     embedding of the installed openwakeword 0.4.0, the `embedding` extra)
@@ -238,7 +239,7 @@ class Detector:
             cfg = cfg.with_overrides(**overrides)
             second = _verifier_at(ver, verifier_threshold, point, pair_threshold, rec, threads)
             self.points.append(point)
-            self.detectors.append(StreamingDetector(rec.runtime, cfg, verifier=second, name=name))
+            self.detectors.append(cascade(rec.runtime, second, cfg, name=name))
         self.rate_hz = self.detectors[0].rate_hz  # what push() hands each model
         self.input_rate_hz = sample_rate or self.rate_hz
         self.reset()
@@ -247,6 +248,11 @@ class Detector:
     def configs(self) -> list[DetectorConfig]:
         """Each model's detector settings in force."""
         return [d.cfg for d in self.detectors]
+
+    @property
+    def verifiers(self) -> list:
+        """Each model's second stage (verify.Verifier), None where it has none."""
+        return [verifier_of(d) for d in self.detectors]
 
     @property
     def stats(self) -> DetectorStats:
@@ -360,7 +366,7 @@ def _verifier(verifier, threshold: float, recognizer: Recognizer, threads: int):
     to load as one."""
     if verifier is None:
         return None
-    from .verify import Verifier
+    from .detect.verify import Verifier
 
     if isinstance(verifier, Verifier):
         return verifier

@@ -323,7 +323,7 @@ class OperatingPoint:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """The streaming detector's settings (stream.py). Saved into each exported model
+    """The streaming detector's settings (detect/stream.py). Saved into each exported model
     as its defaults; `transcribe` and `live` flags override them."""
 
     hop_ms: float = 100.0  # how often the model looks at the last window
@@ -338,7 +338,7 @@ class DetectorConfig:
     # as silence without running the model (a quiet room costs almost no CPU).
     gate: bool = True
     gate_dbfs: float = -55.0
-    # Operating points along the DET curve, fewest false alarms first (tuning.py);
+    # Operating points along the DET curve, fewest false alarms first (detect/tuning.py);
     # `at_sensitivity` picks one. Empty: the settings above are the only ones.
     points: tuple[OperatingPoint, ...] = ()
 

@@ -6,7 +6,9 @@ cap; replace only what is ours; write whole or not at all; one writer a folder.
   (/dev/zero, /dev/urandom), sockets, folders.
 - `read_capped` reads such a file whole, refusing it past a size cap.
 - `check_output` refuses an output path that is not a regular file (/dev/full,
-  a FIFO) and one that exists and is not ours, unless `force`.
+  a FIFO) and one that exists and is not ours, unless `force`; `rows_are_ours`
+  recognises the results files written row by row (outputs.py, shards.py):
+  every "replace or append only what is ours" check lives here.
 - `write_atomic` writes through an unpredictable temporary file created
   exclusively in the target's folder, then renames it over the target: a
   planted symlink at a guessable name is never followed, and a reader sees the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import stat
 import tempfile
@@ -147,6 +150,27 @@ def check_output(
             f"{path}: exists and is not a file speechlstm wrote; refusing to replace it "
             "(choose another name, or --force)"
         )
+
+
+def first_line(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.readline(4096).rstrip(b"\r\n")
+
+
+def rows_are_ours(path: Path, csv_header: tuple[str, ...], json_keys: tuple[str, ...]) -> bool:
+    """A results file we write row by row: empty, or its first line is what we
+    write first (the CSV header, or a JSON object with our row keys). A user's
+    spreadsheet or a typo'd path to a source file is not."""
+    if path.stat().st_size == 0:
+        return True
+    line = first_line(path)
+    if line == ",".join(csv_header).encode():
+        return True
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and all(key in row for key in json_keys)
 
 
 def umask_mode() -> int:

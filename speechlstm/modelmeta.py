@@ -40,7 +40,7 @@ KEY_QUANTIZATION = "speechlstm.quantization"
 KEY_CALIBRATION = "speechlstm.calibration"
 # The front-end inside the graph: "mfcc" (the recognizer's own; no key) or
 # "embedding" (`export` of a `train --frontend embedding` run: Google's speech
-# embedding + BiLSTM head in one graph; embedding_stream.py streams it).
+# embedding + BiLSTM head in one graph; detect/embedding_stream.py streams it).
 KEY_FRONTEND = "speechlstm.frontend"
 FRONTENDS = ("mfcc", "embedding")
 TEMPERATURE_RANGE = (0.05, 20.0)

@@ -2,8 +2,9 @@
 appended to, one writer at a time, names kept byte for byte.
 
 A file is ours when its first line is what we write first: the CSV header, or
-a JSON object with our row keys. Anything else (a user's spreadsheet, a
-typo'd path to a source file) is refused before a byte is written. An
+a JSON object with our row keys (files.rows_are_ours, beside the other
+ownership checks). Anything else (a user's spreadsheet, a typo'd path to a
+source file) is refused before a byte is written. An
 advisory lock (flock) refuses a second writer to the same file, which would
 interleave rows. File names that are not valid UTF-8 (legal on Linux) are
 written and read back with `surrogateescape`, so a resumed run recognises them.
@@ -14,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 from pathlib import Path
 from typing import IO
+
+from .files import rows_are_ours
 
 ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 CSV_FIELDS = ("path", "label", "score", "top", "duration_s", "error")  # score's columns
@@ -42,21 +44,6 @@ class OutputError(ValueError):
     """An output that cannot or must not be written; the message names the path."""
 
 
-def first_line(path: Path) -> bytes:
-    with path.open("rb") as fh:
-        return fh.readline(4096).rstrip(b"\r\n")
-
-
-def is_ours(line: bytes, csv_header: tuple[str, ...], json_keys: tuple[str, ...]) -> bool:
-    if line == ",".join(csv_header).encode():
-        return True
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(row, dict) and all(key in row for key in json_keys)
-
-
 def open_rows(
     path: Path, append: bool, csv_header: tuple[str, ...], json_keys: tuple[str, ...]
 ) -> tuple[IO[str], bool]:
@@ -79,7 +66,7 @@ def open_rows(
         )
     try:
         had_rows = path.is_file() and path.stat().st_size > 0
-        if had_rows and not is_ours(first_line(path), csv_header, json_keys):
+        if had_rows and not rows_are_ours(path, csv_header, json_keys):
             raise OutputError(
                 f"{path}: exists and is not a speechlstm results file (its first line is not "
                 "ours); refusing to overwrite or append to it: choose another output"

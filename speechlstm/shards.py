@@ -27,8 +27,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import FileRefused, check_regular, open_regular, read_capped, write_atomic
-from .outputs import CSV_FIELDS, OutputError, csv_value, first_line, held_unless_busy, is_ours
+from .files import (
+    FileRefused,
+    check_regular,
+    open_regular,
+    read_capped,
+    rows_are_ours,
+    write_atomic,
+)
+from .outputs import CSV_FIELDS, OutputError, csv_value, held_unless_busy
 
 RECEIPT_SUFFIX = ".shard.json"
 MODEL_SUFFIX = ".model.json"  # beside every results file: the model that wrote its rows
@@ -302,11 +309,7 @@ def _check_merge_output(output: Path, parts: list[Path]) -> None:
         raise ShardError(f"{output}: is one of the parts; choose another --out")
     if output.exists() and not output.is_file():
         raise OutputError(f"{output}: is not a regular file; give a file name for --out")
-    if (
-        output.is_file()
-        and output.stat().st_size
-        and not is_ours(first_line(output), CSV_FIELDS, ("path", "label", "top"))
-    ):
+    if output.is_file() and not rows_are_ours(output, CSV_FIELDS, ("path", "label", "top")):
         raise OutputError(f"{output}: exists and is not a speechlstm results file; refusing it")
 
 

@@ -1,11 +1,11 @@
 """File transcription: each file -> label, score and top-k (inference side, no torch).
 
 A clip no longer than the model window is padded and classified once. A longer
-recording goes through the streaming detector (stream.py) and gets a timeline
+recording goes through the streaming detector (detect/stream.py) and gets a timeline
 of commands, exactly as live mode would report them. `classify_waveform` is
 the single-label view of a long recording used by batch scoring: windows every
 `hop_ms` (the detector's hop, DetectorConfig), batched MAX_BATCH per call as in
-stream.py, and the one with the strongest non-background class wins. Audio is
+detect/stream.py, and the one with the strongest non-background class wins. Audio is
 decoded at the recognizer's rate.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 
 from .audio import InvalidAudio, is_large, load_audio, stream_audio
 from .config import DetectorConfig
+from .detect.stream import MAX_BATCH, StreamingDetector, detect_file, detect_stream
 from .runtime import OnnxRecognizer
-from .stream import MAX_BATCH, StreamingDetector, detect_file, detect_stream
 
 
 @dataclass
@@ -200,7 +200,9 @@ def clip_probs(
     2,204 unseen speakers' clips against 0.922 and 0.946 alone). A label the
     verifier lacks keeps the first model's probability; the result is renormalized."""
     probs = classify_waveform(recognizer, wave)
-    verifier = None if detector is None else detector.verifier
+    from .detect.cascade import verifier_of
+
+    verifier = None if detector is None else verifier_of(detector)
     if verifier is None or len(wave) > recognizer.clip_samples:
         return probs
     second = verifier.rec.predict_clip(wave)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from speechlstm.config import DetectorConfig
-from speechlstm.debounce import Trigger, TriggerDetector
+from speechlstm.detect.debounce import Trigger, TriggerDetector
 
 LABELS = ("yes", "no", "_unknown_", "_silence_")
 BACKGROUND = (False, False, True, True)

@@ -1,5 +1,5 @@
 """The speech-embedding front-end as a model users run (train/frontend_export.py,
-embedding_stream.py), on the stand-in embedding (stand_in_embedding.py): export
+detect/embedding_stream.py), on the stand-in embedding (stand_in_embedding.py): export
 of an embedding-model run into one ONNX graph, clips through it, streams one embedding
 frame per hop."""
 
@@ -118,7 +118,7 @@ def test_a_stream_carries_its_state_exactly_as_the_clip_graph_computes(embedding
     """The stand-in's mel frames depend on their own 160 samples only, so a stream
     whose last 16 embedding windows line up with a clip's gives the clip's answer
     exactly; a stream that re-ran or dropped a frame would not."""
-    from speechlstm.embedding_stream import EmbeddingStream
+    from speechlstm.detect.embedding_stream import EmbeddingStream
     from speechlstm.runtime import OnnxRecognizer
 
     rec = OnnxRecognizer(embedding_model)
@@ -139,17 +139,18 @@ def test_a_stream_carries_its_state_exactly_as_the_clip_graph_computes(embedding
 
 
 def test_the_detector_runs_one_embedding_frame_a_hop(embedding_model):
+    from speechlstm.detect.stream import DetectorConfig, StreamingDetector, detect_file
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import DetectorConfig, StreamingDetector, detect_file
 
     rec = OnnxRecognizer(embedding_model)
     det = StreamingDetector(rec, DetectorConfig(threshold=0.5, hop_ms=100, gate=False))
-    assert det.stream is not None and det.hop == 1280  # 80 ms whatever the config says
+    stream = det.inference.stream  # hop_inference.EmbeddingFrames: the model's own way
+    assert det.hop == 1280 and det.cfg.hop_ms == 80  # 80 ms whatever the config says
     rng = np.random.default_rng(5)
     gap = (rng.standard_normal(SR) * 0.003).astype(np.float32)
     audio = np.concatenate([gap] + [np.concatenate([tone_word(w), gap]) for w in ("down", "yes")])
-    embed = det.stream.embed = _Counting(det.stream.embed)
-    mel = det.stream.mel = _Counting(det.stream.mel)
+    embed = stream.embed = _Counting(stream.embed)
+    mel = stream.mel = _Counting(stream.mel)
     found = detect_file(det, audio)
     hops = det.stats.hops
     assert hops == (len(audio) + SR // 2) // 1280  # the stream and the flush's half window

@@ -368,8 +368,8 @@ def test_streamed_decoding_equals_whole_decoding(tmp_path):
 
 def test_streamed_classification_and_detection_equal_the_whole_file(tmp_path, onnx_model):
     from speechlstm.audio import load_audio, stream_audio
+    from speechlstm.detect.stream import StreamingDetector, detect_file, detect_stream
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import StreamingDetector, detect_file, detect_stream
     from speechlstm.transcribe import classify_stream, classify_waveform
 
     rec = OnnxRecognizer(onnx_model)

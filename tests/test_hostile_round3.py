@@ -353,7 +353,7 @@ def test_a_detector_file_for_another_models_labels_is_refused_wherever_it_is_rea
     from speechlstm.api import Detector
     from speechlstm.cli.main import app
     from speechlstm.config import DetectorConfig, OperatingPoint
-    from speechlstm.tuning import detector_toml
+    from speechlstm.detect.tuning import detector_toml
 
     wave = tmp_path / "w.wav"
     sf.write(wave, np.zeros(32000, np.float32), 16000)

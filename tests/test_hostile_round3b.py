@@ -188,8 +188,8 @@ def test_long_files_are_mined_block_by_block_with_the_same_windows(
     """A file over audio.STREAM_ABOVE_BYTES is mined as it streams (a word across
     a block boundary included): the same windows, byte for byte, as decoding it
     whole."""
-    from speechlstm import mining
     from speechlstm.audio import is_large
+    from speechlstm.detect import mining
     from speechlstm.runtime import OnnxRecognizer
 
     path = tmp_path / "negatives.wav"

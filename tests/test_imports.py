@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRAIN_PACKAGE = "speechlstm.train"
 # Top-level packages only the extras install (train: torch, torchaudio,
 # onnxscript, tomli_w; train/dev: librosa and its numba; mic; tts), and onnx,
-# which the base installs for one lazy use (embedding_stream.py): none may be
+# which the base installs for one lazy use (detect/embedding_stream.py): none may be
 # imported by the inference side at import time.
 BLOCKED = (
     "torch",

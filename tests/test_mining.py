@@ -1,4 +1,4 @@
-"""Hard-negative mining (speechlstm/mining.py, `speechlstm data mine`) on a generated
+"""Hard-negative mining (speechlstm/detect/mining.py, `speechlstm data mine`) on a generated
 stream: noise with one planted "command" the miner must find, at its offset."""
 
 from __future__ import annotations

@@ -400,8 +400,8 @@ def test_a_failing_and_a_flooding_hook(onnx_model):
 
 @pytest.mark.slow
 def test_hook_runner_bounds_what_runs_and_waits():
-    from speechlstm.hooks import HookRunner
-    from speechlstm.stream import Detection
+    from speechlstm.detect.hooks import HookRunner
+    from speechlstm.detect.stream import Detection
 
     lines: list[str] = []
     runner = HookRunner("sleep 0.5", timeout_s=5, max_running=1, max_queued=2, log=lines.append)
@@ -419,8 +419,8 @@ def test_hook_runner_bounds_what_runs_and_waits():
 
 
 def test_closing_with_cancel_stops_running_hooks_at_once():
-    from speechlstm.hooks import HookRunner
-    from speechlstm.stream import Detection
+    from speechlstm.detect.hooks import HookRunner
+    from speechlstm.detect.stream import Detection
 
     runner = HookRunner("sleep 30", timeout_s=60, max_running=1, log=lambda line: None)
     runner.submit(Detection("yes", 0.9, 0.0, 1.0, "m"))

@@ -126,8 +126,8 @@ def test_train_add_learns_the_mined_negatives(onnx_model, saved, tmp_path, tone_
 
 
 def test_a_full_disk_never_stops_listening(tmp_path, monkeypatch):
-    from speechlstm import saved
-    from speechlstm.stream import Detection
+    from speechlstm.detect import saved
+    from speechlstm.detect.stream import Detection
 
     lines: list[str] = []
     saver = saved.DetectionSaver(tmp_path / "out", SR, SR, log=lines.append)

@@ -27,15 +27,15 @@ _stream = tone_stream
 
 
 def _detector(onnx_model, **changes):
+    from speechlstm.detect.stream import DetectorConfig, StreamingDetector
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import DetectorConfig, StreamingDetector
 
     cfg = DetectorConfig(threshold=THRESHOLD, **changes)
     return StreamingDetector(OnnxRecognizer(onnx_model), cfg)
 
 
 def test_commands_are_found_once_each_at_the_right_time(onnx_model):
-    from speechlstm.stream import detect_file
+    from speechlstm.detect.stream import detect_file
 
     found = detect_file(_detector(onnx_model), _stream())
     assert [d.label for d in found] == [w for _, w in TRUTH]
@@ -47,7 +47,7 @@ def test_commands_are_found_once_each_at_the_right_time(onnx_model):
 
 
 def test_no_detection_on_noise_alone(onnx_model):
-    from speechlstm.stream import detect_file
+    from speechlstm.detect.stream import detect_file
 
     rng = np.random.default_rng(5)
     for kind in ("white", "pink"):
@@ -59,7 +59,7 @@ def test_no_detection_on_noise_alone(onnx_model):
 
 @pytest.mark.parametrize("chunk", [160, 777, 4000, 48000])
 def test_chunk_size_does_not_change_results(onnx_model, chunk):
-    from speechlstm.stream import detect_file
+    from speechlstm.detect.stream import detect_file
 
     stream = _stream()
     reference = detect_file(_detector(onnx_model), stream, chunk_samples=16000)
@@ -87,7 +87,7 @@ def test_without_the_gate_the_model_runs_on_every_window(onnx_model):
 
 
 def test_per_label_threshold_and_refractory(onnx_model):
-    from speechlstm.stream import detect_file
+    from speechlstm.detect.stream import detect_file
 
     strict = _detector(onnx_model, thresholds=(("yes", 1.01),))
     labels = [d.label for d in detect_file(strict, _stream())]
@@ -256,9 +256,9 @@ def test_a_model_that_claims_the_embedding_front_end_without_its_stages_is_refus
 
     import onnx
 
+    from speechlstm.detect.stream import DetectorConfig, StreamingDetector
     from speechlstm.modelmeta import KEY_FRONTEND
     from speechlstm.runtime import ModelError, OnnxRecognizer
-    from speechlstm.stream import DetectorConfig, StreamingDetector
 
     model = onnx.load(str(onnx_model))
     entry = model.metadata_props.add()

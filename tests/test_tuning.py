@@ -1,4 +1,4 @@
-"""The detector tuner (speechlstm/tuning.py, `speechlstm tune-detector`) on generated
+"""The detector tuner (speechlstm/detect/tuning.py, `speechlstm tune-detector`) on generated
 streams: tone words at known times in noise, and negatives of noise alone."""
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def _stream(seed: int = 0, n_words: int = 16):
 
 
 def test_the_decision_seam_records_every_hop_and_replay_equals_the_detector(onnx_model):
+    from speechlstm.detect.stream import StreamingDetector, detect_file
+    from speechlstm.detect.tuning import record_hops, replay
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import StreamingDetector, detect_file
-    from speechlstm.tuning import record_hops, replay
 
     rec = OnnxRecognizer(onnx_model)
     wave, _ = _stream(n_words=4)
@@ -112,7 +112,7 @@ def test_a_latency_bound_nothing_meets_falls_back_to_the_most_commands_not_to_si
 
 
 def test_truth_files_are_checked_by_line(tmp_path, onnx_model):
-    from speechlstm.labelled import read_truth
+    from speechlstm.detect.labelled import read_truth
 
     path = tmp_path / "t.csv"
     path.write_text("label,start_s,end_s\nyes,1.0,1.5\nno,2.0,oops\n")
@@ -125,7 +125,7 @@ def test_truth_files_are_checked_by_line(tmp_path, onnx_model):
 
 def _labelled(onnx_model, tmp_path):
     """Command stream and 2 minutes of noise negatives as files, and their streams."""
-    from speechlstm.labelled import LabelledStreams
+    from speechlstm.detect.labelled import LabelledStreams
 
     wave, truth = _stream(seed=5, n_words=8)
     rng = np.random.default_rng(2)
@@ -143,8 +143,8 @@ def test_the_tuners_shortcuts_give_the_rows_of_a_full_replay(onnx_model, tmp_pat
     full replay of the detector at that setting does."""
     import dataclasses
 
+    from speechlstm.detect.tuning import Tuner, evaluate_detector, record_all
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.tuning import Tuner, evaluate_detector, record_all
 
     rec = OnnxRecognizer(onnx_model)
     streams = _labelled(onnx_model, tmp_path)
@@ -166,8 +166,8 @@ def test_tune_detector_stores_operating_points_that_sensitivity_walks(onnx_model
     measured; live/transcribe --sensitivity and the API pick among them; a
     model stored with them lists them in `info`."""
     from speechlstm.api import Detector
+    from speechlstm.detect.tuning import POINT_BUDGETS
     from speechlstm.settings import load_detector_toml
-    from speechlstm.tuning import POINT_BUDGETS
 
     _labelled(onnx_model, tmp_path)
     truth_rows = _stream(seed=5, n_words=8)[1]
@@ -237,8 +237,8 @@ def test_a_cascade_point_brings_its_verifier_threshold_unless_one_is_given(onnx_
     the TOML `tune-detector --write` writes, per-label thresholds included."""
     from speechlstm.api import Detector
     from speechlstm.config import DetectorConfig, OperatingPoint
+    from speechlstm.detect.tuning import detector_toml
     from speechlstm.settings import load_detector_toml
-    from speechlstm.tuning import detector_toml
 
     points = (
         OperatingPoint(0.5, 0.9, 300.0, (("yes", 0.85),), verifier_threshold=0.95, matched=0.4),
@@ -248,13 +248,13 @@ def test_a_cascade_point_brings_its_verifier_threshold_unless_one_is_given(onnx_
     path.write_text(detector_toml(DetectorConfig(threshold=0.7, points=points)))
     assert load_detector_toml(path).points == points
     strict = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=0)
-    assert strict.detectors[0].verifier.threshold == 0.95
+    assert strict.verifiers[0].threshold == 0.95
     assert strict.configs[0].threshold_for("yes") == 0.85
     loose = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=1)
-    assert loose.detectors[0].verifier.threshold == 0.6 and loose.configs[0].smoothing_ms == 200
+    assert loose.verifiers[0].threshold == 0.6 and loose.configs[0].smoothing_ms == 200
     given = Detector(onnx_model, detector_file=path, verifier=str(onnx_model), sensitivity=1,
                      verifier_threshold=0.7)  # fmt: skip
-    assert given.detectors[0].verifier.threshold == 0.7
+    assert given.verifiers[0].threshold == 0.7
     # Without a sensitivity the file's own settings hold.
     plain = Detector(onnx_model, detector_file=path)
     assert plain.configs[0].threshold == 0.7 and plain.points == [None]

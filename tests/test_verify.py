@@ -1,4 +1,4 @@
-"""The second stage (speechlstm/verify.py): it runs only on the detector's
+"""The second stage (speechlstm/detect/verify.py): it runs only on the detector's
 candidates, sees the audio of each, and its rulings are what the tuner replays."""
 
 from __future__ import annotations
@@ -37,23 +37,24 @@ class _Recording:
 
 
 def _detector(onnx_model, verifier=None, **changes):
+    from speechlstm.detect.cascade import cascade
+    from speechlstm.detect.stream import DetectorConfig
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import DetectorConfig, StreamingDetector
 
     cfg = DetectorConfig(threshold=THRESHOLD, **changes)
-    return StreamingDetector(OnnxRecognizer(onnx_model), cfg, verifier=verifier)
+    return cascade(OnnxRecognizer(onnx_model), verifier, cfg)
 
 
 def _verifier(onnx_model, threshold=0.3):
+    from speechlstm.detect.verify import Verifier
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.verify import Verifier
 
     rec = OnnxRecognizer(onnx_model)
     return Verifier(rec, threshold, commands=rec.labels)
 
 
 def test_the_verifier_runs_only_on_candidates_and_sees_their_audio(onnx_model):
-    from speechlstm.stream import detect_file
+    from speechlstm.detect.stream import detect_file
 
     stream = _stream()
     plain = detect_file(_detector(onnx_model), stream)
@@ -74,9 +75,9 @@ def test_the_verifier_runs_only_on_candidates_and_sees_their_audio(onnx_model):
 
 
 def test_a_relabelling_verifier_reports_the_command_it_hears(onnx_model):
+    from speechlstm.detect.stream import detect_file
+    from speechlstm.detect.verify import Verifier
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.stream import detect_file
-    from speechlstm.verify import Verifier
 
     rec = OnnxRecognizer(onnx_model, threads=1)
     plain = Verifier(rec, 0.6, commands=rec.labels)
@@ -103,7 +104,7 @@ def test_a_relabelling_verifier_reports_the_command_it_hears(onnx_model):
 
 
 def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onnx_model):
-    from speechlstm.stream import detect_file
+    from speechlstm.detect.stream import detect_file
 
     inner = _verifier(onnx_model)
     spy = _Recording(inner, lambda label, clip: True)
@@ -118,8 +119,8 @@ def test_a_verifier_with_a_longer_window_gets_the_audio_before_the_candidate(onn
 
 
 def test_the_verifier_judges_the_window_ending_at_the_detection(onnx_model):
+    from speechlstm.detect.verify import Verifier, WaveVerifier
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.verify import Verifier, WaveVerifier
 
     rec = OnnxRecognizer(onnx_model, threads=1)
     v = Verifier(rec, 0.5)
@@ -133,7 +134,7 @@ def test_the_verifier_judges_the_window_ending_at_the_detection(onnx_model):
 
 
 def test_a_rejecting_verifier_silences_the_stream_and_a_real_one_agrees(onnx_model):
-    from speechlstm.stream import detect_file
+    from speechlstm.detect.stream import detect_file
 
     stream = _stream()
     strict = _detector(onnx_model, _verifier(onnx_model, threshold=1.0))
@@ -145,9 +146,9 @@ def test_a_rejecting_verifier_silences_the_stream_and_a_real_one_agrees(onnx_mod
 
 
 def test_the_tuners_replay_rules_as_the_detector_does(onnx_model):
-    from speechlstm.stream import DetectorConfig, detect_file
-    from speechlstm.tuning import record_hops, replay
-    from speechlstm.verify import WaveVerifier
+    from speechlstm.detect.stream import DetectorConfig, detect_file
+    from speechlstm.detect.tuning import record_hops, replay
+    from speechlstm.detect.verify import WaveVerifier
 
     stream = _stream(seed=3)
     for vthr, relabel in ((0.3, False), (0.45, False), (0.6, False), (0.6, True)):
@@ -167,7 +168,7 @@ def test_the_tuners_replay_rules_as_the_detector_does(onnx_model):
 
 
 def test_audio_history_returns_stream_positions_and_refuses_what_it_dropped():
-    from speechlstm.verify import AudioHistory
+    from speechlstm.detect.verify import AudioHistory
 
     h = AudioHistory(100)
     data = np.arange(1, 351, dtype=np.float32)
@@ -309,16 +310,16 @@ def test_the_verifiers_audio_is_bounded_by_what_it_needs_not_by_the_hop(onnx_mod
     the few windows a candidate can still come from, however long the hop
     (an audio history sized by the hop held minutes of audio at --hop-ms 60000),
     and the rulings are those of the whole recording."""
-    from speechlstm.stream import detect_file
-    from speechlstm.verify import WaveVerifier
+    from speechlstm.detect.stream import detect_file
+    from speechlstm.detect.verify import WaveVerifier
 
     stream = _stream()
     for hop_ms in (100.0, 60_000.0):
         det = _detector(onnx_model, _verifier(onnx_model), hop_ms=hop_ms)
-        assert det.audio is None and det.recent.maxlen <= 5
+        assert det.decision.audio is None and det.decision.recent.maxlen <= 5
     det = _detector(onnx_model, _verifier(onnx_model))
-    spy = _Recording(det.verifier, lambda label, clip: True)
-    det.verifier = spy
+    spy = _Recording(det.decision.verifier, lambda label, clip: True)
+    det.decision.verifier = spy
     found = detect_file(det, stream)
     assert len(found) == len(TRUTH)
     whole = WaveVerifier(_verifier(onnx_model), stream)

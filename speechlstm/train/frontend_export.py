@@ -1,6 +1,6 @@
 """`speechlstm export` of an embedding run (`train --frontend embedding`): one
 self-contained ONNX model, waveform in, probabilities out, with Google's speech
-embedding inside (its stages: embedding_stream.py).
+embedding inside (its stages: detect/embedding_stream.py).
 
 The mel and embedding graphs are openWakeWord 0.4.0's files, taken from the
 installed package at export time and joined to glue built operator by
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..config import DetectorConfig, FeatureConfig, ModelConfig, TrainConfig
-from ..embedding_stream import (
+from ..detect.embedding_stream import (
     CONTEXT_SAMPLES,
     EMBED_DIM,
     EMBEDDING_FRAMES,

@@ -26,7 +26,7 @@ class Recording:
         if self.wave is not None:
             self.samples = len(self.wave)
         else:
-            from .audio import InvalidAudio, _check_file, sound_file
+            from ..audio import InvalidAudio, _check_file, sound_file
 
             with sound_file(self.path, _check_file(self.path)) as f:  # the file and its header
                 if f.frames <= 0:
@@ -42,7 +42,7 @@ class Recording:
             for start in range(0, len(self.wave), self.rate_hz):
                 yield self.wave[start : start + self.rate_hz]
         else:
-            from .audio import stream_audio
+            from ..audio import stream_audio
 
             yield from stream_audio(self.path, self.rate_hz)
 
@@ -97,7 +97,7 @@ class LabelledStreams:
 
 def read_truth(path: str | Path) -> list[dict]:
     """A truth CSV: `label,start_s,end_s` per spoken command (header required)."""
-    from .files import read_text_capped
+    from ..files import read_text_capped
 
     text = read_text_capped(path, 64 << 20, "truth file")
     rows = list(csv.DictReader(text.splitlines()))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import BACKGROUND_LABELS
+from ..labels import BACKGROUND_LABELS
 
 
 class VerifierError(ValueError):

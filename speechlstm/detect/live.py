@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import InvalidAudio, level_dbfs, stream_audio
+from ..audio import InvalidAudio, level_dbfs, stream_audio
 from .stream import Detection, StreamingDetector
 
 BLOCK_MS = 50.0
@@ -63,7 +63,7 @@ def mic_blocks(mic) -> Iterator[np.ndarray]:
     """Blocks from an open Microphone until it fails (MicError propagates). A
     device that stops delivering audio without an error (unplugged, sound
     server gone) is reported after STALL_S seconds."""
-    from .mic import MicError
+    from ..mic import MicError
 
     silent_s = 0.0
     while True:

@@ -25,11 +25,11 @@ import json
 
 import numpy as np
 
-from .config import DetectorConfig, OperatingPoint
+from ..config import DetectorConfig, OperatingPoint
+from ..labels import BACKGROUND_LABELS
+from ..settings import to_dict
 from .debounce import TriggerDetector
 from .labelled import LabelledStreams, Recording
-from .labels import BACKGROUND_LABELS
-from .settings import to_dict
 from .stream import StreamingDetector, detect_stream
 
 MATCH_TOLERANCE_S = 0.5

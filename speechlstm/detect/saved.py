@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import write_atomic
+from ..files import write_atomic
 from .stream import Detection
 from .verify import AudioHistory
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import InvalidAudio, is_large, load_audio, stream_audio
-from .files import FolderLock, write_atomic
-from .labels import UNKNOWN
+from ..audio import InvalidAudio, is_large, load_audio, stream_audio
+from ..files import FolderLock, write_atomic
+from ..labels import UNKNOWN
 from .stream import MAX_BATCH, StreamingDetector, detect_file
 
 
@@ -145,7 +145,7 @@ def saved_window(path, wave: np.ndarray, rate: int, window: int):
     alarm the user judged needs no threshold to be found again."""
     import json
 
-    from .files import FileRefused, read_text_capped
+    from ..files import FileRefused, read_text_capped
 
     sidecar = Path(path).with_suffix(".json")
     if not sidecar.is_file():
@@ -168,7 +168,7 @@ def expand_inputs(items) -> tuple[list[str], list[str]]:
     leaving out the JSON sidecars of `live --save-detections`."""
     import os
 
-    from .data.datasets import AUDIO_SUFFIXES
+    from ..data.datasets import AUDIO_SUFFIXES
 
     paths, foreign = [], []
     for item in items:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import DetectorConfig
+from ..config import DetectorConfig
 
 __all__ = ["Trigger", "TriggerDetector"]
 

@@ -1,15 +1,15 @@
 """Streaming command detection: ring buffer, inference every hop, energy gate, smoothing.
 
     chunks of any size -> ring buffer holding the model window (1 s)
-      -> every `hop_ms` the last window is due; due windows are batched into
-         one onnxruntime call (at most MAX_BATCH)
+      -> every hop the last window is due; the recognizer's way of running a
+         hop (hop_inference.py: due windows batched into one onnxruntime
+         call, at most MAX_BATCH, or one embedding frame a hop) gives posteriors
       -> energy gate: a window whose loudest GATE_FRAME_MS frame is below
          `gate_dbfs` counts as silence without running the model
       -> posteriors averaged over `smoothing_ms`
-      -> the decision (debounce.TriggerDetector): arm, follow the peak for up
-         to `peak_wait_ms`, refractory, one detection per utterance
-      -> with a verifier (verify.py), a second model on the audio of each
-         candidate keeps it or turns it down
+      -> the decision (debounce.TriggerDetector by default): arm, follow the
+         peak for up to `peak_wait_ms`, refractory, one detection per utterance;
+         with a second stage it is cascade.VerifiedDecision
       -> Detection of the peak window, in seconds of the stream
 
 Memory is bounded (one window, one smoothing deque) however long it runs, and
@@ -21,13 +21,14 @@ Audio is at the recognizer's rate (`rate_hz`). numpy + onnxruntime only.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .config import DetectorConfig
+from ..config import DetectorConfig
+from ..runtime import OnnxRecognizer
 from .debounce import Trigger, TriggerDetector
-from .runtime import OnnxRecognizer
+from .hop_inference import hop_inference
 
 __all__ = [
     "MAX_BATCH",
@@ -74,45 +75,44 @@ class DetectorStats:
 
 
 class StreamingDetector:
-    """Audio in, detections out: the ring buffer, batching, energy gate and
-    smoothing live here; the decision is `self.trigger` (debounce.py).
+    """Audio in, detections out: the ring buffer, the hops, the energy gate and
+    smoothing live here; how the model runs a hop is `inference`
+    (hop_inference.py, the recognizer's choice) and the decision is `decision`.
 
-    `decision` replaces the decision: any object with `update(probs,
-    end_samples) -> Trigger | None`, `flush()` and `reset()`, handed the
-    smoothed posteriors of every hop. The detector tuner (tuning.py) records
-    them through it once and replays many thresholds over the recording."""
+    `decision`: any object with `update(probs, end_samples) -> Trigger | None`,
+    `flush()` and `reset()`, handed the smoothed posteriors of every hop
+    (default: debounce.TriggerDetector at `cfg`). One that needs the audio
+    may also have `hear_window(end_samples, window)` (each hop's window,
+    before its update) and `hear_samples(samples)` (the stream's samples as
+    they are pushed), and a `stats` dataclass whose counts are reported with
+    the detector's (a verifier's rulings: cascade.py builds that detector).
+    The detector tuner (tuning.py) records every hop through it once and
+    replays many thresholds over the recording."""
 
     def __init__(
         self,
         recognizer: OnnxRecognizer,
         cfg: DetectorConfig = DetectorConfig(),
         decision=None,
-        verifier=None,
         name: str = "",
+        inference=None,
     ):
         self.rec = recognizer
         self.name = name  # what each Detection's `model` says
-        # The second stage (verify.py): rules on each detection before it is reported.
-        self.verifier = verifier
-        self.cfg = cfg
         rate = recognizer.sample_rate
         self.rate_hz = rate
         self.window = recognizer.clip_samples
-        self.hop = max(1, round(rate * cfg.hop_ms / 1000))
-        # A speech-embedding model streams one embedding frame per 80 ms, its state
-        # carried between hops (embedding_stream.py): its hop is that frame's.
-        self.stream = None
-        if recognizer.description.frontend == "embedding":
-            from .embedding_stream import EmbeddingStream
-
-            self.stream = EmbeddingStream(recognizer.file.path, recognizer.temperature)
-            self.hop = self.stream.hop_samples
-            cfg = replace(cfg, hop_ms=1000 * self.hop / rate)
-            self.cfg = cfg
+        self.inference = inference or hop_inference(recognizer)
+        # An embedding model streams at its own hop (one frame): its settings say so.
+        cfg = self.inference.settings(cfg)
+        self.cfg = cfg
+        self.hop = self.inference.hop_samples(cfg.hop_ms)
         self.n_smooth = max(1, round(cfg.smoothing_ms / cfg.hop_ms))
-        self.trigger = decision or TriggerDetector.from_config(
+        self.decision = decision or TriggerDetector.from_config(
             recognizer.labels, recognizer.background, cfg, rate
         )
+        self._hear_samples = getattr(self.decision, "hear_samples", None)
+        self._hear_window = getattr(self.decision, "hear_window", None)
         # What a gated window "predicts": certain silence (all zeros without a _silence_ class).
         silence = [i for i, lab in enumerate(recognizer.labels) if lab == "_silence_"]
         self.silence_probs = np.zeros(len(recognizer.labels), np.float32)
@@ -121,25 +121,6 @@ class StreamingDetector:
         self.gate_power = 10 ** (cfg.gate_dbfs / 10) if cfg.gate else None
         # At most the window: a window shorter than one frame is gated as a whole.
         self.gate_frame = min(self.window, max(1, round(rate * GATE_FRAME_MS / 1000)))
-        self.audio = None
-        self.recent: deque[tuple[int, np.ndarray]] | None = None
-        if verifier is not None:
-            if verifier.rec.sample_rate != rate:
-                raise ValueError("the verifier runs at another sample rate than the model")
-            if verifier.span <= self.window:
-                # The verifier's clip is the end of a hop's own window: keep the
-                # windows of the hops a candidate can still come from (its peak
-                # is reported at most the peak wait and a hop after it), so the
-                # memory it takes does not grow with the hop.
-                hops = -(-round(rate * cfg.peak_wait_ms / 1000) // self.hop) + 3
-                self.recent = deque(maxlen=hops)
-            else:
-                from .verify import AudioHistory
-
-                # A longer clip: the stream's audio, as far back as a decision
-                # can lag (a batch of hops, the peak wait, the flush's half window).
-                lag = (MAX_BATCH + 2) * self.hop + round(rate * cfg.peak_wait_ms / 1000)
-                self.audio = AudioHistory(verifier.span + lag + self.window)
         self.reset()
 
     def reset(self) -> None:
@@ -147,15 +128,18 @@ class StreamingDetector:
         self.samples = 0  # samples pushed since reset
         self.next_hop = self.hop  # stream position (samples) of the next window end
         self.history: deque[np.ndarray] = deque(maxlen=self.n_smooth)
-        self.trigger.reset()
-        if self.stream is not None:
-            self.stream.reset()
-        if self.audio is not None:
-            self.audio.reset()
-        if self.recent is not None:
-            self.recent.clear()
-        self.stats = DetectorStats()
+        self.decision.reset()
+        self.inference.reset()
+        self.counts = DetectorStats()  # this detector's own; `stats` adds the decision's
         self._due: list[tuple[int, np.ndarray]] = []  # (window end, window) awaiting the model
+
+    @property
+    def stats(self) -> DetectorStats:
+        """The counts since reset, the decision's own (`decision.stats`) included."""
+        extra = getattr(self.decision, "stats", None)
+        if extra is None:
+            return self.counts
+        return replace(self.counts, **asdict(extra))
 
     def push(self, chunk: np.ndarray) -> list[Detection]:
         """Feed float32 samples at `rate_hz`; returns the detections they complete."""
@@ -178,12 +162,12 @@ class StreamingDetector:
         """End of stream: push half a window of silence so a word at the very end
         reaches the middle of a window, then report a candidate still rising."""
         found = self.push(np.zeros(self.window // 2, dtype=np.float32))
-        return found + self._report(self.trigger.flush())
+        return found + self._report(self.decision.flush())
 
     def _append(self, samples: np.ndarray) -> None:
         n = samples.size
-        if self.audio is not None:
-            self.audio.push(samples)
+        if self._hear_samples is not None:
+            self._hear_samples(samples)
         if n >= self.window:
             self.buffer[:] = samples[-self.window :]
         elif n:
@@ -206,55 +190,24 @@ class StreamingDetector:
         ends = [end for end, _ in due]
         windows = np.stack([w for _, w in due])  # (B, window)
         due.clear()
-        self.stats.hops += len(ends)
+        self.counts.hops += len(ends)
         probs = np.tile(self.silence_probs, (len(ends), 1))  # (B, classes)
-        active = self._gate(windows)
-        if self.stream is not None:
-            # Every hop advances the stream's state (one embedding frame each),
-            # gated or not; the gate still turns a silent window into silence.
-            for i, window in enumerate(windows):
-                p = self.stream.step(window[-self.hop :])
-                if active[i]:
-                    probs[i] = p
-            self.stats.inferences += len(windows)
-        elif active.any():
-            probs[active] = self.rec.predict(windows[active])
-            self.stats.inferences += int(active.sum())
+        self.counts.inferences += self.inference.run(windows, self._gate(windows), probs)
         out = []
         for end, p, window in zip(ends, probs, windows):
-            if self.recent is not None:
-                self.recent.append((end, window))
+            if self._hear_window is not None:
+                self._hear_window(end, window)
             self.history.append(p)
-            out += self._report(self.trigger.update(np.mean(self.history, axis=0), end))
+            out += self._report(self.decision.update(np.mean(self.history, axis=0), end))
         return out
 
-    def _verifier_clip(self, end: int) -> np.ndarray:
-        """The `verifier.span` samples of the stream ending at `end`."""
-        if self.audio is not None:
-            return self.audio.window(end, self.verifier.span)
-        for at, window in reversed(self.recent):
-            if at == end:
-                return window[self.window - self.verifier.span :]
-        raise RuntimeError(f"the window ending at sample {end} is no longer kept")
-
     def _report(self, trigger: Trigger | None) -> list[Detection]:
-        """The trigger as a Detection of its window, in seconds; counted in stats."""
+        """The decision as a Detection of its window, in seconds; counted in stats."""
         if trigger is None:
             return []
-        if self.verifier is not None:
-            clip = self._verifier_clip(trigger.end_samples)
-            self.stats.verified += 1
-            label = self.verifier.ruling(trigger.label, clip)
-            if label is None:
-                self.stats.rejected += 1
-                return []
-            if label != trigger.label:
-                # The score stays the first stage's: what made the candidate.
-                self.stats.relabelled += 1
-        else:
-            label = trigger.label
-        self.stats.detections += 1
-        self.stats.per_label[label] = self.stats.per_label.get(label, 0) + 1
+        label = trigger.label
+        self.counts.detections += 1
+        self.counts.per_label[label] = self.counts.per_label.get(label, 0) + 1
         end = trigger.end_samples
         start_s = max(0, end - self.window) / self.rate_hz
         return [Detection(label, trigger.score, start_s, end / self.rate_hz, self.name)]

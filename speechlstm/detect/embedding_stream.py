@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modelmeta import OUTPUT_NAMES
+from ..modelmeta import OUTPUT_NAMES
 
 MEL_INPUT = "mel_input"  # (1, CONTEXT_SAMPLES) int16-range samples
 MEL_FRAMES = "mel_frames"  # (1, frames, MEL_BINS), openWakeWord's scaling applied
@@ -58,7 +58,7 @@ def stage_sessions(path: str | Path, threads: int = 1):
     )
     import onnxruntime as ort
 
-    from .runtime import ModelError
+    from ..runtime import ModelError
 
     try:
         import onnx
