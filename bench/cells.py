@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, machine, median_ms, require_subset  # noqa: E402
 
 from speechlstm.config import CELLS, RunConfig  # noqa: E402
+from speechlstm.config_text import apply_overrides, parse_set_option  # noqa: E402
 from speechlstm.data.bank import default_cache_dir  # noqa: E402
-from speechlstm.settings import apply_overrides, parse_set_option  # noqa: E402
 
 
 def latency_ms(path: Path, clip_samples: int) -> float:

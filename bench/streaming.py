@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
 from speechlstm.config import DetectorConfig  # noqa: E402
+from speechlstm.config_text import to_dict  # noqa: E402
 from speechlstm.labelled import LabelledStreams, read_truth  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
-from speechlstm.settings import to_dict  # noqa: E402
 from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
 from speechlstm.stream import StreamingDetector, detect_file  # noqa: E402
 from speechlstm.tuning import (  # noqa: E402

@@ -142,9 +142,9 @@ def train(
     require_training_side()
     import torch
 
+    from speechlstm.config_text import given_settings, layered_config
     from speechlstm.data.bank import default_cache_dir
     from speechlstm.data.datasets import DatasetError
-    from speechlstm.settings import given_settings, layered_config
     from speechlstm.train import distributed
     from speechlstm.train.run import run_training
     from speechlstm.train.trainer import TrainingInterrupted
@@ -307,7 +307,7 @@ def export(
             f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): the encoder of {checkpoint}"
         )
         return
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.train.checkpoint import CheckpointError
     from speechlstm.train.export import ExportError
     from speechlstm.train.export import export as do_export
@@ -379,7 +379,7 @@ def _train_teacher(
 def _export_embedding(run: Path, output: Path, int8, detector, force, calibrate) -> None:
     """`export` of a `train --frontend embedding` run: one ONNX model with the
     speech embedding inside (speechlstm/train/frontend_export.py)."""
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.train.embedding import EmbeddingUnavailable
     from speechlstm.train.export import ExportError
     from speechlstm.train.frontend_export import export_embedding
@@ -403,7 +403,7 @@ def _export_embedding(run: Path, output: Path, int8, detector, force, calibrate)
 
 def _store_detector(model, output, detector, int8, as_encoder, calibrate, force) -> None:
     """`export MODEL.onnx -o OUT --detector FILE`: the model with other stored settings."""
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.store_detector import StoreError, store_detector
 
     if detector is None or int8 or as_encoder or calibrate:

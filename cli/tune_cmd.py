@@ -108,10 +108,10 @@ def tune_detector(
     --verifier` judges it, so the thresholds found are for the two together.
     """
     from speechlstm.audio import InvalidAudio
+    from speechlstm.config_text import to_dict
     from speechlstm.files import FileRefused, check_output, write_atomic
     from speechlstm.labelled import LabelledStreams, read_truth
     from speechlstm.progress import progress_bar
-    from speechlstm.settings import to_dict
     from speechlstm.tuning import POINT_BUDGETS, Tuner, detector_toml
 
     recognizer = load_recognizer(model, threads=1)

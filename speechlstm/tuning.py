@@ -26,10 +26,10 @@ import json
 import numpy as np
 
 from .config import DetectorConfig, OperatingPoint
+from .config_text import to_dict
 from .debounce import TriggerDetector
 from .labelled import LabelledStreams, Recording
 from .labels import BACKGROUND_LABELS
-from .settings import to_dict
 from .stream import StreamingDetector, detect_stream
 
 MATCH_TOLERANCE_S = 0.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from speechlstm.config import RunConfig
-from speechlstm.settings import apply_overrides, load_toml, parse_set_option, save_toml
+from speechlstm.config_text import apply_overrides, load_toml, parse_set_option, save_toml
 
 
 @pytest.mark.train  # save_toml writes a run's config.toml with tomli-w (the train extra)
@@ -54,7 +54,7 @@ def test_bad_toml_file(tmp_path):
 
 def test_detector_section_from_toml(tmp_path):
     from speechlstm.config import DetectorConfig
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
 
     path = tmp_path / "tuned.toml"
     path.write_text(

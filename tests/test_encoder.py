@@ -213,7 +213,7 @@ def test_command_line_encoder_flags(encoder_file, trained_run, other_words, tmp_
     from typer.testing import CliRunner
 
     from speechlstm.cli.main import app
-    from speechlstm.settings import save_toml
+    from speechlstm.config_text import save_toml
 
     runner = CliRunner()
     both = runner.invoke(

@@ -231,7 +231,7 @@ def test_train_frontend_embedding_augments_its_copies_as_measured_unless_told(
 
     from cli.main import app
     from speechlstm.config import AugmentConfig
-    from speechlstm.settings import load_toml
+    from speechlstm.config_text import load_toml
     from speechlstm.train.teacher import COPIES_AUGMENT
 
     runner = CliRunner()
@@ -246,7 +246,7 @@ def test_train_frontend_embedding_augments_its_copies_as_measured_unless_told(
     assert aug.speed == COPIES_AUGMENT["speed"] > 0 and aug.reverb_prob == 0.5
     # A run that sets its own augmentation (here through --config's layering) keeps it.
     from speechlstm.config import RunConfig
-    from speechlstm.settings import apply_overrides
+    from speechlstm.config_text import apply_overrides
     from speechlstm.train.teacher import copies_augment
 
     own = copies_augment(apply_overrides(RunConfig(), {"augment.gain_db": "3"})).augment

@@ -48,7 +48,7 @@ def test_the_decision_seam_records_every_hop_and_replay_equals_the_detector(onnx
 
 @pytest.mark.slow
 def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_model, tmp_path):
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
 
     wave, truth = _stream()
     sf.write(tmp_path / "commands.wav", wave, SR)
@@ -166,7 +166,7 @@ def test_tune_detector_stores_operating_points_that_sensitivity_walks(onnx_model
     measured; live/transcribe --sensitivity and the API pick among them; a
     model stored with them lists them in `info`."""
     from speechlstm.api import Detector
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.tuning import POINT_BUDGETS
 
     _labelled(onnx_model, tmp_path)
@@ -237,7 +237,7 @@ def test_a_cascade_point_brings_its_verifier_threshold_unless_one_is_given(onnx_
     the TOML `tune-detector --write` writes, per-label thresholds included."""
     from speechlstm.api import Detector
     from speechlstm.config import DetectorConfig, OperatingPoint
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.tuning import detector_toml
 
     points = (

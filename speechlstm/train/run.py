@@ -9,9 +9,9 @@ from pathlib import Path
 
 from .. import metrics
 from ..config import RunConfig
+from ..config_text import RESUMABLE_SETTINGS, apply_overrides, save_toml
 from ..files import FolderLock, check_regular, same_source
 from ..progress import note
-from ..settings import RESUMABLE_SETTINGS, apply_overrides, save_toml
 from . import checkpoint
 from .distributed import SINGLE, Ranks, barrier
 from .history import score_split

@@ -470,7 +470,7 @@ def run_teacher(
 ) -> dict:
     """`speechlstm train --frontend embedding`: prepare the data as a student run
     would (same task, splits and --add sources), then train the teacher's head."""
-    from ..settings import save_toml
+    from ..config_text import save_toml
     from .run import prepare_run_data
 
     out_dir = Path(out_dir)
