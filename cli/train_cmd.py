@@ -169,7 +169,7 @@ def train(
     if from_scratch and encoder:
         fail("--from-scratch and --encoder: choose one")
     try:
-        cfg = layered_config(config, settings, flags, resume)
+        cfg = layered_config(_base_config(out, resume, frontend), config, settings, flags, resume)
     except ValueError as exc:
         fail(str(exc))
     cache = None if no_cache else (cache_dir or default_cache_dir())
@@ -337,6 +337,23 @@ def export(
             f"{c.nll_after:.3f}, {c.clips} clips)"
         )
     stdout_line("; ".join(parts))
+
+
+def _base_config(out: Path, resume: bool, frontend: str):
+    """What a run's settings are layered on: the defaults, or on --resume the
+    run's own, from its last.pt (a teacher run does not resume: it is refused
+    after the settings, as before)."""
+    from speechlstm.config import RunConfig
+
+    if not resume or frontend != "mfcc":
+        return RunConfig()
+
+    def saved() -> RunConfig:
+        from speechlstm.train.checkpoint import load
+
+        return load(out / "last.pt", resumable=True).config
+
+    return saved
 
 
 def _train_teacher(
