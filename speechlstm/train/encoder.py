@@ -272,7 +272,7 @@ def _named(cfg, value: str):
 
 
 def is_our_encoder(path: Path) -> bool:
-    """An encoder file speechlstm wrote: export --as-encoder may replace it."""
+    """An encoder file speechlstm wrote: export-encoder may replace it."""
     try:
         load_encoder(path)
     except (EncoderError, OSError, ValueError):
