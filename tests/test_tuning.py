@@ -64,7 +64,7 @@ def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["matched"] >= 0.9 and row["false_per_hour"] <= 1.0
-    tuned = load_detector_toml(out)  # the file export --detector reads
+    tuned = load_detector_toml(out)  # the file store-detector and export --detector read
     assert tuned.threshold == row["detector"]["threshold"]
     assert tuned.smoothing_ms == row["detector"]["smoothing_ms"]
     # A second run replaces its own file; a file that is not ours needs --force.
@@ -196,9 +196,9 @@ def test_tune_detector_stores_operating_points_that_sensitivity_walks(onnx_model
         assert det.points == [point]
         assert det.configs[0].threshold == point.threshold
         assert det.configs[0].smoothing_ms == point.smoothing_ms
-    # Stored into the model (export --detector), `info` lists the points.
+    # Stored into the model (store-detector), `info` lists the points.
     stored = tmp_path / "stored.onnx"
-    args = ["export", str(onnx_model), "-o", str(stored), "--detector", str(out)]
+    args = ["store-detector", str(onnx_model), str(out), "-o", str(stored)]
     assert CliRunner().invoke(app, args).exit_code == 0
     info = CliRunner().invoke(app, ["info", str(stored)])
     assert info.exit_code == 0 and "--sensitivity" in info.output
