@@ -281,7 +281,7 @@ def export(
       speechlstm export runs/teacher -o teacher.onnx   (a `train --frontend embedding` run:
       the speech-embedding front-end in the model, fp32; see its licence in `info`)
     """
-    _refuse_moved_forms(checkpoint, as_encoder)
+    _refuse_moved_forms(checkpoint, output, detector, as_encoder)
     require_training_side()
     from speechlstm.config_text import load_detector_toml
     from speechlstm.train.checkpoint import CheckpointError
@@ -315,19 +315,19 @@ def export(
     stdout_line("; ".join(parts))
 
 
-def _refuse_moved_forms(checkpoint: Path, as_encoder: bool) -> None:
+def _refuse_moved_forms(checkpoint: Path, output: Path, detector, as_encoder: bool) -> None:
     """export once also wrote encoders and restored detectors; each has its own
-    command now, and the old form says which (before torch is asked for: the
-    store needs none)."""
+    command now, and the old form names it, with its arguments (before torch is
+    asked for: the store needs none)."""
     if as_encoder:
         fail(
             "export --as-encoder is now its own command: "
-            f"speechlstm export-encoder {checkpoint} -o ENCODER.safetensors"
+            f"speechlstm export-encoder {checkpoint} -o {output}"
         )
     if checkpoint.suffix.lower() == ".onnx":
         fail(
             f"{checkpoint} is an exported model; to store other detector settings in it: "
-            f"speechlstm store-detector {checkpoint} DETECTOR.toml -o NEW.onnx"
+            f"speechlstm store-detector {checkpoint} {detector or 'DETECTOR.toml'} -o {output}"
         )
 
 

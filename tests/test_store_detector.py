@@ -88,11 +88,15 @@ def test_export_of_an_exported_model_names_store_detector(onnx_model, tmp_path):
     toml = tmp_path / "tuned.toml"
     toml.write_text(TUNED)
     out = tmp_path / "x.onnx"
-    for extra in ([], ["--detector", str(toml)], ["--detector", str(toml), "--int8"]):
+    for extra, named in (
+        ([], "DETECTOR.toml"),
+        (["--detector", str(toml)], str(toml)),
+        (["--detector", str(toml), "--int8"], str(toml)),
+    ):
         old = runner.invoke(app, ["export", str(onnx_model), "-o", str(out), *extra])
         assert old.exit_code == 2 and "Traceback" not in old.output, old.output
         assert len(old.stderr.splitlines()) == 1
-        assert f"speechlstm store-detector {onnx_model} DETECTOR.toml" in old.stderr
+        assert f"speechlstm store-detector {onnx_model} {named} -o {out}" in old.stderr
     assert not out.exists()
 
 
