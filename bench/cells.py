@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, machine, median_ms, require_subset  # noqa: E402
 
 from speechlstm.config import CELLS, RunConfig  # noqa: E402
+from speechlstm.config_text import given_settings, layered_config  # noqa: E402
 from speechlstm.data.bank import default_cache_dir  # noqa: E402
-from speechlstm.settings import apply_overrides, parse_set_option  # noqa: E402
 
 
 def latency_ms(path: Path, clip_samples: int) -> float:
@@ -59,7 +59,7 @@ def measure_onnx(cell: str, out: Path, clip_samples: int) -> dict:
 def run_cell(cell: str, subset: Path, out: Path, overrides: dict) -> dict:
     from speechlstm.train.run import run_training
 
-    cfg = apply_overrides(RunConfig(), {**overrides, "model.cell": cell})
+    cfg = layered_config(RunConfig(), None, [], {**overrides, "model.cell": cell})
     if out.exists():
         shutil.rmtree(out)
     started = time.perf_counter()
@@ -116,9 +116,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     subset = require_subset()
-    overrides = parse_set_option(args.settings)
-    overrides.update(
-        {"data.task": "sc12", "train.epochs": args.epochs, "train.threads": args.threads}
+    overrides = given_settings(
+        args.settings,
+        {"data.task": "sc12", "train.epochs": args.epochs, "train.threads": args.threads},
     )
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     unknown = sorted(set(cells) - set(CELLS))

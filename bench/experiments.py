@@ -158,7 +158,8 @@ def train(exp: Experiment, table: dict[str, Experiment]) -> None:
 def train_with_levers(exp: Experiment, table: dict[str, Experiment]) -> None:
     """`exp` trained in this process with its LEVERS beside the shipped sources
     (as `speechlstm train` would, on the CPU; a run with last.pt resumes)."""
-    from speechlstm.settings import layered_config
+    from speechlstm.config import RunConfig
+    from speechlstm.config_text import layered_config
     from speechlstm.train.distill import shipped_sources
     from speechlstm.train.run import run_training
 
@@ -171,7 +172,7 @@ def train_with_levers(exp: Experiment, table: dict[str, Experiment]) -> None:
         "data.extra": [resolve(a, table) for a in exp.add] or None,
         "train.encoder": resolve(exp.encoder, table) if exp.encoder else None,
     }
-    cfg = layered_config(ROOT / exp.recipe if exp.recipe else None, sets, flags)
+    cfg = layered_config(RunConfig(), ROOT / exp.recipe if exp.recipe else None, sets, flags)
     levers = [LEVERS[name](cfg) for name in exp.sources]
     sources = shipped_sources(cfg) + [s for s in levers if s is not None]
     resume = (exp.out / "last.pt").is_file()

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
-from speechlstm.settings import load_toml  # noqa: E402
+from speechlstm.config_text import load_toml  # noqa: E402
 
 RECIPE = ROOT / "recipes/sc12.recipe.toml"
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT_DIR, ROOT, machine  # noqa: E402
 
 from speechlstm.config import DetectorConfig  # noqa: E402
+from speechlstm.config_text import to_dict  # noqa: E402
 from speechlstm.detect.cascade import cascade, rulings  # noqa: E402
 from speechlstm.detect.labelled import LabelledStreams, read_truth  # noqa: E402
 from speechlstm.detect.stream import detect_file  # noqa: E402
@@ -52,7 +53,6 @@ from speechlstm.detect.tuning import (  # noqa: E402
 )
 from speechlstm.detect.verify import Verifier  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
-from speechlstm.settings import to_dict  # noqa: E402
 from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
 
 GOALS = (

@@ -226,7 +226,7 @@ def detector_settings(recognizer, path: Path | None):
     or the model's own; a usage error naming the file if it cannot be read."""
     if path is None:
         return recognizer.description.detector
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
 
     try:
         return load_detector_toml(path)

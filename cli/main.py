@@ -1,9 +1,10 @@
 """The `speechlstm` command line: one module per command group, registered here.
 
 Each command parses and validates, then calls the library. Inference commands
-(transcribe, info, score, evaluate, live, data) never import torch; train and
-export import it when they run. Command modules import only `common` and the
-library, so importing this module imports each of them once, with no cycle.
+(transcribe, info, score, evaluate, live, tune-detector, store-detector, data)
+never import torch; train, export and export-encoder import it when they run.
+Command modules import only `common` and the library, so importing this module
+imports each of them once, with no cycle.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ app.command(name="score")(_model_errors(score_cmd.score))
 app.command(name="evaluate")(_model_errors(score_cmd.evaluate))
 app.command(name="serve")(_model_errors(serve_cmd.serve))
 app.command(name="tune-detector")(_model_errors(tune_cmd.tune_detector))
+app.command(name="store-detector")(_pipe_guarded(tune_cmd.store_detector))
 app.command(name="train")(_pipe_guarded(train_cmd.train))
 app.command(name="export")(_pipe_guarded(train_cmd.export))
+app.command(name="export-encoder")(_pipe_guarded(train_cmd.export_encoder))
 for _info in data_cmd.app.registered_commands:
     _info.callback = _pipe_guarded(_info.callback)
 app.add_typer(data_cmd.app, name="data")

@@ -1,4 +1,5 @@
-"""`speechlstm train` and `speechlstm export`: the torch side, imported when they run."""
+"""`speechlstm train`, `speechlstm export` and `speechlstm export-encoder`: the torch
+side, imported when they run."""
 
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def train(
     encoder: Path | None = typer.Option(
         None,
         "--encoder",
-        help="Start from this pretrained encoder (.safetensors, `speechlstm export "
-        "--as-encoder`) instead of the shipped one.",
+        help="Start from this pretrained encoder (.safetensors, `speechlstm "
+        "export-encoder`) instead of the shipped one.",
     ),
     settings: list[str] = typer.Option(
         [], "--set", help="Any setting: --set model.dropout=0.3 (repeatable)."
@@ -144,9 +145,9 @@ def train(
     require_training_side()
     import torch
 
+    from speechlstm.config_text import given_settings, layered_config
     from speechlstm.data.bank import default_cache_dir
     from speechlstm.data.datasets import DatasetError
-    from speechlstm.settings import given_settings, layered_config
     from speechlstm.train import distributed
     from speechlstm.train.run import run_training
     from speechlstm.train.trainer import TrainingInterrupted
@@ -176,7 +177,7 @@ def train(
     if from_scratch and encoder:
         fail("--from-scratch and --encoder: choose one")
     try:
-        cfg = layered_config(config, settings, flags, resume)
+        cfg = layered_config(_base_config(out, resume, frontend), config, settings, flags, resume)
     except ValueError as exc:
         fail(str(exc))
     if frontend == "embedding":
@@ -248,8 +249,8 @@ def train(
 def export(
     checkpoint: Path = typer.Argument(
         ...,
-        help="A checkpoint from `speechlstm train` (best.pt), or an exported .onnx model "
-        "to store other --detector settings in.",
+        help="A checkpoint from `speechlstm train` (best.pt), or the folder of a "
+        "`train --frontend embedding` run.",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantization (smaller, faster)."),
@@ -259,12 +260,7 @@ def export(
         help="TOML with a \\[detector] section: the streaming defaults to store in the model "
         "(speechlstm tune-detector --write writes one); default: the training config's.",
     ),
-    as_encoder: bool = typer.Option(
-        False,
-        "--as-encoder",
-        help="Write the pretrained-encoder part instead (.safetensors), for "
-        "`train --encoder` (make encoder builds the shipped one this way).",
-    ),
+    as_encoder: bool = typer.Option(False, "--as-encoder", hidden=True),
     force: bool = typer.Option(
         False, "--force", help="Replace --output even if it is not a file speechlstm wrote."
     ),
@@ -278,7 +274,9 @@ def export(
     """Export a checkpoint to a self-describing ONNX model (waveform in, probabilities out).
 
     The model is checked against PyTorch after writing (max difference 1e-4;
-    with --int8, top-1 agreement with fp32 on 99% of a probe set).
+    with --int8, top-1 agreement with fp32 on 99% of a probe set). Other
+    detector settings for a model already exported: `speechlstm store-detector`;
+    a run's encoder for `train --encoder`: `speechlstm export-encoder`.
 
     Examples:
 
@@ -286,36 +284,14 @@ def export(
 
       speechlstm export runs/sc12/best.pt -o sc12.int8.onnx --int8
 
-      speechlstm export runs/encoder/best.pt --as-encoder -o encoder.safetensors
+      speechlstm export runs/sc12/best.pt -o sc12.int8.onnx --int8 --detector tuned.toml
 
       speechlstm export runs/teacher -o teacher.onnx   (a `train --frontend embedding` run:
       the speech-embedding front-end in the model, fp32; see its licence in `info`)
-
-      speechlstm export model.onnx -o tuned.onnx --detector tuned.toml   (an exported
-      model with other stored detector settings; no checkpoint or torch needed)
     """
-    if checkpoint.suffix.lower() == ".onnx":
-        _store_detector(checkpoint, output, detector, int8, as_encoder, calibrate, force)
-        return
+    _refuse_moved_forms(checkpoint, output, detector, as_encoder)
     require_training_side()
-    if as_encoder:
-        from speechlstm.train.checkpoint import CheckpointError
-        from speechlstm.train.encoder import EncoderError, export_encoder
-
-        if int8 or detector is not None:
-            fail(
-                "--as-encoder writes the encoder's weights (fp16 safetensors); "
-                "leave out --int8 and --detector"
-            )
-        try:
-            path = export_encoder(checkpoint, output, force=force)
-        except (CheckpointError, EncoderError, OSError) as exc:
-            fail(str(exc))
-        stdout_line(
-            f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): the encoder of {checkpoint}"
-        )
-        return
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.train.checkpoint import CheckpointError
     from speechlstm.train.export import ExportError
     from speechlstm.train.export import export as do_export
@@ -347,6 +323,74 @@ def export(
     stdout_line("; ".join(parts))
 
 
+def _refuse_moved_forms(checkpoint: Path, output: Path, detector, as_encoder: bool) -> None:
+    """export once also wrote encoders and restored detectors; each has its own
+    command now, and the old form names it, with its arguments (before torch is
+    asked for: the store needs none)."""
+    if as_encoder:
+        fail(
+            "export --as-encoder is now its own command: "
+            f"speechlstm export-encoder {checkpoint} -o {output}"
+        )
+    if checkpoint.suffix.lower() == ".onnx":
+        fail(
+            f"{checkpoint} is an exported model; to store other detector settings in it: "
+            f"speechlstm store-detector {checkpoint} {detector or 'DETECTOR.toml'} -o {output}"
+        )
+
+
+def export_encoder(
+    checkpoint: Path = typer.Argument(
+        ..., help="A checkpoint from `speechlstm train` (best.pt) of an MFCC run."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Encoder file to write (.safetensors)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Replace --output even if it is not an encoder speechlstm wrote."
+    ),
+) -> None:
+    """Write a run's pretrained encoder (everything but its last layer) for `train --encoder`.
+
+    The file is safetensors, fp16, with the feature and model settings in its
+    header; a run started from it adopts them (make encoder builds the shipped
+    one this way).
+
+    Examples:
+
+      speechlstm export-encoder runs/encoder/best.pt -o encoder.safetensors
+
+      speechlstm train data/mywords --encoder encoder.safetensors --out runs/mywords
+    """
+    require_training_side()
+    from speechlstm.train.checkpoint import CheckpointError
+    from speechlstm.train.encoder import EncoderError
+    from speechlstm.train.encoder import export_encoder as do_export_encoder
+
+    try:
+        path = do_export_encoder(checkpoint, output, force=force)
+    except (CheckpointError, EncoderError, OSError) as exc:
+        fail(str(exc))
+    stdout_line(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): the encoder of {checkpoint}")
+
+
+def _base_config(out: Path, resume: bool, frontend: str):
+    """What a run's settings are layered on: the defaults, or on --resume the
+    run's own, from its last.pt (an embedding-model run does not resume: it is
+    refused after the settings, as before)."""
+    from speechlstm.config import RunConfig
+
+    if not resume or frontend != "mfcc":
+        return RunConfig()
+
+    def saved() -> RunConfig:
+        from speechlstm.train.checkpoint import load
+
+        return load(out / "last.pt", resumable=True).config
+
+    return saved
+
+
 # The settings a run of each front-end reads from a command line (section ->
 # its keys, None: all): another is refused by name rather than recorded unused.
 _FRONTEND_SETTINGS = {
@@ -359,7 +403,7 @@ _FRONTEND_SETTINGS = {
 
 def _check_frontend_settings(frontend: str, given: dict) -> None:
     """ValueError naming a --set item (or flag) the front-end's model never reads."""
-    from speechlstm.settings import RENAMED_SETTINGS
+    from speechlstm.config_text import RENAMED_SETTINGS
 
     used = _FRONTEND_SETTINGS[frontend]
     for dotted in given:
@@ -418,7 +462,7 @@ def _train_embedding_model(data, out, cfg, resume, noise, cache, progress):
 def _export_embedding(run: Path, output: Path, int8, detector, force, calibrate) -> None:
     """`export` of a `train --frontend embedding` run: one ONNX model with the
     speech embedding inside (speechlstm/train/frontend_export.py)."""
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.train.embedding import EmbeddingUnavailable
     from speechlstm.train.export import ExportError
     from speechlstm.train.frontend_export import export_embedding
@@ -437,29 +481,4 @@ def _export_embedding(run: Path, output: Path, int8, detector, force, calibrate)
         f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB), speech-embedding "
         f"front-end; max |onnx - teacher| {result.max_abs_diff:.1e}. It carries the "
         "embedding's weights: see `speechlstm info` for their source and terms"
-    )
-
-
-def _store_detector(model, output, detector, int8, as_encoder, calibrate, force) -> None:
-    """`export MODEL.onnx -o OUT --detector FILE`: the model with other stored settings."""
-    from speechlstm.settings import load_detector_toml
-    from speechlstm.store_detector import StoreError, store_detector
-
-    if detector is None or int8 or as_encoder or calibrate:
-        fail(
-            f"{model} is an exported model: export can only store other detector settings "
-            "in it (--detector FILE); --int8, --calibrate and --as-encoder need a checkpoint"
-        )
-    try:
-        tuned = load_detector_toml(detector)
-        written = store_detector(model, output, tuned, force=force)
-    except (StoreError, ValueError, OSError) as exc:
-        fail(str(exc))
-    cfg = written.detector
-    per_label = ", ".join(f"{k} {v}" for k, v in cfg.thresholds)
-    stdout_line(
-        f"wrote {output}: {model} with the detector of {detector} (threshold "
-        f"{cfg.threshold}, smoothing {cfg.smoothing_ms:.0f} ms"
-        + (f", per label {per_label}" if per_label else "")
-        + ")"
     )

@@ -161,8 +161,8 @@ def info(
 
       speechlstm info --verifier sc12
     """
+    from speechlstm.config_text import to_dict
     from speechlstm.runtime import ModelError, read_model
-    from speechlstm.settings import to_dict
 
     if verifier is not None and model is not None:
         fail("give a model or --verifier, not both")

@@ -1,4 +1,5 @@
-"""`speechlstm tune-detector`: choose a model's streaming detector settings (no torch)."""
+"""`speechlstm tune-detector` and `speechlstm store-detector`: choose a model's streaming
+detector settings, and store them in a model already exported (no torch)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def tune_detector(
     verifier_relabel: bool = typer.Option(False, "--verifier-relabel", help=VERIFIER_RELABEL_HELP),
 ) -> None:
     """Choose the detector settings that catch the most commands within a false-alarm
-    budget, on your own labelled recordings; store them with `export --detector`.
+    budget, on your own labelled recordings; store them in a model with
+    `store-detector` (or `export --detector` when exporting a checkpoint).
 
     The smoothing span and a threshold (global, then per label, at most 0.05
     lower and only where it adds no false alarm) are searched; the detector's
@@ -104,17 +106,19 @@ def tune_detector(
       speechlstm tune-detector -m my.onnx --commands session.wav --truth session.csv \\
           --negatives kitchen.wav --negatives radio.flac --write my.detector.toml
 
+      speechlstm store-detector my.onnx my.detector.toml -o my.tuned.onnx
+
       speechlstm export runs/my/best.pt -o my.int8.onnx --int8 --detector my.detector.toml
 
     With --verifier, each candidate is judged by the second model as `live
     --verifier` judges it, so the thresholds found are for the two together.
     """
     from speechlstm.audio import InvalidAudio
+    from speechlstm.config_text import to_dict
     from speechlstm.detect.labelled import LabelledStreams, read_truth
     from speechlstm.detect.tuning import POINT_BUDGETS, Tuner, detector_toml
     from speechlstm.files import FileRefused, check_output, write_atomic
     from speechlstm.progress import progress_bar
-    from speechlstm.settings import to_dict
 
     recognizer = load_recognizer(model, threads=1)
     from speechlstm.plots import is_our_png
@@ -225,5 +229,51 @@ def tune_detector(
             fail(f"{write}: cannot write ({exc.strerror or exc})")
         err_line(
             f"wrote {write}; use it with `live`/`transcribe --detector {write}`, or store it "
-            f"in a model: speechlstm export RUN/best.pt --detector {write}"
+            f"in a model: speechlstm store-detector MODEL.onnx {write} -o NEW.onnx"
         )
+
+
+def store_detector(
+    model: Path = typer.Argument(..., help="An exported model (.onnx) from `speechlstm export`."),
+    detector: Path = typer.Argument(
+        ...,
+        help="TOML with a \\[detector] section (speechlstm tune-detector --write writes one; "
+        "a run's config.toml has one).",
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace --output even if it is not a file speechlstm wrote."
+    ),
+) -> None:
+    """Write an exported model with other stored detector settings: the streaming
+    detector's defaults (what `live` runs with no flag).
+
+    For a model whose checkpoint is gone (a model someone shared; the shipped
+    one). Only the stored settings change: the graph and its weights are copied
+    as they are, so every answer on clips stays the same. The input is never
+    replaced; no checkpoint or torch is needed.
+
+    Examples:
+
+      speechlstm store-detector model.onnx tuned.toml -o tuned.onnx
+
+      speechlstm tune-detector -m model.onnx --commands s.wav --truth s.csv \\
+          --negatives kitchen.wav --write tuned.toml
+    """
+    from speechlstm.config_text import load_detector_toml
+    from speechlstm.store_detector import StoreError
+    from speechlstm.store_detector import store_detector as do_store
+
+    try:
+        tuned = load_detector_toml(detector)
+        written = do_store(model, output, tuned, force=force)
+    except (StoreError, ValueError, OSError) as exc:
+        fail(str(exc))
+    cfg = written.detector
+    per_label = ", ".join(f"{k} {v}" for k, v in cfg.thresholds)
+    stdout_line(
+        f"wrote {output}: {model} with the detector of {detector} (threshold "
+        f"{cfg.threshold}, smoothing {cfg.smoothing_ms:.0f} ms"
+        + (f", per label {per_label}" if per_label else "")
+        + ")"
+    )

@@ -2,7 +2,7 @@
 # Rebuild the shipped pretrained encoder (speechlstm/assets/encoder.safetensors):
 # real Speech Commands speech (the clips of data/sc12_clips.csv from the tree
 # given as SC) plus synthesized speech of a large vocabulary, one class per
-# word, then everything but the last layer kept (export --as-encoder).
+# word, then everything but the last layer kept (speechlstm export-encoder).
 # EXCLUDE=w1,w2 leaves words out of all of it and OUT names another file
 # (the custom-words measurement encoder, bench/experiment_data.py, never hears the commands);
 # SETS="section.key=value ..." changes the recipe (another width, say).
@@ -32,5 +32,5 @@ else
   rm -rf "$RUN"
   $SL train "$MIX" --out "$RUN" --config recipes/encoder.recipe.toml --device "${DEVICE:-cpu}" "${set_args[@]}"
 fi
-$SL export "$RUN/best.pt" --as-encoder -o "$OUT"
+$SL export-encoder "$RUN/best.pt" -o "$OUT"
 echo "encoder rebuilt in $(( $(date +%s) - start )) s: $OUT"

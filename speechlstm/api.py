@@ -224,7 +224,7 @@ class Detector:
         pair_cfg, pair_threshold = pair_settings(verifier if isinstance(verifier, str) else None)
         base = detector_settings or pair_cfg
         if detector_file is not None:
-            from .settings import load_detector_toml
+            from .config_text import load_detector_toml
 
             base = load_detector_toml(detector_file)
         verifiers = verifier if isinstance(verifier, list) else [verifier] * len(specs)

@@ -383,7 +383,7 @@ class DetectorConfig:
             raise ValueError(
                 "stores no operating points to choose a sensitivity from; tune them with "
                 "`speechlstm tune-detector ... --write FILE`, then use --detector FILE "
-                "(or store them: speechlstm export MODEL -o NEW --detector FILE)"
+                "(or store them: speechlstm store-detector MODEL FILE -o NEW)"
             )
         point = self.points[math.floor(sensitivity * (len(self.points) - 1) + 0.5)]
         cfg = dataclasses.replace(

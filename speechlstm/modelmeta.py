@@ -25,8 +25,8 @@ from .config import (
     ModelConfig,
     TrainConfig,
 )
+from .config_text import from_dict, to_dict
 from .labels import MAX_LABEL_CHARS, MAX_LABELS, label_problem  # noqa: F401  (re-exported)
-from .settings import from_dict, to_dict
 
 FORMAT_VERSION = 1
 KEY_FORMAT = "speechlstm.format_version"

@@ -186,7 +186,7 @@ def pair_settings(spec):
     (None, None) for any other."""
     if not is_shipped(spec):
         return None, None
-    from .settings import load_detector_toml
+    from .config_text import load_detector_toml
 
     shipped = SHIPPED_VERIFIERS[str(spec)]
     path = ASSETS_DIR / shipped.detector

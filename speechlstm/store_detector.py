@@ -1,5 +1,5 @@
-"""Detector settings stored into a model already exported: `speechlstm export
-MODEL.onnx -o NEW.onnx --detector tuned.toml`, for when the checkpoint is gone
+"""Detector settings stored into a model already exported: `speechlstm
+store-detector MODEL.onnx tuned.toml -o NEW.onnx`, for when the checkpoint is gone
 (a model someone shared; the shipped default, whose stream truth was
 corrected after its export). Only the description's detector changes; the
 graph and its weights are copied as they are, so `score` and `transcribe` of

@@ -147,7 +147,7 @@ def test_onnx_recurrent_graph_matches_pytorch_at_several_lengths(cell):
 
 def _checkpoint(tmp_path, cell):
     from speechlstm.config import RunConfig
-    from speechlstm.settings import to_dict
+    from speechlstm.config_text import to_dict
     from speechlstm.train import checkpoint
     from speechlstm.train.model import Recognizer
 

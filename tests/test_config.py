@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from speechlstm.config import RunConfig
-from speechlstm.settings import apply_overrides, load_toml, parse_set_option, save_toml
+from speechlstm.config_text import apply_overrides, load_toml, parse_set_option, save_toml
 
 
 @pytest.mark.train  # save_toml writes a run's config.toml with tomli-w (the train extra)
@@ -54,7 +54,7 @@ def test_bad_toml_file(tmp_path):
 
 def test_detector_section_from_toml(tmp_path):
     from speechlstm.config import DetectorConfig
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
 
     path = tmp_path / "tuned.toml"
     path.write_text(
@@ -85,3 +85,41 @@ def test_cli_detector_flags_override_the_model_defaults_only_when_given():
     assert stored.with_overrides(gate=False).threshold_for("no") == 0.9
     with pytest.raises(ValueError, match="hop_ms"):
         stored.with_overrides(hop_ms=0.0)
+
+
+def test_settings_are_layered_base_file_set_flags(tmp_path):
+    from speechlstm.config_text import layered_config
+
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[model]\nhidden_size = 12\n[train]\nepochs = 3\nlr = 0.5\n")
+    cfg = layered_config(
+        RunConfig(), recipe, ["train.epochs=4", "train.lr=0.2"], {"train.lr": 0.1, "x": None}
+    )
+    # The file over the defaults, --set over the file, a given flag over --set.
+    assert (cfg.model.hidden_size, cfg.train.epochs, cfg.train.lr) == (12, 4, 0.1)
+    assert layered_config(RunConfig(), None, [], {}) == RunConfig()
+
+
+def test_a_resumed_run_may_change_only_the_resumable_settings(tmp_path):
+    """The one resume rule: device, threads and patience change; any other
+    setting or a --config file is refused before the checkpoint is read."""
+    import dataclasses
+
+    from speechlstm.config_text import RESUMABLE_SETTINGS, layered_config
+
+    saved = dataclasses.replace(
+        RunConfig(), train=dataclasses.replace(RunConfig().train, epochs=7, patience=3)
+    )
+    cfg = layered_config(lambda: saved, None, ["train.patience=0"], {"train.threads": 1}, True)
+    assert (cfg.train.epochs, cfg.train.patience, cfg.train.threads) == (7, 0, 1)
+    assert set(RESUMABLE_SETTINGS) == {"train.device", "train.threads", "train.patience"}
+
+    def unread():
+        raise AssertionError("a refused resume must not read the checkpoint")
+
+    with pytest.raises(ValueError, match="leave out train.epochs, train.lr"):
+        layered_config(unread, None, ["train.lr=0.1"], {"train.epochs": 9}, True)
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[train]\nthreads = 1\n")
+    with pytest.raises(ValueError, match="leave out .*recipe.toml"):
+        layered_config(unread, recipe, [], {}, True)

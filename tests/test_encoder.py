@@ -25,6 +25,16 @@ def encoder_file(trained_run, tmp_path_factory):
     )
 
 
+def _contents(path):
+    """An encoder file's tensors (bytes) and header, whatever their order in the file."""
+    import json
+    import struct
+
+    data = path.read_bytes()
+    size = struct.unpack("<Q", data[:8])[0]
+    return json.loads(data[8 : 8 + size]), data[8 + size :]
+
+
 @pytest.fixture(scope="module")
 def other_words(tmp_path_factory):
     """Words the encoder's run never heard."""
@@ -213,22 +223,34 @@ def test_command_line_encoder_flags(encoder_file, trained_run, other_words, tmp_
     from typer.testing import CliRunner
 
     from speechlstm.cli.main import app
-    from speechlstm.settings import save_toml
+    from speechlstm.config_text import save_toml
 
     runner = CliRunner()
     both = runner.invoke(
         app, ["train", str(other_words), "--from-scratch", "--encoder", str(encoder_file)]
     )
     assert both.exit_code == 2 and "choose one" in both.stderr
-    bad = runner.invoke(
-        app, ["export", str(trained_run / "best.pt"), "--as-encoder", "--int8", "-o", "x"]
+    # The encoder has its own command; the old form names it, writing nothing.
+    old = runner.invoke(
+        app, ["export", str(trained_run / "best.pt"), "--as-encoder", "-o", str(tmp_path / "x")]
     )
-    assert bad.exit_code == 2 and "--as-encoder" in bad.stderr
+    assert old.exit_code == 2 and "Traceback" not in old.output
+    assert len(old.stderr.splitlines()) == 1 and "speechlstm export-encoder" in old.stderr
+    assert not (tmp_path / "x").exists()
     out = tmp_path / "enc2.safetensors"
-    ok = runner.invoke(
-        app, ["export", str(trained_run / "best.pt"), "--as-encoder", "-o", str(out)]
-    )
+    ok = runner.invoke(app, ["export-encoder", str(trained_run / "best.pt"), "-o", str(out)])
     assert ok.exit_code == 0 and out.is_file(), ok.output
+    # What the library (and so the old `export --as-encoder`) writes: the same
+    # tensors and header (safetensors orders the header's keys as it likes).
+    assert _contents(out) == _contents(encoder_file)
+    # Only an encoder speechlstm wrote is replaced, unless --force.
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("mine")
+    args = ["export-encoder", str(trained_run / "best.pt"), "-o", str(notes)]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "--force" in refused.stderr and notes.read_text() == "mine"
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    assert _contents(notes) == _contents(encoder_file)
     save_toml(_run_cfg("auto", 0.1, epochs=1), tmp_path / "cfg.toml")
     args = ["train", str(other_words), "--config", str(tmp_path / "cfg.toml"), "--no-cache"]
     run = runner.invoke(app, args + ["--encoder", str(out), "--out", str(tmp_path / "r")])

@@ -107,8 +107,8 @@ def test_frame_stacking_exports_with_dynamic_length(tmp_path):
     import dataclasses
 
     from speechlstm.config import RunConfig
+    from speechlstm.config_text import to_dict
     from speechlstm.runtime import OnnxRecognizer
-    from speechlstm.settings import to_dict
     from speechlstm.train import checkpoint
     from speechlstm.train.export import export
     from speechlstm.train.model import Recognizer

@@ -29,7 +29,7 @@ def cuda():
 
 
 def _recipe():
-    from speechlstm.settings import load_toml
+    from speechlstm.config_text import load_toml
 
     return load_toml(Path(__file__).resolve().parents[1] / "recipes" / "sc12.recipe.toml")
 

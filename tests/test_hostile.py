@@ -182,7 +182,7 @@ VALUES = st.one_of(
 @given(items=st.lists(st.tuples(st.sampled_from(SETTINGS), VALUES), min_size=1, max_size=4))
 def test_any_set_values_give_a_valid_config_or_a_named_error(items):
     from speechlstm.config import RunConfig
-    from speechlstm.settings import apply_overrides
+    from speechlstm.config_text import apply_overrides
 
     try:
         cfg = apply_overrides(RunConfig(), dict(items)).validate()
@@ -203,7 +203,7 @@ def test_any_set_values_give_a_valid_config_or_a_named_error(items):
 @FAST
 @given(text=st.text(max_size=200))
 def test_any_toml_text_loads_or_names_the_problem(tmp_path_factory, text):
-    from speechlstm.settings import load_toml
+    from speechlstm.config_text import load_toml
 
     path = tmp_path_factory.mktemp("toml") / "c.toml"
     path.write_text("[train]\n" + text, encoding="utf-8", errors="surrogateescape")

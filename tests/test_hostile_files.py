@@ -55,7 +55,7 @@ def work(tmp_path, onnx_model) -> Path:
 
 # -- 2. files that are not regular files ----------------------------------------
 def test_a_fifo_or_device_as_a_settings_file_is_refused_not_waited_on(tmp_path):
-    from speechlstm.settings import load_detector_toml, load_toml
+    from speechlstm.config_text import load_detector_toml, load_toml
 
     fifo = tmp_path / "settings.toml"
     os.mkfifo(fifo)
@@ -388,7 +388,7 @@ def test_a_model_that_outputs_nonsense_is_an_error_not_a_label(tmp_path, poison,
 # -- 8. odd corners -------------------------------------------------------------
 def test_deep_toml_and_other_sample_rates_are_refused_up_front(tmp_path):
     from speechlstm.config import RunConfig
-    from speechlstm.settings import apply_overrides, load_toml
+    from speechlstm.config_text import apply_overrides, load_toml
 
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")

@@ -366,7 +366,7 @@ def test_a_detector_file_for_another_models_labels_is_refused_wherever_it_is_rea
         for args in (
             ["transcribe", "-m", str(onnx_model), "--detector", str(path), str(wave)],
             ["live", "-m", str(onnx_model), "--detector", str(path), "--input", str(wave)],
-            ["export", str(onnx_model), "-o", str(tmp_path / "new.onnx"), "--detector", str(path)],
+            ["store-detector", str(onnx_model), str(path), "-o", str(tmp_path / "new.onnx")],
         ):
             result = CliRunner().invoke(app, args)
             assert result.exit_code == 2, (args[0], result.output)
@@ -460,7 +460,7 @@ def test_no_output_is_written_through_or_in_place_of_a_symbolic_link(tmp_path, o
             ["score", str(clip), "-m", str(onnx_model), "-o", str(link)],
             ["tune-detector", "-m", str(onnx_model), "--commands", str(clip), "--truth",
              str(truth), "--negatives", str(clip), "--write", str(link)],
-            ["export", str(onnx_model), "-o", str(link), "--detector", str(detector)],
+            ["store-detector", str(onnx_model), str(detector), "-o", str(link)],
         ):  # fmt: skip
             result = CliRunner().invoke(app, args)
             assert result.exit_code == 2, (args[0], result.output)

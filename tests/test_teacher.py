@@ -231,7 +231,7 @@ def test_train_frontend_embedding_reads_its_own_layered_section_and_records_what
     from typer.testing import CliRunner
 
     from cli.main import app
-    from speechlstm.settings import load_toml, read_toml
+    from speechlstm.config_text import load_toml, read_toml
 
     runner = CliRunner()
     recipe = Path(__file__).resolve().parent.parent / "recipes/embedding.recipe.toml"
@@ -259,7 +259,7 @@ def test_train_frontend_embedding_reads_its_own_layered_section_and_records_what
 
 def test_old_configs_naming_the_embedding_settings_in_train_still_load(tmp_path):
     from speechlstm.config import EmbeddingConfig, RunConfig
-    from speechlstm.settings import apply_overrides, from_dict, load_toml, to_dict
+    from speechlstm.config_text import apply_overrides, from_dict, load_toml, to_dict
 
     old = to_dict(RunConfig())  # a config.toml or checkpoint from before [embedding]
     del old["embedding"]

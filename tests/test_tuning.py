@@ -48,7 +48,7 @@ def test_the_decision_seam_records_every_hop_and_replay_equals_the_detector(onnx
 
 @pytest.mark.slow
 def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_model, tmp_path):
-    from speechlstm.settings import load_detector_toml
+    from speechlstm.config_text import load_detector_toml
 
     wave, truth = _stream()
     sf.write(tmp_path / "commands.wav", wave, SR)
@@ -64,7 +64,7 @@ def test_tune_detector_finds_settings_that_catch_the_words_and_writes_them(onnx_
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["matched"] >= 0.9 and row["false_per_hour"] <= 1.0
-    tuned = load_detector_toml(out)  # the file export --detector reads
+    tuned = load_detector_toml(out)  # the file store-detector and export --detector read
     assert tuned.threshold == row["detector"]["threshold"]
     assert tuned.smoothing_ms == row["detector"]["smoothing_ms"]
     # A second run replaces its own file; a file that is not ours needs --force.
@@ -166,8 +166,8 @@ def test_tune_detector_stores_operating_points_that_sensitivity_walks(onnx_model
     measured; live/transcribe --sensitivity and the API pick among them; a
     model stored with them lists them in `info`."""
     from speechlstm.api import Detector
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.detect.tuning import POINT_BUDGETS
-    from speechlstm.settings import load_detector_toml
 
     _labelled(onnx_model, tmp_path)
     truth_rows = _stream(seed=5, n_words=8)[1]
@@ -196,9 +196,9 @@ def test_tune_detector_stores_operating_points_that_sensitivity_walks(onnx_model
         assert det.points == [point]
         assert det.configs[0].threshold == point.threshold
         assert det.configs[0].smoothing_ms == point.smoothing_ms
-    # Stored into the model (export --detector), `info` lists the points.
+    # Stored into the model (store-detector), `info` lists the points.
     stored = tmp_path / "stored.onnx"
-    args = ["export", str(onnx_model), "-o", str(stored), "--detector", str(out)]
+    args = ["store-detector", str(onnx_model), str(out), "-o", str(stored)]
     assert CliRunner().invoke(app, args).exit_code == 0
     info = CliRunner().invoke(app, ["info", str(stored)])
     assert info.exit_code == 0 and "--sensitivity" in info.output
@@ -237,8 +237,8 @@ def test_a_cascade_point_brings_its_verifier_threshold_unless_one_is_given(onnx_
     the TOML `tune-detector --write` writes, per-label thresholds included."""
     from speechlstm.api import Detector
     from speechlstm.config import DetectorConfig, OperatingPoint
+    from speechlstm.config_text import load_detector_toml
     from speechlstm.detect.tuning import detector_toml
-    from speechlstm.settings import load_detector_toml
 
     points = (
         OperatingPoint(0.5, 0.9, 300.0, (("yes", 0.85),), verifier_threshold=0.95, matched=0.4),

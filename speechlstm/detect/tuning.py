@@ -26,8 +26,8 @@ import json
 import numpy as np
 
 from ..config import DetectorConfig, OperatingPoint
+from ..config_text import to_dict
 from ..labels import BACKGROUND_LABELS
-from ..settings import to_dict
 from .debounce import TriggerDetector
 from .labelled import LabelledStreams, Recording
 from .stream import StreamingDetector, detect_stream

@@ -38,8 +38,8 @@ from typing import Any
 import torch
 
 from ..config import RunConfig
+from ..config_text import from_dict, to_dict
 from ..files import FileRefused, open_regular, temp_beside
-from ..settings import from_dict, to_dict
 
 CHECKPOINT_FORMAT = 1
 METRICS_FILE = "metrics.json"  # the run's final report, beside best.pt and last.pt

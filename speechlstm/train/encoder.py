@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from ..config import FeatureConfig, ModelConfig
+from ..config_text import from_dict, to_dict
 from ..progress import note
-from ..settings import from_dict, to_dict
 
 FORMAT = "speechlstm-encoder/1"
 # Parts of SpeechClassifier that are the encoder (state-dict key prefixes).
@@ -204,7 +204,7 @@ def transfer_detector(fallback):
     """The detector defaults tuned for models trained from an encoder, or `fallback`
     when the install has none. Only its label-independent settings: a custom
     model's labels are not the ones it was tuned on."""
-    from ..settings import load_detector_toml
+    from ..config_text import load_detector_toml
 
     if not TRANSFER_DETECTOR.is_file():
         return fallback
@@ -272,7 +272,7 @@ def _named(cfg, value: str):
 
 
 def is_our_encoder(path: Path) -> bool:
-    """An encoder file speechlstm wrote: export --as-encoder may replace it."""
+    """An encoder file speechlstm wrote: export-encoder may replace it."""
     try:
         load_encoder(path)
     except (EncoderError, OSError, ValueError):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from .. import metrics
 from ..config import RunConfig
+from ..config_text import SECTIONS, layered_config, save_toml
 from ..files import FolderLock, check_regular, same_source
 from ..progress import note
-from ..settings import RESUMABLE_SETTINGS, SECTIONS, apply_overrides, save_toml
 from . import checkpoint
 from .distributed import SINGLE, Ranks, barrier
 from .embedding_model.fit import train_embedding_model
@@ -120,8 +120,9 @@ def run_training(
     labels; None, the shipped ones the settings switch on (bench/ passes levers
     under trial here).
 
-    A resumed run continues with the settings saved in its checkpoint; only
-    `resume_settings` (RESUMABLE_SETTINGS: device, threads, patience) replace them.
+    A resumed run continues with the settings saved in its checkpoint (`cfg` is
+    not used); only `resume_settings` replace them, under the resume rule of
+    config_text.layered_config (device, threads, patience).
 
     `verbose` also prints each epoch's gradient norm per layer group (always in metrics.json).
     Under torchrun (`ranks`), only rank 0 writes and reports; the others return {}.
@@ -149,10 +150,7 @@ def _run_training(
     resume_from, encoder = None, None
     if resume:
         resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
-        refused = sorted(set(resume_settings) - set(RESUMABLE_SETTINGS))
-        if refused:
-            raise ValueError(f"--resume cannot change {', '.join(refused)}")
-        cfg = apply_overrides(resume_from.config, resume_settings)
+        cfg = layered_config(resume_from.config, None, [], resume_settings, resume=True)
         if resume_from.source and not same_source(source, resume_from.source):
             # Resume means the same run: other data would silently be ignored.
             raise ValueError(

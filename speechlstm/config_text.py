@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -241,25 +242,42 @@ RESUMABLE_SETTINGS = ("train.device", "train.threads", "train.patience")
 
 
 def layered_config(
+    base: RunConfig | Callable[[], RunConfig],
     config_file: str | Path | None,
     settings: list[str],
     flags: dict[str, Any],
     resume: bool = False,
 ) -> RunConfig:
-    """A run's settings, layered: the defaults, then the `--config` file, then the
+    """A run's settings, layered: `base`, then the `--config` file, then the
     `--set section.key=value` items, then the named flags (None: not given, so a
-    `--set` value for the same key holds). A resumed run continues with the
-    settings saved in it: any new setting but RESUMABLE_SETTINGS is refused."""
-    cfg = load_toml(config_file) if config_file else RunConfig()
+    `--set` value for the same key holds). Every command that layers settings
+    comes here.
+
+    `base` is the defaults (`RunConfig()`) for a new run; on `--resume` it is the
+    checkpoint's config, and `resume` applies the one rule of what a resumed run
+    may change (RESUMABLE_SETTINGS; no file). A callable base is read only once
+    the command line has passed that rule: a refused resume reads nothing.
+    A `--config` file is a whole recipe, its missing settings the defaults, so
+    it stands in for a new run's base."""
+    from_file = load_toml(config_file) if config_file else None
     overrides = given_settings(settings, flags)
+    if resume:
+        refuse_on_resume(config_file, overrides)
+    if from_file is None:
+        from_file = base() if callable(base) else base
+    return apply_overrides(from_file, overrides)
+
+
+def refuse_on_resume(config_file: str | Path | None, overrides: dict[str, Any]) -> None:
+    """Raise ValueError unless a resumed run's new settings are all RESUMABLE_SETTINGS
+    (and it has no `--config`): it continues with the settings saved in it."""
     changed = sorted(k for k in overrides if k not in RESUMABLE_SETTINGS)
-    if resume and (config_file or changed):
+    if config_file or changed:
         raise ValueError(
             "--resume continues the run with the settings saved in it; leave out "
             + ", ".join(([str(config_file)] if config_file else []) + changed)
             + " (or start a new run with another --out)"
         )
-    return apply_overrides(cfg, overrides)
 
 
 def given_settings(settings: list[str], flags: dict[str, Any]) -> dict[str, Any]:
