@@ -20,15 +20,15 @@ from .audio import SAMPLE_RATE
 class FeatureConfig:
     """MFCC front-end settings. Defaults: 40 MFCC from 40 mels, 30 ms window, 10 ms hop."""
 
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # Hz; the one rate everything runs at
     clip_ms: int = 1000  # model window: what one decision looks at
-    n_mfcc: int = 40
-    n_mels: int = 40
-    window_ms: float = 30.0
-    hop_ms: float = 10.0
+    n_mfcc: int = 40  # cepstral coefficients a frame (at most n_mels)
+    n_mels: int = 40  # mel bands the coefficients come from
+    window_ms: float = 30.0  # STFT window (at most n_fft samples)
+    hop_ms: float = 10.0  # one frame every hop: 101 frames a 1 s clip
     n_fft: int = 512  # >= window_samples; the window is zero-padded to it
-    f_min_hz: float = 20.0
-    f_max_hz: float = 7600.0
+    f_min_hz: float = 20.0  # lowest mel band edge
+    f_max_hz: float = 7600.0  # highest mel band edge (at most Nyquist)
     mel_scale: str = "htk"  # "htk" or "slaney"
     log_floor: float = 1e-6  # power floor before log10: keeps digital silence finite
     # "cmn": subtract each coefficient's mean over the clip (cepstral mean
@@ -91,8 +91,8 @@ class ModelConfig:
 
     cell: str = "lstm"  # one of CELLS (all bidirectional)
     hidden_size: int = 128  # per direction
-    num_layers: int = 2
-    dropout: float = 0.2
+    num_layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.2  # between layers and before the output layer
     pooling: str = "attention"  # "attention" or "mean" over time
     # Stack this many consecutive frames into one step: fewer recurrent steps,
     # faster training and inference, same receptive field.
@@ -123,10 +123,10 @@ class AugmentConfig:
     noise_volume_max: float = 0.1  # noise gain drawn uniformly from [0, max]
     gain_db: float = 6.0  # random level change in [-x, +x] dB; 0 disables
     reverb_prob: float = 0.0  # share of clips convolved with a synthetic room response
-    spec_augment: bool = True
-    time_masks: int = 2
+    spec_augment: bool = True  # SpecAugment masks on the features
+    time_masks: int = 2  # time masks a clip
     time_mask_frames: int = 15  # widest time mask
-    freq_masks: int = 2
+    freq_masks: int = 2  # mel-band masks a clip
     freq_mask_bins: int = 7  # widest mel-band mask
     # Vocal tract length perturbation (Jaitly & Hinton 2013): each clip's mel
     # axis warped by a factor in [1 - x, 1 + x], moving pitch and formants
@@ -160,17 +160,17 @@ class AugmentConfig:
 class TrainConfig:
     """The optimisation recipe."""
 
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    warmup_epochs: float = 1.0
+    epochs: int = 40  # passes over the training clips (fewer with patience)
+    batch_size: int = 64  # clips a step (per GPU under torchrun)
+    lr: float = 3e-3  # AdamW's peak learning rate
+    weight_decay: float = 0.01  # AdamW's, on weight matrices only
+    warmup_epochs: float = 1.0  # linear warm-up to lr before the cosine decay
     min_lr_ratio: float = 0.02  # cosine decays to lr * this
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # of the cross-entropy targets
     grad_clip: float = 5.0  # max global gradient norm; 0 disables
     patience: int = 10  # epochs without validation improvement before stopping; 0 disables
     balanced: bool = True  # sample every class equally often
-    seed: int = 0
+    seed: int = 0  # weights, sampling and augmentation draws
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # CPU threads for torch; 0 = the cores free now, re-measured each epoch (threads.py)
     threads: int = 0
@@ -179,8 +179,8 @@ class TrainConfig:
     # `--frontend embedding` run), whose averaged, temperature-softened outputs
     # are a second target; the loss is (1 - w) * cross-entropy + w * T^2 * KL.
     teacher: tuple[str, ...] = ()
-    distill_weight: float = 0.5
-    distill_temperature: float = 2.0
+    distill_weight: float = 0.5  # w: the teachers' share of the loss
+    distill_temperature: float = 2.0  # T: softens both distributions
     # Feature distillation (train/distill.py): weight of a loss that makes the
     # recurrent encoder predict Google's speech embedding of each training clip
     # (16 frames of 96, standardised) through a linear projector that is never
@@ -193,7 +193,7 @@ class TrainConfig:
     # The encoder's learning rate relative to the head's (0: frozen), and
     # epochs it stays frozen first (the head learns before the encoder moves).
     encoder_lr_scale: float = 0.1
-    freeze_epochs: int = 0
+    freeze_epochs: int = 0  # epochs the encoder stays frozen while the head learns
 
     def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
@@ -270,7 +270,7 @@ class DataConfig:
     """What to train on; recorded so a run can be repeated and exported models described."""
 
     task: str = "auto"  # auto | sc12 | all
-    words: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()  # the command words (empty: from the task or the folders)
     silence_share: float = 0.1  # silence clips made per word clip in train/val/test when missing
     # Cap on training `_unknown_` clips relative to target-word clips; 0 keeps
     # all. Balanced sampling already shows each class equally often, so keeping
@@ -302,14 +302,14 @@ class OperatingPoint:
     what they measured there. `verifier_threshold` is the second stage's, for
     a cascade's points (0: no second stage)."""
 
-    max_false_per_hour: float
-    threshold: float
-    smoothing_ms: float
-    thresholds: tuple[tuple[str, float], ...] = ()
-    verifier_threshold: float = 0.0
+    max_false_per_hour: float  # the budget this point was tuned for
+    threshold: float  # default for every command label
+    smoothing_ms: float  # posteriors averaged over this span
+    thresholds: tuple[tuple[str, float], ...] = ()  # per-label overrides
+    verifier_threshold: float = 0.0  # the second stage's (0: no second stage)
     matched: float = 0.0  # share of the validation commands
     false_per_hour: float = 0.0  # on the validation negatives
-    latency_median_ms: float = 0.0
+    latency_median_ms: float = 0.0  # from a word's end to its report, on validation
 
     def validate(self) -> None:
         for name in ("max_false_per_hour", "false_per_hour", "latency_median_ms"):
@@ -337,7 +337,7 @@ class DetectorConfig:
     # Energy gate: windows whose loudest 100 ms is below `gate_dbfs` are taken
     # as silence without running the model (a quiet room costs almost no CPU).
     gate: bool = True
-    gate_dbfs: float = -55.0
+    gate_dbfs: float = -55.0  # the gate's level (-200 to 0)
     # Operating points along the DET curve, fewest false alarms first (detect/tuning.py);
     # `at_sensitivity` picks one. Empty: the settings above are the only ones.
     points: tuple[OperatingPoint, ...] = ()

@@ -408,3 +408,17 @@ def test_the_settings_reference_is_current():
         done.stdout + done.stderr + "\nThe settings table in docs/training.md is generated: "
         "run `make docs` (python scripts/settings_reference.py) and commit the result."
     )
+
+
+def test_every_setting_says_what_it_does():
+    # The reference is only as good as its comments: a new field without one
+    # would be an empty cell in docs/training.md.
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "settings_reference.py"), "--undocumented"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "", (
+        "settings without a comment in speechlstm/config.py:\n" + done.stdout
+    )
