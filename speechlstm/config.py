@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,6 +199,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("train.epochs and train.batch_size must be >= 1")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", self.device):
+            raise ValueError(f"train.device={self.device!r}: expected auto, cpu, cuda or cuda:N")
         if self.lr <= 0 or not math.isfinite(self.lr):
             raise ValueError(f"train.lr={self.lr}: must be a positive number")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,55 @@ def test_train_resume_with_other_data_is_refused_naming_both(trained_run, tone_d
     # run being finished, only writes its report).
     report = run_training(f"{tone_dataset}/./", run, None, resume=True, show_progress=False)
     assert report["test_clips"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.train
+def test_train_resume_accepts_the_same_data_moved_and_refuses_other_clips(
+    trained_run, tone_dataset, tmp_path
+):
+    """A dataset moved to another folder is the same data by content: `--resume`
+    names it anew and goes on. One clip changed is other data: refused, both
+    named, nothing written."""
+    import shutil
+
+    from speechlstm.train.checkpoint import load
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy2(trained_run / "last.pt", run / "last.pt")
+    assert load(run / "last.pt").summary["data_fingerprint"]
+    changed = tmp_path / "changed"
+    shutil.copytree(tone_dataset, changed)
+    clip = sorted((changed / "yes").glob("*.wav"))[0]
+    sf.write(clip, tone_word("up") * 0.5, SR)
+    result = _cli("train", changed, "--resume", "--out", run, "--no-progress", timeout=300)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "other clips" in err, err
+    assert str(changed) in err and str(tone_dataset) in err and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == ["last.pt"]  # nothing written
+    moved = tmp_path / "moved"
+    shutil.copytree(tone_dataset, moved)
+    result = _cli("train", moved, "--resume", "--out", run, "--no-progress", timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    assert f"on {moved}" in result.stderr.decode()
+    report = json.loads((run / "metrics.json").read_text())
+    assert report["summary"]["source"] == str(moved)  # the run goes on under the new name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["cuda:999", "tpu", "cuda:x"])
+def test_train_refuses_a_device_it_cannot_use_before_any_work(tone_dataset, tmp_path, device):
+    """Family 4: a --device this machine lacks (or no device at all) is refused
+    before the data is prepared or anything is written, not after."""
+    out = tmp_path / "run"
+    result = _cli("train", tone_dataset, "--device", device, "--out", out, "--no-progress")
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "train.device" in err, err
+    assert "Traceback" not in err and "unexpected" not in err
+    assert "clips per split" not in err  # the data was never prepared
+    written = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert written in ([], [".speechlstm.lock"])  # at most the folder's lock
 
 
 # Family 6: memory flat on long audio -----------------------------------------

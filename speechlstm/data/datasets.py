@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -68,6 +69,27 @@ class DatasetIndex:
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]
+
+    def fingerprint(self) -> str:
+        """The dataset by content, not by place: each clip's path relative to the
+        root, its word, split and bytes, and the noise files'. A dataset moved
+        or renamed keeps it (`train --resume` accepts it under its new name);
+        other clips change it."""
+        from ..files import FileRefused, open_regular
+
+        digest = hashlib.blake2b(digest_size=16)
+        clips = sorted(self.clips, key=lambda c: (c.split, c.word, str(c.path)))
+        entries = [(f"{c.split}\0{c.word}", c.path) for c in clips]
+        entries += [("noise", path) for path in sorted(self.noise_files)]
+        for what, path in entries:
+            rel = os.path.relpath(path, self.root)
+            digest.update(f"{what}\0{rel}\0".encode("utf-8", "surrogateescape"))
+            try:
+                with open_regular(path, "audio file") as fh:
+                    digest.update(hashlib.file_digest(fh, "blake2b").digest())
+            except (OSError, FileRefused) as exc:
+                digest.update(f"unreadable:{getattr(exc, 'errno', None) or exc}".encode())
+        return digest.hexdigest()
 
     def summary(self) -> str:
         counts = Counter(c.split for c in self.clips)

@@ -8,6 +8,7 @@ training split and the noise bank only.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class Prepared:
 
     def counts(self) -> dict[str, int]:
         return {name: len(s.targets) for name, s in self.splits.items()}
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The source dataset by content (DatasetIndex.fingerprint)."""
+        return self.index.fingerprint()
 
 
 def prepare(

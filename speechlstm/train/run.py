@@ -18,6 +18,7 @@ from .distributed import SINGLE, Ranks, barrier
 from .embedding_model.fit import train_embedding_model
 from .embedding_model.model_file import MODEL_FILE
 from .history import score_split
+from .optim import pick_device
 from .sources import LearningSource
 from .trainer import Trainer
 
@@ -141,6 +142,41 @@ def run_training(
             lock.release()
 
 
+def _resume(out_dir: Path, source, resume_settings: dict, ranks: Ranks):
+    """A resumed run's checkpoint, settings and data source (the recorded one, or
+    `source` when it is the same data by content under a new name)."""
+    resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
+    cfg = layered_config(resume_from.config, None, [], resume_settings, resume=True)
+    moved = bool(resume_from.source) and not same_source(source, resume_from.source)
+    recorded = resume_from.summary.get("data_fingerprint")
+    if moved and not recorded:
+        # Resume means the same run: other data would silently be ignored.
+        raise ValueError(
+            f"--resume: {out_dir} was trained on {resume_from.source}, not {source}; "
+            f"resume with the run's data ({resume_from.source}), or train on {source} "
+            "into another --out"
+        )
+    if moved:
+        # Named anew: the same clips by content (a moved or renamed dataset)
+        # goes on under the new name; other clips are refused, nothing written.
+        from ..data.datasets import DatasetError, discover
+
+        try:
+            same = discover(source).fingerprint() == recorded
+        except DatasetError:
+            same = False
+        if not same:
+            raise ValueError(
+                f"--resume: {out_dir} was trained on {resume_from.source}; {source} holds "
+                "other clips (not the same data moved): resume with the run's data, or "
+                f"train on {source} into another --out"
+            )
+    if ranks.main:
+        at = resume_from.train_state.epoch + 1
+        note(f"resuming {out_dir / 'last.pt'} at epoch {at}" + (f" on {source}" if moved else ""))
+    return resume_from, cfg, source if moved else (resume_from.source or source)
+
+
 def _run_training(
     source, out_dir: Path, cfg, resume, noise_dir, cache_dir, show_progress, verbose, ranks, force,
     resume_settings: dict, learning_sources,
@@ -149,18 +185,7 @@ def _run_training(
 
     resume_from, encoder = None, None
     if resume:
-        resume_from = checkpoint.load(out_dir / "last.pt", resumable=True)
-        cfg = layered_config(resume_from.config, None, [], resume_settings, resume=True)
-        if resume_from.source and not same_source(source, resume_from.source):
-            # Resume means the same run: other data would silently be ignored.
-            raise ValueError(
-                f"--resume: {out_dir} was trained on {resume_from.source}, not {source}; "
-                f"resume with the run's data ({resume_from.source}), or train on {source} "
-                "into another --out"
-            )
-        source = resume_from.source or source
-        if ranks.main:
-            note(f"resuming {out_dir / 'last.pt'} at epoch {resume_from.train_state.epoch + 1}")
+        resume_from, cfg, source = _resume(out_dir, source, resume_settings, ranks)
     elif (out_dir / "last.pt").exists() and not force:
         raise ValueError(f"{out_dir} already holds a run; use --resume or another --out")
     elif (held := [n for n in RUN_FILES if (out_dir / n).exists()]) and not force:
@@ -176,6 +201,8 @@ def _run_training(
                 f"starting from the pretrained encoder {encoder.path} ({m.cell} x{m.num_layers}, "
                 f"hidden {m.hidden_size}, frame stack {m.frame_stack}); --from-scratch opts out"
             )
+    if not ranks.enabled:  # under torchrun each rank takes its own GPU (distributed.py)
+        pick_device(cfg.train.device)  # a device this machine lacks: refused before any work
     for teacher in cfg.train.teacher:
         # Found now, not after the data is prepared; a FIFO or a device is
         # refused by name rather than read for ever.

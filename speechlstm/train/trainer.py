@@ -235,6 +235,8 @@ class Trainer:
         s = self.state
         return {
             "source": self.source,
+            # The data by content: a resume from a moved dataset is checked by it.
+            "data_fingerprint": self.data.fingerprint,
             "task_labels": self.labels,
             "clips": self.data.counts(),
             "noise": self.data.noise_source,
