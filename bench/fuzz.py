@@ -12,6 +12,9 @@ and terminal escapes in one list file, scored, then sharded and merged.
 Outputs: every writer (`score -o`, `--merge -o`, `evaluate -r`, `tune-detector
 --write/--plot`) over a dangling link, a link to a user file, a user's file
 or PNG, a results file another `score` holds, a FIFO and a folder.
+Families: detector files naming another model's labels, flags that do not
+apply, labels and model sizes past the limits, results of two models mixed,
+and 40 embedding-model files with settings, labels and tensors mutated.
 
 An input is held when its command did what the contract says: no traceback
 and no last-resort "unexpected" error; exit 0, 1 (some inputs failed) or 2
@@ -410,6 +413,108 @@ def fuzz_outputs(folder: Path, model: Path) -> Tally:
     return tally
 
 
+# -- the other round-3 families ---------------------------------------------
+def fuzz_families(folder: Path, model: Path, clip: Path, rng: np.random.Generator) -> Tally:
+    """Generated hostile inputs for the families beyond files and names: detector
+    files for another model (5), flags that do not apply (10), labels and sizes
+    past the limits (4), results of two models mixed (3), tampered
+    embedding-model files (12): one line, the documented exit code, nothing harmed."""
+    from speechlstm.testing.synth_audio import make_dataset
+
+    tally = Tally()
+
+    def refused(name: str, args: list[str], code: int = 2, says: str = "") -> None:
+        got, _, err, exc = run_cli(args)
+        ok = exc is None and got == code and "unexpected" not in err and says in err
+        tally.check(name, ok, repr(exc) if exc else f"exit {got}: {err[-200:]}")
+
+    foreign = folder / "foreign.toml"
+    label = "".join(chr(int(c)) for c in rng.integers(0x4E00, 0x9FFF, 4))
+    foreign.write_text(f'[detector]\nthresholds = [["{label}", 0.5]]\n', encoding="utf-8")
+    refused("detector file naming another model's label", ["transcribe", str(clip), "-m",
+            str(model), "--detector", str(foreign)], says=label)  # fmt: skip
+    refused(
+        "--verifier-threshold without --verifier",
+        ["transcribe", str(clip), "-m", str(model), "--verifier-threshold", "0.7"],
+    )
+    refused("--gate-dbfs out of range", ["transcribe", str(clip), "-m", str(model),
+            "--gate-dbfs", str(float(rng.uniform(1, 90)))])  # fmt: skip
+    data = make_dataset(folder / "fam-ds", words=("yes", "no"), speakers=2, takes=1)
+    for i, size in enumerate((10**6, int(rng.integers(4097, 10**9)))):
+        out = folder / f"fam-run{i}"
+        refused(f"train --hidden {size}", ["train", str(data), "--hidden", str(size),
+                "--out", str(out), "--no-progress"], says="hidden_size")  # fmt: skip
+    bad = "x" * int(rng.integers(65, 300))
+    refused(
+        "data synth with a label past the limit",
+        ["data", "synth", "--words", f"yes,{bad}", "--out", str(folder / "fam-synth")],
+    )
+    twin = folder / "twin.onnx"
+    import onnx
+
+    m = onnx.load(str(model))
+    m.doc_string = "another model"
+    onnx.save(m, str(twin))
+    out = folder / "fam-results.csv"
+    run_cli(["score", str(clip), "-m", str(model), "-o", str(out)])
+    before = out.read_bytes()
+    refused("score --resume with another model", ["score", str(clip), str(clip.parent),
+            "-m", str(twin), "-o", str(out), "--resume"])  # fmt: skip
+    tally.check("the results of the first model kept", out.read_bytes() == before)
+    fuzz_embedding_files(folder, rng, tally)
+    return tally
+
+
+def fuzz_embedding_files(folder: Path, rng: np.random.Generator, tally: Tally) -> None:
+    """Embedding-model files with settings, labels and tensors mutated at random:
+    each loads or is refused with one line naming it (never another error, never
+    an allocation its numbers ask for)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from speechlstm.config import EmbeddingConfig
+    from speechlstm.train.embedding_model.head import build_head
+    from speechlstm.train.embedding_model.model_file import (
+        FORMAT,  # fmt: skip
+        SETTINGS_KEY,
+        EmbeddingModel,
+        settings_record,
+    )
+
+    for i in range(40):
+        labels = ["yes", "no", "up"]
+        record = settings_record(EmbeddingConfig(heads=1, copies=0), seed=0)
+        tensors = dict(build_head(3, EmbeddingConfig(heads=1, copies=0)).state_dict())
+        what = str(rng.choice(["units", "heads", "labels", "drop", "add", "resize", "junk"]))
+        if what == "units":
+            record["hidden_size"] = int(10 ** rng.uniform(0, 12))
+        elif what == "heads":
+            record["heads"] = int(rng.integers(-3, 40))
+        elif what == "labels":
+            labels = ["w"] * int(rng.integers(0, 3)) + [chr(int(rng.integers(0, 0x3000)))]
+        elif what == "drop":
+            tensors.pop(str(rng.choice(sorted(tensors))))
+        elif what == "add":
+            tensors[f"extra{i}"] = torch.zeros(int(rng.integers(1, 9)))
+        elif what == "resize":
+            key = str(rng.choice(sorted(tensors)))
+            tensors[key] = torch.zeros(*[int(rng.integers(1, 9))] * tensors[key].ndim)
+        else:
+            record[f"junk{i}"] = float(rng.uniform())
+        meta = {"format": FORMAT, "labels": json.dumps(labels), SETTINGS_KEY: json.dumps(record)}
+        path = folder / f"emb{i:02d}.safetensors"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+        try:
+            EmbeddingModel(path)
+            ok, why = True, ""
+        except ValueError as exc:
+            one = str(exc)
+            ok, why = str(path) in one and "\n" not in one, one[:200]
+        except BaseException as exc:  # noqa: BLE001 - any other error is the fault sought
+            ok, why = False, repr(exc)[:200]
+        tally.check(f"embedding-model file [{what}]", ok, why)
+
+
 def run(n_files: int, n_models: int, seed: int) -> dict:
     from speechlstm.testing.synth_audio import tone_word
     from speechlstm.testing.tiny_onnx import build_tiny_model
@@ -425,6 +530,7 @@ def run(n_files: int, n_models: int, seed: int) -> dict:
         models = fuzz_models(folder, n_models, rng, model, clip)
         names = fuzz_names(folder, model)
         outputs = fuzz_outputs(folder, model)
+        families = fuzz_families(folder, model, clip, rng)
         seconds = time.perf_counter() - started
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -446,8 +552,9 @@ def run(n_files: int, n_models: int, seed: int) -> dict:
         },  # fmt: skip
         "names": {"checks": names.tried, "held": names.held, "broken": names.broken},
         "outputs": {"checks": outputs.tried, "held": outputs.held, "broken": outputs.broken},
-        "held": audio.held + models.held + names.held + outputs.held,
-        "tried": audio.tried + models.tried + names.tried + outputs.tried,
+        "families": {"checks": families.tried, "held": families.held, "broken": families.broken},
+        "held": audio.held + models.held + names.held + outputs.held + families.held,
+        "tried": audio.tried + models.tried + names.tried + outputs.tried + families.tried,
         "seconds": round(seconds, 1),
     }
 
