@@ -428,9 +428,11 @@ def test_fuzz_harness_holds_on_corrupt_files_and_models():
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     result = json.loads(out.stdout[out.stdout.index("{") :])
-    # score + transcribe of a third + 2 per model + the names stage (10 entries, 1 merge)
-    assert result["tried"] == 120 + 40 + 2 * 40 + 11
-    broken = result["audio"]["broken"] + result["models"]["broken"] + result["names"]["broken"]
+    # score + transcribe of a third + 2 per model + the names stage (10 entries,
+    # 1 merge) + every writer over its hostile outputs (32) + the families (48)
+    assert result["tried"] == 120 + 40 + 2 * 40 + 11 + 32 + 48
+    stages = ("audio", "models", "names", "outputs", "families")
+    broken = [b for stage in stages for b in result[stage]["broken"]]
     assert result["held"] == result["tried"], broken
 
 
