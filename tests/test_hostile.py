@@ -9,6 +9,7 @@ model/config/output, 0 otherwise; never a traceback.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -429,8 +430,10 @@ def test_fuzz_harness_holds_on_corrupt_files_and_models():
     )  # fmt: skip
     result = json.loads(out.stdout[out.stdout.index("{") :])
     # score + transcribe of a third + 2 per model + the names stage (10 entries,
-    # 1 merge) + every writer over its hostile outputs (32) + the families (48)
-    assert result["tried"] == 120 + 40 + 2 * 40 + 11 + 32 + 48
+    # 1 merge) + every writer over its hostile outputs (32) + the families (48;
+    # 6 without the training side: no train runs, no embedding-model files)
+    families = 48 if importlib.util.find_spec("torch") is not None else 6
+    assert result["tried"] == 120 + 40 + 2 * 40 + 11 + 32 + families
     stages = ("audio", "models", "names", "outputs", "families")
     broken = [b for stage in stages for b in result[stage]["broken"]]
     assert result["held"] == result["tried"], broken

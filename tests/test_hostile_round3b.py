@@ -193,6 +193,7 @@ def test_train_resume_accepts_the_same_data_moved_and_refuses_other_clips(
 
 
 @pytest.mark.slow
+@pytest.mark.train
 @pytest.mark.parametrize("device", ["cuda:999", "tpu", "cuda:x"])
 def test_train_refuses_a_device_it_cannot_use_before_any_work(tone_dataset, tmp_path, device):
     """Family 4: a --device this machine lacks (or no device at all) is refused
