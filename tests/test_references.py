@@ -422,3 +422,18 @@ def test_every_setting_says_what_it_does():
     assert done.returncode == 0 and done.stdout.strip() == "", (
         "settings without a comment in speechlstm/config.py:\n" + done.stdout
     )
+
+
+def test_every_package_ships_in_the_wheel():
+    # pyproject lists its packages by name: a subpackage missing there is
+    # missing from the wheel (speechlstm.detect once was: `info` failed there).
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "speechlstm").rglob("__init__.py")
+    }
+    assert found - listed == set(), f"add these to pyproject.toml's packages: {found - listed}"
