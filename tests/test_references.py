@@ -394,16 +394,18 @@ def test_every_module_is_in_its_packages_map():
 # -- generated references ----------------------------------------------------
 
 
+def _settings_reference(flag: str) -> subprocess.CompletedProcess:
+    script = ROOT / "scripts" / "settings_reference.py"
+    return subprocess.run(
+        [sys.executable, str(script), flag], capture_output=True, text=True, timeout=60
+    )
+
+
 def test_the_settings_reference_is_current():
     # docs/training.md's settings table is rendered from speechlstm/config.py's
     # field comments; a field added, removed, renamed, re-defaulted or
     # re-commented there changes it.
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "settings_reference.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _settings_reference("--check")
     assert done.returncode == 0, (
         done.stdout + done.stderr + "\nThe settings table in docs/training.md is generated: "
         "run `make docs` (python scripts/settings_reference.py) and commit the result."
@@ -413,12 +415,7 @@ def test_the_settings_reference_is_current():
 def test_every_setting_says_what_it_does():
     # The reference is only as good as its comments: a new field without one
     # would be an empty cell in docs/training.md.
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "settings_reference.py"), "--undocumented"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _settings_reference("--undocumented")
     assert done.returncode == 0 and done.stdout.strip() == "", (
         "settings without a comment in speechlstm/config.py:\n" + done.stdout
     )
