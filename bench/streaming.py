@@ -21,10 +21,6 @@ reports the tuned settings instead (`--write-detector FILE` saves them).
         --split validation --split test
     python bench/streaming.py [--model sc12] [--verifier sc12] [--det-png docs/images/det.png]
     python bench/streaming.py --model M --tune --write-detector M.detector.toml
-    python bench/streaming.py --verifier sc12 --ensemble 0.5 --tune   (the lever:
-        the second stage averages both models, as `transcribe --verifier` does on a clip)
-    python bench/streaming.py --verifier sc12 --stacker bench/out/ensemble_weights.json --tune
-        (the lever with learned weights: bench/ensemble_weights.py's stacker)
 
 Writes bench/out/streaming.json.
 """
@@ -73,49 +69,6 @@ def streams_of(folder: Path, split: str, rate_hz: int) -> LabelledStreams:
             f"SPEECH_COMMANDS_TREE -o {folder} --split validation --split test"
         )
     return LabelledStreams(files[0], read_truth(files[1]), [files[2]], rate_hz)
-
-
-class EnsembleRecognizer:
-    """The verifier's model with the first stage's probabilities mixed in: the
-    clip ensemble (`transcribe --verifier` on a clip) as the stream's second
-    stage. `weight` is the first stage's share; a label the first stage lacks
-    keeps the verifier's probability."""
-
-    def __init__(self, second: OnnxRecognizer, first: OnnxRecognizer, weight: float):
-        self.second, self.first, self.weight = second, first, weight
-        index = {lab: i for i, lab in enumerate(first.labels)}
-        self.map = [(i, index.get(lab)) for i, lab in enumerate(second.labels)]
-
-    def __getattr__(self, name):
-        return getattr(self.second, name)
-
-    def predict_clip(self, audio: np.ndarray) -> np.ndarray:
-        own, other = self.second.predict_clip(audio), self.first.predict_clip(audio)
-        mixed = own.copy()
-        for i, j in self.map:
-            if j is not None:
-                mixed[i] = (1 - self.weight) * own[i] + self.weight * other[j]
-        return (mixed / mixed.sum()).astype(np.float32)
-
-
-class StackedRecognizer(EnsembleRecognizer):
-    """The second stage as `bench/ensemble_weights.py`'s stacker: a logistic
-    regression over both models' log probabilities, learned on the windows the
-    first stage fires on in the training speakers' streams."""
-
-    def __init__(self, second: OnnxRecognizer, first: OnnxRecognizer, fitted: dict):
-        super().__init__(second, first, 0.0)
-        if list(fitted["labels"]) != list(second.labels) or list(fitted["first_labels"]) != list(
-            first.labels
-        ):
-            raise SystemExit("the stacker was fitted for other models' labels")
-        self.coef, self.bias = np.array(fitted["coef"]), np.array(fitted["bias"])
-
-    def predict_clip(self, audio: np.ndarray) -> np.ndarray:
-        both = np.concatenate([self.first.predict_clip(audio), self.second.predict_clip(audio)])
-        z = np.log(np.maximum(both.astype(np.float64), 1e-6)) @ self.coef.T + self.bias
-        p = np.exp(z - z.max())
-        return (p / p.sum()).astype(np.float32)
 
 
 def cpu_share(rec, cfg: DetectorConfig, wave: np.ndarray, verifier=None) -> float:
@@ -212,14 +165,6 @@ def main() -> None:
     parser.add_argument("--write-detector", type=Path, default=None)
     parser.add_argument("--det-png", type=Path, default=None, help="default bench/out/det.png")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "streaming.json")
-    parser.add_argument(
-        "--ensemble", type=float, default=None,
-        help="the second stage averages the verifier with the first stage (its weight, 0-1)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--stacker", type=Path, default=None,
-        help="the second stage is bench/ensemble_weights.py's learned stacker (its JSON)",
-    )  # fmt: skip
     args = parser.parse_args()
     rec = OnnxRecognizer(resolve_model(args.model), threads=1)
     verifier = None
@@ -228,15 +173,9 @@ def main() -> None:
         pair_cfg, pair_threshold = pair_settings(args.verifier)
         cfg = pair_cfg or cfg
         second = OnnxRecognizer(resolve_verifier(args.verifier), threads=1)
-        if args.ensemble is not None:
-            second = EnsembleRecognizer(second, rec, args.ensemble)
-        if args.stacker is not None:
-            fitted = json.loads(args.stacker.read_text())["fitted_on_all"]["stacker"]
-            second = StackedRecognizer(second, rec, fitted)
         verifier = Verifier(second, pair_threshold or 0.5, rec.labels)
     result = {"benchmark": "streaming", "machine": machine(), "model": args.model,
-              "verifier": args.verifier, "ensemble": args.ensemble,
-              "stacker": str(args.stacker) if args.stacker else None, "goals": GOALS}  # fmt: skip
+              "verifier": args.verifier, "goals": GOALS}  # fmt: skip
     if args.tune:
         val = streams_of(args.streams, "validation", rec.sample_rate)
         tuner = Tuner(rec, cfg, val, rulings(verifier, val) if verifier else None)
