@@ -51,7 +51,7 @@ from speechlstm.detect.tuning import (  # noqa: E402
 )
 from speechlstm.detect.verify import Verifier  # noqa: E402
 from speechlstm.runtime import OnnxRecognizer, resolve_model  # noqa: E402
-from speechlstm.shipped_verifier import pair_settings, resolve_verifier  # noqa: E402
+from speechlstm.shipped_verifier import first_stage, pair_settings, resolve_verifier  # noqa: E402
 
 GOALS = (
     "test speakers: best set-up >= 0.90 matched at <= 1 false alarm an hour, median latency "
@@ -156,7 +156,9 @@ def plot(curves: dict[str, list[dict]], path: Path, hours: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="sc12")
+    parser.add_argument(
+        "--model", default=None, help="default: sc12, or with --verifier sc12 its sc12_mined"
+    )
     parser.add_argument("--verifier", default=None, help="a second stage: sc12 or a file")
     parser.add_argument("--streams", type=Path, default=ROOT / "data" / "streams")
     parser.add_argument("--tune", action="store_true", help="tune on validation first")
@@ -166,6 +168,7 @@ def main() -> None:
     parser.add_argument("--det-png", type=Path, default=None, help="default bench/out/det.png")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "streaming.json")
     args = parser.parse_args()
+    args.model = first_stage(args.verifier, args.model) or "sc12"
     rec = OnnxRecognizer(resolve_model(args.model), threads=1)
     verifier = None
     cfg = rec.description.detector

@@ -22,7 +22,9 @@ EXIT_USAGE = 2  # bad arguments, missing files given as options, unusable model
 EXIT_INTERRUPTED = 130
 EXIT_PIPE_CLOSED = 141  # stdout's reader went away (128 + SIGPIPE), as Unix tools end
 
-MODEL_HELP = "ONNX model, or a shipped model's name (sc12, sc12_synthetic); default: sc12."
+MODEL_HELP = (
+    "ONNX model, or a shipped model's name (sc12, sc12_synthetic, sc12_mined); default: sc12."
+)
 MODELS_HELP = MODEL_HELP + " Repeat for several models on one stream."
 RAW_OPTIONS_HELP = "--rate (16000), --format (s16le) and --channels (1) describe it."
 
@@ -108,9 +110,11 @@ def build_detector(
     """The API's Detector for `-m` (one, several or none: the default) with the
     command's settings; a usage error naming what is unusable."""
     from speechlstm.api import Detector
-    from speechlstm.shipped_verifier import pair_settings
+    from speechlstm.shipped_verifier import first_stage, pair_settings
 
-    recognizers = [load_api_recognizer(m, threads) for m in (models or [None])]
+    # A shipped verifier runs behind its own first stage unless -m names one.
+    specs = [first_stage(verifier, m) for m in (models or [None])]
+    recognizers = [load_api_recognizer(m, threads) for m in specs]
     # A shipped verifier brings the first stage's settings tuned for the pair.
     base = pair_settings(verifier)[0]
     if detector_file is not None:
@@ -150,9 +154,10 @@ def raw_input_format(raw: bool, rate: int, fmt: str, channels: int, source):
 
 VERIFIER_HELP = (
     "A second model that rules on each detection: `sc12` (the shipped verifier, on the "
-    "speech embedding of `pip install 'speechlstm[embedding]'`; brings the first stage's "
-    "settings tuned for the pair), or a model file (`export` of a `train --frontend "
-    "embedding` run). A detection is reported only if it hears the same command."
+    "speech embedding of `pip install 'speechlstm[embedding]'`; brings its own first stage, "
+    "sc12_mined unless -m names one, and the settings tuned for the pair), or a model file "
+    "(`export` of a `train --frontend embedding` run). A detection is reported only if it "
+    "hears the same command."
 )
 VERIFIER_THRESHOLD_HELP = "With --verifier: its probability needed for the command (0.5)."
 DEFAULT_VERIFIER_THRESHOLD = 0.5

@@ -176,10 +176,15 @@ def info(
     except ModelError as exc:
         fail(str(exc))
     d = found.description
+    from speechlstm.shipped_verifier import first_stage
+
+    pair_first = first_stage(verifier, None) if verifier is not None else None
     if as_json:
+        pair = {"first_stage": pair_first} if pair_first else {}
         stdout_line(
             json.dumps(
                 {
+                    **pair,
                     "path": str(found.path),
                     "labels": list(d.labels),
                     "features": to_dict(d.features),
@@ -214,6 +219,11 @@ def info(
     ]
     if d.frontend_credit:
         lines.append(f"licence:   {d.frontend_credit}")
+    if pair_first:
+        lines.append(
+            f"pair:      runs behind {pair_first} (`speechlstm info {pair_first}`) unless -m "
+            "names a model; the points below are the pair's"
+        )
     if det.thresholds:
         per_label = ", ".join(f"{label} {value}" for label, value in det.thresholds)
         lines.append(f"           per label: {per_label}")

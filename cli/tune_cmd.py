@@ -119,8 +119,10 @@ def tune_detector(
     from speechlstm.detect.tuning import POINT_BUDGETS, Tuner, detector_toml
     from speechlstm.files import FileRefused, check_output, write_atomic
     from speechlstm.progress import progress_bar
+    from speechlstm.shipped_verifier import first_stage
 
-    recognizer = load_recognizer(model, threads=1)
+    # As live runs it: a shipped verifier behind its own first stage unless -m names one.
+    recognizer = load_recognizer(first_stage(verifier, model), threads=1)
     from speechlstm.plots import is_our_png
 
     try:

@@ -25,6 +25,8 @@ echo "check-wheel: $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)" >&2
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 needed = ["speechlstm/assets/sc12.int8.onnx", "speechlstm/assets/sc12_synthetic.int8.onnx",
+          "speechlstm/assets/sc12_mined.int8.onnx", "speechlstm/assets/sc12.verifier.head.onnx",
+          "speechlstm/assets/sc12.verifier.detector.toml",
           "speechlstm/assets/encoder.safetensors", "speechlstm/cli/main.py", "speechlstm/api.py"]
 missing = [n for n in needed if n not in names]
 if missing:

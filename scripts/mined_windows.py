@@ -1,6 +1,7 @@
 """Cut the listed mined windows out of the training speakers' negative stream.
 
     python scripts/mined_windows.py SUBSET LIST OUT
+    python scripts/mined_windows.py SUBSET LIST OUT --stream WAV
 
 The stream is rebuilt from the Speech Commands tree SUBSET as it was mined:
 two hours of the training speakers' non-command words over the tree's
@@ -15,6 +16,13 @@ the 519 windows the shipped default model (the feature-distilled student of
 2026-12-03) fired on at 0.5; `make verifier` trains on them, so that
 rebuilding the verifier does not depend on which default model is installed
 (another model would mine other windows and train another verifier).
+
+With `--stream WAV` the windows are cut from that file instead: the training
+speakers' 5 hours of negatives `speechlstm data streams SUBSET --split train`
+writes (train_negatives.wav, seeded). recipes/mined_r2.txt holds the 1,836
+windows the default model fired on there at 0.5 and recipes/mined_r3.txt the
+317 its first retrained model fired on: the mined first stage of the shipped
+pair (`make pair-first-stage`, scripts/pair_first_stage.sh) learns both.
 """
 
 from __future__ import annotations
@@ -76,12 +84,27 @@ def mining_stream(subset: Path, minutes: float = 120.0, seed: int = 0):
     return (np.round(wave * 32767) / 32768).astype(np.float32)
 
 
+def stream_file(path: Path):
+    """A mining stream written to a WAV file, as `data mine` read it (float32)."""
+    import soundfile as sf
+
+    wave, rate = sf.read(str(path), dtype="float32", always_2d=False)
+    if rate != SAMPLE_RATE or wave.ndim != 1:
+        raise SystemExit(f"{path}: not a {SAMPLE_RATE} Hz mono stream")
+    return wave
+
+
 def main(argv: list[str]) -> None:
+    stream = None
+    if len(argv) == 5 and argv[3] == "--stream":
+        stream = Path(argv[4])
+        argv = argv[:3]
     if len(argv) != 3:
         raise SystemExit(__doc__)
     subset, listing, out = (Path(a) for a in argv)
     names = [n.strip() for n in listing.read_text().splitlines() if n.strip()]
-    count = cut(mining_stream(subset), names, out)
+    wave = mining_stream(subset) if stream is None else stream_file(stream)
+    count = cut(wave, names, out)
     print(f"{count} mined windows in {out}/{UNKNOWN} (listed in {listing})")
 
 

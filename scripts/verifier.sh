@@ -7,8 +7,8 @@
 # `speechlstm info OUT`), so it is built on your machine, never shipped.
 #
 #   make verifier   # -> models/sc12.verifier.onnx and models/sc12.verifier.detector.toml
-#   speechlstm live --verifier models/sc12.verifier.onnx --verifier-threshold 0.8 \
-#       --detector models/sc12.verifier.detector.toml
+#   speechlstm live -m sc12_mined --verifier models/sc12.verifier.onnx \
+#       --verifier-threshold 0.8 --detector models/sc12.verifier.detector.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SL=.venv/bin/speechlstm
@@ -40,8 +40,9 @@ mkdir -p "$(dirname "$OUT")"
 $SL export "$RUN" -o "$OUT" --force
 $SL info "$OUT"
 # The first stage's settings for the pair, tuned on the validation speakers'
-# streams with the verifier's rulings (the default model's own stay as they are).
-$SL tune-detector --commands "$STREAMS/validation_commands.wav" \
+# streams with the verifier's rulings: the pair's own first stage, sc12_mined
+# (make pair-first-stage; the shipped models' own settings stay as they are).
+$SL tune-detector -m "${FIRST:-sc12_mined}" --commands "$STREAMS/validation_commands.wav" \
   --truth "$STREAMS/validation_truth.csv" --negatives "$STREAMS/validation_negatives.wav" \
   --verifier "$OUT" --verifier-threshold 0.8 --write "${OUT%.onnx}.detector.toml" --force
 # What ships: the graph and our head's weights, the embedding's stripped out

@@ -175,7 +175,8 @@ class Detector:
     list, one per model) that rules on each candidate, at `verifier_threshold`
     (default 0.5). A shipped verifier (`"sc12"`: our head on the speech
     embedding of the installed openwakeword 0.4.0, the `embedding` extra)
-    brings the first-stage settings and threshold tuned for the pair.
+    brings the first-stage settings and threshold tuned for the pair, and
+    its own first stage (`sc12_mined`) where `models` is None.
     `sensitivity` (0 to 1): one of the operating points stored with the
     settings (`tune-detector` stores points at 0.25 to 8 false alarms an hour
     of validation negatives): 0 the fewest false alarms, 1 the most commands;
@@ -204,6 +205,11 @@ class Detector:
         specs = list(models) if isinstance(models, list | tuple) else [models]
         if not specs:
             raise ValueError("Detector needs at least one model")
+        from .shipped_verifier import first_stage
+
+        # A shipped verifier runs behind its own first stage where no model is named.
+        if isinstance(verifier, str):
+            specs = [first_stage(verifier, m) for m in specs]
         self.recognizers = [
             m if isinstance(m, Recognizer) else Recognizer(m, threads=threads) for m in specs
         ]

@@ -37,7 +37,12 @@ class ModelFile:
 
 
 # Shipped models by name: `-m sc12` anywhere a model path is taken.
-SHIPPED_MODELS = {"sc12": "sc12.int8.onnx", "sc12_synthetic": "sc12_synthetic.int8.onnx"}
+# sc12_mined is the first stage of the shipped verifier's pair (`--verifier sc12`).
+SHIPPED_MODELS = {
+    "sc12": "sc12.int8.onnx",
+    "sc12_synthetic": "sc12_synthetic.int8.onnx",
+    "sc12_mined": "sc12_mined.int8.onnx",
+}
 DEFAULT_MODEL = "sc12"
 
 

@@ -16,7 +16,11 @@ embedding is refused, not silently mixed) and writes the composed model once
 to a cache folder ($SPEECHLSTM_CACHE, else $XDG_CACHE_HOME/speechlstm, else
 ~/.cache/speechlstm), keyed by the digests. The composed file is the built one,
 tensor for tensor: the same probabilities (tests/test_shipped_verifier.py).
-The first stage's settings tuned for the pair ship beside it
+The pair's own first stage ships too: `sc12_mined`, the default recipe
+retrained with two rounds of its mined false alarms (scripts/pair_first_stage.sh),
+which `--verifier sc12` runs unless a model is given; behind the verifier it
+matches more commands than the default model at the same false alarms
+(docs/streaming.md). Its settings tuned for the pair ship beside the head
 (sc12.verifier.detector.toml), with the verifier threshold they were tuned at.
 numpy + onnx only, no torch.
 """
@@ -41,10 +45,13 @@ class ShippedVerifier:
     head: str  # the stripped graph, in the package's assets
     detector: str  # the first stage's [detector] settings for the pair
     threshold: float  # the verifier threshold the pair was tuned at
+    first_stage: str  # the shipped model the pair's settings were tuned with
 
 
 SHIPPED_VERIFIERS = {
-    "sc12": ShippedVerifier("sc12.verifier.head.onnx", "sc12.verifier.detector.toml", 0.8)
+    "sc12": ShippedVerifier(
+        "sc12.verifier.head.onnx", "sc12.verifier.detector.toml", 0.8, "sc12_mined"
+    )
 }
 
 
@@ -54,6 +61,15 @@ class VerifierUnavailable(ModelError):
 
 def is_shipped(spec) -> bool:
     return spec is not None and str(spec) in SHIPPED_VERIFIERS and not Path(spec).exists()
+
+
+def first_stage(spec, model):
+    """The first stage to run before verifier `spec`: `model` when one is given,
+    else a shipped verifier's own first stage (a shipped model's name: the one
+    its pair settings were tuned with), else None (the default model)."""
+    if model is not None or not is_shipped(spec):
+        return model
+    return SHIPPED_VERIFIERS[str(spec)].first_stage
 
 
 def _sha256(path: Path) -> str:

@@ -85,6 +85,7 @@ def test_verifier_sc12_composes_once_and_judges(tmp_path):
     info = _cli("info", "--verifier", "sc12", env=env)
     assert info.returncode == 0, info.stderr
     assert b"licence:" in info.stdout and b"CC BY-NC-SA 4.0" in info.stdout
+    assert b"runs behind sc12_mined" in info.stdout
     composed = list((tmp_path / "cache").glob("sc12.verifier-*.onnx"))
     assert len(composed) == 1
     # The verifier alone and as the ensemble's second model hear the sample words.
@@ -109,8 +110,43 @@ def test_verifier_sc12_composes_once_and_judges(tmp_path):
     try:
         d = Detector(verifier="sc12")
         assert d.configs[0].threshold == cfg.threshold
+        # Behind its own first stage, the model the pair's settings were tuned with.
+        assert d.models == ["sc12_mined"]
         assert [e.label for e in d.run([stream])] == ["yes", "stop", "no"]
         assert d.stats.verified >= 3
+        # A model named keeps its place in front of the verifier.
+        assert Detector("sc12", verifier="sc12").models == ["sc12"]
+        # The CLI builds the same pair: a recording's detections name its first stage.
+        recording = tmp_path / "three.wav"
+        sf.write(recording, stream, 16000, subtype="PCM_16")
+        out = _cli("transcribe", recording, "--verifier", "sc12", "--json", env=env)
+        found = json.loads(out.stdout)["detections"]
+        assert [(d["label"], d.get("model")) for d in found] == [
+            ("yes", "sc12_mined"),
+            ("stop", "sc12_mined"),
+            ("no", "sc12_mined"),
+        ], out.stderr
         assert verifier_path("sc12") == composed[0]  # from the cache, not composed again
     finally:
         del os.environ["SPEECHLSTM_CACHE"]
+
+
+def test_the_pairs_first_stage_ships_with_its_own_settings():
+    from speechlstm.config_text import load_detector_toml
+    from speechlstm.runtime import OnnxRecognizer, resolve_model
+    from speechlstm.shipped_verifier import first_stage
+
+    assert first_stage("sc12", None) == "sc12_mined"
+    assert first_stage("sc12", "lights.onnx") == "lights.onnx"
+    assert first_stage("my.verifier.onnx", None) is None  # a verifier file: the default model
+    assert first_stage(None, None) is None
+    mined, default = (OnnxRecognizer(resolve_model(n)) for n in ("sc12_mined", "sc12"))
+    assert mined.labels == default.labels  # the pair's settings name the same commands
+    assert mined.description.detector == load_detector_toml(
+        ROOT / "recipes" / "sc12_mined.detector.toml"
+    )
+    # Same audio, a different model: the mined rounds moved its weights.
+    clip = sf.read(SAMPLES / "yes.wav", dtype="float32")[0][None, : mined.clip_samples]
+    p_mined, p_default = mined.predict(clip)[0], default.predict(clip)[0]
+    assert mined.labels[int(np.argmax(p_mined))] == "yes"
+    assert not np.allclose(p_mined, p_default)
