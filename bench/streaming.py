@@ -21,6 +21,7 @@ reports the tuned settings instead (`--write-detector FILE` saves them).
         --split validation --split test
     python bench/streaming.py [--model sc12] [--verifier sc12] [--det-png docs/images/det.png]
     python bench/streaming.py --model M --tune --write-detector M.detector.toml
+    python bench/streaming.py --curves A.json B.json --det-png docs/images/det.png
 
 Writes bench/out/streaming.json.
 """
@@ -154,6 +155,23 @@ def plot(curves: dict[str, list[dict]], path: Path, hours: float) -> None:
     plt.close(fig)
 
 
+def plot_runs(runs: list[Path], png: Path) -> None:
+    """One DET figure of the set-ups of earlier runs (their JSON), each once."""
+    curves: dict[str, list[dict]] = {}
+    hours = 0.0
+    for path in runs:
+        run = json.loads(path.read_text())
+        test = run["test_speakers"]
+        hours = test["negative_hours"]
+        curves.setdefault(run["model"], list(test["first_stage"].values()))
+        if "cascade" in test:
+            name = f"{run['model']} + verifier {run['verifier']}"
+            curves.setdefault(name, list(test["cascade"].values()))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(curves, png, hours)
+    print(f"wrote {png}: {', '.join(curves)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -167,7 +185,16 @@ def main() -> None:
     parser.add_argument("--write-detector", type=Path, default=None)
     parser.add_argument("--det-png", type=Path, default=None, help="default bench/out/det.png")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "streaming.json")
+    parser.add_argument(
+        "--curves",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="measure nothing: draw --det-png from these runs' JSON (every set-up in one figure)",
+    )
     args = parser.parse_args()
+    if args.curves:
+        return plot_runs(args.curves, args.det_png or OUT_DIR / "det.png")
     args.model = first_stage(args.verifier, args.model) or "sc12"
     rec = OnnxRecognizer(resolve_model(args.model), threads=1)
     verifier = None
