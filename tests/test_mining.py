@@ -49,9 +49,9 @@ def test_the_miner_finds_the_planted_false_alarm_at_its_offset(onnx_model, tmp_p
     # (`--stream`, as make pair-first-stage cuts its rounds from data streams').
     listing = tmp_path / "list.txt"
     listing.write_text(clips[0].name + "\n")
-    cutter.main([str(tmp_path), str(listing), str(tmp_path / "cli"), "--stream",
+    cutter.main([str(tmp_path), str(listing), str(tmp_path / "by_name"), "--stream",
                  str(tmp_path / "negatives.wav")])  # fmt: skip
-    assert (tmp_path / "cli/_unknown_" / clips[0].name).read_bytes() == clips[0].read_bytes()
+    assert (tmp_path / "by_name/_unknown_" / clips[0].name).read_bytes() == clips[0].read_bytes()
     sf.write(tmp_path / "stereo.wav", np.zeros((SR, 2), np.float32), SR)
     with pytest.raises(SystemExit, match="mono"):
         cutter.main([str(tmp_path), str(listing), str(tmp_path / "x"), "--stream",
